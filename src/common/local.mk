@@ -1,0 +1,12 @@
+# SPDX-License-Identifier: MIT
+# src/common: digest, names, store, log, util -> libcfscommon.a
+noinst_LIBRARIES += libcfscommon.a
+libcfscommon_a_SOURCES = \
+	src/common/digest.c src/common/digest.h \
+	src/common/log.c src/common/log.h \
+	src/common/name.c src/common/name.h \
+	src/common/progress.c src/common/progress.h \
+	src/common/store.c src/common/store.h \
+	src/common/util.c src/common/util.h
+libcfscommon_a_CFLAGS = $(AM_CFLAGS) $(CRYPTO_CFLAGS)
+CFS_COMMON_LIBS = libcfscommon.a $(CRYPTO_LIBS) -lm

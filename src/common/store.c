@@ -1,0 +1,591 @@
+/* SPDX-License-Identifier: MIT */
+/* cfscache: object store: verified inserts through locked temp files, atomic no-replace renames. */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <linux/fsverity.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/name.h"
+#include "common/store.h"
+#include "common/util.h"
+
+#define TMP_PREFIX "tmp."
+
+struct cfs_store {
+	int dirfd;
+	int tmpfd;
+	char *path;
+	/* Which prefix directories are known to exist, so inserts skip mkdirat. */
+	_Atomic unsigned char have_prefix[256];
+	/* Whether FS_IOC_ENABLE_VERITY is worth trying on this filesystem. */
+	_Atomic int verity_state; /* 0 unknown, 1 works, -1 unsupported */
+};
+
+struct cfs_store_writer {
+	struct cfs_store *store;
+	struct cfs_digest_ctx *digest;
+	int fd;
+	char tmpname[64];
+	bool has_expected, verified, committed;
+	uint8_t expected[CFS_DIGEST_SIZE];
+	uint8_t computed[CFS_DIGEST_SIZE];
+};
+
+static atomic_uint tmp_counter;
+
+int cfs_store_dirfd(const struct cfs_store *store)
+{
+	return store->dirfd;
+}
+
+const char *cfs_store_path(const struct cfs_store *store)
+{
+	return store->path;
+}
+
+int cfs_store_open(const char *path, unsigned flags, struct cfs_store **store_ret)
+{
+	struct cfs_store *store = NULL;
+	int r;
+
+	store = calloc(1, sizeof(*store));
+	if (!store)
+		return -ENOMEM;
+	store->dirfd = store->tmpfd = -1;
+	store->path = strdup(path);
+	if (!store->path) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if ((flags & CFS_STORE_CREATE) && mkdir(path, 0755) < 0 && errno != EEXIST) {
+		r = -errno;
+		cfs_err("cannot create store %s: %s", path, strerror(-r));
+		goto fail;
+	}
+	store->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (store->dirfd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (mkdirat(store->dirfd, CFS_STORE_TMPDIR, 0700) < 0 && errno != EEXIST) {
+		/* A read-only store can still be served and read. */
+		if (errno != EROFS && errno != EACCES) {
+			r = -errno;
+			goto fail;
+		}
+	}
+	store->tmpfd = openat(store->dirfd, CFS_STORE_TMPDIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (!(flags & CFS_STORE_NO_CLEAN) && store->tmpfd >= 0) {
+		r = cfs_store_clean_temp(store);
+		if (r > 0)
+			cfs_info("removed %d stale temporary file(s) from %s", r, path);
+	}
+	*store_ret = store;
+	return 0;
+fail:
+	cfs_store_free(store);
+	return r;
+}
+
+void cfs_store_free(struct cfs_store *store)
+{
+	if (!store)
+		return;
+	if (store->tmpfd >= 0)
+		close(store->tmpfd);
+	if (store->dirfd >= 0)
+		close(store->dirfd);
+	free(store->path);
+	free(store);
+}
+
+int cfs_store_lookup(struct cfs_store *store, const uint8_t digest[CFS_DIGEST_SIZE],
+		     struct stat *st_ret)
+{
+	char rel[CFS_NAME_PATH_LEN + 1];
+	struct stat st;
+
+	cfs_name_format_path(digest, rel);
+	if (fstatat(store->dirfd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOTDIR ? -ENOENT : -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EUCLEAN;
+	if (st_ret)
+		*st_ret = st;
+	return 0;
+}
+
+int cfs_store_open_object(struct cfs_store *store, const uint8_t digest[CFS_DIGEST_SIZE],
+			  int *fd_ret)
+{
+	char rel[CFS_NAME_PATH_LEN + 1];
+	struct stat st;
+	int fd;
+
+	cfs_name_format_path(digest, rel);
+	fd = openat(store->dirfd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return errno == ELOOP || errno == ENXIO ? -EUCLEAN : -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -EUCLEAN;
+	}
+	/* O_NONBLOCK only guarded the open against FIFOs. */
+	fcntl(fd, F_SETFL, 0);
+	*fd_ret = fd;
+	return 0;
+}
+
+int cfs_store_remove(struct cfs_store *store, const uint8_t digest[CFS_DIGEST_SIZE])
+{
+	char rel[CFS_NAME_PATH_LEN + 1];
+
+	cfs_name_format_path(digest, rel);
+	if (unlinkat(store->dirfd, rel, 0) < 0)
+		return errno == ENOTDIR ? -ENOENT : -errno;
+	return 0;
+}
+
+int cfs_store_sync(struct cfs_store *store)
+{
+	return syncfs(store->dirfd) < 0 ? -errno : 0;
+}
+
+int cfs_store_clean_temp(struct cfs_store *store)
+{
+	DIR *dir;
+	struct dirent *de;
+	int fd, removed = 0;
+
+	if (store->tmpfd < 0)
+		return 0;
+	fd = openat(store->tmpfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	dir = fdopendir(fd);
+	if (!dir) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(dir))) {
+		int tfd;
+
+		if (strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) != 0)
+			continue;
+		tfd = openat(store->tmpfd, de->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+		if (tfd < 0)
+			continue;
+		/* A live writer (of this or another process) holds its file locked. */
+		if (flock(tfd, LOCK_EX | LOCK_NB) == 0 && unlinkat(store->tmpfd, de->d_name, 0) == 0)
+			removed++;
+		close(tfd);
+	}
+	closedir(dir);
+	return removed;
+}
+
+static int writer_create_tmp(struct cfs_store_writer *w)
+{
+	struct cfs_store *store = w->store;
+
+	if (store->tmpfd < 0)
+		return -EROFS;
+	for (int attempt = 0; attempt < 100; attempt++) {
+		struct stat st;
+		unsigned n = atomic_fetch_add(&tmp_counter, 1);
+		int fd;
+
+		snprintf(w->tmpname, sizeof(w->tmpname), TMP_PREFIX "%d.%u.%lx", (int)getpid(), n,
+			 (unsigned long)(cfs_now_ns() & 0xffffff));
+		fd = openat(store->tmpfd, w->tmpname, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (fd < 0) {
+			if (errno == EEXIST)
+				continue;
+			return -errno;
+		}
+		/* Lock, then make sure a concurrent cleaner did not unlink the name first. */
+		if (flock(fd, LOCK_EX) < 0 || fstat(fd, &st) < 0) {
+			int r = -errno;
+			close(fd);
+			unlinkat(store->tmpfd, w->tmpname, 0);
+			return r;
+		}
+		if (st.st_nlink == 0) {
+			close(fd);
+			continue;
+		}
+		/* Modes are those of mkcomposefs, whatever the umask. */
+		if (fchmod(fd, 0644) < 0) {
+			int r = -errno;
+			close(fd);
+			unlinkat(store->tmpfd, w->tmpname, 0);
+			return r;
+		}
+		w->fd = fd;
+		return 0;
+	}
+	return -EEXIST;
+}
+
+int cfs_store_writer_new(struct cfs_store *store, const uint8_t *expected,
+			 struct cfs_store_writer **writer_ret)
+{
+	struct cfs_store_writer *w = calloc(1, sizeof(*w));
+	int r;
+
+	if (!w)
+		return -ENOMEM;
+	w->store = store;
+	w->fd = -1;
+	if (expected) {
+		w->has_expected = true;
+		memcpy(w->expected, expected, CFS_DIGEST_SIZE);
+	}
+	r = cfs_digest_new(&w->digest);
+	if (r < 0)
+		goto fail;
+	r = writer_create_tmp(w);
+	if (r < 0)
+		goto fail;
+	*writer_ret = w;
+	return 0;
+fail:
+	w->tmpname[0] = '\0';
+	cfs_store_writer_free(w);
+	return r;
+}
+
+int cfs_store_writer_write(struct cfs_store_writer *w, const void *buf, size_t len)
+{
+	int r;
+
+	if (w->fd < 0 || w->verified)
+		return -EBADF;
+	r = cfs_write_full(w->fd, buf, len);
+	if (r < 0)
+		return r;
+	cfs_digest_update(w->digest, buf, len);
+	return 0;
+}
+
+uint64_t cfs_store_writer_size(const struct cfs_store_writer *w)
+{
+	return cfs_digest_size(w->digest);
+}
+
+int cfs_store_writer_reset(struct cfs_store_writer *w)
+{
+	if (w->fd < 0 || w->verified)
+		return -EBADF;
+	if (ftruncate(w->fd, 0) < 0 || lseek(w->fd, 0, SEEK_SET) < 0)
+		return -errno;
+	cfs_digest_reset(w->digest);
+	return 0;
+}
+
+int cfs_store_writer_verify(struct cfs_store_writer *w, uint8_t digest_ret[CFS_DIGEST_SIZE])
+{
+	if (w->fd < 0 || w->verified)
+		return -EBADF;
+	cfs_digest_final(w->digest, w->computed);
+	if (digest_ret)
+		memcpy(digest_ret, w->computed, CFS_DIGEST_SIZE);
+	if (w->has_expected && memcmp(w->computed, w->expected, CFS_DIGEST_SIZE) != 0)
+		return -EBADMSG;
+	w->verified = true;
+	return 0;
+}
+
+static void try_enable_verity(struct cfs_store_writer *w)
+{
+	struct cfs_store *store = w->store;
+	struct fsverity_enable_arg arg = {
+		.version = 1,
+		.hash_algorithm = FS_VERITY_HASH_ALG_SHA256,
+		.block_size = CFS_VERITY_BLOCK_SIZE,
+	};
+	int fd;
+
+	if (atomic_load(&store->verity_state) < 0)
+		return;
+	/* Verity needs a descriptor with no writers open on the file. */
+	fd = openat(store->tmpfd, w->tmpname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (ioctl(fd, FS_IOC_ENABLE_VERITY, &arg) == 0) {
+		atomic_store(&store->verity_state, 1);
+	} else if (errno == EOPNOTSUPP || errno == ENOTTY || errno == EINVAL) {
+		if (atomic_exchange(&store->verity_state, -1) == 0)
+			cfs_info("fs-verity not supported on %s; objects are verified by hash only",
+				 store->path);
+	} else {
+		cfs_warn("enabling fs-verity on a new object failed: %s", strerror(errno));
+	}
+	close(fd);
+}
+
+static int ensure_prefix(struct cfs_store *store, uint8_t prefix)
+{
+	char name[3];
+
+	if (atomic_load(&store->have_prefix[prefix]))
+		return 0;
+	snprintf(name, sizeof(name), "%02x", prefix);
+	if (mkdirat(store->dirfd, name, 0755) < 0) {
+		if (errno != EEXIST)
+			return -errno;
+	} else if (fchmodat(store->dirfd, name, 0755, 0) < 0) {
+		return -errno;
+	}
+	atomic_store(&store->have_prefix[prefix], 1);
+	return 0;
+}
+
+/* Moves the temp file under its final name unless something is there already. */
+static int link_noreplace(struct cfs_store *store, const char *tmpname, const char *rel)
+{
+	if (renameat2(store->tmpfd, tmpname, store->dirfd, rel, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -errno;
+	/* Filesystems without RENAME_NOREPLACE: link fails with EEXIST just the same. */
+	if (linkat(store->tmpfd, tmpname, store->dirfd, rel, 0) < 0)
+		return -errno;
+	unlinkat(store->tmpfd, tmpname, 0);
+	return 0;
+}
+
+int cfs_store_writer_commit(struct cfs_store_writer *w, unsigned flags, bool *existed_ret)
+{
+	struct cfs_store *store = w->store;
+	char rel[CFS_NAME_PATH_LEN + 1];
+	bool existed = false;
+	int r;
+
+	if (!w->verified || w->committed)
+		return -EINVAL;
+	if (w->fd >= 0) {
+		if (!(flags & CFS_STORE_NOSYNC) && fsync(w->fd) < 0)
+			return -errno;
+		/* Close before enabling verity, which refuses files open for writing. */
+		close(w->fd);
+		w->fd = -1;
+	}
+	try_enable_verity(w);
+	r = ensure_prefix(store, w->computed[0]);
+	if (r < 0)
+		return r;
+	cfs_name_format_path(w->computed, rel);
+	r = link_noreplace(store, w->tmpname, rel);
+	if (r == -EEXIST) {
+		struct stat st;
+
+		/* Present already: fine if it is a regular file, an error if something else. */
+		r = fstatat(store->dirfd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)
+			    ? 0
+			    : -EUCLEAN;
+		existed = true;
+		if (r == 0)
+			unlinkat(store->tmpfd, w->tmpname, 0);
+	}
+	if (r < 0)
+		return r;
+	w->committed = true;
+	if (existed_ret)
+		*existed_ret = existed;
+	return 0;
+}
+
+void cfs_store_writer_free(struct cfs_store_writer *w)
+{
+	if (!w)
+		return;
+	if (!w->committed && w->tmpname[0] && w->store->tmpfd >= 0)
+		unlinkat(w->store->tmpfd, w->tmpname, 0);
+	if (w->fd >= 0)
+		close(w->fd);
+	cfs_digest_free(w->digest);
+	free(w);
+}
+
+int cfs_store_insert_fd(struct cfs_store *store, int fd, const uint8_t *expected,
+			uint8_t digest_ret[CFS_DIGEST_SIZE], bool *existed_ret)
+{
+	struct cfs_store_writer *w = NULL;
+	size_t bufsize = 256 * 1024;
+	uint8_t *buf = malloc(bufsize);
+	int r;
+
+	if (!buf)
+		return -ENOMEM;
+	r = cfs_store_writer_new(store, expected, &w);
+	if (r < 0)
+		goto out;
+	for (;;) {
+		ssize_t n = cfs_read_full(fd, buf, bufsize);
+
+		if (n < 0) {
+			r = (int)n;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		r = cfs_store_writer_write(w, buf, (size_t)n);
+		if (r < 0)
+			goto out;
+	}
+	r = cfs_store_writer_verify(w, digest_ret);
+	if (r < 0)
+		goto out;
+	r = cfs_store_writer_commit(w, 0, existed_ret);
+out:
+	cfs_store_writer_free(w);
+	free(buf);
+	return r;
+}
+
+static int iter_prefix(struct cfs_store *store, unsigned prefix, bool all, cfs_store_iter_fn fn,
+		       void *userdata)
+{
+	char pname[4], rel[CFS_NAME_PATH_LEN + 256];
+	struct dirent *de;
+	DIR *dir;
+	int fd, r = 0;
+
+	snprintf(pname, sizeof(pname), "%02x", prefix & 0xffu);
+	fd = openat(store->dirfd, pname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	dir = fdopendir(fd);
+	if (!dir) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(dir))) {
+		struct cfs_store_entry e = { .relpath = rel };
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		snprintf(rel, sizeof(rel), "%s/%s", pname, de->d_name);
+		if (fstatat(fd, de->d_name, &e.st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue; /* removed under us */
+		if (S_ISREG(e.st.st_mode) &&
+		    cfs_name_parse_rest(prefix, de->d_name, strlen(de->d_name), e.digest) == 0)
+			e.kind = CFS_STORE_ENTRY_OBJECT;
+		else if (all)
+			e.kind = CFS_STORE_ENTRY_STRAY;
+		else
+			continue;
+		r = fn(&e, userdata);
+		if (r)
+			break;
+	}
+	closedir(dir);
+	return r;
+}
+
+int cfs_store_iter(struct cfs_store *store, bool all, cfs_store_iter_fn fn, void *userdata)
+{
+	char rel[300];
+	int r;
+
+	for (unsigned p = 0; p < 256; p++) {
+		r = iter_prefix(store, p, all, fn, userdata);
+		if (r)
+			return r;
+	}
+	if (!all)
+		return 0;
+	/* Everything at the top that is not a prefix directory, and the temp files. */
+	{
+		int fd = openat(store->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		struct dirent *de;
+		DIR *dir;
+
+		if (fd < 0)
+			return -errno;
+		dir = fdopendir(fd);
+		if (!dir) {
+			close(fd);
+			return -errno;
+		}
+		r = 0;
+		while (!r && (de = readdir(dir))) {
+			struct cfs_store_entry e = { .relpath = rel, .kind = CFS_STORE_ENTRY_STRAY };
+			unsigned prefix;
+
+			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+			    strcmp(de->d_name, CFS_STORE_TMPDIR) == 0)
+				continue;
+			if (fstatat(fd, de->d_name, &e.st, AT_SYMLINK_NOFOLLOW) < 0)
+				continue;
+			if (S_ISDIR(e.st.st_mode) &&
+			    cfs_name_parse_prefix(de->d_name, strlen(de->d_name), &prefix) == 0)
+				continue;
+			snprintf(rel, sizeof(rel), "%s", de->d_name);
+			r = fn(&e, userdata);
+		}
+		closedir(dir);
+		if (r)
+			return r;
+	}
+	if (store->tmpfd >= 0) {
+		int fd = openat(store->tmpfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		struct dirent *de;
+		DIR *dir;
+
+		if (fd < 0)
+			return -errno;
+		dir = fdopendir(fd);
+		if (!dir) {
+			close(fd);
+			return -errno;
+		}
+		r = 0;
+		while (!r && (de = readdir(dir))) {
+			struct cfs_store_entry e = { .relpath = rel, .kind = CFS_STORE_ENTRY_TEMP };
+
+			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+				continue;
+			if (fstatat(fd, de->d_name, &e.st, AT_SYMLINK_NOFOLLOW) < 0)
+				continue;
+			snprintf(rel, sizeof(rel), CFS_STORE_TMPDIR "/%s", de->d_name);
+			r = fn(&e, userdata);
+		}
+		closedir(dir);
+	}
+	return r;
+}
+
+static int usage_cb(const struct cfs_store_entry *e, void *userdata)
+{
+	struct cfs_store_usage *u = userdata;
+
+	u->objects++;
+	u->bytes += (uint64_t)e->st.st_size;
+	u->disk_bytes += (uint64_t)e->st.st_blocks * 512;
+	return 0;
+}
+
+int cfs_store_usage(struct cfs_store *store, struct cfs_store_usage *usage_ret)
+{
+	struct cfs_store_usage u = { 0 };
+	int r = cfs_store_iter(store, false, usage_cb, &u);
+
+	if (r < 0)
+		return r;
+	*usage_ret = u;
+	return 0;
+}

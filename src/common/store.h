@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/* cfscache: the local object store, laid out like `mkcomposefs --digest-store` (XX/<62hex>). */
+#ifndef CFS_STORE_H
+#define CFS_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "common/digest.h"
+
+/* Temporary files live in this directory inside the store; its name is never an object name. */
+#define CFS_STORE_TMPDIR ".cfs-tmp"
+
+struct cfs_store;
+struct cfs_store_writer;
+
+enum cfs_store_open_flags {
+	CFS_STORE_CREATE = 1 << 0,  /* create the store directory if missing */
+	CFS_STORE_NO_CLEAN = 1 << 1, /* leave stale temporary files alone (read-only users) */
+};
+
+/* Opens (and with CFS_STORE_CREATE creates) a store and removes temporary files that no live
+ * writer holds. Returns 0 or -errno; free with cfs_store_free. */
+int cfs_store_open(const char *path, unsigned flags, struct cfs_store **store_ret);
+void cfs_store_free(struct cfs_store *store);
+int cfs_store_dirfd(const struct cfs_store *store);
+const char *cfs_store_path(const struct cfs_store *store);
+
+/* 0 and *st_ret filled when the object is present as a regular file, -ENOENT when absent,
+ * -EUCLEAN when something that is not a regular file sits under its name. */
+int cfs_store_lookup(struct cfs_store *store, const uint8_t digest[CFS_DIGEST_SIZE],
+		     struct stat *st_ret);
+/* Opens an object read-only, refusing symlinks and non-regular files. Caller closes *fd_ret. */
+int cfs_store_open_object(struct cfs_store *store, const uint8_t digest[CFS_DIGEST_SIZE],
+			  int *fd_ret);
+/* Removes an object. 0 or -ENOENT / -errno. */
+int cfs_store_remove(struct cfs_store *store, const uint8_t digest[CFS_DIGEST_SIZE]);
+/* Flushes the store's filesystem (one syncfs for a batch of writers committed with NOSYNC). */
+int cfs_store_sync(struct cfs_store *store);
+
+/* Streaming insert. The writer owns a temporary file in the store; bytes are hashed as they are
+ * written. When @expected is given the object must have that digest. Returns 0 or -errno. */
+int cfs_store_writer_new(struct cfs_store *store, const uint8_t *expected,
+			 struct cfs_store_writer **writer_ret);
+int cfs_store_writer_write(struct cfs_store_writer *w, const void *buf, size_t len);
+/* Bytes written so far (resume offset). */
+uint64_t cfs_store_writer_size(const struct cfs_store_writer *w);
+/* Drops everything written so far, to start over. */
+int cfs_store_writer_reset(struct cfs_store_writer *w);
+/* Finishes hashing and compares with the expected digest: 0, or -EBADMSG on mismatch.
+ * Closes the data descriptor; *digest_ret (optional) gets the computed digest. */
+int cfs_store_writer_verify(struct cfs_store_writer *w, uint8_t digest_ret[CFS_DIGEST_SIZE]);
+
+enum cfs_store_commit_flags {
+	/* The caller has made the data durable already (cfs_store_sync after verify). */
+	CFS_STORE_NOSYNC = 1 << 0,
+};
+/* After a successful verify: flush (unless NOSYNC), enable fs-verity where the filesystem
+ * supports it, and move the object under its name without replacing anything. Returns 0 when
+ * the object is now present; *existed_ret (optional) tells whether another writer won. */
+int cfs_store_writer_commit(struct cfs_store_writer *w, unsigned flags, bool *existed_ret);
+/* Frees the writer and removes its temporary file unless committed. */
+void cfs_store_writer_free(struct cfs_store_writer *w);
+
+/* Verify + commit with flush, for callers without batches. */
+int cfs_store_insert_fd(struct cfs_store *store, int fd, const uint8_t *expected,
+			uint8_t digest_ret[CFS_DIGEST_SIZE], bool *existed_ret);
+
+enum cfs_store_entry_kind {
+	CFS_STORE_ENTRY_OBJECT, /* a regular file with an object name */
+	CFS_STORE_ENTRY_STRAY,  /* anything else inside the store */
+	CFS_STORE_ENTRY_TEMP,   /* a temporary file */
+};
+
+struct cfs_store_entry {
+	enum cfs_store_entry_kind kind;
+	const char *relpath; /* relative to the store directory */
+	uint8_t digest[CFS_DIGEST_SIZE]; /* objects only */
+	struct stat st;
+};
+
+/* Calls @fn for every entry (objects only unless @all). A non-zero return from @fn stops the
+ * walk and is returned. Returns 0 or -errno. */
+typedef int (*cfs_store_iter_fn)(const struct cfs_store_entry *entry, void *userdata);
+int cfs_store_iter(struct cfs_store *store, bool all, cfs_store_iter_fn fn, void *userdata);
+
+struct cfs_store_usage {
+	uint64_t objects;
+	uint64_t bytes;      /* sum of object sizes */
+	uint64_t disk_bytes; /* allocated blocks */
+};
+int cfs_store_usage(struct cfs_store *store, struct cfs_store_usage *usage_ret);
+
+/* Removes unlocked temporary files (done by open). Returns the count removed or -errno. */
+int cfs_store_clean_temp(struct cfs_store *store);
+
+#endif

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/* cfscache: small helpers shared by every module (I/O loops, sizes, time, hex). */
+#ifndef CFS_UTIL_H
+#define CFS_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CFS_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define CFS_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define CFS_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Full reads and writes, retrying on EINTR and short counts. Return 0 or -errno;
+ * cfs_read_full returns the byte count read (short only at end of file) or -errno. */
+ssize_t cfs_read_full(int fd, void *buf, size_t len);
+ssize_t cfs_pread_full(int fd, void *buf, size_t len, off_t off);
+int cfs_write_full(int fd, const void *buf, size_t len);
+
+/* Parses "123", "4k", "20G", "1.5M" (binary units). Returns 0 or -EINVAL. */
+int cfs_parse_size(const char *s, uint64_t *size_ret);
+/* Formats @bytes as "1.5 MiB" into @buf. Returns @buf. */
+char *cfs_format_size(uint64_t bytes, char *buf, size_t len);
+/* Parses a duration "30", "500ms", "2s", "5m". Returns 0 or -EINVAL. */
+int cfs_parse_duration_ms(const char *s, uint64_t *ms_ret);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t cfs_now_ns(void);
+
+/* Hex helpers; lower case only. */
+void cfs_hex_encode(const uint8_t *in, size_t len, char *out /* 2*len+1 */);
+
+/* Reads a whole small file (e.g. a token), strips one trailing newline. Caller frees. */
+int cfs_read_small_file(const char *path, size_t max, char **content_ret);
+
+/* Constant-time comparison of two byte strings of possibly different lengths. */
+bool cfs_const_time_eq(const void *a, size_t alen, const void *b, size_t blen);
+
+static inline void *cfs_steal_pointer(void *pp)
+{
+	void **p = pp;
+	void *v = *p;
+	*p = NULL;
+	return v;
+}
+
+#endif

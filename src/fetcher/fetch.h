@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: MIT */
+/* cfscache: the fetch engine: verified, single-flight, multi-server object downloads driven by
+ * one thread that owns a libcurl multi handle. Any thread may submit; callbacks run on the
+ * engine's thread. */
+#ifndef CFS_FETCH_H
+#define CFS_FETCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/digest.h"
+#include "common/store.h"
+
+struct cfs_fetch;
+
+struct cfs_fetch_options {
+	/* Base URLs tried in order; object URL = base + "/XX/<62hex>". At least one. */
+	const char *const *servers;
+	size_t n_servers;
+	/* Store that receives verified objects; not owned. */
+	struct cfs_store *store;
+	unsigned max_transfers;       /* concurrent transfers in all (default 64) */
+	unsigned max_per_server;      /* concurrent transfers per server (default 16) */
+	uint64_t max_object_size;     /* larger bodies abort the transfer (default 64 GiB) */
+	unsigned connect_timeout_ms;  /* default 5000 */
+	unsigned low_speed_bytes;     /* abort below this rate... (default 1024 B/s) */
+	unsigned low_speed_secs;      /* ...sustained this long (default 10 s) */
+	unsigned retries;             /* extra attempts per server on failure (default 2) */
+	unsigned backoff_ms;          /* first retry delay, doubled with jitter (default 100) */
+	unsigned server_backoff_ms;   /* how long a failing server is skipped (default 5000) */
+	unsigned server_fail_threshold; /* consecutive failures before that (default 3) */
+	unsigned commit_delay_ms;     /* group-commit window for the shared flush (default 2) */
+	bool accept_zstd;             /* send Accept-Encoding: zstd (default true) */
+	bool insecure;                /* skip TLS peer verification (tests only) */
+	const char *ca_file;          /* optional */
+	const char *client_cert;      /* optional, PEM */
+	const char *client_key;       /* optional, PEM */
+	const char *token_file;       /* optional: "Authorization: Bearer <contents>" */
+	const char *user_agent;       /* optional */
+};
+
+/* Fills @o with the defaults above (servers and store left empty). */
+void cfs_fetch_options_init(struct cfs_fetch_options *o);
+
+/* What a callback learns besides the result code. */
+struct cfs_fetch_result {
+	uint64_t size;          /* object size when present */
+	bool fetched;           /* false when it was in the store already */
+	const char *reason;     /* human-readable cause of a failure, NULL on success */
+	const char *server;     /* server that delivered it, or the last one tried */
+};
+
+/* Called exactly once per successful submit, on the engine's thread. @result is 0 (object now
+ * in the store), -ENOENT (absent on every server), or a failure: -EIO (network/server),
+ * -EBADMSG (digest mismatch everywhere), -ETIMEDOUT, -EFBIG (too large), -ENOSPC,
+ * -ECANCELED (engine shut down). Must not block for long. */
+typedef void (*cfs_fetch_cb)(int result, const uint8_t digest[CFS_DIGEST_SIZE],
+			     const struct cfs_fetch_result *info, void *userdata);
+
+/* Starts the engine and its thread. Copies what it needs from @o. Returns 0 or -errno. */
+int cfs_fetch_new(const struct cfs_fetch_options *o, struct cfs_fetch **fetch_ret);
+/* Stops the thread; transfers in flight are abandoned (their temp files removed) and their
+ * callbacks get -ECANCELED before this returns. */
+void cfs_fetch_free(struct cfs_fetch *fetch);
+
+enum cfs_fetch_flags {
+	CFS_FETCH_LOW_PRIORITY = 1 << 0, /* prefetch: demand fetches go first */
+};
+
+/* Queues a fetch of @digest; returns at once. Concurrent submits of one digest share one
+ * transfer. Returns 0 (callback will run) or -errno (it will not). Thread-safe. */
+int cfs_fetch_submit(struct cfs_fetch *fetch, const uint8_t digest[CFS_DIGEST_SIZE],
+		     unsigned flags, cfs_fetch_cb cb, void *userdata);
+
+/* Blocking convenience for tools: submits and waits. Returns the callback's result. */
+int cfs_fetch_sync(struct cfs_fetch *fetch, const uint8_t digest[CFS_DIGEST_SIZE],
+		   struct cfs_fetch_result *info_ret);
+
+struct cfs_fetch_stats {
+	uint64_t submitted;       /* submit calls */
+	uint64_t joined;          /* submits that joined a transfer already under way */
+	uint64_t already_present; /* answered from the store without a request */
+	uint64_t requests;        /* HTTP requests sent */
+	uint64_t fetched;         /* objects fetched and committed */
+	uint64_t bytes;           /* body bytes received */
+	uint64_t not_found;       /* objects absent on every server */
+	uint64_t failures;        /* objects that failed */
+	uint64_t verify_failures; /* digest mismatches (never saved) */
+	uint64_t retries;         /* repeated attempts */
+	uint64_t resumed;         /* transfers resumed with Range */
+	uint64_t in_flight;       /* distinct objects being fetched now */
+	uint64_t queued;          /* waiting for a transfer slot */
+	uint64_t commits;         /* shared flushes (group commits) */
+};
+void cfs_fetch_get_stats(struct cfs_fetch *fetch, struct cfs_fetch_stats *stats_ret);
+
+enum cfs_fetch_server_state {
+	CFS_FETCH_SERVER_UP,
+	CFS_FETCH_SERVER_BACKOFF, /* skipped after consecutive failures until a deadline */
+};
+
+struct cfs_fetch_server_stats {
+	const char *url; /* valid while the engine lives */
+	enum cfs_fetch_server_state state;
+	uint64_t requests, bytes, failures, not_found, verify_failures;
+	unsigned consecutive_failures;
+	unsigned active; /* transfers now */
+};
+size_t cfs_fetch_server_count(struct cfs_fetch *fetch);
+/* Returns 0 or -ERANGE. */
+int cfs_fetch_server_stats(struct cfs_fetch *fetch, size_t index,
+			   struct cfs_fetch_server_stats *stats_ret);
+
+#endif

@@ -1,0 +1,12 @@
+# SPDX-License-Identifier: MIT
+# src/fusefs: cfs-cache, the FUSE lazy basedir, and its subcommands
+bin_PROGRAMS += cfs-cache
+cfs_cache_SOURCES = \
+	src/fusefs/main.c src/fusefs/cmds.h \
+	src/fusefs/fs.c \
+	src/fusefs/cmd-fetch.c \
+	src/fusefs/cmd-prefetch.c \
+	src/fusefs/cmd-stats.c \
+	src/fusefs/cmd-mount-image.c
+cfs_cache_CFLAGS = $(AM_CFLAGS) $(FUSE3_CFLAGS) $(CURL_CFLAGS)
+cfs_cache_LDADD = $(CFS_FETCH_LIBS) $(CFS_IMAGE_LIBS) $(CFS_COMMON_LIBS) $(FUSE3_LIBS)

@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: MIT
+# src/server: cfs-serve, the HTTP(S) object server

@@ -1,0 +1,428 @@
+/* SPDX-License-Identifier: MIT */
+/* cfscache: cfs-store digest, import, verify and stat. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/digest.h"
+#include "common/log.h"
+#include "common/name.h"
+#include "common/progress.h"
+#include "common/store.h"
+#include "common/util.h"
+#include "tools/cmds.h"
+
+/* Parses only --help and unknown options for commands without options of their own. */
+static int parse_no_options(int argc, char **argv, const char *cmd)
+{
+	static const struct option opts[] = { { "help", no_argument, NULL, 'h' },
+					      { NULL, 0, NULL, 0 } };
+	int c;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (c == 'h') {
+			tool_wants_help(2, (char *[]){ (char *)cmd, (char *)"--help", NULL }, cmd);
+			return 0;
+		}
+		return tool_usage_error(cmd, "unknown option");
+	}
+	return -1;
+}
+
+int cmd_digest(int argc, char **argv)
+{
+	int r, ret = 0;
+
+	r = parse_no_options(argc, argv, "digest");
+	if (r >= 0)
+		return r;
+	if (optind >= argc)
+		return tool_usage_error("digest", "no file given");
+	for (int i = optind; i < argc; i++) {
+		uint8_t d[CFS_DIGEST_SIZE];
+		char hex[CFS_DIGEST_HEX_SIZE + 1];
+		int fd = open(argv[i], O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0) {
+			cfs_err("%s: %s", argv[i], strerror(errno));
+			ret = 1;
+			continue;
+		}
+		r = cfs_digest_fd(fd, 0, d, NULL);
+		close(fd);
+		if (r < 0) {
+			cfs_err("%s: %s", argv[i], strerror(-r));
+			ret = 1;
+			continue;
+		}
+		cfs_name_format_hex(d, hex);
+		printf("sha256:%s %s\n", hex, argv[i]);
+	}
+	if (fflush(stdout) != 0)
+		ret = 1;
+	return ret;
+}
+
+/* ---- import ---------------------------------------------------------------------------- */
+
+/* Verified writers waiting for one shared flush before their renames. */
+#define IMPORT_BATCH 256
+
+struct import_state {
+	struct cfs_store *store;
+	struct cfs_progress progress;
+	struct cfs_store_writer *pending[IMPORT_BATCH];
+	uint64_t pending_bytes[IMPORT_BATCH];
+	size_t npending;
+	uint8_t *buf;
+	size_t bufsize;
+	bool dry_run;
+	int err;
+	uint64_t files_added, bytes_added, files_dedup, bytes_dedup, skipped, errors;
+};
+
+static struct import_state *import_st; /* nftw has no user pointer */
+
+static int import_flush(struct import_state *st)
+{
+	int r = 0;
+
+	if (st->npending == 0)
+		return 0;
+	r = cfs_store_sync(st->store);
+	for (size_t i = 0; i < st->npending; i++) {
+		bool existed = false;
+
+		if (r == 0)
+			r = cfs_store_writer_commit(st->pending[i], CFS_STORE_NOSYNC, &existed);
+		if (r == 0) {
+			if (existed) {
+				st->files_dedup++;
+				st->bytes_dedup += st->pending_bytes[i];
+			} else {
+				st->files_added++;
+				st->bytes_added += st->pending_bytes[i];
+			}
+		}
+		cfs_store_writer_free(st->pending[i]);
+	}
+	st->npending = 0;
+	return r;
+}
+
+static int import_file(struct import_state *st, const char *path, const struct stat *sb)
+{
+	struct cfs_store_writer *w = NULL;
+	uint8_t digest[CFS_DIGEST_SIZE];
+	int fd, r;
+
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (st->dry_run) {
+		r = cfs_digest_fd(fd, 0, digest, NULL);
+		if (r == 0) {
+			if (cfs_store_lookup(st->store, digest, NULL) == 0) {
+				st->files_dedup++;
+				st->bytes_dedup += (uint64_t)sb->st_size;
+			} else {
+				st->files_added++;
+				st->bytes_added += (uint64_t)sb->st_size;
+			}
+		}
+		close(fd);
+		return r;
+	}
+	r = cfs_store_writer_new(st->store, NULL, &w);
+	if (r < 0)
+		goto out;
+	for (;;) {
+		ssize_t n = cfs_read_full(fd, st->buf, st->bufsize);
+
+		if (n < 0) {
+			r = (int)n;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		r = cfs_store_writer_write(w, st->buf, (size_t)n);
+		if (r < 0)
+			goto out;
+	}
+	r = cfs_store_writer_verify(w, digest);
+	if (r < 0)
+		goto out;
+	st->pending_bytes[st->npending] = cfs_store_writer_size(w);
+	st->pending[st->npending++] = cfs_steal_pointer(&w);
+	if (st->npending == IMPORT_BATCH)
+		r = import_flush(st);
+out:
+	cfs_store_writer_free(w);
+	close(fd);
+	return r;
+}
+
+static int import_visit(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	struct import_state *st = import_st;
+	int r;
+
+	if (type == FTW_DNR || type == FTW_NS) {
+		cfs_warn("%s: cannot read, skipped", path);
+		st->errors++;
+		return 0;
+	}
+	if (type != FTW_F || !S_ISREG(sb->st_mode))
+		return 0;
+	if (sb->st_size == 0) {
+		st->skipped++;
+		return 0;
+	}
+	r = import_file(st, path, sb);
+	if (r == -ENOSPC || r == -EDQUOT || r == -EROFS || r == -EIO) {
+		/* The store cannot take more; stop instead of failing every file. */
+		cfs_err("%s: %s", path, strerror(-r));
+		st->err = r;
+		return 1;
+	}
+	if (r < 0) {
+		cfs_warn("%s: %s, skipped", path, strerror(-r));
+		st->errors++;
+		return 0;
+	}
+	cfs_progress_add(&st->progress, 1, (uint64_t)sb->st_size);
+	return 0;
+}
+
+int cmd_import(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct import_state st = { .bufsize = 1 << 20 };
+	char added[32], dedup[32];
+	int c, r, ret = 0;
+
+	while ((c = getopt_long(argc, argv, "hn", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			tool_wants_help(2, (char *[]){ argv[0], (char *)"--help", NULL }, "import");
+			return 0;
+		case 'n':
+			st.dry_run = true;
+			break;
+		default:
+			return tool_usage_error("import", "unknown option");
+		}
+	}
+	if (argc - optind < 2)
+		return tool_usage_error("import", "need a source directory and a store");
+	r = cfs_store_open(argv[argc - 1], st.dry_run ? 0 : CFS_STORE_CREATE, &st.store);
+	if (r < 0) {
+		cfs_err("cannot open store %s: %s", argv[argc - 1], strerror(-r));
+		return 1;
+	}
+	st.buf = malloc(st.bufsize);
+	if (!st.buf) {
+		cfs_store_free(st.store);
+		return 1;
+	}
+	cfs_progress_init(&st.progress, "import", 0, 0, tool_no_progress || tool_quiet);
+	import_st = &st;
+	for (int i = optind; i < argc - 1 && !st.err; i++) {
+		struct stat sb;
+
+		if (stat(argv[i], &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+			cfs_err("%s: not a directory", argv[i]);
+			ret = 1;
+			continue;
+		}
+		if (nftw(argv[i], import_visit, 64, FTW_PHYS | FTW_MOUNT) < 0) {
+			cfs_err("%s: %s", argv[i], strerror(errno));
+			ret = 1;
+		}
+	}
+	r = import_flush(&st);
+	if (r < 0 && !st.err) {
+		cfs_err("cannot commit objects: %s", strerror(-r));
+		st.err = r;
+	}
+	for (size_t i = 0; i < st.npending; i++)
+		cfs_store_writer_free(st.pending[i]);
+	cfs_progress_done(&st.progress);
+	if (!tool_quiet)
+		printf("%s%llu files added (%s), %llu deduplicated (%s), %llu empty skipped, "
+		       "%llu errors in %.1fs\n",
+		       st.dry_run ? "dry run: " : "", (unsigned long long)st.files_added,
+		       cfs_format_size(st.bytes_added, added, sizeof(added)),
+		       (unsigned long long)st.files_dedup,
+		       cfs_format_size(st.bytes_dedup, dedup, sizeof(dedup)),
+		       (unsigned long long)st.skipped, (unsigned long long)st.errors,
+		       cfs_progress_elapsed(&st.progress));
+	free(st.buf);
+	cfs_store_free(st.store);
+	return st.err || st.errors || ret ? 1 : 0;
+}
+
+/* ---- verify ---------------------------------------------------------------------------- */
+
+struct verify_state {
+	struct cfs_store *store;
+	struct cfs_progress progress;
+	bool delete_bad;
+	uint64_t ok, corrupt, misnamed, stray, temp, deleted, unreadable;
+};
+
+static int verify_visit(const struct cfs_store_entry *e, void *userdata)
+{
+	struct verify_state *st = userdata;
+	int dirfd = cfs_store_dirfd(st->store);
+	uint8_t d[CFS_DIGEST_SIZE];
+	bool bad = false;
+	int fd, r;
+
+	switch (e->kind) {
+	case CFS_STORE_ENTRY_OBJECT:
+		fd = openat(dirfd, e->relpath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
+			printf("unreadable: %s: %s\n", e->relpath, strerror(errno));
+			st->unreadable++;
+			return 0;
+		}
+		r = cfs_digest_fd(fd, 0, d, NULL);
+		close(fd);
+		if (r < 0) {
+			printf("unreadable: %s: %s\n", e->relpath, strerror(-r));
+			st->unreadable++;
+		} else if (memcmp(d, e->digest, CFS_DIGEST_SIZE) != 0) {
+			char hex[CFS_DIGEST_HEX_SIZE + 1];
+
+			cfs_name_format_hex(d, hex);
+			printf("corrupt: %s (content hashes to %s)\n", e->relpath, hex);
+			st->corrupt++;
+			bad = true;
+		} else {
+			st->ok++;
+		}
+		cfs_progress_add(&st->progress, 1, (uint64_t)e->st.st_size);
+		break;
+	case CFS_STORE_ENTRY_STRAY:
+		/* A regular file inside a prefix directory is a misnamed object. */
+		if (S_ISREG(e->st.st_mode) && strchr(e->relpath, '/')) {
+			printf("misnamed: %s\n", e->relpath);
+			st->misnamed++;
+			bad = true;
+		} else {
+			printf("stray: %s\n", e->relpath);
+			st->stray++;
+		}
+		break;
+	case CFS_STORE_ENTRY_TEMP:
+		printf("temp: %s\n", e->relpath);
+		st->temp++;
+		break;
+	}
+	if (bad && st->delete_bad) {
+		if (unlinkat(dirfd, e->relpath, 0) == 0) {
+			printf("deleted: %s\n", e->relpath);
+			st->deleted++;
+		} else {
+			cfs_err("cannot delete %s: %s", e->relpath, strerror(errno));
+		}
+	}
+	return 0;
+}
+
+int cmd_verify(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "delete-bad", no_argument, NULL, 'd' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct verify_state st = { 0 };
+	struct cfs_store_usage usage;
+	uint64_t problems;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "hd", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			tool_wants_help(2, (char *[]){ argv[0], (char *)"--help", NULL }, "verify");
+			return 0;
+		case 'd':
+			st.delete_bad = true;
+			break;
+		default:
+			return tool_usage_error("verify", "unknown option");
+		}
+	}
+	if (argc - optind != 1)
+		return tool_usage_error("verify", "need exactly one store");
+	/* Stale temp files are reported, not silently cleaned, unless asked to repair. */
+	r = cfs_store_open(argv[optind], st.delete_bad ? 0 : CFS_STORE_NO_CLEAN, &st.store);
+	if (r < 0) {
+		cfs_err("cannot open store %s: %s", argv[optind], strerror(-r));
+		return 1;
+	}
+	if (cfs_store_usage(st.store, &usage) < 0)
+		usage = (struct cfs_store_usage){ 0 };
+	cfs_progress_init(&st.progress, "verify", usage.objects, usage.bytes,
+			  tool_no_progress || tool_quiet);
+	r = cfs_store_iter(st.store, true, verify_visit, &st);
+	cfs_progress_done(&st.progress);
+	cfs_store_free(st.store);
+	if (r < 0) {
+		cfs_err("cannot walk store %s: %s", argv[optind], strerror(-r));
+		return 1;
+	}
+	problems = st.corrupt + st.misnamed + st.stray + st.temp + st.unreadable;
+	printf("%llu objects ok, %llu corrupt, %llu misnamed, %llu stray, %llu temp, "
+	       "%llu unreadable%s\n",
+	       (unsigned long long)st.ok, (unsigned long long)st.corrupt,
+	       (unsigned long long)st.misnamed, (unsigned long long)st.stray,
+	       (unsigned long long)st.temp, (unsigned long long)st.unreadable,
+	       st.deleted ? " (bad objects deleted)" : "");
+	return problems ? 1 : 0;
+}
+
+/* ---- stat ------------------------------------------------------------------------------ */
+
+int cmd_stat(int argc, char **argv)
+{
+	struct cfs_store *store;
+	struct cfs_store_usage u;
+	char b1[32], b2[32];
+	int r;
+
+	r = parse_no_options(argc, argv, "stat");
+	if (r >= 0)
+		return r;
+	if (argc - optind != 1)
+		return tool_usage_error("stat", "need exactly one store");
+	r = cfs_store_open(argv[optind], CFS_STORE_NO_CLEAN, &store);
+	if (r < 0) {
+		cfs_err("cannot open store %s: %s", argv[optind], strerror(-r));
+		return 1;
+	}
+	r = cfs_store_usage(store, &u);
+	cfs_store_free(store);
+	if (r < 0) {
+		cfs_err("cannot walk store %s: %s", argv[optind], strerror(-r));
+		return 1;
+	}
+	printf("objects: %llu\nbytes: %llu (%s)\ndisk: %llu (%s)\n", (unsigned long long)u.objects,
+	       (unsigned long long)u.bytes, cfs_format_size(u.bytes, b1, sizeof(b1)),
+	       (unsigned long long)u.disk_bytes, cfs_format_size(u.disk_bytes, b2, sizeof(b2)));
+	return 0;
+}

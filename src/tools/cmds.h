@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+/* cfscache: cfs-store subcommands; each takes the arguments after its name and returns 0/1/2. */
+#ifndef CFS_TOOLS_CMDS_H
+#define CFS_TOOLS_CMDS_H
+
+#include <stdbool.h>
+
+#define EXIT_MISUSE 2
+
+struct tool_cmd {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *synopsis;
+	const char *summary;
+};
+
+/* Global options shared by the subcommands. */
+extern bool tool_quiet;
+extern bool tool_no_progress;
+
+int cmd_digest(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_stat(int argc, char **argv);
+
+/* Prints "usage: cfs-store CMD SYNOPSIS" to stderr and returns EXIT_MISUSE. */
+int tool_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Handles -h/--help for a subcommand; true when help was printed. */
+bool tool_wants_help(int argc, char **argv, const char *cmd);
+
+#endif

@@ -1,0 +1,7 @@
+# SPDX-License-Identifier: MIT
+# src/tools: cfs-store, the offline store tool
+bin_PROGRAMS += cfs-store
+cfs_store_SOURCES = \
+	src/tools/cfs-store.c src/tools/cmds.h \
+	src/tools/cmd-basic.c
+cfs_store_LDADD = $(CFS_COMMON_LIBS)

@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: MIT */
+/* cfscache: unit tests for the object store: verified inserts, races, crashes, temp cleanup. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/digest.h"
+#include "common/name.h"
+#include "common/store.h"
+
+struct fixture {
+	char dir[64];
+	char path[96];
+	struct cfs_store *store;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	strcpy(f->dir, "/tmp/cfs-test-store-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->path, sizeof(f->path), "%s/store", f->dir);
+	if (cfs_store_open(f->path, CFS_STORE_CREATE, &f->store) < 0)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	char cmd[160];
+
+	cfs_store_free(f->store);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	if (system(cmd) != 0)
+		return -1;
+	free(f);
+	return 0;
+}
+
+static int count_temp(struct fixture *f)
+{
+	char cmd[200];
+	FILE *p;
+	int n = -1;
+
+	snprintf(cmd, sizeof(cmd), "ls -A '%s/" CFS_STORE_TMPDIR "' | wc -l", f->path);
+	p = popen(cmd, "r");
+	if (p && fscanf(p, "%d", &n) != 1)
+		n = -1;
+	if (p)
+		pclose(p);
+	return n;
+}
+
+static void insert_bytes(struct cfs_store *s, const void *data, size_t len, uint8_t d[32],
+			 bool *existed)
+{
+	struct cfs_store_writer *w;
+
+	assert_int_equal(cfs_store_writer_new(s, NULL, &w), 0);
+	assert_int_equal(cfs_store_writer_write(w, data, len), 0);
+	assert_int_equal(cfs_store_writer_verify(w, d), 0);
+	assert_int_equal(cfs_store_writer_commit(w, 0, existed), 0);
+	cfs_store_writer_free(w);
+}
+
+static void test_insert_lookup_remove(void **state)
+{
+	struct fixture *f = *state;
+	const char data[] = "hello composefs\n";
+	uint8_t d[32], expect[32];
+	char rel[66], full[200];
+	struct stat st;
+	bool existed = true;
+	int fd;
+
+	assert_int_equal(cfs_digest_buffer(data, sizeof(data) - 1, expect), 0);
+	assert_int_equal(cfs_store_lookup(f->store, expect, NULL), -ENOENT);
+	insert_bytes(f->store, data, sizeof(data) - 1, d, &existed);
+	assert_false(existed);
+	assert_memory_equal(d, expect, 32);
+	assert_int_equal(cfs_store_lookup(f->store, d, &st), 0);
+	assert_int_equal(st.st_size, sizeof(data) - 1);
+	/* Same modes as mkcomposefs --digest-store, whatever the umask. */
+	assert_int_equal(st.st_mode & 07777, 0644);
+	cfs_name_format_path(d, rel);
+	snprintf(full, sizeof(full), "%s/%.2s", f->path, rel);
+	assert_int_equal(stat(full, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0755);
+	assert_int_equal(cfs_store_open_object(f->store, d, &fd), 0);
+	close(fd);
+	assert_int_equal(count_temp(f), 0);
+	assert_int_equal(cfs_store_remove(f->store, d), 0);
+	assert_int_equal(cfs_store_lookup(f->store, d, NULL), -ENOENT);
+	assert_int_equal(cfs_store_remove(f->store, d), -ENOENT);
+}
+
+static void test_mismatch_leaves_nothing(void **state)
+{
+	struct fixture *f = *state;
+	struct cfs_store_writer *w;
+	uint8_t want[32], got[32];
+	struct cfs_store_usage u;
+
+	assert_int_equal(cfs_digest_buffer("right", 5, want), 0);
+	assert_int_equal(cfs_store_writer_new(f->store, want, &w), 0);
+	assert_int_equal(cfs_store_writer_write(w, "wrong", 5), 0);
+	assert_int_equal(cfs_store_writer_verify(w, got), -EBADMSG);
+	assert_memory_not_equal(want, got, 32);
+	/* A writer that failed to verify cannot be committed. */
+	assert_int_equal(cfs_store_writer_commit(w, 0, NULL), -EINVAL);
+	cfs_store_writer_free(w);
+	assert_int_equal(cfs_store_lookup(f->store, want, NULL), -ENOENT);
+	assert_int_equal(cfs_store_lookup(f->store, got, NULL), -ENOENT);
+	assert_int_equal(count_temp(f), 0);
+	assert_int_equal(cfs_store_usage(f->store, &u), 0);
+	assert_int_equal(u.objects, 0);
+}
+
+static void test_reset_then_expected(void **state)
+{
+	struct fixture *f = *state;
+	struct cfs_store_writer *w;
+	uint8_t want[32];
+
+	assert_int_equal(cfs_digest_buffer("right", 5, want), 0);
+	assert_int_equal(cfs_store_writer_new(f->store, want, &w), 0);
+	assert_int_equal(cfs_store_writer_write(w, "garbage that was half sent", 26), 0);
+	assert_int_equal(cfs_store_writer_reset(w), 0);
+	assert_int_equal(cfs_store_writer_size(w), 0);
+	assert_int_equal(cfs_store_writer_write(w, "ri", 2), 0);
+	assert_int_equal(cfs_store_writer_write(w, "ght", 3), 0);
+	assert_int_equal(cfs_store_writer_verify(w, NULL), 0);
+	assert_int_equal(cfs_store_writer_commit(w, 0, NULL), 0);
+	cfs_store_writer_free(w);
+	assert_int_equal(cfs_store_lookup(f->store, want, NULL), 0);
+}
+
+/* Two writers of the same object: both succeed, exactly one creates it. */
+static void test_two_inserters_race(void **state)
+{
+	struct fixture *f = *state;
+	struct cfs_store_writer *a, *b;
+	bool ea = true, eb = false;
+	uint8_t d[32];
+
+	assert_int_equal(cfs_store_writer_new(f->store, NULL, &a), 0);
+	assert_int_equal(cfs_store_writer_new(f->store, NULL, &b), 0);
+	assert_int_equal(cfs_store_writer_write(a, "same", 4), 0);
+	assert_int_equal(cfs_store_writer_write(b, "same", 4), 0);
+	assert_int_equal(cfs_store_writer_verify(a, d), 0);
+	assert_int_equal(cfs_store_writer_verify(b, NULL), 0);
+	assert_int_equal(count_temp(f), 2);
+	assert_int_equal(cfs_store_writer_commit(a, CFS_STORE_NOSYNC, &ea), 0);
+	assert_int_equal(cfs_store_writer_commit(b, CFS_STORE_NOSYNC, &eb), 0);
+	assert_false(ea);
+	assert_true(eb);
+	cfs_store_writer_free(a);
+	cfs_store_writer_free(b);
+	assert_int_equal(count_temp(f), 0);
+	assert_int_equal(cfs_store_lookup(f->store, d, NULL), 0);
+}
+
+/* A writer killed mid-write leaves only a temp file, which the next open removes; a live
+ * writer's temp file survives another process's cleanup. */
+static void test_crash_and_cleanup(void **state)
+{
+	struct fixture *f = *state;
+	struct cfs_store_writer *live;
+	struct cfs_store *again;
+	int pipefd[2], status;
+	char c;
+	pid_t pid;
+
+	assert_int_equal(pipe(pipefd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct cfs_store_writer *w;
+		static char big[1 << 16];
+
+		if (cfs_store_writer_new(f->store, NULL, &w) < 0 ||
+		    cfs_store_writer_write(w, big, sizeof(big)) < 0)
+			_exit(1);
+		if (write(pipefd[1], "x", 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	assert_int_equal(read(pipefd[0], &c, 1), 1);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	assert_int_equal(count_temp(f), 1);
+
+	assert_int_equal(cfs_store_writer_new(f->store, NULL, &live), 0);
+	assert_int_equal(cfs_store_writer_write(live, "in flight", 9), 0);
+	assert_int_equal(count_temp(f), 2);
+	assert_int_equal(cfs_store_open(f->path, 0, &again), 0);
+	assert_int_equal(count_temp(f), 1); /* the dead one went, the live one stayed */
+	assert_int_equal(cfs_store_writer_verify(live, NULL), 0);
+	assert_int_equal(cfs_store_writer_commit(live, 0, NULL), 0);
+	cfs_store_writer_free(live);
+	assert_int_equal(count_temp(f), 0);
+	cfs_store_free(again);
+}
+
+static int collect(const struct cfs_store_entry *e, void *userdata)
+{
+	int *counts = userdata;
+
+	counts[e->kind]++;
+	return 0;
+}
+
+static void test_iter_and_hostile_entries(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t d[32], fake[32];
+	char rel[66], full[300];
+	int counts[3] = { 0 }, fd;
+	struct cfs_store_usage u;
+
+	insert_bytes(f->store, "one", 3, d, NULL);
+	insert_bytes(f->store, "two!", 4, d, NULL);
+	/* A symlink planted under an object name is never an object. */
+	memset(fake, 0xab, sizeof(fake));
+	cfs_name_format_path(fake, rel);
+	snprintf(full, sizeof(full), "%s/ab", f->path);
+	mkdir(full, 0755);
+	snprintf(full, sizeof(full), "%s/%s", f->path, rel);
+	assert_int_equal(symlink("/etc/passwd", full), 0);
+	assert_int_equal(cfs_store_lookup(f->store, fake, NULL), -EUCLEAN);
+	assert_int_equal(cfs_store_open_object(f->store, fake, &fd), -EUCLEAN);
+	snprintf(full, sizeof(full), "%s/ab/NOTANOBJECT", f->path);
+	fd = open(full, O_CREAT | O_WRONLY, 0644);
+	close(fd);
+	assert_int_equal(cfs_store_iter(f->store, true, collect, counts), 0);
+	assert_int_equal(counts[CFS_STORE_ENTRY_OBJECT], 2);
+	assert_int_equal(counts[CFS_STORE_ENTRY_STRAY], 2);
+	assert_int_equal(cfs_store_usage(f->store, &u), 0);
+	assert_int_equal(u.objects, 2);
+	assert_int_equal(u.bytes, 7);
+}
+
+static void test_insert_fd(void **state)
+{
+	struct fixture *f = *state;
+	char path[] = "/tmp/cfs-test-src-XXXXXX";
+	uint8_t d[32], want[32], other[32];
+	int fd = mkstemp(path);
+	bool existed;
+
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_int_equal(write(fd, "from a file", 11), 11);
+	assert_int_equal(cfs_digest_buffer("from a file", 11, want), 0);
+	lseek(fd, 0, SEEK_SET);
+	assert_int_equal(cfs_store_insert_fd(f->store, fd, want, d, &existed), 0);
+	assert_memory_equal(d, want, 32);
+	assert_false(existed);
+	lseek(fd, 0, SEEK_SET);
+	memset(other, 1, sizeof(other));
+	assert_int_equal(cfs_store_insert_fd(f->store, fd, other, NULL, NULL), -EBADMSG);
+	assert_int_equal(cfs_store_lookup(f->store, other, NULL), -ENOENT);
+	close(fd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_insert_lookup_remove, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mismatch_leaves_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reset_then_expected, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_two_inserters_race, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crash_and_cleanup, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_iter_and_hostile_entries, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_insert_fd, setup, teardown),
+	};
+
+	umask(077);
+	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}

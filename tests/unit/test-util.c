@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+/* cfscache: unit tests for size/duration parsing and constant-time compare. */
+#include "config.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+static void test_parse_size(void **state)
+{
+	static const struct {
+		const char *s;
+		uint64_t v;
+	} good[] = {
+		{ "0", 0 },	       { "123", 123 },	       { "4k", 4096 },
+		{ "4K", 4096 },	       { "1M", 1 << 20 },      { "20G", 20ULL << 30 },
+		{ "1.5M", 3 << 19 },   { "2GiB", 2ULL << 30 }, { "1T", 1ULL << 40 },
+		{ "64KB", 64 << 10 },
+	};
+	static const char *const bad[] = { "", "-1", "k", "12x", "1Gx", "1..2", "1 G", NULL };
+	uint64_t v;
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		assert_int_equal(cfs_parse_size(good[i].s, &v), 0);
+		assert_int_equal(v, good[i].v);
+	}
+	for (size_t i = 0; bad[i]; i++)
+		assert_int_equal(cfs_parse_size(bad[i], &v), -EINVAL);
+	assert_int_equal(cfs_parse_size(NULL, &v), -EINVAL);
+}
+
+static void test_parse_duration(void **state)
+{
+	uint64_t ms;
+
+	assert_int_equal(cfs_parse_duration_ms("2", &ms), 0);
+	assert_int_equal(ms, 2000);
+	assert_int_equal(cfs_parse_duration_ms("250ms", &ms), 0);
+	assert_int_equal(ms, 250);
+	assert_int_equal(cfs_parse_duration_ms("1.5s", &ms), 0);
+	assert_int_equal(ms, 1500);
+	assert_int_equal(cfs_parse_duration_ms("2m", &ms), 0);
+	assert_int_equal(ms, 120000);
+	assert_int_equal(cfs_parse_duration_ms("x", &ms), -EINVAL);
+	assert_int_equal(cfs_parse_duration_ms("5q", &ms), -EINVAL);
+}
+
+static void test_const_time_eq(void **state)
+{
+	assert_true(cfs_const_time_eq("secret", 6, "secret", 6));
+	assert_false(cfs_const_time_eq("secret", 6, "secreT", 6));
+	assert_false(cfs_const_time_eq("secret", 6, "secret2", 7));
+	assert_false(cfs_const_time_eq("", 0, "a", 1));
+	assert_true(cfs_const_time_eq("", 0, "", 0));
+}
+
+static void test_format_size(void **state)
+{
+	char buf[32];
+
+	assert_string_equal(cfs_format_size(512, buf, sizeof(buf)), "512 B");
+	assert_string_equal(cfs_format_size(1536, buf, sizeof(buf)), "1.5 KiB");
+	assert_string_equal(cfs_format_size(3ULL << 30, buf, sizeof(buf)), "3.0 GiB");
+}
+
+static void test_log_levels(void **state)
+{
+	enum cfs_log_level l;
+
+	assert_int_equal(cfs_log_parse_level("debug", &l), 0);
+	assert_int_equal(l, CFS_LOG_DEBUG);
+	assert_int_equal(cfs_log_parse_level("4", &l), 0);
+	assert_int_equal(l, CFS_LOG_WARNING);
+	assert_int_equal(cfs_log_parse_level("loud", &l), -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_size),    cmocka_unit_test(test_parse_duration),
+		cmocka_unit_test(test_const_time_eq), cmocka_unit_test(test_format_size),
+		cmocka_unit_test(test_log_levels),
+	};
+
+	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
+}
