@@ -1,0 +1,55 @@
+# SPDX-License-Identifier: MIT
+# cfscache: helpers for benchmarks: timing, ratios, cleanup of processes and mounts.
+set -euo pipefail
+CFS_BUILDDIR=${CFS_BUILDDIR:?run through bench/run.sh}
+CFS_BENCH_OUT=${CFS_BENCH_OUT:-/tmp/cfs-bench}
+BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/cfs-bench.XXXXXX")
+_bench_pids=""
+_bench_mounts=""
+bench_track_pid() { _bench_pids="$1 $_bench_pids"; }
+bench_track_mount() { _bench_mounts="$1 $_bench_mounts"; }
+_bench_cleanup() {
+	set +e
+	for m in $_bench_mounts; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
+	for p in $_bench_pids; do kill "$p" 2>/dev/null; done
+	for p in $_bench_pids; do
+		for _ in $(seq 1 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+	done
+	for m in $_bench_mounts; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
+	rm -rf "$BENCH_TMP"
+}
+trap _bench_cleanup EXIT
+
+# Prints the wall time of a command in seconds (best of N runs, N=$BENCH_RUNS or 3).
+bench_time() {
+	local best="" t0 t1 t
+	for _ in $(seq 1 "${BENCH_RUNS:-3}"); do
+		t0=$(date +%s.%N)
+		"$@" >/dev/null 2>&1
+		t1=$(date +%s.%N)
+		t=$(echo "$t1 - $t0" | bc -l)
+		if [ -z "$best" ] || [ "$(echo "$t < $best" | bc -l)" = 1 ]; then best=$t; fi
+	done
+	printf '%.3f\n' "$best"
+}
+
+# ratio A B -> A/B with two decimals
+bench_ratio() { echo "scale=2; $1 / $2" | bc -l | sed 's/^\./0./'; }
+
+bench_free_port() {
+	local p
+	for _ in $(seq 1 50); do
+		p=$(( (RANDOM % 20000) + 20000 ))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+	done
+	return 1
+}
+bench_wait_port() {
+	for _ in $(seq 1 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}

@@ -5,7 +5,7 @@ set -eu
 PKGS="build-essential autoconf automake pkg-config
 libfuse3-dev fuse3 libcurl4-openssl-dev libevent-dev libssl-dev libzstd-dev libcmocka-dev
 erofs-utils fsverity nginx curl attr wrk zstd openssl clang util-linux
-e2fsprogs xz-utils ca-certificates"
+e2fsprogs xz-utils bc ca-certificates"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
