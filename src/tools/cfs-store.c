@@ -20,6 +20,12 @@ static const struct tool_cmd commands[] = {
 	  "add every non-empty regular file of trees to a store" },
 	{ "verify", cmd_verify, "[--delete-bad] STORE", "re-hash every object and report problems" },
 	{ "stat", cmd_stat, "STORE", "print object count and bytes" },
+	{ "objects", cmd_objects, "IMAGE...", "list the objects composefs images point at" },
+	{ "missing-objects", cmd_missing_objects, "--store DIR IMAGE...",
+	  "list the objects of images that a store lacks" },
+	{ "ls", cmd_ls, "IMAGE...", "list the files of images with their objects" },
+	{ "mkimage", cmd_mkimage, "[--store STORE] SRC_DIR IMAGE",
+	  "import a tree and write a composefs image of it" },
 };
 
 static void print_help(FILE *f)

@@ -22,6 +22,11 @@ int cmd_digest(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_stat(int argc, char **argv);
+/* src/tools/cmd-image.c */
+int cmd_objects(int argc, char **argv);
+int cmd_missing_objects(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+int cmd_mkimage(int argc, char **argv);
 
 /* Prints "usage: cfs-store CMD SYNOPSIS" to stderr and returns EXIT_MISUSE. */
 int tool_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -3,5 +3,6 @@
 bin_PROGRAMS += cfs-store
 cfs_store_SOURCES = \
 	src/tools/cfs-store.c src/tools/cmds.h \
-	src/tools/cmd-basic.c
-cfs_store_LDADD = $(CFS_COMMON_LIBS)
+	src/tools/cmd-basic.c \
+	src/tools/cmd-image.c
+cfs_store_LDADD = libcfsimage.a $(CFS_COMMON_LIBS)
