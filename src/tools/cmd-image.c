@@ -4,14 +4,24 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <search.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/name.h"
+#include "common/progress.h"
 #include "common/store.h"
 #include "common/util.h"
 #include "image/image.h"
@@ -255,9 +265,520 @@ int cmd_ls(int argc, char **argv)
 	return ret;
 }
 
+/* ---- mkimage --------------------------------------------------------------------------- */
+
+/* Files up to this size stay inline in the image, as mkcomposefs does. */
+#define MKIMAGE_INLINE_MAX 64
+#define MKIMAGE_BATCH 256
+
+struct mk_dir {
+	char *path, *src;
+	struct stat st;
+};
+
+struct mk_link {
+	dev_t dev;
+	ino_t ino;
+	char *path;
+};
+
+struct mkimage_state {
+	const char *src;
+	size_t src_len;
+	const char *shadow;
+	struct cfs_store *store;
+	struct cfs_progress progress;
+	struct cfs_store_writer *pending[MKIMAGE_BATCH];
+	uint64_t pending_bytes[MKIMAGE_BATCH];
+	size_t npending;
+	struct mk_dir *dirs;
+	size_t ndirs, dirs_cap;
+	void *links; /* tsearch tree of struct mk_link */
+	uint8_t *buf;
+	size_t bufsize;
+	int err;
+	uint64_t files, objects, bytes, added, bytes_added, dedup, inlined, others, warnings;
+};
+
+static struct mkimage_state *mk_st; /* nftw has no user pointer */
+
+static int mk_flush(struct mkimage_state *st)
+{
+	int r = 0;
+
+	if (st->npending == 0)
+		return 0;
+	r = cfs_store_sync(st->store);
+	for (size_t i = 0; i < st->npending; i++) {
+		bool existed = false;
+
+		if (r == 0)
+			r = cfs_store_writer_commit(st->pending[i], CFS_STORE_NOSYNC, &existed);
+		if (r == 0) {
+			if (existed) {
+				st->dedup++;
+			} else {
+				st->added++;
+				st->bytes_added += st->pending_bytes[i];
+			}
+		}
+		cfs_store_writer_free(st->pending[i]);
+	}
+	st->npending = 0;
+	return r;
+}
+
+/* Hashes @fd (and copies it into the store when there is one); *size_ret is what was read. */
+static int mk_object(struct mkimage_state *st, int fd, uint8_t digest[CFS_DIGEST_SIZE],
+		     uint64_t *size_ret)
+{
+	struct cfs_store_writer *w = NULL;
+	int r;
+
+	if (!st->store)
+		return cfs_digest_fd(fd, 0, digest, size_ret);
+	r = cfs_store_writer_new(st->store, NULL, &w);
+	if (r < 0)
+		return r;
+	for (;;) {
+		ssize_t n = cfs_read_full(fd, st->buf, st->bufsize);
+
+		if (n < 0) {
+			r = (int)n;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		r = cfs_store_writer_write(w, st->buf, (size_t)n);
+		if (r < 0)
+			goto out;
+	}
+	*size_ret = cfs_store_writer_size(w);
+	r = cfs_store_writer_verify(w, digest);
+	if (r < 0)
+		goto out;
+	st->pending_bytes[st->npending] = *size_ret;
+	st->pending[st->npending++] = cfs_steal_pointer(&w);
+	if (st->npending == MKIMAGE_BATCH)
+		r = mk_flush(st);
+out:
+	cfs_store_writer_free(w);
+	return r;
+}
+
+/* Copies the extended attributes of @src to @dst (both not followed), except the overlay
+ * ones that the image itself uses. */
+static void mk_copy_xattrs(struct mkimage_state *st, const char *src, const char *dst)
+{
+	char names[65536], *value = NULL;
+	ssize_t len;
+
+	len = llistxattr(src, names, sizeof(names));
+	if (len <= 0)
+		return;
+	value = malloc(65536);
+	if (!value)
+		return;
+	for (char *n = names; n < names + len; n += strlen(n) + 1) {
+		ssize_t vlen;
+
+		if (strncmp(n, "trusted.overlay.", 16) == 0) {
+			cfs_warn("%s: xattr %s not copied (reserved for the image)", src, n);
+			st->warnings++;
+			continue;
+		}
+		vlen = lgetxattr(src, n, value, 65536);
+		if (vlen < 0 || lsetxattr(dst, n, value, (size_t)vlen, 0) < 0) {
+			cfs_warn("%s: cannot copy xattr %s: %s", src, n, strerror(errno));
+			st->warnings++;
+		}
+	}
+	free(value);
+}
+
+/* Owner, mode and times, in that order (chown clears set-id bits). */
+static int mk_set_meta(const char *dst, const struct stat *sb)
+{
+	struct timespec ts[2] = { sb->st_atim, sb->st_mtim };
+
+	if (lchown(dst, sb->st_uid, sb->st_gid) < 0)
+		return -errno;
+	if (!S_ISLNK(sb->st_mode) && chmod(dst, sb->st_mode & 07777) < 0)
+		return -errno;
+	if (utimensat(AT_FDCWD, dst, ts, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	return 0;
+}
+
+static int mk_link_cmp(const void *a, const void *b)
+{
+	const struct mk_link *x = a, *y = b;
+
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? -1 : 1;
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return 0;
+}
+
+static void mk_link_free(void *p)
+{
+	struct mk_link *l = p;
+
+	free(l->path);
+	free(l);
+}
+
+static int mk_regular(struct mkimage_state *st, const char *path, const char *dst,
+		      const struct stat *sb)
+{
+	uint8_t digest[CFS_DIGEST_SIZE];
+	uint64_t size = 0;
+	int fd = -1, out = -1, r;
+
+	if (sb->st_nlink > 1) {
+		struct mk_link key = { .dev = sb->st_dev, .ino = sb->st_ino }, *l, **found;
+
+		found = tfind(&key, &st->links, mk_link_cmp);
+		if (found) {
+			if (link((*found)->path, dst) < 0)
+				return -errno;
+			return 0;
+		}
+		l = calloc(1, sizeof(*l));
+		if (!l || !(l->path = strdup(dst))) {
+			free(l);
+			return -ENOMEM;
+		}
+		l->dev = sb->st_dev;
+		l->ino = sb->st_ino;
+		if (!tsearch(l, &st->links, mk_link_cmp)) {
+			mk_link_free(l);
+			return -ENOMEM;
+		}
+	}
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (out < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (sb->st_size > MKIMAGE_INLINE_MAX) {
+		char redirect[1 + CFS_NAME_PATH_LEN + 1];
+		uint8_t metacopy[4 + CFS_DIGEST_SIZE] = { 0, sizeof(metacopy), 0, 1 };
+
+		r = mk_object(st, fd, digest, &size);
+		if (r < 0)
+			goto out;
+		/* The content lives in the store: a sparse file of the real size carries the
+		 * overlay xattrs that point at it. */
+		if (ftruncate(out, (off_t)size) < 0) {
+			r = -errno;
+			goto out;
+		}
+		memcpy(metacopy + 4, digest, CFS_DIGEST_SIZE);
+		redirect[0] = '/';
+		cfs_name_format_path(digest, redirect + 1);
+		if (fsetxattr(out, "trusted.overlay.metacopy", metacopy, sizeof(metacopy), 0) < 0 ||
+		    fsetxattr(out, "trusted.overlay.redirect", redirect, strlen(redirect), 0) < 0) {
+			r = -errno;
+			goto out;
+		}
+		st->objects++;
+	} else {
+		ssize_t n = cfs_read_full(fd, st->buf, MKIMAGE_INLINE_MAX + 1);
+
+		if (n < 0) {
+			r = (int)n;
+			goto out;
+		}
+		if (n > MKIMAGE_INLINE_MAX) {
+			r = -EAGAIN; /* grew while we looked */
+			goto out;
+		}
+		r = cfs_write_full(out, st->buf, (size_t)n);
+		if (r < 0)
+			goto out;
+		size = (uint64_t)n;
+		st->inlined++;
+	}
+	st->files++;
+	st->bytes += size;
+	cfs_progress_add(&st->progress, 1, size);
+	r = 0;
+out:
+	if (out >= 0)
+		close(out);
+	close(fd);
+	return r;
+}
+
+static int mk_visit(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	struct mkimage_state *st = mk_st;
+	const char *rel = path + st->src_len;
+	char *dst = NULL;
+	int r = 0;
+
+	(void)ftw;
+	if (type == FTW_DNR || type == FTW_NS) {
+		cfs_err("%s: cannot read", path);
+		st->err = -EIO;
+		return 1;
+	}
+	if (asprintf(&dst, "%s%s", st->shadow, rel) < 0) {
+		st->err = -ENOMEM;
+		return 1;
+	}
+	if (S_ISDIR(sb->st_mode)) {
+		struct mk_dir *d;
+
+		if (*rel && mkdir(dst, 0700) < 0) {
+			r = -errno;
+			goto out;
+		}
+		if (st->ndirs == st->dirs_cap) {
+			size_t ncap = st->dirs_cap ? st->dirs_cap * 2 : 64;
+
+			d = realloc(st->dirs, ncap * sizeof(*d));
+			if (!d) {
+				r = -ENOMEM;
+				goto out;
+			}
+			st->dirs = d;
+			st->dirs_cap = ncap;
+		}
+		/* Metadata after the children, which would change the times. */
+		st->dirs[st->ndirs].src = strdup(path);
+		if (!st->dirs[st->ndirs].src) {
+			r = -ENOMEM;
+			goto out;
+		}
+		st->dirs[st->ndirs].path = cfs_steal_pointer(&dst);
+		st->dirs[st->ndirs++].st = *sb;
+		return 0;
+	}
+	if (S_ISREG(sb->st_mode)) {
+		r = mk_regular(st, path, dst, sb);
+	} else if (S_ISLNK(sb->st_mode)) {
+		char target[PATH_MAX + 1];
+		ssize_t n = readlink(path, target, PATH_MAX);
+
+		if (n < 0) {
+			r = -errno;
+		} else {
+			target[n] = '\0';
+			if (symlink(target, dst) < 0)
+				r = -errno;
+		}
+		st->others++;
+	} else {
+		if (mknod(dst, sb->st_mode & (S_IFMT | 07777), sb->st_rdev) < 0)
+			r = -errno;
+		st->others++;
+	}
+	if (r == 0 && sb->st_nlink > 1 && S_ISREG(sb->st_mode)) {
+		struct stat now;
+
+		/* A second name of a file already done: metadata is shared. */
+		if (lstat(dst, &now) == 0 && now.st_nlink > 1)
+			goto out;
+	}
+	if (r == 0) {
+		mk_copy_xattrs(st, path, dst);
+		r = mk_set_meta(dst, sb);
+	}
+out:
+	/* An image missing a file would be wrong: every failure stops the build. */
+	if (r < 0) {
+		cfs_err("%s: %s", path, strerror(-r));
+		st->err = r;
+		free(dst);
+		return 1;
+	}
+	free(dst);
+	return 0;
+}
+
+static int rm_visit(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	(void)sb;
+	(void)ftw;
+	if (type == FTW_DP)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
+/* Finds @prog in PATH, so a missing tool is reported before any work. */
+static bool have_program(const char *prog)
+{
+	const char *path = getenv("PATH");
+	char *copy, *save = NULL;
+	bool found = false;
+
+	if (!path || !*path)
+		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+	copy = strdup(path);
+	if (!copy)
+		return false;
+	for (char *dir = strtok_r(copy, ":", &save); dir && !found;
+	     dir = strtok_r(NULL, ":", &save)) {
+		char full[PATH_MAX];
+
+		snprintf(full, sizeof(full), "%s/%s", *dir ? dir : ".", prog);
+		found = access(full, X_OK) == 0;
+	}
+	free(copy);
+	return found;
+}
+
+static int run_mkfs(const char *image, const char *shadow)
+{
+	char *const args[] = { (char *)"mkfs.erofs", (char *)"-x2",
+			       (char *)"--chunksize=1048576", (char *)"--quiet",
+			       (char *)image, (char *)shadow, NULL };
+	posix_spawn_file_actions_t fa;
+	pid_t pid;
+	int r, status;
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+	r = posix_spawnp(&pid, "mkfs.erofs", &fa, NULL, args, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (r != 0)
+		return -r;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return -EIO;
+	return 0;
+}
+
 int cmd_mkimage(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	return 1;
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "store", required_argument, NULL, 's' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct mkimage_state st = { .bufsize = 1 << 20 };
+	const char *store_path = NULL, *image;
+	char *src = NULL, *shadow = NULL, *imgdir = NULL, b1[32], b2[32];
+	struct stat sb;
+	int c, r, ret = 1;
+
+	while ((c = getopt_long(argc, argv, "hs:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			tool_wants_help(2, (char *[]){ argv[0], (char *)"--help", NULL }, "mkimage");
+			return 0;
+		case 's':
+			store_path = optarg;
+			break;
+		default:
+			return tool_usage_error("mkimage", "unknown option");
+		}
+	}
+	if (argc - optind != 2)
+		return tool_usage_error("mkimage", "need a source directory and an image path");
+	image = argv[optind + 1];
+	if (!have_program("mkfs.erofs")) {
+		cfs_err("mkfs.erofs not found in PATH: install erofs-utils");
+		return 1;
+	}
+	src = realpath(argv[optind], NULL);
+	if (!src || stat(src, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+		cfs_err("%s: not a directory", argv[optind]);
+		goto out;
+	}
+	st.src = src;
+	st.src_len = strcmp(src, "/") == 0 ? 0 : strlen(src);
+	/* The shadow tree sits next to the image: same filesystem, and sparse files cost
+	 * nothing there. */
+	imgdir = strdup(image);
+	if (!imgdir || asprintf(&shadow, "%s/.cfs-mkimage.XXXXXX", dirname(imgdir)) < 0) {
+		shadow = NULL;
+		goto out;
+	}
+	if (!mkdtemp(shadow)) {
+		cfs_err("cannot create a temporary directory next to %s: %s", image,
+			strerror(errno));
+		free(shadow);
+		shadow = NULL;
+		goto out;
+	}
+	st.shadow = shadow;
+	if (store_path) {
+		r = cfs_store_open(store_path, CFS_STORE_CREATE, &st.store);
+		if (r < 0) {
+			cfs_err("cannot open store %s: %s", store_path, strerror(-r));
+			goto out;
+		}
+	}
+	st.buf = malloc(st.bufsize);
+	if (!st.buf)
+		goto out;
+	cfs_progress_init(&st.progress, "mkimage", 0, 0, tool_no_progress || tool_quiet);
+	mk_st = &st;
+	if (nftw(src, mk_visit, 64, FTW_PHYS | FTW_MOUNT) < 0 && !st.err) {
+		cfs_err("%s: %s", src, strerror(errno));
+		st.err = -errno;
+	}
+	r = st.store ? mk_flush(&st) : 0;
+	if (r < 0 && !st.err) {
+		cfs_err("cannot commit objects: %s", strerror(-r));
+		st.err = r;
+	}
+	for (size_t i = st.ndirs; i-- > 0;) {
+		if (st.err)
+			break;
+		mk_copy_xattrs(&st, st.dirs[i].src, st.dirs[i].path);
+		r = mk_set_meta(st.dirs[i].path, &st.dirs[i].st);
+		if (r < 0) {
+			cfs_err("%s: %s", st.dirs[i].path, strerror(-r));
+			st.err = r;
+		}
+	}
+	cfs_progress_done(&st.progress);
+	if (st.err)
+		goto out;
+	r = run_mkfs(image, shadow);
+	if (r < 0) {
+		cfs_err("mkfs.erofs failed to write %s: %s", image, strerror(-r));
+		goto out;
+	}
+	if (!tool_quiet)
+		printf("%s: %llu files (%s), %llu objects (%llu added, %s; %llu already stored), "
+		       "%llu inline, %llu other inodes, %llu warnings in %.1fs\n",
+		       image, (unsigned long long)st.files,
+		       cfs_format_size(st.bytes, b1, sizeof(b1)), (unsigned long long)st.objects,
+		       (unsigned long long)st.added,
+		       cfs_format_size(st.bytes_added, b2, sizeof(b2)),
+		       (unsigned long long)st.dedup, (unsigned long long)st.inlined,
+		       (unsigned long long)st.others, (unsigned long long)st.warnings,
+		       cfs_progress_elapsed(&st.progress));
+	ret = 0;
+out:
+	for (size_t i = 0; i < st.npending; i++)
+		cfs_store_writer_free(st.pending[i]);
+	for (size_t i = 0; i < st.ndirs; i++) {
+		free(st.dirs[i].path);
+		free(st.dirs[i].src);
+	}
+	free(st.dirs);
+	tdestroy(st.links, mk_link_free);
+	if (shadow) {
+		nftw(shadow, rm_visit, 64, FTW_DEPTH | FTW_PHYS);
+		free(shadow);
+	}
+	free(st.buf);
+	cfs_store_free(st.store);
+	free(imgdir);
+	free(src);
+	return ret;
 }
