@@ -44,6 +44,7 @@ enum {
 #define SB_FEATURE_COMPAT 8
 #define SB_BLKSZBITS 12
 #define SB_ROOT_NID 14
+#define SB_BLOCKS 36
 #define SB_META_BLKADDR 40
 #define SB_XATTR_BLKADDR 44
 #define SB_FEATURE_INCOMPAT 80
@@ -51,6 +52,7 @@ enum {
 #define SB_XATTR_PREFIX_COUNT 91
 #define SB_XATTR_PREFIX_START 92
 
+#define COMPAT_SB_CHKSUM 0x1
 #define INCOMPAT_XATTR_PREFIXES 0x40
 /* lz4 0-padding, compression configs, chunked files, device table, ztailpacking, fragments,
  * long xattr prefixes: none changes the metadata we read. */
@@ -157,6 +159,31 @@ static int load_prefixes(struct cfs_image *img, unsigned count, uint64_t start)
 	return 0;
 }
 
+/* CRC32C (Castagnoli), bitwise: the superblock is its only user and is at most 64 KiB. */
+static uint32_t crc32c(uint32_t crc, const uint8_t *p, size_t len)
+{
+	while (len--) {
+		crc ^= *p++;
+		for (int k = 0; k < 8; k++)
+			crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1)));
+	}
+	return crc;
+}
+
+static bool super_checksum_ok(const struct cfs_image *img)
+{
+	const uint8_t *sb = img->data + EROFS_SUPER_OFFSET;
+	uint64_t len = img->blksz - EROFS_SUPER_OFFSET;
+	static const uint8_t zero[4];
+	uint32_t crc;
+
+	/* The checksum covers the rest of the first block with its own field zeroed. */
+	crc = crc32c(0xffffffffu, sb, 4);
+	crc = crc32c(crc, zero, 4);
+	crc = crc32c(crc, sb + 8, len - 8);
+	return crc == le32(sb + 4);
+}
+
 static int check_super(struct cfs_image *img)
 {
 	const uint8_t *sb;
@@ -174,6 +201,15 @@ static int check_super(struct cfs_image *img)
 	if (img->blkszbits < 9 || img->blkszbits > 16)
 		return fail(img, -EUCLEAN, "bad block size 2^%u", img->blkszbits);
 	img->blksz = 1ULL << img->blkszbits;
+	if (img->blksz < EROFS_SUPER_OFFSET + EROFS_SUPER_SIZE || img->size < img->blksz)
+		return fail(img, -EUCLEAN, "image smaller than its first block");
+	if ((le32(sb + SB_FEATURE_COMPAT) & COMPAT_SB_CHKSUM) && !super_checksum_ok(img))
+		return fail(img, -EUCLEAN, "superblock checksum mismatch");
+	/* Regular file data is never read here, so this is what catches a cut-off tail. */
+	if (((uint64_t)le32(sb + SB_BLOCKS) << img->blkszbits) > img->size)
+		return fail(img, -EUCLEAN, "image truncated: %llu of %llu bytes",
+			    (unsigned long long)img->size,
+			    (unsigned long long)le32(sb + SB_BLOCKS) << img->blkszbits);
 	incompat = le32(sb + SB_FEATURE_INCOMPAT);
 	if (incompat & ~INCOMPAT_KNOWN)
 		return fail(img, -EOPNOTSUPP, "unsupported EROFS features 0x%x",
