@@ -1,13 +1,481 @@
 /* SPDX-License-Identifier: MIT */
-/* cfscache: cfs-cache fetch (placeholder until its issue lands). */
+/* cfscache: cfs-cache fetch: download objects missing from a store, all in flight at once. */
 #include "config.h"
 
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 
+#include "common/log.h"
+#include "common/name.h"
+#include "common/progress.h"
+#include "common/store.h"
+#include "common/util.h"
+#include "fetcher/fetch.h"
 #include "fusefs/cmds.h"
+
+struct fetch_run {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	size_t done;
+	uint64_t fetched, fetched_bytes, present, missing, failed;
+	uint64_t bytes_pending; /* for the progress bar, consumed by the main thread */
+	size_t items_pending;
+};
+
+struct digest_list {
+	uint8_t (*d)[CFS_DIGEST_SIZE];
+	size_t n, cap;
+};
+
+static void print_help(FILE *f)
+{
+	fprintf(f,
+		"Usage: cfs-cache fetch --store DIR --server URL [--server URL]... [DIGEST...]\n"
+		"                       [--from FILE|-] [OPTIONS]\n\n"
+		"Fetch objects that are not yet in a local store, verifying each against its\n"
+		"fs-verity digest. DIGEST is XX/<62hex> (as `composefs-info objects` prints),\n"
+		"64 hex digits, or sha256:<64hex>.\n\n"
+		"Options:\n"
+		"  -s, --store DIR            local object store (created if missing)\n"
+		"  -S, --server URL           base URL of a server; repeat for fallbacks, in order\n"
+		"  -f, --from FILE|-          read digests from FILE (one per line; - is stdin)\n"
+		"  -j, --jobs N               concurrent transfers (default 64)\n"
+		"      --max-transfers N      same as --jobs\n"
+		"      --per-server N         concurrent transfers per server (default 16)\n"
+		"      --retries N            extra attempts per server (default 2)\n"
+		"      --connect-timeout DUR  e.g. 5s, 500ms (default 5s)\n"
+		"      --low-speed-time DUR   abort a transfer slower than 1 KiB/s this long (10s)\n"
+		"      --max-object-size SIZE refuse bodies larger than this (default 64G)\n"
+		"      --token-file FILE      send \"Authorization: Bearer <contents>\"\n"
+		"      --ca-file FILE         CA certificates for HTTPS\n"
+		"      --cert FILE            client certificate (PEM)\n"
+		"      --key FILE             client private key (PEM)\n"
+		"  -k, --insecure             do not verify the server's TLS certificate\n"
+		"      --no-zstd              do not ask for zstd-compressed bodies\n"
+		"      --no-progress          never draw a progress bar\n"
+		"      --stats                print the engine's counters at the end\n"
+		"  -q, --quiet                print only errors\n"
+		"  -v, --verbose              more log output (repeat for debug)\n"
+		"  -h, --help                 show this help\n"
+		"  -V, --version              show the version\n\n"
+		"Exit status: 0 when every object is present and verified, 1 otherwise, 2 on misuse.\n"
+		"See cfs-cache-fetch(1).\n");
+}
+
+static int usage_error(const char *what, const char *arg)
+{
+	fprintf(stderr, "cfs-cache fetch: %s%s%s%s\nTry 'cfs-cache fetch --help'.\n", what,
+		arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
+	return CFS_EXIT_MISUSE;
+}
+
+static int list_add(struct digest_list *l, const uint8_t d[CFS_DIGEST_SIZE])
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 1024;
+		void *p = realloc(l->d, cap * sizeof(*l->d));
+
+		if (!p)
+			return -ENOMEM;
+		l->d = p;
+		l->cap = cap;
+	}
+	memcpy(l->d[l->n++], d, CFS_DIGEST_SIZE);
+	return 0;
+}
+
+/* Reads one digest per line; blank lines and '#' comments are skipped. */
+static int read_list(const char *path, struct digest_list *l)
+{
+	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0, lineno = 0;
+	ssize_t n;
+	int r = 0;
+
+	if (!f) {
+		fprintf(stderr, "cfs-cache fetch: %s: %s\n", path, strerror(errno));
+		return CFS_EXIT_MISUSE;
+	}
+	while ((n = getline(&line, &cap, f)) >= 0) {
+		uint8_t d[CFS_DIGEST_SIZE];
+		char *s = line;
+
+		lineno++;
+		while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t'))
+			s[--n] = '\0';
+		while (*s == ' ' || *s == '\t')
+			s++, n--;
+		if (n <= 0 || *s == '#')
+			continue;
+		if (cfs_name_parse_any(s, (size_t)n, d) < 0) {
+			fprintf(stderr, "cfs-cache fetch: %s:%zu: not an object name: %.80s\n", path,
+				lineno, s);
+			r = CFS_EXIT_MISUSE;
+			break;
+		}
+		if (list_add(l, d) < 0) {
+			r = 1;
+			break;
+		}
+	}
+	if (r == 0 && ferror(f)) {
+		fprintf(stderr, "cfs-cache fetch: %s: read error\n", path);
+		r = 1;
+	}
+	free(line);
+	if (f != stdin)
+		fclose(f);
+	return r;
+}
+
+static void on_result(int result, const uint8_t digest[CFS_DIGEST_SIZE],
+		      const struct cfs_fetch_result *info, void *userdata)
+{
+	struct fetch_run *run = userdata;
+	char path[CFS_NAME_PATH_LEN + 1];
+
+	if (result == -ENOENT || (result < 0 && result != -ENOENT)) {
+		cfs_name_format_path(digest, path);
+		if (result == -ENOENT)
+			cfs_err("%s: not found on any server", path);
+		else
+			cfs_err("%s: %s (%s)", path, info->reason ? info->reason : "failed",
+				strerror(-result));
+	}
+	pthread_mutex_lock(&run->lock);
+	if (result == 0 && info->fetched) {
+		run->fetched++;
+		run->fetched_bytes += info->size;
+		run->bytes_pending += info->size;
+	} else if (result == 0) {
+		run->present++;
+	} else if (result == -ENOENT) {
+		run->missing++;
+	} else {
+		run->failed++;
+	}
+	run->items_pending++;
+	run->done++;
+	pthread_cond_signal(&run->cond);
+	pthread_mutex_unlock(&run->lock);
+}
+
+static int parse_uint(const char *s, unsigned *v)
+{
+	char *end;
+	unsigned long x;
+
+	errno = 0;
+	x = strtoul(s, &end, 10);
+	if (errno || end == s || *end || x > 1000000)
+		return -EINVAL;
+	*v = (unsigned)x;
+	return 0;
+}
+
+static void print_stats(struct cfs_fetch *fetch)
+{
+	struct cfs_fetch_stats st;
+
+	cfs_fetch_get_stats(fetch, &st);
+	printf("requests %llu, bytes %llu, fetched %llu, already present %llu, joined %llu, "
+	       "not found %llu, failures %llu, verify failures %llu, retries %llu, resumed %llu, "
+	       "commits %llu\n",
+	       (unsigned long long)st.requests, (unsigned long long)st.bytes,
+	       (unsigned long long)st.fetched, (unsigned long long)st.already_present,
+	       (unsigned long long)st.joined, (unsigned long long)st.not_found,
+	       (unsigned long long)st.failures, (unsigned long long)st.verify_failures,
+	       (unsigned long long)st.retries, (unsigned long long)st.resumed,
+	       (unsigned long long)st.commits);
+	for (size_t i = 0; i < cfs_fetch_server_count(fetch); i++) {
+		struct cfs_fetch_server_stats ss;
+
+		if (cfs_fetch_server_stats(fetch, i, &ss) < 0)
+			continue;
+		printf("server %s: %s, requests %llu, bytes %llu, failures %llu, not found %llu, "
+		       "verify failures %llu\n",
+		       ss.url, ss.state == CFS_FETCH_SERVER_UP ? "up" : "backoff",
+		       (unsigned long long)ss.requests, (unsigned long long)ss.bytes,
+		       (unsigned long long)ss.failures, (unsigned long long)ss.not_found,
+		       (unsigned long long)ss.verify_failures);
+	}
+}
+
+enum {
+	OPT_MAX_TRANSFERS = 256,
+	OPT_PER_SERVER,
+	OPT_RETRIES,
+	OPT_CONNECT_TIMEOUT,
+	OPT_LOW_SPEED_TIME,
+	OPT_MAX_OBJECT_SIZE,
+	OPT_TOKEN_FILE,
+	OPT_CA_FILE,
+	OPT_CERT,
+	OPT_KEY,
+	OPT_NO_ZSTD,
+	OPT_NO_PROGRESS,
+	OPT_STATS,
+};
 
 int cfs_cache_cmd_fetch(int argc, char **argv)
 {
-	fprintf(stderr, "cfs-cache fetch: not implemented yet\n");
-	return 1;
+	static const struct option opts[] = {
+		{ "store", required_argument, NULL, 's' },
+		{ "server", required_argument, NULL, 'S' },
+		{ "from", required_argument, NULL, 'f' },
+		{ "jobs", required_argument, NULL, 'j' },
+		{ "max-transfers", required_argument, NULL, OPT_MAX_TRANSFERS },
+		{ "per-server", required_argument, NULL, OPT_PER_SERVER },
+		{ "retries", required_argument, NULL, OPT_RETRIES },
+		{ "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
+		{ "low-speed-time", required_argument, NULL, OPT_LOW_SPEED_TIME },
+		{ "max-object-size", required_argument, NULL, OPT_MAX_OBJECT_SIZE },
+		{ "token-file", required_argument, NULL, OPT_TOKEN_FILE },
+		{ "ca-file", required_argument, NULL, OPT_CA_FILE },
+		{ "cert", required_argument, NULL, OPT_CERT },
+		{ "key", required_argument, NULL, OPT_KEY },
+		{ "insecure", no_argument, NULL, 'k' },
+		{ "no-zstd", no_argument, NULL, OPT_NO_ZSTD },
+		{ "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
+		{ "stats", no_argument, NULL, OPT_STATS },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct fetch_run run = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+	struct cfs_fetch_options o;
+	struct digest_list list = { 0 };
+	struct cfs_store *store = NULL;
+	struct cfs_fetch *fetch = NULL;
+	struct cfs_progress progress;
+	const char **servers = NULL;
+	size_t n_servers = 0, submitted = 0;
+	const char *store_path = NULL, *from = NULL;
+	enum cfs_log_level level = CFS_LOG_NOTICE;
+	bool quiet = false, no_progress = false, want_stats = false;
+	struct rlimit rl;
+	uint64_t v;
+	int c, r, ret = 1;
+
+	cfs_fetch_options_init(&o);
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "s:S:f:j:kqvhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			store_path = optarg;
+			break;
+		case 'S': {
+			const char **ns = realloc(servers, (n_servers + 1) * sizeof(*ns));
+
+			if (!ns)
+				goto out;
+			servers = ns;
+			servers[n_servers++] = optarg;
+			break;
+		}
+		case 'f':
+			from = optarg;
+			break;
+		case 'j':
+		case OPT_MAX_TRANSFERS:
+			if (parse_uint(optarg, &o.max_transfers) < 0 || o.max_transfers == 0) {
+				ret = usage_error("bad transfer count", optarg);
+				goto out;
+			}
+			break;
+		case OPT_PER_SERVER:
+			if (parse_uint(optarg, &o.max_per_server) < 0 || o.max_per_server == 0) {
+				ret = usage_error("bad per-server count", optarg);
+				goto out;
+			}
+			break;
+		case OPT_RETRIES:
+			if (parse_uint(optarg, &o.retries) < 0 || o.retries > 100) {
+				ret = usage_error("bad retry count", optarg);
+				goto out;
+			}
+			break;
+		case OPT_CONNECT_TIMEOUT:
+			if (cfs_parse_duration_ms(optarg, &v) < 0 || v == 0 || v > 3600000) {
+				ret = usage_error("bad duration", optarg);
+				goto out;
+			}
+			o.connect_timeout_ms = (unsigned)v;
+			break;
+		case OPT_LOW_SPEED_TIME:
+			if (cfs_parse_duration_ms(optarg, &v) < 0 || v < 1000 || v > 3600000) {
+				ret = usage_error("bad duration (at least 1s)", optarg);
+				goto out;
+			}
+			o.low_speed_secs = (unsigned)(v / 1000);
+			break;
+		case OPT_MAX_OBJECT_SIZE:
+			if (cfs_parse_size(optarg, &v) < 0 || v == 0) {
+				ret = usage_error("bad size", optarg);
+				goto out;
+			}
+			o.max_object_size = v;
+			break;
+		case OPT_TOKEN_FILE:
+			o.token_file = optarg;
+			break;
+		case OPT_CA_FILE:
+			o.ca_file = optarg;
+			break;
+		case OPT_CERT:
+			o.client_cert = optarg;
+			break;
+		case OPT_KEY:
+			o.client_key = optarg;
+			break;
+		case 'k':
+			o.insecure = true;
+			break;
+		case OPT_NO_ZSTD:
+			o.accept_zstd = false;
+			break;
+		case OPT_NO_PROGRESS:
+			no_progress = true;
+			break;
+		case OPT_STATS:
+			want_stats = true;
+			break;
+		case 'q':
+			quiet = true;
+			level = CFS_LOG_ERR;
+			break;
+		case 'v':
+			if (level < CFS_LOG_DEBUG)
+				level++;
+			break;
+		case 'h':
+			print_help(stdout);
+			ret = 0;
+			goto out;
+		case 'V':
+			printf("cfs-cache (cfscache) %s\n", PACKAGE_VERSION);
+			ret = 0;
+			goto out;
+		default:
+			fprintf(stderr, "Try 'cfs-cache fetch --help'.\n");
+			ret = CFS_EXIT_MISUSE;
+			goto out;
+		}
+	}
+	cfs_log_set_level(level);
+	if (!store_path) {
+		ret = usage_error("--store is required", NULL);
+		goto out;
+	}
+	if (n_servers == 0) {
+		ret = usage_error("at least one --server is required", NULL);
+		goto out;
+	}
+	for (int i = optind; i < argc; i++) {
+		uint8_t d[CFS_DIGEST_SIZE];
+
+		if (cfs_name_parse_any(argv[i], strlen(argv[i]), d) < 0) {
+			ret = usage_error("not an object name:", argv[i]);
+			goto out;
+		}
+		if (list_add(&list, d) < 0)
+			goto out;
+	}
+	if (from) {
+		r = read_list(from, &list);
+		if (r) {
+			ret = r;
+			goto out;
+		}
+	}
+	if (!from && optind >= argc) {
+		ret = usage_error("no digests given (arguments or --from)", NULL);
+		goto out;
+	}
+
+	/* Objects wait for their group commit with a descriptor open. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	r = cfs_store_open(store_path, CFS_STORE_CREATE, &store);
+	if (r < 0) {
+		cfs_err("cannot open store %s: %s", store_path, strerror(-r));
+		goto out;
+	}
+	o.servers = servers;
+	o.n_servers = n_servers;
+	o.store = store;
+	r = cfs_fetch_new(&o, &fetch);
+	if (r < 0) {
+		cfs_err("cannot start the fetcher: %s", strerror(-r));
+		goto out;
+	}
+	cfs_progress_init(&progress, "fetch", list.n, 0, quiet || no_progress);
+	for (size_t i = 0; i < list.n; i++) {
+		r = cfs_fetch_submit(fetch, list.d[i], 0, on_result, &run);
+		if (r < 0) {
+			cfs_err("cannot submit: %s", strerror(-r));
+			pthread_mutex_lock(&run.lock);
+			run.failed++;
+			run.done++;
+			pthread_mutex_unlock(&run.lock);
+			continue;
+		}
+		submitted++;
+	}
+	pthread_mutex_lock(&run.lock);
+	while (run.done < list.n) {
+		struct timespec ts;
+		uint64_t items, bytes;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&run.cond, &run.lock, &ts);
+		items = run.items_pending;
+		bytes = run.bytes_pending;
+		run.items_pending = 0;
+		run.bytes_pending = 0;
+		pthread_mutex_unlock(&run.lock);
+		cfs_progress_add(&progress, items, bytes);
+		pthread_mutex_lock(&run.lock);
+	}
+	pthread_mutex_unlock(&run.lock);
+	cfs_progress_done(&progress);
+	if (!quiet) {
+		char sz[32], rate[32];
+		double secs = cfs_progress_elapsed(&progress);
+
+		cfs_format_size(run.fetched_bytes, sz, sizeof(sz));
+		cfs_format_size(secs > 0 ? (uint64_t)((double)run.fetched_bytes / secs) : 0, rate,
+				sizeof(rate));
+		printf("%zu objects: %llu fetched (%s), %llu already present, %llu not found, "
+		       "%llu failed in %.2fs (%s/s)\n",
+		       list.n, (unsigned long long)run.fetched, sz, (unsigned long long)run.present,
+		       (unsigned long long)run.missing, (unsigned long long)run.failed, secs, rate);
+	}
+	if (want_stats)
+		print_stats(fetch);
+	ret = run.missing || run.failed ? 1 : 0;
+out:
+	cfs_fetch_free(fetch);
+	cfs_store_free(store);
+	free(list.d);
+	free(servers);
+	if (fflush(stdout) != 0 && ret == 0)
+		ret = 1;
+	return ret;
 }
