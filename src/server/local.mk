@@ -1,2 +1,17 @@
 # SPDX-License-Identifier: MIT
 # src/server: cfs-serve, the HTTP(S) object server
+bin_PROGRAMS += cfs-serve
+cfs_serve_SOURCES = \
+	src/server/main.c \
+	src/server/server.c src/server/server.h \
+	src/server/zcache.c src/server/zcache.h
+cfs_serve_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBEVENT_OPENSSL_CFLAGS) $(SSL_CFLAGS) \
+	$(ZSTD_CFLAGS)
+cfs_serve_LDADD = $(CFS_COMMON_LIBS) $(LIBEVENT_LIBS) $(LIBEVENT_OPENSSL_LIBS) $(SSL_LIBS) \
+	$(ZSTD_LIBS)
+dist_man_MANS += docs/cfs-serve.1
+EXTRA_DIST += bench/serve.sh
+
+SERVER_TESTS =
+TESTS += $(SERVER_TESTS)
+EXTRA_DIST += $(SERVER_TESTS)

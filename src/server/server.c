@@ -1,0 +1,1214 @@
+/* SPDX-License-Identifier: MIT */
+/* cfscache: cfs-serve core: per-thread evhttp loops, routing, object replies, metrics. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "common/log.h"
+#include "common/name.h"
+#include "common/store.h"
+#include "common/util.h"
+#include "server/server.h"
+#include "server/zcache.h"
+
+/* Bodies up to this size are read into the reply (one writev); larger ones use sendfile. */
+#define SRV_SMALL_BODY (16 * 1024)
+#define SRV_CONN_BUCKETS 1024
+#define SRV_ALL_METHODS                                                                            \
+	(EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | \
+	 EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH)
+
+enum srv_method { M_GET, M_HEAD, M_PUT, M_OTHER, M_COUNT };
+static const char *const method_names[M_COUNT] = { "GET", "HEAD", "PUT", "other" };
+static const int status_codes[] = { 200, 201, 204, 206, 304, 400, 401, 404,
+				    405, 413, 414, 416, 422, 500, 503 };
+#define N_STATUS (CFS_ARRAY_SIZE(status_codes) + 1) /* the last slot counts any other code */
+
+#define STAT_ADD(field, n) atomic_fetch_add_explicit(&(field), (n), memory_order_relaxed)
+#define STAT_GET(field) atomic_load_explicit(&(field), memory_order_relaxed)
+
+struct srv_stats {
+	atomic_uint_fast64_t requests[M_COUNT][N_STATUS];
+	atomic_uint_fast64_t bytes_sent;
+	atomic_uint_fast64_t errors;
+	atomic_uint_fast64_t connections;
+	atomic_uint_fast64_t zstd_replies;
+};
+
+struct srv_thread;
+
+struct srv_conn {
+	struct srv_conn *next;
+	struct evhttp_connection *evcon;
+	struct srv_thread *t;
+	bool busy; /* a request of this connection is being answered */
+};
+
+struct srv_thread {
+	struct cfs_serve *srv;
+	unsigned idx;
+	pthread_t tid;
+	bool started;
+	struct event_base *base;
+	struct evhttp *http;
+	int *lfds;
+	struct evhttp_bound_socket **bound;
+	int stop_fd;
+	struct event *stop_ev, *deadline_ev, *setup_ev;
+	/* Connections whose bufferevent exists but whose evhttp_connection is not known yet. */
+	struct bufferevent **pending;
+	size_t n_pending, cap_pending;
+	struct srv_conn *conns[SRV_CONN_BUCKETS];
+	unsigned busy;
+	bool draining;
+	struct cfs_zcache_ctx *zctx;
+	struct srv_stats stats;
+};
+
+struct cfs_serve {
+	struct cfs_serve_config cfg;
+	struct cfs_store *store;
+	int store_fd;
+	struct cfs_zcache *zc;
+	SSL_CTX *ssl;
+	size_t token_len;
+	unsigned nthreads;
+	struct srv_thread *threads;
+	atomic_uint open_conns;
+};
+
+struct cfs_serve_miss {
+	struct srv_thread *t;
+	struct evhttp_request *req;
+	uint8_t digest[CFS_DIGEST_SIZE];
+	bool head;
+};
+
+/* ---- connection tracking ---- */
+
+static size_t conn_bucket(const struct evhttp_connection *evcon)
+{
+	uintptr_t p = (uintptr_t)evcon;
+
+	return (size_t)((p >> 4) ^ (p >> 14)) % SRV_CONN_BUCKETS;
+}
+
+static struct srv_conn *conn_find(struct srv_thread *t, const struct evhttp_connection *evcon)
+{
+	for (struct srv_conn *c = t->conns[conn_bucket(evcon)]; c; c = c->next)
+		if (c->evcon == evcon)
+			return c;
+	return NULL;
+}
+
+static void srv_check_drained(struct srv_thread *t)
+{
+	if (t->draining && t->busy == 0)
+		event_base_loopexit(t->base, NULL);
+}
+
+static void srv_conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+	struct srv_conn *c = arg, **pp;
+	struct srv_thread *t = c->t;
+
+	for (pp = &t->conns[conn_bucket(evcon)]; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	if (c->busy)
+		t->busy--;
+	atomic_fetch_sub(&t->srv->open_conns, 1);
+	free(c);
+	srv_check_drained(t);
+}
+
+/* Runs right after the accept callback, before the new socket can be read: evhttp has made
+ * the evhttp_connection by now, and it is the cbarg of the bufferevent we handed it. */
+static void srv_setup_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct srv_thread *t = arg;
+
+	for (size_t i = 0; i < t->n_pending; i++) {
+		struct evhttp_connection *evcon = NULL;
+		struct srv_conn *c;
+		void *cbarg = NULL;
+
+		bufferevent_getcb(t->pending[i], NULL, NULL, NULL, &cbarg);
+		evcon = cbarg;
+		c = evcon ? calloc(1, sizeof(*c)) : NULL;
+		if (!c) {
+			atomic_fetch_sub(&t->srv->open_conns, 1);
+			continue;
+		}
+		c->evcon = evcon;
+		c->t = t;
+		c->next = t->conns[conn_bucket(evcon)];
+		t->conns[conn_bucket(evcon)] = c;
+		evhttp_connection_set_closecb(evcon, srv_conn_closed, c);
+	}
+	t->n_pending = 0;
+}
+
+static struct bufferevent *srv_bevcb(struct event_base *base, void *arg)
+{
+	struct srv_thread *t = arg;
+	struct bufferevent *bev;
+
+	if (t->n_pending == t->cap_pending) {
+		size_t cap = t->cap_pending ? t->cap_pending * 2 : 64;
+		struct bufferevent **p = realloc(t->pending, cap * sizeof(*p));
+
+		if (!p)
+			return NULL;
+		t->pending = p;
+		t->cap_pending = cap;
+	}
+	if (t->srv->ssl) {
+		SSL *ssl = SSL_new(t->srv->ssl);
+
+		if (!ssl)
+			return NULL;
+		bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+						     BEV_OPT_CLOSE_ON_FREE);
+		if (bev)
+			bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	} else {
+		bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	}
+	if (!bev)
+		return NULL;
+	t->pending[t->n_pending++] = bev;
+	event_active(t->setup_ev, EV_READ, 1);
+	atomic_fetch_add(&t->srv->open_conns, 1);
+	STAT_ADD(t->stats.connections, 1);
+	return bev;
+}
+
+/* ---- replies ---- */
+
+static enum srv_method method_of(struct evhttp_request *req)
+{
+	switch (evhttp_request_get_command(req)) {
+	case EVHTTP_REQ_GET:
+		return M_GET;
+	case EVHTTP_REQ_HEAD:
+		return M_HEAD;
+	case EVHTTP_REQ_PUT:
+		return M_PUT;
+	default:
+		return M_OTHER;
+	}
+}
+
+static const char *method_str(struct evhttp_request *req)
+{
+	switch (evhttp_request_get_command(req)) {
+	case EVHTTP_REQ_GET: return "GET";
+	case EVHTTP_REQ_HEAD: return "HEAD";
+	case EVHTTP_REQ_PUT: return "PUT";
+	case EVHTTP_REQ_POST: return "POST";
+	case EVHTTP_REQ_DELETE: return "DELETE";
+	case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+	case EVHTTP_REQ_TRACE: return "TRACE";
+	case EVHTTP_REQ_CONNECT: return "CONNECT";
+	case EVHTTP_REQ_PATCH: return "PATCH";
+	default: return "?";
+	}
+}
+
+static void srv_access_log(struct srv_thread *t, struct evhttp_request *req, int code,
+			   uint64_t body)
+{
+	char line[1024], uri[256], tbuf[64];
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	const char *u = evhttp_request_get_uri(req);
+	char *peer = NULL;
+	ev_uint16_t port = 0;
+	struct tm tm;
+	time_t now = time(NULL);
+	size_t o = 0;
+
+	if (evcon)
+		evhttp_connection_get_peer(evcon, &peer, &port);
+	/* The URI is hostile input: escape anything that is not plain printable ASCII. */
+	for (; u && *u && o + 5 < sizeof(uri); u++) {
+		unsigned char ch = (unsigned char)*u;
+
+		if (ch < 0x21 || ch >= 0x7f || ch == '"' || ch == '\\')
+			o += (size_t)snprintf(uri + o, sizeof(uri) - o, "\\x%02x", ch);
+		else
+			uri[o++] = (char)ch;
+	}
+	uri[o] = '\0';
+	gmtime_r(&now, &tm);
+	strftime(tbuf, sizeof(tbuf), "%d/%b/%Y:%H:%M:%S +0000", &tm);
+	snprintf(line, sizeof(line), "%s - - [%s] \"%s %s\" %d %llu\n", peer ? peer : "-", tbuf,
+		 method_str(req), uri, code, (unsigned long long)body);
+	fputs(line, t->srv->cfg.access_log);
+}
+
+static void srv_count(struct srv_thread *t, struct evhttp_request *req, int code, uint64_t body)
+{
+	size_t s = N_STATUS - 1;
+
+	for (size_t i = 0; i < CFS_ARRAY_SIZE(status_codes); i++) {
+		if (status_codes[i] == code) {
+			s = i;
+			break;
+		}
+	}
+	STAT_ADD(t->stats.requests[method_of(req)][s], 1);
+	STAT_ADD(t->stats.bytes_sent, body);
+	if (code >= 500)
+		STAT_ADD(t->stats.errors, 1);
+	if (t->srv->cfg.access_log)
+		srv_access_log(t, req, code, body);
+}
+
+/* Sends what the output buffer holds; @body is the byte count for metrics and the log. */
+static void srv_send(struct srv_thread *t, struct evhttp_request *req, int code,
+		     const char *reason, uint64_t body)
+{
+	if (t->draining)
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+	srv_count(t, req, code, body);
+	evhttp_send_reply(req, code, reason, NULL);
+}
+
+static void srv_error(struct srv_thread *t, struct evhttp_request *req, int code,
+		      const char *reason)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	struct evbuffer *out = evhttp_request_get_output_buffer(req);
+	char len[24];
+	int n;
+
+	evhttp_add_header(h, "Content-Type", "text/plain; charset=utf-8");
+	evhttp_add_header(h, "Cache-Control", "no-store");
+	n = evbuffer_add_printf(out, "%d %s\n", code, reason);
+	snprintf(len, sizeof(len), "%d", n < 0 ? 0 : n);
+	evhttp_add_header(h, "Content-Length", len);
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD)
+		evbuffer_drain(out, evbuffer_get_length(out));
+	srv_send(t, req, code, reason, n < 0 ? 0 : (uint64_t)n);
+}
+
+static void srv_empty(struct srv_thread *t, struct evhttp_request *req, int code,
+		      const char *reason)
+{
+	if (code != 204)
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length", "0");
+	srv_send(t, req, code, reason, 0);
+}
+
+static void srv_req_done(struct evhttp_request *req, void *arg)
+{
+	struct srv_conn *c = arg;
+
+	if (c->busy) {
+		c->busy = false;
+		c->t->busy--;
+		srv_check_drained(c->t);
+	}
+}
+
+/* ---- request parsing ---- */
+
+enum srv_route { R_BAD, R_TOO_LONG, R_NOT_FOUND, R_OBJECT, R_HEALTH, R_METRICS };
+
+/* Classifies the raw request target. No decoding happens anywhere: an object path is only
+ * ever rebuilt from the parsed digest. */
+static enum srv_route srv_route(const char *uri, size_t max_uri, uint8_t digest[CFS_DIGEST_SIZE])
+{
+	size_t len = strlen(uri), plen;
+	const char *q;
+
+	if (len > max_uri)
+		return R_TOO_LONG;
+	q = strchr(uri, '?');
+	plen = q ? (size_t)(q - uri) : len;
+	if (plen == 0 || uri[0] != '/')
+		return R_BAD;
+	for (size_t i = 0; i < plen; i++) {
+		unsigned char ch = (unsigned char)uri[i];
+
+		if (ch <= 0x20 || ch >= 0x7f || ch == '%' || ch == '\\' || ch == '#')
+			return R_BAD;
+		if (ch == '/' && i + 1 < plen && (uri[i + 1] == '/' || uri[i + 1] == '.'))
+			return R_BAD;
+	}
+	if (plen == 8 && memcmp(uri, "/healthz", 8) == 0)
+		return R_HEALTH;
+	if (plen == 8 && memcmp(uri, "/metrics", 8) == 0)
+		return R_METRICS;
+	if (plen > 9 && memcmp(uri, "/objects/", 9) == 0)
+		return cfs_name_parse_path(uri + 9, plen - 9, digest) == 0 ? R_OBJECT : R_BAD;
+	return R_NOT_FOUND;
+}
+
+static bool srv_authorized(struct cfs_serve *srv, struct evhttp_request *req)
+{
+	const char *h;
+
+	if (!srv->cfg.token)
+		return true;
+	h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+		return false;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	return cfs_const_time_eq(h, strlen(h), srv->cfg.token, srv->token_len);
+}
+
+static bool accepts_zstd(const char *h)
+{
+	while (h && *h) {
+		const char *end = strchr(h, ','), *semi;
+		size_t n = end ? (size_t)(end - h) : strlen(h), name;
+
+		while (n && (*h == ' ' || *h == '\t'))
+			h++, n--;
+		semi = memchr(h, ';', n);
+		name = semi ? (size_t)(semi - h) : n;
+		while (name && (h[name - 1] == ' ' || h[name - 1] == '\t'))
+			name--;
+		if (name == 4 && strncasecmp(h, "zstd", 4) == 0) {
+			const char *qp = semi ? strstr(semi, "q=") : NULL;
+
+			if (!qp || (end && qp > end))
+				return true;
+			return strtod(qp + 2, NULL) > 0;
+		}
+		h = end ? end + 1 : NULL;
+	}
+	return false;
+}
+
+/* true when one of the listed entity tags is ours (either representation) or "*". */
+static bool etag_matches(const char *h, const char *hex)
+{
+	while (h && *h) {
+		const char *end = strchr(h, ',');
+		size_t n = end ? (size_t)(end - h) : strlen(h);
+
+		while (n && (*h == ' ' || *h == '\t'))
+			h++, n--;
+		while (n && (h[n - 1] == ' ' || h[n - 1] == '\t'))
+			n--;
+		if (n == 1 && h[0] == '*')
+			return true;
+		if (n >= 2 && h[0] == 'W' && h[1] == '/')
+			h += 2, n -= 2;
+		if (n >= CFS_DIGEST_HEX_SIZE + 2 && h[0] == '"' && h[n - 1] == '"' &&
+		    memcmp(h + 1, hex, CFS_DIGEST_HEX_SIZE) == 0 &&
+		    (n == CFS_DIGEST_HEX_SIZE + 2 ||
+		     (n == CFS_DIGEST_HEX_SIZE + 7 && memcmp(h + 1 + CFS_DIGEST_HEX_SIZE, "-zstd", 5) == 0)))
+			return true;
+		h = end ? end + 1 : NULL;
+	}
+	return false;
+}
+
+static bool parse_u64(const char **p, uint64_t *v)
+{
+	const char *s = *p;
+	uint64_t x = 0;
+
+	if (*s < '0' || *s > '9')
+		return false;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (x > (UINT64_MAX - 9) / 10)
+			return false;
+		x = x * 10 + (uint64_t)(*s - '0');
+	}
+	*p = s;
+	*v = x;
+	return true;
+}
+
+/* 1: a satisfiable single range; 0: ignore the header and send everything (absent,
+ * malformed or several ranges); -1: unsatisfiable (416). */
+static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len)
+{
+	uint64_t a, b;
+
+	if (!h || strncasecmp(h, "bytes", 5) != 0)
+		return 0;
+	h += 5;
+	while (*h == ' ')
+		h++;
+	if (*h++ != '=')
+		return 0;
+	while (*h == ' ')
+		h++;
+	if (strchr(h, ','))
+		return 0;
+	if (*h == '-') {
+		h++;
+		if (!parse_u64(&h, &b))
+			return 0;
+		while (*h == ' ')
+			h++;
+		if (*h)
+			return 0;
+		if (b == 0 || size == 0)
+			return -1;
+		b = CFS_MIN(b, size);
+		*off = size - b;
+		*len = b;
+		return 1;
+	}
+	if (!parse_u64(&h, &a) || *h++ != '-')
+		return 0;
+	if (*h >= '0' && *h <= '9') {
+		if (!parse_u64(&h, &b) || b < a)
+			return 0;
+	} else {
+		b = UINT64_MAX;
+	}
+	while (*h == ' ')
+		h++;
+	if (*h)
+		return 0;
+	if (a >= size)
+		return -1;
+	*off = a;
+	*len = CFS_MIN(b, size - 1) - a + 1;
+	return 1;
+}
+
+/* ---- objects ---- */
+
+/* Adds @len bytes of @fd at @off to the reply and takes ownership of @fd. */
+static int srv_add_body(struct srv_thread *t, struct evbuffer *out, int fd, uint64_t off,
+			uint64_t len)
+{
+	struct evbuffer_iovec vec;
+	ssize_t n;
+
+	if (len == 0) {
+		close(fd);
+		return 0;
+	}
+	if (len <= SRV_SMALL_BODY) {
+		if (evbuffer_reserve_space(out, (ev_ssize_t)len, &vec, 1) < 1) {
+			close(fd);
+			return -ENOMEM;
+		}
+		n = cfs_pread_full(fd, vec.iov_base, (size_t)len, (off_t)off);
+		close(fd);
+		if (n != (ssize_t)len)
+			return n < 0 ? (int)n : -EIO;
+		vec.iov_len = (size_t)len;
+		return evbuffer_commit_space(out, &vec, 1) == 0 ? 0 : -ENOMEM;
+	}
+	/* Without TLS the segment is sent with sendfile straight from the page cache. */
+	if (!t->srv->ssl)
+		evbuffer_set_flags(out, EVBUFFER_FLAG_DRAINS_TO_FD);
+	if (evbuffer_add_file(out, fd, (ev_off_t)off, (ev_off_t)len) < 0)
+		return -ENOMEM; /* libevent closed fd */
+	return 0;
+}
+
+static void srv_reply_object(struct srv_thread *t, struct evhttp_request *req, int fd,
+			     const struct stat *st, const uint8_t digest[CFS_DIGEST_SIZE], bool head)
+{
+	struct cfs_serve *srv = t->srv;
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	char hex[CFS_DIGEST_HEX_SIZE + 1], etag[CFS_DIGEST_HEX_SIZE + 8], num[96];
+	uint64_t size = (uint64_t)st->st_size, off = 0, len = size;
+	const char *range = evhttp_find_header(in, "Range"), *ifr;
+	int code = 200, r;
+
+	cfs_name_format_hex(digest, hex);
+	snprintf(etag, sizeof(etag), "\"%s\"", hex);
+	evhttp_add_header(h, "Cache-Control", "public, max-age=31536000, immutable");
+	evhttp_add_header(h, "Accept-Ranges", "bytes");
+	if (srv->zc)
+		evhttp_add_header(h, "Vary", "Accept-Encoding");
+	if (etag_matches(evhttp_find_header(in, "If-None-Match"), hex)) {
+		evhttp_add_header(h, "ETag", etag);
+		close(fd);
+		srv_send(t, req, 304, "Not Modified", 0);
+		return;
+	}
+	ifr = evhttp_find_header(in, "If-Range");
+	if (range && ifr && strcmp(ifr, etag) != 0)
+		range = NULL;
+	r = parse_range(range, size, &off, &len);
+	if (r < 0) {
+		close(fd);
+		snprintf(num, sizeof(num), "bytes */%llu", (unsigned long long)size);
+		evhttp_add_header(h, "Content-Range", num);
+		srv_error(t, req, 416, "Range Not Satisfiable");
+		return;
+	}
+	evhttp_add_header(h, "Content-Type", "application/octet-stream");
+	if (r > 0) {
+		code = 206;
+		snprintf(num, sizeof(num), "bytes %llu-%llu/%llu", (unsigned long long)off,
+			 (unsigned long long)(off + len - 1), (unsigned long long)size);
+		evhttp_add_header(h, "Content-Range", num);
+	} else if (srv->zc && accepts_zstd(evhttp_find_header(in, "Accept-Encoding"))) {
+		int zfd = -1;
+		uint64_t zsize;
+
+		r = cfs_zcache_get(srv->zc, t->zctx, fd, st, digest, &zfd, &zsize);
+		if (r == 0) {
+			close(fd);
+			fd = zfd;
+			len = zsize;
+			snprintf(etag, sizeof(etag), "\"%s-zstd\"", hex);
+			evhttp_add_header(h, "Content-Encoding", "zstd");
+			STAT_ADD(t->stats.zstd_replies, 1);
+		} else if (r != -ENOENT) {
+			cfs_warn("zstd encoding of %s failed: %s", hex, strerror(-r));
+		}
+	}
+	evhttp_add_header(h, "ETag", etag);
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)len);
+	evhttp_add_header(h, "Content-Length", num);
+	if (head) {
+		close(fd);
+		srv_send(t, req, code, code == 200 ? "OK" : "Partial Content", 0);
+		return;
+	}
+	r = srv_add_body(t, evhttp_request_get_output_buffer(req), fd, off, len);
+	if (r < 0) {
+		cfs_err("reading object %s: %s", hex, strerror(-r));
+		evhttp_remove_header(h, "Content-Length");
+		evhttp_remove_header(h, "Content-Range");
+		evhttp_remove_header(h, "Content-Encoding");
+		evhttp_remove_header(h, "ETag");
+		evbuffer_drain(evhttp_request_get_output_buffer(req), (size_t)-1);
+		srv_error(t, req, 500, "Internal Server Error");
+		return;
+	}
+	srv_send(t, req, code, code == 200 ? "OK" : "Partial Content", len);
+}
+
+/* Opens an object by digest only, without following any symlink inside the store. */
+static int srv_open_object(struct cfs_serve *srv, const uint8_t digest[CFS_DIGEST_SIZE],
+			   int *fd_ret, struct stat *st)
+{
+	char rel[CFS_NAME_PATH_LEN + 1];
+	int fd;
+
+	cfs_name_format_path(digest, rel);
+	fd = cfs_serve_open_beneath(srv->store_fd, rel, O_RDONLY | O_NONBLOCK);
+	if (fd < 0)
+		return fd == -ELOOP || fd == -EXDEV || fd == -ENXIO ? -EUCLEAN : fd;
+	if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
+		close(fd);
+		return -EUCLEAN;
+	}
+	*fd_ret = fd;
+	return 0;
+}
+
+static void srv_object_get(struct srv_thread *t, struct evhttp_request *req,
+			   const uint8_t digest[CFS_DIGEST_SIZE], bool head, bool may_miss)
+{
+	struct cfs_serve *srv = t->srv;
+	struct stat st;
+	int fd = -1, r;
+
+	r = srv_open_object(srv, digest, &fd, &st);
+	if (r == -ENOENT || r == -ENOTDIR) {
+		if (may_miss && srv->cfg.miss_fn) {
+			struct cfs_serve_miss *m = calloc(1, sizeof(*m));
+
+			if (m) {
+				m->t = t;
+				m->req = req;
+				m->head = head;
+				memcpy(m->digest, digest, CFS_DIGEST_SIZE);
+				srv->cfg.miss_fn(m, m->digest, srv->cfg.miss_userdata);
+				return;
+			}
+		}
+		srv_error(t, req, 404, "Not Found");
+		return;
+	}
+	if (r == -EUCLEAN) {
+		char path[CFS_NAME_PATH_LEN + 1];
+
+		cfs_name_format_path(digest, path);
+		cfs_warn("refusing %s: not a regular file (or reached through a symlink)", path);
+		srv_error(t, req, 404, "Not Found");
+		return;
+	}
+	if (r < 0) {
+		cfs_err("opening object: %s", strerror(-r));
+		srv_error(t, req, r == -EMFILE || r == -ENFILE ? 503 : 500,
+			  r == -EMFILE || r == -ENFILE ? "Service Unavailable" : "Internal Server Error");
+		return;
+	}
+	srv_reply_object(t, req, fd, &st, digest, head);
+}
+
+void cfs_serve_miss_done(struct cfs_serve_miss *m, bool present, int status)
+{
+	if (status >= 500)
+		srv_error(m->t, m->req, status, "Upstream Error");
+	else if (present)
+		srv_object_get(m->t, m->req, m->digest, m->head, false);
+	else
+		srv_error(m->t, m->req, 404, "Not Found");
+	free(m);
+}
+
+static void srv_object_put(struct srv_thread *t, struct evhttp_request *req,
+			   const uint8_t digest[CFS_DIGEST_SIZE])
+{
+	struct cfs_serve *srv = t->srv;
+	struct evbuffer *body = evhttp_request_get_input_buffer(req);
+	struct cfs_store_writer *w = NULL;
+	uint8_t got[CFS_DIGEST_SIZE];
+	char hex[CFS_DIGEST_HEX_SIZE + 1];
+	struct stat st;
+	bool existed = false;
+	size_t n;
+	int r;
+
+	cfs_name_format_hex(digest, hex);
+	r = cfs_store_lookup(srv->store, digest, &st);
+	if (r == 0) {
+		srv_empty(t, req, 204, "No Content");
+		return;
+	}
+	r = cfs_store_writer_new(srv->store, digest, &w);
+	if (r < 0)
+		goto fail;
+	while ((n = evbuffer_get_contiguous_space(body)) > 0) {
+		r = cfs_store_writer_write(w, evbuffer_pullup(body, (ev_ssize_t)n), n);
+		if (r < 0)
+			goto fail;
+		evbuffer_drain(body, n);
+	}
+	r = cfs_store_writer_verify(w, got);
+	if (r == -EBADMSG) {
+		char ghex[CFS_DIGEST_HEX_SIZE + 1];
+
+		cfs_name_format_hex(got, ghex);
+		cfs_notice("upload of %s refused: body has digest %s", hex, ghex);
+		cfs_store_writer_free(w);
+		srv_error(t, req, 422, "Digest Mismatch");
+		return;
+	}
+	if (r < 0)
+		goto fail;
+	r = cfs_store_writer_commit(w, 0, &existed);
+	if (r < 0)
+		goto fail;
+	cfs_info("stored %s (%llu bytes)%s", hex, (unsigned long long)cfs_store_writer_size(w),
+		 existed ? ", already present" : "");
+	cfs_store_writer_free(w);
+	if (existed)
+		srv_empty(t, req, 204, "No Content");
+	else
+		srv_empty(t, req, 201, "Created");
+	return;
+fail:
+	cfs_store_writer_free(w);
+	cfs_err("upload of %s failed: %s", hex, strerror(-r));
+	if (r == -ENOSPC || r == -EDQUOT)
+		srv_error(t, req, 507, "Insufficient Storage");
+	else
+		srv_error(t, req, 500, "Internal Server Error");
+}
+
+static void srv_metrics(struct srv_thread *t, struct evhttp_request *req)
+{
+	struct cfs_serve *srv = t->srv;
+	struct evbuffer *out = evhttp_request_get_output_buffer(req);
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	uint64_t bytes = 0, errors = 0, conns = 0, zstd = 0;
+	char len[24];
+
+	evbuffer_add_printf(out, "# HELP cfs_serve_requests_total HTTP requests answered.\n"
+				 "# TYPE cfs_serve_requests_total counter\n");
+	for (int m = 0; m < M_COUNT; m++) {
+		for (size_t s = 0; s < N_STATUS; s++) {
+			uint64_t v = 0;
+
+			for (unsigned i = 0; i < srv->nthreads; i++)
+				v += STAT_GET(srv->threads[i].stats.requests[m][s]);
+			if (!v)
+				continue;
+			if (s < CFS_ARRAY_SIZE(status_codes))
+				evbuffer_add_printf(out, "cfs_serve_requests_total{method=\"%s\",code=\"%d\"} %llu\n",
+						    method_names[m], status_codes[s], (unsigned long long)v);
+			else
+				evbuffer_add_printf(out, "cfs_serve_requests_total{method=\"%s\",code=\"other\"} %llu\n",
+						    method_names[m], (unsigned long long)v);
+		}
+	}
+	for (unsigned i = 0; i < srv->nthreads; i++) {
+		bytes += STAT_GET(srv->threads[i].stats.bytes_sent);
+		errors += STAT_GET(srv->threads[i].stats.errors);
+		conns += STAT_GET(srv->threads[i].stats.connections);
+		zstd += STAT_GET(srv->threads[i].stats.zstd_replies);
+	}
+	evbuffer_add_printf(out,
+			    "# HELP cfs_serve_sent_bytes_total Body bytes sent.\n"
+			    "# TYPE cfs_serve_sent_bytes_total counter\n"
+			    "cfs_serve_sent_bytes_total %llu\n"
+			    "# HELP cfs_serve_open_connections Client connections open now.\n"
+			    "# TYPE cfs_serve_open_connections gauge\n"
+			    "cfs_serve_open_connections %u\n"
+			    "# HELP cfs_serve_connections_total Client connections accepted.\n"
+			    "# TYPE cfs_serve_connections_total counter\n"
+			    "cfs_serve_connections_total %llu\n"
+			    "# HELP cfs_serve_errors_total Requests answered with a server error.\n"
+			    "# TYPE cfs_serve_errors_total counter\n"
+			    "cfs_serve_errors_total %llu\n"
+			    "# HELP cfs_serve_zstd_replies_total Replies sent zstd-encoded.\n"
+			    "# TYPE cfs_serve_zstd_replies_total counter\n"
+			    "cfs_serve_zstd_replies_total %llu\n"
+			    "# HELP cfs_serve_threads Event-loop threads.\n"
+			    "# TYPE cfs_serve_threads gauge\n"
+			    "cfs_serve_threads %u\n",
+			    (unsigned long long)bytes, atomic_load(&srv->open_conns),
+			    (unsigned long long)conns, (unsigned long long)errors,
+			    (unsigned long long)zstd, srv->nthreads);
+	evhttp_add_header(h, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	evhttp_add_header(h, "Cache-Control", "no-store");
+	snprintf(len, sizeof(len), "%zu", evbuffer_get_length(out));
+	evhttp_add_header(h, "Content-Length", len);
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD)
+		evbuffer_drain(out, evbuffer_get_length(out));
+	srv_send(t, req, 200, "OK", evbuffer_get_length(out));
+}
+
+static void srv_method_not_allowed(struct srv_thread *t, struct evhttp_request *req,
+				   const char *allow)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+	srv_error(t, req, 405, "Method Not Allowed");
+}
+
+static void srv_handle(struct evhttp_request *req, void *arg)
+{
+	struct srv_thread *t = arg;
+	struct cfs_serve *srv = t->srv;
+	struct srv_conn *c = conn_find(t, evhttp_request_get_connection(req));
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	uint8_t digest[CFS_DIGEST_SIZE];
+	enum srv_route route;
+
+	if (c && !c->busy) {
+		c->busy = true;
+		t->busy++;
+		evhttp_request_set_on_complete_cb(req, srv_req_done, c);
+	}
+	if (srv->cfg.max_connections && atomic_load(&srv->open_conns) > srv->cfg.max_connections) {
+		struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+
+		evhttp_add_header(h, "Retry-After", "1");
+		evhttp_add_header(h, "Connection", "close");
+		srv_error(t, req, 503, "Service Unavailable");
+		return;
+	}
+	route = srv_route(evhttp_request_get_uri(req), srv->cfg.max_uri, digest);
+	if (route == R_HEALTH) {
+		if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD)
+			return srv_method_not_allowed(t, req, "GET, HEAD");
+		return srv_error(t, req, 200, t->draining ? "Draining" : "OK");
+	}
+	if (!srv_authorized(srv, req)) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+				  "Bearer realm=\"cfs-serve\"");
+		return srv_error(t, req, 401, "Unauthorized");
+	}
+	switch (route) {
+	case R_TOO_LONG:
+		return srv_error(t, req, 414, "URI Too Long");
+	case R_BAD:
+		return srv_error(t, req, 400, "Bad Request");
+	case R_NOT_FOUND:
+		return srv_error(t, req, 404, "Not Found");
+	case R_METRICS:
+		if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD)
+			return srv_method_not_allowed(t, req, "GET, HEAD");
+		return srv_metrics(t, req);
+	case R_OBJECT:
+		if (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD)
+			return srv_object_get(t, req, digest, cmd == EVHTTP_REQ_HEAD, true);
+		if (cmd == EVHTTP_REQ_PUT && srv->cfg.allow_upload)
+			return srv_object_put(t, req, digest);
+		return srv_method_not_allowed(t, req, srv->cfg.allow_upload ? "GET, HEAD, PUT" : "GET, HEAD");
+	default:
+		return srv_error(t, req, 500, "Internal Server Error");
+	}
+}
+
+/* ---- threads and lifecycle ---- */
+
+static void srv_stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct srv_thread *t = arg;
+	struct timeval tv;
+	uint64_t v;
+
+	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		cfs_debug("stop eventfd: %s", strerror(errno));
+	if (t->draining)
+		return;
+	t->draining = true;
+	for (size_t i = 0; i < t->srv->cfg.n_listen; i++) {
+		if (t->bound[i]) {
+			evhttp_del_accept_socket(t->http, t->bound[i]);
+			t->bound[i] = NULL;
+			t->lfds[i] = -1;
+		}
+	}
+	tv.tv_sec = (time_t)(t->srv->cfg.shutdown_timeout_ms / 1000);
+	tv.tv_usec = (suseconds_t)(t->srv->cfg.shutdown_timeout_ms % 1000) * 1000;
+	event_add(t->deadline_ev, &tv);
+	srv_check_drained(t);
+}
+
+static void srv_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct srv_thread *t = arg;
+
+	cfs_warn("thread %u: %u request(s) still in flight at the shutdown deadline", t->idx,
+		 t->busy);
+	event_base_loopexit(t->base, NULL);
+}
+
+static void *srv_thread_main(void *arg)
+{
+	struct srv_thread *t = arg;
+
+	event_base_dispatch(t->base);
+	/* Idle keep-alive connections are closed here, with the server. */
+	evhttp_free(t->http);
+	t->http = NULL;
+	return NULL;
+}
+
+/* Splits "ADDR:PORT", "[V6]:PORT", ":PORT" or "PORT". */
+static int parse_listen(const char *s, char *host, size_t hostlen, char *port, size_t portlen)
+{
+	const char *colon;
+	size_t hl;
+
+	if (s[0] == '[') {
+		const char *end = strchr(s, ']');
+
+		if (!end || end[1] != ':')
+			return -EINVAL;
+		hl = (size_t)(end - s - 1);
+		s++;
+		colon = end + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon) {
+			colon = s - 1;
+			hl = 0;
+		} else {
+			hl = (size_t)(colon - s);
+		}
+	}
+	if (hl >= hostlen || strlen(colon + 1) >= portlen || !colon[1])
+		return -EINVAL;
+	memcpy(host, s, hl);
+	host[hl] = '\0';
+	strcpy(port, colon + 1);
+	return 0;
+}
+
+static int srv_bind_all(struct cfs_serve *srv, size_t li)
+{
+	char host[256], port[32], shown[300];
+	struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM };
+	struct addrinfo *ai = NULL;
+	int r, one = 1;
+
+	r = parse_listen(srv->cfg.listen[li], host, sizeof(host), port, sizeof(port));
+	if (r < 0) {
+		cfs_err("bad listen address '%s' (want ADDR:PORT)", srv->cfg.listen[li]);
+		return r;
+	}
+	r = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
+	if (r != 0) {
+		cfs_err("listen address '%s': %s", srv->cfg.listen[li], gai_strerror(r));
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < srv->nthreads; i++) {
+		int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+		if (fd < 0) {
+			r = -errno;
+			goto out;
+		}
+		srv->threads[i].lfds[li] = fd;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		/* One listening socket per loop; the kernel spreads connections across them. */
+		if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+		    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+			r = -errno;
+			cfs_err("cannot listen on %s: %s", srv->cfg.listen[li], strerror(-r));
+			goto out;
+		}
+		if (i == 0) {
+			/* Port 0: every other loop binds the port the first one got. */
+			struct sockaddr_storage ss;
+			socklen_t sl = sizeof(ss);
+			char h[NI_MAXHOST], p[NI_MAXSERV];
+
+			if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+			    getnameinfo((struct sockaddr *)&ss, sl, h, sizeof(h), p, sizeof(p),
+					NI_NUMERICHOST | NI_NUMERICSERV) == 0) {
+				memcpy(ai->ai_addr, &ss, ai->ai_addrlen);
+				snprintf(shown, sizeof(shown), ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, p);
+				cfs_notice("listening on %s%s", srv->cfg.tls_cert ? "https://" : "http://", shown);
+			}
+		}
+	}
+	r = 0;
+out:
+	freeaddrinfo(ai);
+	return r;
+}
+
+static int srv_tls_init(struct cfs_serve *srv)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	if (!ctx)
+		return -ENOMEM;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+	if (SSL_CTX_use_certificate_chain_file(ctx, srv->cfg.tls_cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, srv->cfg.tls_key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		char buf[256];
+
+		ERR_error_string_n(ERR_get_error(), buf, sizeof(buf));
+		cfs_err("TLS certificate/key: %s", buf);
+		SSL_CTX_free(ctx);
+		return -EINVAL;
+	}
+	srv->ssl = ctx;
+	return 0;
+}
+
+static int srv_thread_init(struct cfs_serve *srv, struct srv_thread *t)
+{
+	struct timeval tv = {
+		.tv_sec = (time_t)(srv->cfg.timeout_ms / 1000),
+		.tv_usec = (suseconds_t)(srv->cfg.timeout_ms % 1000) * 1000,
+	};
+	int r;
+
+	t->base = event_base_new();
+	if (!t->base)
+		return -ENOMEM;
+	t->http = evhttp_new(t->base);
+	if (!t->http)
+		return -ENOMEM;
+	evhttp_set_allowed_methods(t->http, SRV_ALL_METHODS);
+	evhttp_set_default_content_type(t->http, NULL);
+	evhttp_set_max_headers_size(t->http, (ev_ssize_t)srv->cfg.max_header_size);
+	evhttp_set_max_body_size(t->http, (ev_ssize_t)(srv->cfg.allow_upload ? srv->cfg.max_upload : 0));
+	evhttp_set_timeout_tv(t->http, &tv);
+	evhttp_set_flags(t->http, EVHTTP_SERVER_LINGERING_CLOSE);
+	evhttp_set_gencb(t->http, srv_handle, t);
+	evhttp_set_bevcb(t->http, srv_bevcb, t);
+	t->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (t->stop_fd < 0)
+		return -errno;
+	t->stop_ev = event_new(t->base, t->stop_fd, EV_READ | EV_PERSIST, srv_stop_cb, t);
+	t->deadline_ev = evtimer_new(t->base, srv_deadline_cb, t);
+	t->setup_ev = event_new(t->base, -1, 0, srv_setup_cb, t);
+	if (!t->stop_ev || !t->deadline_ev || !t->setup_ev || event_add(t->stop_ev, NULL) < 0)
+		return -ENOMEM;
+	if (srv->zc) {
+		r = cfs_zcache_ctx_new(&t->zctx);
+		if (r < 0)
+			return r;
+	}
+	for (size_t i = 0; i < srv->cfg.n_listen; i++) {
+		t->bound[i] = evhttp_accept_socket_with_handle(t->http, t->lfds[i]);
+		if (!t->bound[i])
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+int cfs_serve_new(const struct cfs_serve_config *cfg, struct cfs_serve **srv_ret)
+{
+	struct cfs_serve *srv;
+	long ncpu;
+	int r;
+
+	srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return -ENOMEM;
+	srv->cfg = *cfg;
+	srv->store_fd = -1;
+	srv->token_len = cfg->token ? strlen(cfg->token) : 0;
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	srv->nthreads = cfg->threads ? cfg->threads : (unsigned)(ncpu > 0 ? ncpu : 1);
+	r = cfs_store_open(cfg->store_path, cfg->allow_upload ? 0 : CFS_STORE_NO_CLEAN, &srv->store);
+	if (r < 0) {
+		cfs_err("cannot open store %s: %s", cfg->store_path, strerror(-r));
+		goto fail;
+	}
+	srv->store_fd = cfs_store_dirfd(srv->store);
+	if (cfg->zstd) {
+		r = cfs_zcache_new(srv->store_fd, cfg->zstd_level, cfg->zstd_max_size, &srv->zc);
+		if (r < 0) {
+			cfs_warn("zstd side files disabled: %s/%s: %s", cfg->store_path,
+				 CFS_ZCACHE_DIR, strerror(-r));
+			srv->zc = NULL;
+		}
+	}
+	if (cfg->tls_cert) {
+		r = srv_tls_init(srv);
+		if (r < 0)
+			goto fail;
+	}
+	srv->threads = calloc(srv->nthreads, sizeof(*srv->threads));
+	if (!srv->threads) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (unsigned i = 0; i < srv->nthreads; i++) {
+		struct srv_thread *t = &srv->threads[i];
+
+		t->srv = srv;
+		t->idx = i;
+		t->stop_fd = -1;
+		t->lfds = malloc(cfg->n_listen * sizeof(*t->lfds));
+		t->bound = calloc(cfg->n_listen, sizeof(*t->bound));
+		if (!t->lfds || !t->bound) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		for (size_t l = 0; l < cfg->n_listen; l++)
+			t->lfds[l] = -1;
+	}
+	for (size_t l = 0; l < cfg->n_listen; l++) {
+		r = srv_bind_all(srv, l);
+		if (r < 0)
+			goto fail;
+	}
+	for (unsigned i = 0; i < srv->nthreads; i++) {
+		r = srv_thread_init(srv, &srv->threads[i]);
+		if (r < 0)
+			goto fail;
+	}
+	*srv_ret = srv;
+	return 0;
+fail:
+	cfs_serve_free(srv);
+	return r;
+}
+
+int cfs_serve_start(struct cfs_serve *srv)
+{
+	for (unsigned i = 0; i < srv->nthreads; i++) {
+		int r = pthread_create(&srv->threads[i].tid, NULL, srv_thread_main, &srv->threads[i]);
+
+		if (r != 0) {
+			cfs_serve_stop(srv);
+			cfs_serve_join(srv);
+			return -r;
+		}
+		srv->threads[i].started = true;
+	}
+	return 0;
+}
+
+void cfs_serve_stop(struct cfs_serve *srv)
+{
+	uint64_t one = 1;
+
+	for (unsigned i = 0; i < srv->nthreads; i++)
+		if (srv->threads[i].stop_fd >= 0 &&
+		    write(srv->threads[i].stop_fd, &one, sizeof(one)) < 0)
+			cfs_warn("waking loop %u: %s", i, strerror(errno));
+}
+
+int cfs_serve_join(struct cfs_serve *srv)
+{
+	for (unsigned i = 0; i < srv->nthreads; i++) {
+		if (srv->threads[i].started)
+			pthread_join(srv->threads[i].tid, NULL);
+		srv->threads[i].started = false;
+	}
+	return 0;
+}
+
+void cfs_serve_free(struct cfs_serve *srv)
+{
+	if (!srv)
+		return;
+	for (unsigned i = 0; srv->threads && i < srv->nthreads; i++) {
+		struct srv_thread *t = &srv->threads[i];
+
+		for (size_t l = 0; t->lfds && t->bound && l < srv->cfg.n_listen; l++)
+			if (t->lfds[l] >= 0 && !t->bound[l])
+				close(t->lfds[l]);
+		if (t->http)
+			evhttp_free(t->http); /* closes the bound listening sockets */
+		if (t->stop_ev)
+			event_free(t->stop_ev);
+		if (t->deadline_ev)
+			event_free(t->deadline_ev);
+		if (t->setup_ev)
+			event_free(t->setup_ev);
+		if (t->base)
+			event_base_free(t->base);
+		if (t->stop_fd >= 0)
+			close(t->stop_fd);
+		for (size_t b = 0; b < SRV_CONN_BUCKETS; b++) {
+			while (t->conns[b]) {
+				struct srv_conn *c = t->conns[b];
+
+				t->conns[b] = c->next;
+				free(c);
+			}
+		}
+		cfs_zcache_ctx_free(t->zctx);
+		free(t->pending);
+		free(t->lfds);
+		free(t->bound);
+	}
+	free(srv->threads);
+	if (srv->ssl)
+		SSL_CTX_free(srv->ssl);
+	cfs_zcache_free(srv->zc);
+	cfs_store_free(srv->store);
+	free(srv);
+}

@@ -1,0 +1,265 @@
+/* SPDX-License-Identifier: MIT */
+/* cfscache: zstd side files: compress an object once, keep the result beside the store. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "common/log.h"
+#include "common/name.h"
+#include "common/util.h"
+#include "server/zcache.h"
+
+#define ZC_CHUNK (128 * 1024)
+#define ZC_MIN_SIZE 256
+/* Worth it only when the encoding saves at least a tenth. */
+#define ZC_WORTH(csize, size) ((csize) * 10 < (uint64_t)(size) * 9)
+
+struct cfs_zcache {
+	int dirfd;
+	int level;
+	uint64_t max_size;
+	atomic_uint tmp_seq;
+};
+
+struct cfs_zcache_ctx {
+	ZSTD_CCtx *cctx;
+	void *in, *out;
+};
+
+int cfs_serve_open_beneath(int dirfd, const char *rel, int flags)
+{
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
+		.mode = (flags & O_CREAT) ? 0644 : 0,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	const char *slash;
+	char dir[16];
+	int fd, dfd;
+
+	fd = (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+	if (fd >= 0)
+		return fd;
+	if (errno != ENOSYS && errno != EPERM)
+		return -errno;
+	/* Older kernels: the only directory level is the two-hex prefix; open it without
+	 * following a symlink, then the file inside it the same way. */
+	slash = strchr(rel, '/');
+	if (!slash || (size_t)(slash - rel) >= sizeof(dir))
+		return -EINVAL;
+	memcpy(dir, rel, (size_t)(slash - rel));
+	dir[slash - rel] = '\0';
+	dfd = openat(dirfd, dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	fd = openat(dfd, slash + 1, flags | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		fd = -errno;
+	close(dfd);
+	return fd;
+}
+
+int cfs_zcache_new(int store_dirfd, int level, uint64_t max_size, struct cfs_zcache **zc_ret)
+{
+	struct cfs_zcache *zc;
+	int fd;
+
+	if (mkdirat(store_dirfd, CFS_ZCACHE_DIR, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	fd = openat(store_dirfd, CFS_ZCACHE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	zc = calloc(1, sizeof(*zc));
+	if (!zc) {
+		close(fd);
+		return -ENOMEM;
+	}
+	zc->dirfd = fd;
+	zc->level = level;
+	zc->max_size = max_size;
+	*zc_ret = zc;
+	return 0;
+}
+
+void cfs_zcache_free(struct cfs_zcache *zc)
+{
+	if (!zc)
+		return;
+	close(zc->dirfd);
+	free(zc);
+}
+
+int cfs_zcache_ctx_new(struct cfs_zcache_ctx **ctx_ret)
+{
+	struct cfs_zcache_ctx *ctx = calloc(1, sizeof(*ctx));
+
+	if (!ctx)
+		return -ENOMEM;
+	*ctx_ret = ctx;
+	return 0;
+}
+
+void cfs_zcache_ctx_free(struct cfs_zcache_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	ZSTD_freeCCtx(ctx->cctx);
+	free(ctx->in);
+	free(ctx->out);
+	free(ctx);
+}
+
+/* A side file is trusted only if its frame header announces the object's size. */
+static int zc_open_existing(struct cfs_zcache *zc, const char *rel, const struct stat *obj,
+			    int *fd_ret, uint64_t *size_ret)
+{
+	unsigned char hdr[18]; /* ZSTD_FRAMEHEADERSIZE_MAX */
+	struct stat st = { 0 };
+	ssize_t n;
+	int fd;
+
+	fd = cfs_serve_open_beneath(zc->dirfd, rel, O_RDONLY | O_NONBLOCK);
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		goto bad;
+	n = cfs_pread_full(fd, hdr, sizeof(hdr), 0);
+	if (n <= 0 || ZSTD_getFrameContentSize(hdr, (size_t)n) != (unsigned long long)obj->st_size)
+		goto bad;
+	*fd_ret = fd;
+	*size_ret = (uint64_t)st.st_size;
+	return 0;
+bad:
+	close(fd);
+	if (S_ISREG(st.st_mode))
+		unlinkat(zc->dirfd, rel, 0);
+	return -ENOENT;
+}
+
+static int zc_mark_raw(struct cfs_zcache *zc, const char *rel_raw)
+{
+	int fd = cfs_serve_open_beneath(zc->dirfd, rel_raw, O_WRONLY | O_CREAT);
+
+	if (fd < 0)
+		return fd;
+	close(fd);
+	return 0;
+}
+
+/* Streams the object through the compressor into @out_fd. Returns the compressed size, or
+ * -ENOENT as soon as it is clear the result is not worth keeping, or -errno. */
+static int64_t zc_compress(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, int in_fd,
+			   uint64_t size, int out_fd)
+{
+	uint64_t off = 0, total = 0;
+	size_t zr;
+	int r;
+
+	if (!ctx->cctx) {
+		ctx->cctx = ZSTD_createCCtx();
+		ctx->in = malloc(ZC_CHUNK);
+		ctx->out = malloc(ZC_CHUNK);
+		if (!ctx->cctx || !ctx->in || !ctx->out)
+			return -ENOMEM;
+	}
+	ZSTD_CCtx_reset(ctx->cctx, ZSTD_reset_session_and_parameters);
+	ZSTD_CCtx_setParameter(ctx->cctx, ZSTD_c_compressionLevel, zc->level);
+	ZSTD_CCtx_setParameter(ctx->cctx, ZSTD_c_checksumFlag, 1);
+	ZSTD_CCtx_setPledgedSrcSize(ctx->cctx, size);
+	for (;;) {
+		size_t want = (size_t)CFS_MIN((uint64_t)ZC_CHUNK, size - off);
+		ssize_t n = want ? cfs_pread_full(in_fd, ctx->in, want, (off_t)off) : 0;
+		ZSTD_EndDirective mode;
+		ZSTD_inBuffer in;
+		bool done;
+
+		if (n < 0)
+			return n;
+		if ((size_t)n != want)
+			return -EIO; /* the object changed size under us */
+		off += (uint64_t)n;
+		mode = off == size ? ZSTD_e_end : ZSTD_e_continue;
+		in = (ZSTD_inBuffer){ ctx->in, (size_t)n, 0 };
+		do {
+			ZSTD_outBuffer out = { ctx->out, ZC_CHUNK, 0 };
+
+			zr = ZSTD_compressStream2(ctx->cctx, &out, &in, mode);
+			if (ZSTD_isError(zr))
+				return -EIO;
+			r = cfs_write_full(out_fd, ctx->out, out.pos);
+			if (r < 0)
+				return r;
+			total += out.pos;
+			if (!ZC_WORTH(total, size))
+				return -ENOENT;
+			done = mode == ZSTD_e_end ? zr == 0 : in.pos == in.size;
+		} while (!done);
+		if (mode == ZSTD_e_end)
+			return (int64_t)total;
+	}
+}
+
+int cfs_zcache_get(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, int obj_fd,
+		   const struct stat *st, const uint8_t digest[CFS_DIGEST_SIZE], int *fd_ret,
+		   uint64_t *size_ret)
+{
+	char path[CFS_NAME_PATH_LEN + 1], rel[CFS_NAME_PATH_LEN + 8], raw[CFS_NAME_PATH_LEN + 8];
+	char tmp[CFS_NAME_PATH_LEN + 48], prefix[3];
+	int fd = -1, r;
+	int64_t csize;
+
+	if (st->st_size < ZC_MIN_SIZE || (uint64_t)st->st_size > zc->max_size)
+		return -ENOENT;
+	cfs_name_format_path(digest, path);
+	snprintf(rel, sizeof(rel), "%s.zst", path);
+	r = zc_open_existing(zc, rel, st, fd_ret, size_ret);
+	if (r != -ENOENT)
+		return r;
+	snprintf(raw, sizeof(raw), "%s.raw", path);
+	if (faccessat(zc->dirfd, raw, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		return -ENOENT;
+
+	memcpy(prefix, path, 2);
+	prefix[2] = '\0';
+	if (mkdirat(zc->dirfd, prefix, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	/* A name with a leading dot and a sequence number: unique per process and thread. */
+	snprintf(tmp, sizeof(tmp), "%s/.tmp-%s-%d-%u", prefix, path + 3, (int)getpid(),
+		 atomic_fetch_add(&zc->tmp_seq, 1));
+	fd = cfs_serve_open_beneath(zc->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL);
+	if (fd < 0)
+		return fd;
+	csize = zc_compress(zc, ctx, obj_fd, (uint64_t)st->st_size, fd);
+	if (csize == -ENOENT) {
+		cfs_debug("zstd: %s not worth compressing", path);
+		zc_mark_raw(zc, raw);
+		r = -ENOENT;
+		goto fail;
+	}
+	if (csize < 0) {
+		r = (int)csize;
+		goto fail;
+	}
+	if (renameat(zc->dirfd, tmp, zc->dirfd, rel) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	cfs_debug("zstd: %s %lld -> %lld bytes", path, (long long)st->st_size, (long long)csize);
+	*fd_ret = fd;
+	*size_ret = (uint64_t)csize;
+	return 0;
+fail:
+	unlinkat(zc->dirfd, tmp, 0);
+	close(fd);
+	return r;
+}

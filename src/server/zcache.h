@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/* cfscache: zstd side files of objects, kept under <store>/.cfs-zstd (never an object path). */
+#ifndef CFS_SERVER_ZCACHE_H
+#define CFS_SERVER_ZCACHE_H
+
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "common/digest.h"
+
+#define CFS_ZCACHE_DIR ".cfs-zstd"
+
+struct cfs_zcache;
+struct cfs_zcache_ctx; /* per-thread compression state */
+
+/* Opens (creating if needed) the side-file directory inside the store at @store_dirfd.
+ * Returns 0 or -errno; free with cfs_zcache_free. */
+int cfs_zcache_new(int store_dirfd, int level, uint64_t max_size, struct cfs_zcache **zc_ret);
+void cfs_zcache_free(struct cfs_zcache *zc);
+int cfs_zcache_ctx_new(struct cfs_zcache_ctx **ctx_ret);
+void cfs_zcache_ctx_free(struct cfs_zcache_ctx *ctx);
+
+/* Finds or makes the zstd encoding of the object open at @obj_fd (size @st->st_size).
+ * Returns 0 with *fd_ret (caller closes) and *size_ret of the compressed file, -ENOENT when
+ * compression does not pay off for this object, or another -errno. Compression happens at
+ * most once per object; the result (or "not worth it") is remembered on disk. */
+int cfs_zcache_get(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, int obj_fd,
+		   const struct stat *st, const uint8_t digest[CFS_DIGEST_SIZE], int *fd_ret,
+		   uint64_t *size_ret);
+
+/* Opens @rel (a fixed-shape relative path) under @dirfd without following any symlink.
+ * Shared with the object path of the server. Returns an fd or -errno. */
+int cfs_serve_open_beneath(int dirfd, const char *rel, int flags);
+
+#endif
