@@ -1,13 +1,866 @@
 /* SPDX-License-Identifier: MIT */
-/* cfscache: the FUSE lazy basedir (placeholder). */
+/* cfscache: FUSE low-level operations: 256 prefix dirs, objects looked up in the local store and
+ * fetched on a miss, with the reply sent from the fetch completion (no worker waits). */
 #include "config.h"
 
+#define FUSE_USE_VERSION 312
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
-#include "fusefs/cmds.h"
+#include "common/log.h"
+#include "common/name.h"
+#include "common/util.h"
+#include "fusefs/fs.h"
 
-int cfs_cache_cmd_mount(int argc, char **argv)
+#define PREFIX_INO_BASE 2 /* prefix directory p has inode 2 + p */
+#define OBJECT_INO_FLAG (1ULL << 63)
+#define XATTR_PREFIX "user.cfs."
+
+struct node {
+	struct node *next;
+	fuse_ino_t ino;
+	uint64_t nlookup;
+	uint8_t digest[CFS_DIGEST_SIZE];
+};
+
+struct cfs_fs {
+	struct cfs_store *store;
+	_Atomic(struct cfs_fetch *) fetch;
+	double timeout;
+	uint64_t start_ns;
+
+	pthread_mutex_t lock; /* guards the node table and the trace file */
+	struct node **buckets;
+	size_t nbuckets, nnodes;
+	FILE *trace;
+
+	atomic_uint_fast64_t lookups, hits, misses, not_found, failures, rejected, opens, reads,
+		read_bytes, pending;
+};
+
+enum pending_kind { PENDING_LOOKUP, PENDING_OPEN };
+
+/* A request parked until its object arrives; owns copies of everything it needs. */
+struct pending {
+	struct cfs_fs *fs;
+	fuse_req_t req;
+	enum pending_kind kind;
+	struct fuse_file_info fi;
+	uint8_t digest[CFS_DIGEST_SIZE];
+};
+
+struct dir_snapshot {
+	size_t n;
+	char (*names)[CFS_NAME_REST_LEN + 1];
+};
+
+static fuse_ino_t object_ino(const uint8_t digest[CFS_DIGEST_SIZE])
 {
-	fprintf(stderr, "cfs-cache: mount not implemented yet\n");
-	return 1;
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | digest[i];
+	return (fuse_ino_t)(v | OBJECT_INO_FLAG);
+}
+
+static bool is_prefix_ino(fuse_ino_t ino)
+{
+	return ino >= PREFIX_INO_BASE && ino < PREFIX_INO_BASE + 256;
+}
+
+/* ---- node table (inode -> digest), reference counted by kernel lookups ---- */
+
+static struct node **node_slot(struct cfs_fs *fs, fuse_ino_t ino)
+{
+	struct node **p = &fs->buckets[(ino * 0x9E3779B97F4A7C15ULL >> 20) & (fs->nbuckets - 1)];
+
+	while (*p && (*p)->ino != ino)
+		p = &(*p)->next;
+	return p;
+}
+
+static void table_grow(struct cfs_fs *fs)
+{
+	size_t old_n = fs->nbuckets;
+	struct node **old = fs->buckets;
+	struct node **nb = calloc(old_n * 2, sizeof(*nb));
+
+	if (!nb)
+		return; /* keep the longer chains */
+	fs->buckets = nb;
+	fs->nbuckets = old_n * 2;
+	for (size_t i = 0; i < old_n; i++) {
+		struct node *n = old[i];
+
+		while (n) {
+			struct node *next = n->next;
+			struct node **slot = node_slot(fs, n->ino);
+
+			n->next = NULL;
+			*slot = n;
+			n = next;
+		}
+	}
+	free(old);
+}
+
+/* Takes one kernel reference on the object's node. Returns 0, -ENOMEM or -EIO (collision). */
+static int node_ref(struct cfs_fs *fs, const uint8_t digest[CFS_DIGEST_SIZE], fuse_ino_t *ino_ret)
+{
+	fuse_ino_t ino = object_ino(digest);
+	struct node **slot;
+	int r = 0;
+
+	pthread_mutex_lock(&fs->lock);
+	slot = node_slot(fs, ino);
+	if (*slot) {
+		if (memcmp((*slot)->digest, digest, CFS_DIGEST_SIZE) != 0)
+			r = -EIO; /* two digests sharing 64 bits: practically never */
+		else
+			(*slot)->nlookup++;
+	} else {
+		struct node *n = calloc(1, sizeof(*n));
+
+		if (!n) {
+			r = -ENOMEM;
+		} else {
+			n->ino = ino;
+			n->nlookup = 1;
+			memcpy(n->digest, digest, CFS_DIGEST_SIZE);
+			*slot = n;
+			if (++fs->nnodes > fs->nbuckets * 2)
+				table_grow(fs);
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (r == 0)
+		*ino_ret = ino;
+	return r;
+}
+
+static void node_unref(struct cfs_fs *fs, fuse_ino_t ino, uint64_t n)
+{
+	struct node **slot, *victim = NULL;
+
+	pthread_mutex_lock(&fs->lock);
+	slot = node_slot(fs, ino);
+	if (*slot) {
+		if ((*slot)->nlookup <= n) {
+			victim = *slot;
+			*slot = victim->next;
+			fs->nnodes--;
+		} else {
+			(*slot)->nlookup -= n;
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	free(victim);
+}
+
+static bool node_digest(struct cfs_fs *fs, fuse_ino_t ino, uint8_t digest[CFS_DIGEST_SIZE])
+{
+	struct node **slot;
+	bool found;
+
+	pthread_mutex_lock(&fs->lock);
+	slot = node_slot(fs, ino);
+	found = *slot != NULL;
+	if (found)
+		memcpy(digest, (*slot)->digest, CFS_DIGEST_SIZE);
+	pthread_mutex_unlock(&fs->lock);
+	return found;
+}
+
+/* ---- attributes ---- */
+
+static void dir_attr(fuse_ino_t ino, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_mode = S_IFDIR | 0555;
+	st->st_nlink = ino == FUSE_ROOT_ID ? 258 : 2;
+}
+
+static void object_attr(fuse_ino_t ino, const struct stat *store_st, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_mode = S_IFREG | 0444;
+	st->st_nlink = 1;
+	st->st_size = store_st->st_size;
+	st->st_blocks = store_st->st_blocks;
+	st->st_blksize = 4096;
+	st->st_mtim = store_st->st_mtim;
+	st->st_ctim = store_st->st_ctim;
+	st->st_atim = store_st->st_atim;
+}
+
+static void reply_object_entry(struct cfs_fs *fs, fuse_req_t req,
+			       const uint8_t digest[CFS_DIGEST_SIZE], const struct stat *store_st)
+{
+	struct fuse_entry_param e = { .attr_timeout = fs->timeout, .entry_timeout = fs->timeout };
+	int r = node_ref(fs, digest, &e.ino);
+
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	object_attr(e.ino, store_st, &e.attr);
+	/* If the kernel dropped the request meanwhile, give back the reference just taken. */
+	if (fuse_reply_entry(req, &e) == -ENOENT)
+		node_unref(fs, e.ino, 1);
+}
+
+/* ---- fetch completions (run on the fetcher's thread) ---- */
+
+static void trace_fetch(struct cfs_fs *fs, const uint8_t digest[CFS_DIGEST_SIZE], uint64_t size)
+{
+	char name[CFS_NAME_PATH_LEN + 1];
+
+	if (!fs->trace)
+		return;
+	cfs_name_format_path(digest, name);
+	pthread_mutex_lock(&fs->lock);
+	fprintf(fs->trace, "%s %" PRIu64 " %.3f\n", name, size,
+		(double)(cfs_now_ns() - fs->start_ns) / 1e9);
+	fflush(fs->trace);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+static int open_object_fd(struct cfs_fs *fs, const uint8_t digest[CFS_DIGEST_SIZE], int *fd_ret)
+{
+	int r = cfs_store_open_object(fs->store, digest, fd_ret);
+
+	return r == -EUCLEAN ? -EIO : r;
+}
+
+static void fetch_done(int result, const uint8_t digest[CFS_DIGEST_SIZE],
+		       const struct cfs_fetch_result *info, void *userdata)
+{
+	struct pending *p = userdata;
+	struct cfs_fs *fs = p->fs;
+	char name[CFS_NAME_PATH_LEN + 1];
+	struct stat st;
+	int fd;
+
+	atomic_fetch_sub(&fs->pending, 1);
+	if (result == 0 && info && info->fetched)
+		trace_fetch(fs, digest, info->size);
+	if (result == -ENOENT) {
+		atomic_fetch_add(&fs->not_found, 1);
+	} else if (result < 0) {
+		atomic_fetch_add(&fs->failures, 1);
+		cfs_name_format_path(digest, name);
+		cfs_err("fetch of %s failed: %s (last server tried: %s)", name,
+			info && info->reason ? info->reason : strerror(-result),
+			info && info->server ? info->server : "none");
+		result = result == -ECANCELED ? -EINTR : -EIO;
+	}
+	if (result < 0) {
+		fuse_reply_err(p->req, -result);
+		goto out;
+	}
+	if (p->kind == PENDING_LOOKUP) {
+		int r = cfs_store_lookup(fs->store, digest, &st);
+
+		if (r < 0)
+			fuse_reply_err(p->req, r == -ENOENT ? EIO : (r == -EUCLEAN ? EIO : -r));
+		else
+			reply_object_entry(fs, p->req, digest, &st);
+	} else {
+		int r = open_object_fd(fs, digest, &fd);
+
+		if (r < 0) {
+			fuse_reply_err(p->req, r == -ENOENT ? EIO : -r);
+		} else {
+			p->fi.fh = (uint64_t)fd;
+			p->fi.keep_cache = 1;
+			if (fuse_reply_open(p->req, &p->fi) == -ENOENT)
+				close(fd);
+		}
+	}
+out:
+	free(p);
+}
+
+/* Parks @req until the object is fetched. The reply comes from fetch_done. */
+static void start_fetch(struct cfs_fs *fs, fuse_req_t req, enum pending_kind kind,
+			const uint8_t digest[CFS_DIGEST_SIZE], const struct fuse_file_info *fi)
+{
+	struct cfs_fetch *fetch = atomic_load(&fs->fetch);
+	struct pending *p;
+	int r;
+
+	if (!fetch) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	p->fs = fs;
+	p->req = req;
+	p->kind = kind;
+	if (fi)
+		p->fi = *fi;
+	memcpy(p->digest, digest, CFS_DIGEST_SIZE);
+	atomic_fetch_add(&fs->misses, 1);
+	atomic_fetch_add(&fs->pending, 1);
+	r = cfs_fetch_submit(fetch, digest, 0, fetch_done, p);
+	if (r < 0) {
+		atomic_fetch_sub(&fs->pending, 1);
+		free(p);
+		fuse_reply_err(req, r == -ENOMEM ? ENOMEM : EIO);
+	}
+}
+
+/* ---- operations ---- */
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	/* Reads are answered by splicing from the store file. */
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	if (conn->capable & FUSE_CAP_SPLICE_MOVE)
+		conn->want |= FUSE_CAP_SPLICE_MOVE;
+	if (conn->capable & FUSE_CAP_ASYNC_READ)
+		conn->want |= FUSE_CAP_ASYNC_READ;
+	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA; /* objects never change */
+	conn->max_readahead = conn->max_readahead > (1u << 20) ? conn->max_readahead : (1u << 20);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct cfs_fs *fs = fuse_req_userdata(req);
+	size_t len = strlen(name);
+	uint8_t digest[CFS_DIGEST_SIZE];
+	struct stat st;
+	unsigned prefix;
+	int r;
+
+	if (parent == FUSE_ROOT_ID) {
+		struct fuse_entry_param e = { .attr_timeout = fs->timeout,
+					      .entry_timeout = fs->timeout };
+
+		if (cfs_name_parse_prefix(name, len, &prefix) < 0) {
+			atomic_fetch_add(&fs->rejected, 1);
+			fuse_reply_err(req, ENOENT);
+			return;
+		}
+		e.ino = PREFIX_INO_BASE + prefix;
+		dir_attr(e.ino, &e.attr);
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (!is_prefix_ino(parent)) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	/* Malformed names never reach the store or the network. */
+	if (cfs_name_parse_rest((unsigned)(parent - PREFIX_INO_BASE), name, len, digest) < 0) {
+		atomic_fetch_add(&fs->rejected, 1);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	atomic_fetch_add(&fs->lookups, 1);
+	r = cfs_store_lookup(fs->store, digest, &st);
+	if (r == 0) {
+		atomic_fetch_add(&fs->hits, 1);
+		reply_object_entry(fs, req, digest, &st);
+		return;
+	}
+	if (r != -ENOENT) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	start_fetch(fs, req, PENDING_LOOKUP, digest, NULL);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct cfs_fs *fs = fuse_req_userdata(req);
+
+	if (ino & OBJECT_INO_FLAG)
+		node_unref(fs, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct cfs_fs *fs = fuse_req_userdata(req);
+
+	for (size_t i = 0; i < count; i++)
+		if (forgets[i].ino & OBJECT_INO_FLAG)
+			node_unref(fs, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct cfs_fs *fs = fuse_req_userdata(req);
+	uint8_t digest[CFS_DIGEST_SIZE];
+	struct stat st, store_st;
+
+	if (ino == FUSE_ROOT_ID || is_prefix_ino(ino)) {
+		dir_attr(ino, &st);
+		fuse_reply_attr(req, &st, fs->timeout);
+		return;
+	}
+	if (!node_digest(fs, ino, digest)) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (fi && fstat((int)fi->fh, &store_st) == 0) {
+		object_attr(ino, &store_st, &st);
+		fuse_reply_attr(req, &st, fs->timeout);
+		return;
+	}
+	if (cfs_store_lookup(fs->store, digest, &store_st) < 0) {
+		/* Evicted since lookup: the size is immutable, but we no longer know it here. */
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	object_attr(ino, &store_st, &st);
+	fuse_reply_attr(req, &st, fs->timeout);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct cfs_fs *fs = fuse_req_userdata(req);
+	uint8_t digest[CFS_DIGEST_SIZE];
+	int fd, r;
+
+	if (!(ino & OBJECT_INO_FLAG)) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (!node_digest(fs, ino, digest)) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	atomic_fetch_add(&fs->opens, 1);
+	r = open_object_fd(fs, digest, &fd);
+	if (r == -ENOENT) {
+		/* Evicted after the lookup: fetch it again and answer the open then. */
+		start_fetch(fs, req, PENDING_OPEN, digest, fi);
+		return;
+	}
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fi->fh = (uint64_t)fd;
+	fi->keep_cache = 1; /* immutable content */
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		close(fd);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct cfs_fs *fs = fuse_req_userdata(req);
+	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+
+	atomic_fetch_add(&fs->reads, 1);
+	atomic_fetch_add(&fs->read_bytes, size);
+	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	buf.buf[0].fd = (int)fi->fh;
+	buf.buf[0].pos = off;
+	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	close((int)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static int snapshot_prefix(struct cfs_fs *fs, unsigned prefix, struct dir_snapshot **snap_ret)
+{
+	struct dir_snapshot *snap = calloc(1, sizeof(*snap));
+	size_t cap = 0;
+	char name[3];
+	struct dirent *de;
+	DIR *dir = NULL;
+	int fd;
+
+	if (!snap)
+		return -ENOMEM;
+	snprintf(name, sizeof(name), "%02x", prefix & 0xffu);
+	fd = openat(cfs_store_dirfd(fs->store), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		goto done; /* no such prefix yet: empty */
+	dir = fdopendir(fd);
+	if (!dir) {
+		close(fd);
+		goto done;
+	}
+	while ((de = readdir(dir))) {
+		uint8_t d[CFS_DIGEST_SIZE];
+
+		if (cfs_name_parse_rest(prefix, de->d_name, strlen(de->d_name), d) < 0)
+			continue;
+		if (snap->n == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			void *nn = realloc(snap->names, ncap * sizeof(*snap->names));
+
+			if (!nn)
+				break;
+			snap->names = nn;
+			cap = ncap;
+		}
+		memcpy(snap->names[snap->n++], de->d_name, CFS_NAME_REST_LEN + 1);
+	}
+	closedir(dir);
+done:
+	*snap_ret = snap;
+	return 0;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct cfs_fs *fs = fuse_req_userdata(req);
+	struct dir_snapshot *snap = NULL;
+	int r;
+
+	if (ino == FUSE_ROOT_ID) {
+		fi->fh = 0;
+		fuse_reply_open(req, fi);
+		return;
+	}
+	if (!is_prefix_ino(ino)) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	r = snapshot_prefix(fs, (unsigned)(ino - PREFIX_INO_BASE), &snap);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)snap;
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		free(snap->names);
+		free(snap);
+	}
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct dir_snapshot *snap = (struct dir_snapshot *)(uintptr_t)fi->fh;
+	size_t total = ino == FUSE_ROOT_ID ? 256 : (snap ? snap->n : 0);
+	char *buf = malloc(size), name[CFS_NAME_REST_LEN + 1];
+	size_t used = 0;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	/* Offsets: 0 ".", 1 "..", then entry i at 2 + i. */
+	for (off_t i = off; i < (off_t)total + 2; i++) {
+		struct stat st = { 0 };
+		size_t n;
+
+		if (i == 0 || i == 1) {
+			st.st_ino = ino;
+			st.st_mode = S_IFDIR;
+			snprintf(name, sizeof(name), "%s", i == 0 ? "." : "..");
+		} else if (ino == FUSE_ROOT_ID) {
+			st.st_ino = PREFIX_INO_BASE + (fuse_ino_t)(i - 2);
+			st.st_mode = S_IFDIR;
+			snprintf(name, sizeof(name), "%02x", (unsigned)(i - 2) & 0xffu);
+		} else {
+			uint8_t d[CFS_DIGEST_SIZE];
+
+			memcpy(name, snap->names[i - 2], sizeof(name));
+			if (cfs_name_parse_rest((unsigned)(ino - PREFIX_INO_BASE), name,
+						CFS_NAME_REST_LEN, d) < 0)
+				continue;
+			st.st_ino = object_ino(d);
+			st.st_mode = S_IFREG;
+		}
+		n = fuse_add_direntry(req, buf + used, size - used, name, &st, i + 1);
+		if (n > size - used)
+			break;
+		used += n;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dir_snapshot *snap = (struct dir_snapshot *)(uintptr_t)fi->fh;
+
+	if (snap) {
+		free(snap->names);
+		free(snap);
+	}
+	fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct cfs_fs *fs = fuse_req_userdata(req);
+	struct statvfs sv;
+
+	if (fstatvfs(cfs_store_dirfd(fs->store), &sv) < 0) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	sv.f_namemax = 255;
+	fuse_reply_statfs(req, &sv);
+}
+
+/* ---- counters as extended attributes of the root ---- */
+
+struct stat_item {
+	char name[64];
+	char value[512];
+};
+
+static size_t collect_stats(struct cfs_fs *fs, struct stat_item *items, size_t max)
+{
+	struct cfs_fs_stats s;
+	struct cfs_fetch_stats f = { 0 };
+	struct cfs_fetch *fetch = atomic_load(&fs->fetch);
+	size_t n = 0;
+
+	cfs_fs_get_stats(fs, &s);
+	if (fetch)
+		cfs_fetch_get_stats(fetch, &f);
+#define ITEM(nm, v)                                                                                \
+	do {                                                                                       \
+		if (n < max) {                                                                     \
+			snprintf(items[n].name, sizeof(items[n].name), XATTR_PREFIX "%s", nm);     \
+			snprintf(items[n].value, sizeof(items[n].value), "%" PRIu64,               \
+				 (uint64_t)(v));                                                   \
+			n++;                                                                       \
+		}                                                                                  \
+	} while (0)
+	ITEM("lookups", s.lookups);
+	ITEM("hits", s.hits);
+	ITEM("misses", s.misses);
+	ITEM("not_found", s.not_found);
+	ITEM("failures", s.failures);
+	ITEM("rejected", s.rejected);
+	ITEM("opens", s.opens);
+	ITEM("reads", s.reads);
+	ITEM("read_bytes", s.read_bytes);
+	ITEM("pending", s.pending);
+	ITEM("requests", f.requests);
+	ITEM("fetched", f.fetched);
+	ITEM("bytes_fetched", f.bytes);
+	ITEM("verify_failures", f.verify_failures);
+	ITEM("retries", f.retries);
+	ITEM("resumed", f.resumed);
+	ITEM("joined", f.joined);
+	ITEM("in_flight", f.in_flight);
+	ITEM("queued", f.queued);
+	ITEM("commits", f.commits);
+#undef ITEM
+	if (fetch) {
+		size_t ns = cfs_fetch_server_count(fetch);
+
+		for (size_t i = 0; i < ns && n < max; i++) {
+			struct cfs_fetch_server_stats ss;
+
+			if (cfs_fetch_server_stats(fetch, i, &ss) < 0)
+				continue;
+			snprintf(items[n].name, sizeof(items[n].name), XATTR_PREFIX "server.%zu", i);
+			snprintf(items[n].value, sizeof(items[n].value),
+				 "%s state=%s requests=%" PRIu64 " bytes=%" PRIu64
+				 " failures=%" PRIu64 " not_found=%" PRIu64
+				 " verify_failures=%" PRIu64 " active=%u",
+				 ss.url, ss.state == CFS_FETCH_SERVER_UP ? "up" : "backoff",
+				 ss.requests, ss.bytes, ss.failures, ss.not_found,
+				 ss.verify_failures, ss.active);
+			n++;
+		}
+	}
+	return n;
+}
+
+#define MAX_ITEMS 64
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct cfs_fs *fs = fuse_req_userdata(req);
+	struct stat_item *items;
+	size_t n;
+
+	if (ino != FUSE_ROOT_ID || strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) != 0) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	items = calloc(MAX_ITEMS, sizeof(*items));
+	if (!items) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = collect_stats(fs, items, MAX_ITEMS);
+	for (size_t i = 0; i < n; i++) {
+		size_t len;
+
+		if (strcmp(items[i].name, name) != 0)
+			continue;
+		len = strlen(items[i].value);
+		if (size == 0)
+			fuse_reply_xattr(req, len);
+		else if (size < len)
+			fuse_reply_err(req, ERANGE);
+		else
+			fuse_reply_buf(req, items[i].value, len);
+		free(items);
+		return;
+	}
+	free(items);
+	fuse_reply_err(req, ENODATA);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct cfs_fs *fs = fuse_req_userdata(req);
+	struct stat_item *items;
+	char *buf;
+	size_t n, len = 0;
+
+	if (ino != FUSE_ROOT_ID) {
+		if (size == 0)
+			fuse_reply_xattr(req, 0);
+		else
+			fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	items = calloc(MAX_ITEMS, sizeof(*items));
+	buf = malloc(MAX_ITEMS * sizeof(items[0].name));
+	if (!items || !buf) {
+		free(items);
+		free(buf);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = collect_stats(fs, items, MAX_ITEMS);
+	for (size_t i = 0; i < n; i++) {
+		size_t l = strlen(items[i].name) + 1;
+
+		memcpy(buf + len, items[i].name, l);
+		len += l;
+	}
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, buf, len);
+	free(items);
+	free(buf);
+}
+
+static const struct fuse_lowlevel_ops ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.open = op_open,
+	.read = op_read,
+	.release = op_release,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.releasedir = op_releasedir,
+	.statfs = op_statfs,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+};
+
+const struct fuse_lowlevel_ops *cfs_fs_ops(void)
+{
+	return &ops;
+}
+
+int cfs_fs_new(const struct cfs_fs_options *o, struct cfs_fs **fs_ret)
+{
+	struct cfs_fs *fs = calloc(1, sizeof(*fs));
+
+	if (!fs)
+		return -ENOMEM;
+	fs->store = o->store;
+	atomic_init(&fs->fetch, o->fetch);
+	fs->timeout = o->entry_timeout > 0 ? o->entry_timeout : 86400.0;
+	fs->start_ns = cfs_now_ns();
+	fs->nbuckets = 1024;
+	fs->buckets = calloc(fs->nbuckets, sizeof(*fs->buckets));
+	pthread_mutex_init(&fs->lock, NULL);
+	if (!fs->buckets) {
+		cfs_fs_free(fs);
+		return -ENOMEM;
+	}
+	if (o->trace_path) {
+		fs->trace = fopen(o->trace_path, "ae");
+		if (!fs->trace) {
+			int r = -errno;
+			cfs_fs_free(fs);
+			return r;
+		}
+	}
+	*fs_ret = fs;
+	return 0;
+}
+
+void cfs_fs_set_fetch(struct cfs_fs *fs, struct cfs_fetch *fetch)
+{
+	atomic_store(&fs->fetch, fetch);
+}
+
+void cfs_fs_free(struct cfs_fs *fs)
+{
+	if (!fs)
+		return;
+	for (size_t i = 0; fs->buckets && i < fs->nbuckets; i++) {
+		struct node *n = fs->buckets[i];
+
+		while (n) {
+			struct node *next = n->next;
+			free(n);
+			n = next;
+		}
+	}
+	free(fs->buckets);
+	if (fs->trace)
+		fclose(fs->trace);
+	pthread_mutex_destroy(&fs->lock);
+	free(fs);
+}
+
+void cfs_fs_get_stats(struct cfs_fs *fs, struct cfs_fs_stats *s)
+{
+	s->lookups = atomic_load(&fs->lookups);
+	s->hits = atomic_load(&fs->hits);
+	s->misses = atomic_load(&fs->misses);
+	s->not_found = atomic_load(&fs->not_found);
+	s->failures = atomic_load(&fs->failures);
+	s->rejected = atomic_load(&fs->rejected);
+	s->opens = atomic_load(&fs->opens);
+	s->reads = atomic_load(&fs->reads);
+	s->read_bytes = atomic_load(&fs->read_bytes);
+	s->pending = atomic_load(&fs->pending);
 }

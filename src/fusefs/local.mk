@@ -3,7 +3,8 @@
 bin_PROGRAMS += cfs-cache
 cfs_cache_SOURCES = \
 	src/fusefs/main.c src/fusefs/cmds.h \
-	src/fusefs/fs.c \
+	src/fusefs/fs.c src/fusefs/fs.h \
+	src/fusefs/mount.c \
 	src/fusefs/cmd-fetch.c \
 	src/fusefs/cmd-prefetch.c \
 	src/fusefs/cmd-stats.c \

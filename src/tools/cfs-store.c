@@ -15,7 +15,8 @@ bool tool_quiet;
 bool tool_no_progress;
 
 static const struct tool_cmd commands[] = {
-	{ "digest", cmd_digest, "FILE...", "print the fs-verity digest of files" },
+	{ "digest", cmd_digest, "[--threads N] FILE...",
+	  "print the fs-verity digest of files (like `fsverity digest`)" },
 	{ "import", cmd_import, "[--dry-run] SRC_DIR... STORE",
 	  "add every non-empty regular file of trees to a store" },
 	{ "verify", cmd_verify, "[--delete-bad] STORE", "re-hash every object and report problems" },

@@ -39,11 +39,32 @@ static int parse_no_options(int argc, char **argv, const char *cmd)
 
 int cmd_digest(int argc, char **argv)
 {
-	int r, ret = 0;
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "threads", required_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 },
+	};
+	unsigned threads = 0;
+	int c, r, ret = 0;
 
-	r = parse_no_options(argc, argv, "digest");
-	if (r >= 0)
-		return r;
+	while ((c = getopt_long(argc, argv, "hj:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			tool_wants_help(2, (char *[]){ argv[0], (char *)"--help", NULL }, "digest");
+			return 0;
+		case 'j': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+
+			if (*end || end == optarg || v > 64)
+				return tool_usage_error("digest", "invalid --threads '%s'", optarg);
+			threads = (unsigned)v;
+			break;
+		}
+		default:
+			return tool_usage_error("digest", "unknown option");
+		}
+	}
 	if (optind >= argc)
 		return tool_usage_error("digest", "no file given");
 	for (int i = optind; i < argc; i++) {
@@ -56,7 +77,7 @@ int cmd_digest(int argc, char **argv)
 			ret = 1;
 			continue;
 		}
-		r = cfs_digest_fd(fd, 0, d, NULL);
+		r = cfs_digest_fd(fd, threads, d, NULL);
 		close(fd);
 		if (r < 0) {
 			cfs_err("%s: %s", argv[i], strerror(-r));

@@ -36,7 +36,7 @@ cfs_untrack_pid() { _cfs_pids=$(echo " $_cfs_pids " | sed "s/ $1 / /"); }
 
 # Stops a registered process by PID: TERM, then KILL after a grace period.
 cfs_stop_pid() {
-	pid=$1
+	local pid=$1
 	kill -TERM "$pid" 2>/dev/null || return 0
 	for _ in $(seq 1 50); do
 		kill -0 "$pid" 2>/dev/null || break
@@ -48,7 +48,7 @@ cfs_stop_pid() {
 }
 
 cfs_umount() {
-	mp=$1
+	local mp=$1
 	mountpoint -q "$mp" 2>/dev/null || return 0
 	umount "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || true
 }
@@ -80,9 +80,12 @@ trap _cfs_cleanup EXIT
 trap 'exit 130' INT TERM
 
 CFS_TMP=$(mktemp -d "${TMPDIR:-/tmp}/cfs-$CFS_TEST_NAME.XXXXXX")
+# Servers running as an unprivileged user (nginx workers) must reach the stores inside.
+chmod 0755 "$CFS_TMP"
 
 # Picks a free TCP port on 127.0.0.1.
 cfs_free_port() {
+	local p
 	for _ in $(seq 1 50); do
 		p=$(( (RANDOM % 20000) + 20000 ))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
@@ -117,14 +120,14 @@ cfs_assert_eq() {
 
 # Runs a command with a time bound; fails the test if it hangs.
 cfs_bounded() {
-	secs=$1
+	local secs=$1
 	shift
 	timeout -k 5 "$secs" "$@"
 }
 
 # Writes a file of SIZE bytes of deterministic pseudo-random data seeded by SEED.
 cfs_make_file() {
-	path=$1 size=$2 seed=${3:-1}
+	local path=$1 size=$2 seed=${3:-1}
 	if [ "$size" -eq 0 ]; then
 		: >"$path"
 		return
@@ -137,9 +140,9 @@ cfs_make_file() {
 # EROFS image: regular files over 64 bytes become sparse files of their real size carrying
 # trusted.overlay.metacopy and trusted.overlay.redirect; smaller files stay inline.
 cfs_mkimage() {
-	src=$1 store=$2 image=$3
-	shadow="$CFS_TMP/shadow.$$.$RANDOM"
-	xattrs="$CFS_TMP/xattrs.$$.$RANDOM"
+	local src=$1 store=$2 image=$3 d path hex size
+	local shadow="$CFS_TMP/shadow.$$.$RANDOM"
+	local xattrs="$CFS_TMP/xattrs.$$.$RANDOM"
 	"$CFS_STORE_BIN" --no-progress -q import "$src" "$store" >/dev/null
 	cp -a "$src" "$shadow"
 	: >"$xattrs"
@@ -162,9 +165,9 @@ cfs_mkimage() {
 # cfs_mount_composefs IMAGE MOUNTPOINT BASEDIR...: EROFS + overlayfs the way mount.composefs
 # does, with each BASEDIR as a data-only lower layer, tried in order.
 cfs_mount_composefs() {
-	image=$1 mnt=$2
+	local image=$1 mnt=$2 d lower
 	shift 2
-	meta="$CFS_TMP/erofs.$RANDOM"
+	local meta="$CFS_TMP/erofs.$RANDOM"
 	mkdir -p "$meta" "$mnt"
 	mount -t erofs -o ro,loop "$image" "$meta"
 	cfs_track_mount "$meta"
@@ -172,4 +175,105 @@ cfs_mount_composefs() {
 	for d in "$@"; do lower="$lower::$d"; done
 	mount -t overlay overlay -o "ro,metacopy=on,redirect_dir=on,lowerdir=$lower" "$mnt"
 	cfs_track_mount "$mnt"
+}
+
+# cfs_start_nginx DOCROOT PORT [EXTRA_LOCATION_DIRECTIVES]: serves DOCROOT (a store) at
+# http://127.0.0.1:PORT/objects/ with Debian's nginx in the foreground, tracked by PID.
+# The access log is $CFS_TMP/nginx-PORT/access.log ("METHOD URI STATUS BYTES" per line).
+cfs_start_nginx() {
+	local docroot=$1 port=$2 extra=${3:-}
+	local dir="$CFS_TMP/nginx-$port"
+	mkdir -p "$dir"
+	cat >"$dir/nginx.conf" <<NGINX
+worker_processes 2;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 1024; }
+http {
+	log_format cfs '\$request_method \$uri \$status \$body_bytes_sent';
+	access_log $dir/access.log cfs;
+	client_body_temp_path $dir/body;
+	proxy_temp_path $dir/proxy;
+	fastcgi_temp_path $dir/fastcgi;
+	uwsgi_temp_path $dir/uwsgi;
+	scgi_temp_path $dir/scgi;
+	sendfile on;
+	tcp_nopush on;
+	keepalive_requests 100000;
+	server {
+		listen 127.0.0.1:$port;
+		location /objects/ {
+			alias $docroot/;
+			$extra
+		}
+	}
+}
+NGINX
+	nginx -c "$dir/nginx.conf" -g 'daemon off;' &
+	cfs_track_pid $!
+	CFS_NGINX_PID=$!
+	cfs_wait_port "$port"
+}
+
+# Counts GET requests for one object path (XX/62hex) in an nginx access log.
+cfs_nginx_gets() {
+	grep -c "^GET /objects/$2 " "$1" 2>/dev/null || true
+}
+
+# cfs_start_cache STORE MOUNTPOINT ARGS...: runs cfs-cache in the foreground (background job),
+# tracked by PID and mountpoint; sets CFS_CACHE_PID.
+cfs_start_cache() {
+	local store=$1 mnt=$2
+	shift 2
+	mkdir -p "$mnt"
+	"$CFS_CACHE_BIN" --store "$store" -f "$@" "$mnt" 2>>"$CFS_TMP/cfs-cache.log" &
+	CFS_CACHE_PID=$!
+	cfs_track_pid "$CFS_CACHE_PID"
+	cfs_track_mount "$mnt"
+	cfs_wait_mount "$mnt"
+}
+
+# cfs_stop_cache MOUNTPOINT: unmounts, which ends the daemon; waits for it.
+cfs_stop_cache() {
+	cfs_umount "$1"
+	if [ -n "${CFS_CACHE_PID:-}" ]; then
+		for _ in $(seq 1 50); do kill -0 "$CFS_CACHE_PID" 2>/dev/null || break; sleep 0.1; done
+		cfs_stop_pid "$CFS_CACHE_PID"
+	fi
+}
+
+# Reads one counter of a cfs-cache mount.
+cfs_counter() { getfattr --only-values -n "user.cfs.$2" "$1" 2>/dev/null; }
+
+# Number of objects in a store.
+cfs_store_count() {
+	find "$1" -mindepth 2 -maxdepth 2 -type f -path "$1/[0-9a-f][0-9a-f]/*" | wc -l
+}
+
+# Digest path XX/62hex of a file's content.
+cfs_object_of() {
+	local d
+	d=$("$CFS_STORE_BIN" digest "$1" | cut -d' ' -f1)
+	d=${d#sha256:}
+	echo "${d%"${d#??}"}/${d#??}"
+}
+
+# Builds a test tree under $1: nested dirs, sizes around the inline limit and block edges,
+# symlinks, a hard link, an empty file.
+cfs_make_tree() {
+	local t=$1 i
+	mkdir -p "$t/etc" "$t/usr/bin" "$t/usr/lib/deep/er/still" "$t/var/empty"
+	cfs_make_file "$t/etc/empty" 0 1
+	cfs_make_file "$t/etc/tiny" 10 2
+	cfs_make_file "$t/etc/sixtyfour" 64 3
+	cfs_make_file "$t/etc/sixtyfive" 65 4
+	cfs_make_file "$t/usr/bin/tool" 4096 5
+	cfs_make_file "$t/usr/bin/tool2" 4097 6
+	cfs_make_file "$t/usr/lib/libbig.so" $((3 * 1048576 + 17)) 7
+	cfs_make_file "$t/usr/lib/deep/er/still/data" 200000 8
+	cfs_make_file "$t/usr/lib/same-as-tool" 4096 5
+	printf 'hello from a lazily fetched file\n' >"$t/etc/motd"
+	ln -s ../usr/bin/tool "$t/etc/link"
+	ln "$t/usr/bin/tool2" "$t/usr/bin/tool2-hardlink"
+	for i in $(seq 1 40); do cfs_make_file "$t/usr/lib/f$i" $((i * 997)) $((100 + i)); done
 }

@@ -2,6 +2,9 @@
 # tests/integration: shell tests with real servers and mounts (exit 77 = visible skip)
 INTEGRATION_TESTS = \
 	tests/integration/store-digest.sh \
-	tests/integration/store-import-verify.sh
+	tests/integration/store-import-verify.sh \
+	tests/integration/fuse-basic.sh \
+	tests/integration/fuse-faults.sh \
+	tests/integration/fuse-concurrent.sh
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/* cfscache: the cfs-cache FUSE filesystem: XX/<62hex> objects over a local store and fetcher. */
+#ifndef CFS_FUSEFS_FS_H
+#define CFS_FUSEFS_FS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/store.h"
+#include "fetcher/fetch.h"
+
+struct cfs_fs;
+struct fuse_lowlevel_ops;
+
+struct cfs_fs_options {
+	struct cfs_store *store;  /* not owned */
+	struct cfs_fetch *fetch;  /* not owned; NULL = local store only */
+	double entry_timeout;     /* seconds the kernel may cache names and attributes */
+	const char *trace_path;   /* optional: append first fetches here */
+};
+
+/* Counters of the filesystem layer (the fetcher keeps its own). */
+struct cfs_fs_stats {
+	uint64_t lookups;    /* object lookups */
+	uint64_t hits;       /* answered from the local store */
+	uint64_t misses;     /* needed a fetch */
+	uint64_t not_found;  /* absent on every server */
+	uint64_t failures;   /* fetch failures answered with EIO */
+	uint64_t rejected;   /* malformed names, answered ENOENT without I/O */
+	uint64_t opens;
+	uint64_t reads;
+	uint64_t read_bytes;
+	uint64_t pending;    /* requests waiting for a fetch now */
+};
+
+int cfs_fs_new(const struct cfs_fs_options *o, struct cfs_fs **fs_ret);
+void cfs_fs_free(struct cfs_fs *fs);
+/* The low-level operations table; userdata for fuse_session_new is the cfs_fs. */
+const struct fuse_lowlevel_ops *cfs_fs_ops(void);
+void cfs_fs_get_stats(struct cfs_fs *fs, struct cfs_fs_stats *stats_ret);
+/* Sets the fetcher once it is running (it starts after daemonizing). */
+void cfs_fs_set_fetch(struct cfs_fs *fs, struct cfs_fetch *fetch);
+
+#endif

@@ -1,0 +1,412 @@
+/* SPDX-License-Identifier: MIT */
+/* cfscache: `cfs-cache [OPTIONS] MOUNTPOINT`: option parsing (command line and mount.fuse3 -o
+ * form), daemon start-up order, and shutdown of the FUSE session and fetch engine. */
+#include "config.h"
+
+#define FUSE_USE_VERSION 312
+
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <fuse_opt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/store.h"
+#include "common/util.h"
+#include "fetcher/fetch.h"
+#include "fusefs/cmds.h"
+#include "fusefs/fs.h"
+
+#define MAX_SERVERS 16
+
+struct mount_opts {
+	char *store;
+	char *servers[MAX_SERVERS];
+	size_t n_servers;
+	char *token_file, *ca_file, *cert, *key, *trace, *log_level;
+	char *max_transfers, *connect_timeout, *retries, *timeout, *low_speed_time;
+	int insecure, no_zstd, use_syslog, show_help, show_version;
+	char *nonopts[4];
+	size_t n_nonopts;
+	bool bad;
+};
+
+enum {
+	KEY_SERVER,
+	KEY_HELP,
+	KEY_VERSION,
+};
+
+#define OPT(t, f) { t, offsetof(struct mount_opts, f), 1 }
+static const struct fuse_opt mount_fuse_opts[] = {
+	OPT("store=%s", store),
+	OPT("token_file=%s", token_file),
+	OPT("token-file=%s", token_file),
+	OPT("ca_file=%s", ca_file),
+	OPT("ca-file=%s", ca_file),
+	OPT("cert=%s", cert),
+	OPT("key=%s", key),
+	OPT("trace=%s", trace),
+	OPT("log_level=%s", log_level),
+	OPT("log-level=%s", log_level),
+	OPT("max_transfers=%s", max_transfers),
+	OPT("max-transfers=%s", max_transfers),
+	OPT("connect_timeout=%s", connect_timeout),
+	OPT("connect-timeout=%s", connect_timeout),
+	OPT("low_speed_time=%s", low_speed_time),
+	OPT("low-speed-time=%s", low_speed_time),
+	OPT("retries=%s", retries),
+	OPT("timeout=%s", timeout),
+	OPT("insecure", insecure),
+	OPT("no_zstd", no_zstd),
+	OPT("no-zstd", no_zstd),
+	OPT("syslog", use_syslog),
+	FUSE_OPT_KEY("server=", KEY_SERVER),
+	FUSE_OPT_KEY("-h", KEY_HELP),
+	FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_KEY("-V", KEY_VERSION),
+	FUSE_OPT_KEY("--version", KEY_VERSION),
+	FUSE_OPT_END,
+};
+
+/* Long options "--name VALUE" / "--name=VALUE" become "-o name=VALUE" before fuse parses. */
+static const char *const long_with_value[] = {
+	"store",   "server",	     "token-file",	"ca-file", "cert",
+	"key",	   "trace",	     "log-level",	"max-transfers", "connect-timeout",
+	"retries", "timeout",	     "low-speed-time",
+};
+static const char *const long_flags[] = { "insecure", "no-zstd", "syslog" };
+
+static int mount_opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct mount_opts *mo = data;
+
+	switch (key) {
+	case KEY_SERVER:
+		if (mo->n_servers == MAX_SERVERS) {
+			fprintf(stderr, "cfs-cache: at most %d servers\n", MAX_SERVERS);
+			mo->bad = true;
+			return 0;
+		}
+		mo->servers[mo->n_servers++] = strdup(arg + strlen("server="));
+		return 0;
+	case KEY_HELP:
+		mo->show_help = 1;
+		return 0;
+	case KEY_VERSION:
+		mo->show_version = 1;
+		return 0;
+	case FUSE_OPT_KEY_NONOPT:
+		if (mo->n_nonopts < CFS_ARRAY_SIZE(mo->nonopts)) {
+			mo->nonopts[mo->n_nonopts++] = strdup(arg);
+			return 0;
+		}
+		mo->bad = true;
+		return 0;
+	default:
+		return 1;
+	}
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: cfs-cache --store DIR --server URL [--server URL]... [OPTIONS] MOUNTPOINT\n"
+		"       cfs-cache SOURCE MOUNTPOINT -o store=DIR,server=URL[,...]   (mount.fuse3)\n"
+		"       cfs-cache fetch|prefetch|stats|mount-image ...\n\n"
+		"Mounts a FUSE filesystem showing a composefs object store (XX/<62 hex>). Objects\n"
+		"missing from the local store are fetched from the servers, verified against their\n"
+		"fs-verity digest while they stream, and saved into the store before they appear.\n\n"
+		"Options (also as -o name=value):\n"
+		"  --store DIR             local object store (created if missing)\n"
+		"  --server URL            base URL of an object server, repeatable, tried in order\n"
+		"  --token-file FILE       send 'Authorization: Bearer <file contents>'\n"
+		"  --ca-file FILE          CA certificates for HTTPS servers\n"
+		"  --cert FILE, --key FILE client certificate and key (PEM)\n"
+		"  --insecure              do not verify TLS peers (testing only)\n"
+		"  --no-zstd               do not ask for zstd-encoded bodies\n"
+		"  --max-transfers N       concurrent downloads (default 64)\n"
+		"  --connect-timeout SECS  per connection attempt (default 5)\n"
+		"  --low-speed-time SECS   abort transfers slower than 1 KiB/s this long (default 10)\n"
+		"  --retries N             extra attempts per server (default 2)\n"
+		"  --timeout SECS          kernel cache time for names and attributes (default 86400)\n"
+		"  --trace FILE            append 'XX/<62hex> SIZE SECONDS' for each object fetched\n"
+		"  --log-level LEVEL       err, warning, notice, info, debug\n"
+		"  --syslog                log to syslog (the default once daemonized)\n"
+		"  -f                      stay in the foreground\n"
+		"  -d                      FUSE debug output (implies -f)\n"
+		"  -s                      single-threaded\n"
+		"  -o OPT[,OPT...]         FUSE mount options (allow_other, ...)\n"
+		"  -h, --help              this help;  -V, --version  the version\n\n"
+		"Counters: getfattr -d -m user.cfs MOUNTPOINT, or cfs-cache stats MOUNTPOINT.\n"
+		"See cfs-cache(1).\n");
+}
+
+/* Rewrites our long options into -o form; returns a new argv (strings owned by @keep). */
+static int rewrite_args(int argc, char **argv, struct fuse_args *out)
+{
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		bool done = false;
+
+		if (i > 0 && strncmp(a, "--", 2) == 0) {
+			for (size_t k = 0; k < CFS_ARRAY_SIZE(long_with_value) && !done; k++) {
+				size_t l = strlen(long_with_value[k]);
+				char buf[4096];
+				const char *val = NULL;
+
+				if (strncmp(a + 2, long_with_value[k], l) != 0)
+					continue;
+				if (a[2 + l] == '=')
+					val = a + 3 + l;
+				else if (a[2 + l] == '\0' && i + 1 < argc)
+					val = argv[++i];
+				else if (a[2 + l] == '\0') {
+					fprintf(stderr, "cfs-cache: %s needs a value\n", a);
+					return -EINVAL;
+				} else
+					continue;
+				if (strchr(val, ',')) {
+					fprintf(stderr, "cfs-cache: commas are not allowed in %s\n", a);
+					return -EINVAL;
+				}
+				snprintf(buf, sizeof(buf), "%s=%s", long_with_value[k], val);
+				if (fuse_opt_add_arg(out, "-o") < 0 || fuse_opt_add_arg(out, buf) < 0)
+					return -ENOMEM;
+				done = true;
+			}
+			for (size_t k = 0; k < CFS_ARRAY_SIZE(long_flags) && !done; k++) {
+				if (strcmp(a + 2, long_flags[k]) != 0)
+					continue;
+				if (fuse_opt_add_arg(out, "-o") < 0 ||
+				    fuse_opt_add_arg(out, long_flags[k]) < 0)
+					return -ENOMEM;
+				done = true;
+			}
+		}
+		if (!done && fuse_opt_add_arg(out, a) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static int parse_uint(const char *what, const char *s, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v > 1000000) {
+		fprintf(stderr, "cfs-cache: invalid %s '%s'\n", what, s);
+		return -EINVAL;
+	}
+	*out = (unsigned)v;
+	return 0;
+}
+
+static int apply_fetch_opts(const struct mount_opts *mo, struct cfs_fetch_options *fo)
+{
+	uint64_t ms;
+
+	if (mo->max_transfers && parse_uint("--max-transfers", mo->max_transfers,
+					    &fo->max_transfers) < 0)
+		return -EINVAL;
+	if (mo->retries && parse_uint("--retries", mo->retries, &fo->retries) < 0)
+		return -EINVAL;
+	if (mo->connect_timeout) {
+		if (cfs_parse_duration_ms(mo->connect_timeout, &ms) < 0 || ms == 0) {
+			fprintf(stderr, "cfs-cache: invalid --connect-timeout\n");
+			return -EINVAL;
+		}
+		fo->connect_timeout_ms = (unsigned)ms;
+	}
+	if (mo->low_speed_time) {
+		if (cfs_parse_duration_ms(mo->low_speed_time, &ms) < 0 || ms < 1000) {
+			fprintf(stderr, "cfs-cache: invalid --low-speed-time\n");
+			return -EINVAL;
+		}
+		fo->low_speed_secs = (unsigned)(ms / 1000);
+	}
+	fo->token_file = mo->token_file;
+	fo->ca_file = mo->ca_file;
+	fo->client_cert = mo->cert;
+	fo->client_key = mo->key;
+	fo->insecure = mo->insecure;
+	if (mo->no_zstd)
+		fo->accept_zstd = false;
+	return 0;
+}
+
+int cfs_cache_cmd_mount(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct mount_opts mo = { 0 };
+	struct fuse_cmdline_opts fopts = { 0 };
+	struct fuse_loop_config *loop_cfg = NULL;
+	struct fuse_session *se = NULL;
+	struct cfs_store *store = NULL;
+	struct cfs_fetch *fetch = NULL;
+	struct cfs_fs *fs = NULL;
+	struct cfs_fetch_options fo;
+	struct cfs_fs_options fso = { 0 };
+	enum cfs_log_level level = CFS_LOG_NOTICE;
+	int ret = 1, r;
+
+	if (rewrite_args(argc, argv, &args) < 0)
+		return CFS_EXIT_MISUSE;
+	if (fuse_opt_parse(&args, &mo, mount_fuse_opts, mount_opt_proc) < 0 || mo.bad) {
+		ret = CFS_EXIT_MISUSE;
+		goto out;
+	}
+	if (mo.show_help) {
+		usage(stdout);
+		ret = 0;
+		goto out;
+	}
+	if (mo.show_version) {
+		printf("cfs-cache (cfscache) %s, libfuse %s\n", PACKAGE_VERSION, fuse_pkgversion());
+		ret = 0;
+		goto out;
+	}
+	/* mount.fuse3 passes SOURCE MOUNTPOINT; an http(s) SOURCE doubles as a server. */
+	if (mo.n_nonopts == 2) {
+		if ((strncmp(mo.nonopts[0], "http://", 7) == 0 ||
+		     strncmp(mo.nonopts[0], "https://", 8) == 0) &&
+		    mo.n_servers < MAX_SERVERS)
+			mo.servers[mo.n_servers++] = strdup(mo.nonopts[0]);
+	} else if (mo.n_nonopts != 1) {
+		fprintf(stderr, "cfs-cache: expected one mountpoint\n");
+		usage(stderr);
+		ret = CFS_EXIT_MISUSE;
+		goto out;
+	}
+	if (fuse_opt_add_arg(&args, mo.nonopts[mo.n_nonopts - 1]) < 0)
+		goto out;
+	if (!mo.store) {
+		fprintf(stderr, "cfs-cache: --store is required\n");
+		ret = CFS_EXIT_MISUSE;
+		goto out;
+	}
+	if (mo.n_servers == 0)
+		fprintf(stderr, "cfs-cache: warning: no --server: only the local store is shown\n");
+	if (mo.log_level && cfs_log_parse_level(mo.log_level, &level) < 0) {
+		fprintf(stderr, "cfs-cache: unknown log level '%s'\n", mo.log_level);
+		ret = CFS_EXIT_MISUSE;
+		goto out;
+	}
+	cfs_log_set_level(level);
+	cfs_fetch_options_init(&fo);
+	if (apply_fetch_opts(&mo, &fo) < 0) {
+		ret = CFS_EXIT_MISUSE;
+		goto out;
+	}
+	if (fuse_parse_cmdline(&args, &fopts) != 0) {
+		ret = CFS_EXIT_MISUSE;
+		goto out;
+	}
+	fso.entry_timeout = 86400.0;
+	if (mo.timeout) {
+		uint64_t ms;
+
+		if (cfs_parse_duration_ms(mo.timeout, &ms) < 0) {
+			fprintf(stderr, "cfs-cache: invalid --timeout\n");
+			ret = CFS_EXIT_MISUSE;
+			goto out;
+		}
+		fso.entry_timeout = (double)ms / 1000.0;
+	}
+	r = cfs_store_open(mo.store, CFS_STORE_CREATE, &store);
+	if (r < 0) {
+		fprintf(stderr, "cfs-cache: cannot open store %s: %s\n", mo.store, strerror(-r));
+		goto out;
+	}
+	fso.store = store;
+	fso.trace_path = mo.trace;
+	r = cfs_fs_new(&fso, &fs);
+	if (r < 0) {
+		fprintf(stderr, "cfs-cache: %s\n", strerror(-r));
+		goto out;
+	}
+	if (fuse_opt_add_arg(&args, "-osubtype=cfs-cache,fsname=cfs-cache,ro") < 0)
+		goto out;
+	se = fuse_session_new(&args, cfs_fs_ops(), sizeof(struct fuse_lowlevel_ops), fs);
+	if (!se)
+		goto out;
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out;
+	if (fuse_session_mount(se, fopts.mountpoint) != 0)
+		goto out_signals;
+	/* Threads do not survive the fork: the fetch engine starts after daemonizing. */
+	if (fuse_daemonize(fopts.foreground) != 0)
+		goto out_unmount;
+	if (!fopts.foreground || mo.use_syslog)
+		cfs_log_use_syslog(true);
+	if (mo.n_servers) {
+		fo.servers = (const char *const *)mo.servers;
+		fo.n_servers = mo.n_servers;
+		fo.store = store;
+		r = cfs_fetch_new(&fo, &fetch);
+		if (r < 0) {
+			cfs_err("cannot start the fetch engine: %s", strerror(-r));
+			goto out_unmount;
+		}
+		cfs_fs_set_fetch(fs, fetch);
+	}
+	cfs_notice("serving %s on %s with %zu server(s)", mo.store, fopts.mountpoint, mo.n_servers);
+	if (fopts.singlethread) {
+		r = fuse_session_loop(se);
+	} else {
+		loop_cfg = fuse_loop_cfg_create();
+		fuse_loop_cfg_set_clone_fd(loop_cfg, (unsigned)fopts.clone_fd);
+		fuse_loop_cfg_set_max_threads(loop_cfg, fopts.max_threads && fopts.max_threads <= 100000
+							   ? fopts.max_threads
+							   : 16);
+		fuse_loop_cfg_set_idle_threads(loop_cfg, fopts.max_idle_threads && fopts.max_idle_threads <= 100000
+							    ? fopts.max_idle_threads
+							    : 8);
+		r = fuse_session_loop_mt(se, loop_cfg);
+	}
+	ret = r == 0 ? 0 : 1;
+	/* Requests still waiting for a fetch get their reply (EINTR) before the session goes. */
+	cfs_fs_set_fetch(fs, NULL);
+	cfs_fetch_free(fetch);
+	fetch = NULL;
+	cfs_notice("unmounting %s", fopts.mountpoint);
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out:
+	if (fetch) {
+		cfs_fs_set_fetch(fs, NULL);
+		cfs_fetch_free(fetch);
+	}
+	if (se)
+		fuse_session_destroy(se);
+	fuse_loop_cfg_destroy(loop_cfg);
+	cfs_fs_free(fs);
+	cfs_store_free(store);
+	free(fopts.mountpoint);
+	fuse_opt_free_args(&args);
+	for (size_t i = 0; i < mo.n_servers; i++)
+		free(mo.servers[i]);
+	for (size_t i = 0; i < mo.n_nonopts; i++)
+		free(mo.nonopts[i]);
+	free(mo.store);
+	free(mo.token_file);
+	free(mo.ca_file);
+	free(mo.cert);
+	free(mo.key);
+	free(mo.trace);
+	free(mo.log_level);
+	free(mo.max_transfers);
+	free(mo.connect_timeout);
+	free(mo.retries);
+	free(mo.timeout);
+	free(mo.low_speed_time);
+	return ret;
+}
