@@ -9,3 +9,9 @@ TESTS += tests/unit/test-image
 tests_unit_test_image_SOURCES = tests/unit/test-image.c
 tests_unit_test_image_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_image_LDADD = libcfsimage.a $(CFS_COMMON_LIBS) $(CMOCKA_LIBS)
+
+IMAGE_INTEGRATION_TESTS = \
+	tests/integration/image-objects.sh \
+	tests/integration/image-corrupt.sh
+TESTS += $(IMAGE_INTEGRATION_TESTS)
+EXTRA_DIST += $(IMAGE_INTEGRATION_TESTS)
