@@ -201,6 +201,8 @@ static struct bufferevent *srv_bevcb(struct event_base *base, void *arg)
 	}
 	if (!bev)
 		return NULL;
+	/* libevent writes at most 16 KiB per call by default: one sendfile per object instead. */
+	bufferevent_set_max_single_write(bev, 4u << 20);
 	t->pending[t->n_pending++] = bev;
 	event_active(t->setup_ev, EV_READ, 1);
 	atomic_fetch_add(&t->srv->open_conns, 1);
@@ -1030,7 +1032,15 @@ static int srv_thread_init(struct cfs_serve *srv, struct srv_thread *t)
 	};
 	int r;
 
-	t->base = event_base_new();
+	struct event_config *ecfg = event_config_new();
+
+	if (!ecfg)
+		return -ENOMEM;
+	/* evhttp flips read/write interest several times per request; the changelist folds
+	 * those flips into at most one epoll_ctl per loop iteration. */
+	event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	t->base = event_base_new_with_config(ecfg);
+	event_config_free(ecfg);
 	if (!t->base)
 		return -ENOMEM;
 	t->http = evhttp_new(t->base);
