@@ -1,6 +1,19 @@
 # SPDX-License-Identifier: MIT
-# src/fetcher: the libcurl-multi fetch engine -> libcfsfetch.a
+# src/fetcher: the libcurl-multi fetch engine -> libcfsfetch.a, its tests, man page and benchmark
 noinst_LIBRARIES += libcfsfetch.a
 libcfsfetch_a_SOURCES = src/fetcher/fetch.h src/fetcher/fetch.c
 libcfsfetch_a_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(ZSTD_CFLAGS)
 CFS_FETCH_LIBS = libcfsfetch.a $(CURL_LIBS) $(ZSTD_LIBS)
+
+check_PROGRAMS += tests/unit/test-fetch
+TESTS += tests/unit/test-fetch
+tests_unit_test_fetch_SOURCES = tests/unit/test-fetch.c
+tests_unit_test_fetch_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) $(CURL_CFLAGS)
+tests_unit_test_fetch_LDADD = $(CFS_FETCH_LIBS) $(CFS_COMMON_LIBS) $(CMOCKA_LIBS)
+# The engine test starts tests/faultd/faultd (a check program too) for its single-flight case.
+
+FETCH_INTEGRATION_TESTS = \
+	tests/integration/fetch-basic.sh \
+	tests/integration/fetch-faults.sh
+TESTS += $(FETCH_INTEGRATION_TESTS)
+EXTRA_DIST += $(FETCH_INTEGRATION_TESTS) tests/integration/fetch-lib.sh

@@ -167,6 +167,25 @@ static void on_result(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 	pthread_mutex_unlock(&run->lock);
 }
 
+static int digest_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, CFS_DIGEST_SIZE);
+}
+
+/* Sorts and drops duplicates, so that counts are of distinct objects. */
+static void list_unique(struct digest_list *l)
+{
+	size_t out = 0;
+
+	if (l->n == 0)
+		return;
+	qsort(l->d, l->n, sizeof(*l->d), digest_cmp);
+	for (size_t i = 1; i < l->n; i++)
+		if (memcmp(l->d[i], l->d[out], CFS_DIGEST_SIZE) != 0)
+			memcpy(l->d[++out], l->d[i], CFS_DIGEST_SIZE);
+	l->n = out + 1;
+}
+
 static int parse_uint(const char *s, unsigned *v)
 {
 	char *end;
@@ -402,6 +421,7 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 		goto out;
 	}
 
+	list_unique(&list);
 	/* Objects wait for their group commit with a descriptor open. */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;

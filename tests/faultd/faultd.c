@@ -263,16 +263,20 @@ static int serve(int sock, struct req *q)
 	snprintf(hex, sizeof(hex), "%.2s%.62s", rest, rest + 3);
 	snprintf(rel, sizeof(rel), "%.65s", rest);
 	m = match_rule(hex);
+	/* Logged on arrival so that stalled requests are counted at once. */
+	if (q->has_range)
+		log_line("%s %s fault=%s range=%llu-\n", q->method, q->path, mode_names[m], q->rstart);
+	else
+		log_line("%s %s fault=%s\n", q->method, q->path, mode_names[m]);
 	if (m == M_DELAY)
 		sleep_ms(delay_ms);
 	if (m == M_RESET) {
-		log_line("%s %s reset 0 fault=reset\n", q->method, q->path);
 		reset_conn(sock);
 		return 0;
 	}
 	if (m == M_500) {
 		send_fmt(sock, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 6\r\n\r\nerror\n");
-		log_line("%s %s 500 0 fault=500\n", q->method, q->path);
+		log_line("= %s 500 0\n", q->path);
 		return keep;
 	}
 	snprintf(file, sizeof(file), "%s/%s", root, rel);
@@ -282,7 +286,7 @@ static int serve(int sock, struct req *q)
 		if (fd >= 0)
 			close(fd);
 		send_fmt(sock, "HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\n\r\nnot found\n");
-		log_line("%s %s 404 0%s\n", q->method, q->path, m == M_404 ? " fault=404" : "");
+		log_line("= %s 404 0\n", q->path);
 		return keep;
 	}
 	size = (uint64_t)st.st_size;
@@ -294,7 +298,7 @@ static int serve(int sock, struct req *q)
 				 "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */%llu\r\n"
 				 "Content-Length: 0\r\n\r\n",
 				 (unsigned long long)size);
-			log_line("%s %s 416 0 range=%llu-\n", q->method, q->path, q->rstart);
+			log_line("= %s 416 0\n", q->path);
 			close(fd);
 			return keep;
 		}
@@ -319,7 +323,7 @@ static int serve(int sock, struct req *q)
 					  zlen, hex);
 			if (rr == 0 && !q->head)
 				rr = send_all(sock, z, zlen);
-			log_line("%s %s 200 %zu enc=zstd\n", q->method, q->path, q->head ? 0 : zlen);
+			log_line("= %s 200 %zu enc=zstd\n", q->path, q->head ? 0 : zlen);
 			free(raw);
 			free(z);
 			close(fd);
@@ -409,12 +413,7 @@ static int serve(int sock, struct req *q)
 		break;
 	}
 out:
-	if (q->has_range)
-		log_line("%s %s %d %llu%s%s range=%llu-\n", q->method, q->path, status,
-			 (unsigned long long)sent, m ? " fault=" : "", m ? mode_names[m] : "", q->rstart);
-	else
-		log_line("%s %s %d %llu%s%s\n", q->method, q->path, status, (unsigned long long)sent,
-			 m ? " fault=" : "", m ? mode_names[m] : "");
+	log_line("= %s %d %llu\n", q->path, status, (unsigned long long)sent);
 	close(fd);
 	return keep;
 }
