@@ -12,6 +12,31 @@ tests_unit_test_image_LDADD = libcfsimage.a $(CFS_COMMON_LIBS) $(CMOCKA_LIBS)
 
 IMAGE_INTEGRATION_TESTS = \
 	tests/integration/image-objects.sh \
-	tests/integration/image-corrupt.sh
+	tests/integration/image-corrupt.sh \
+	tests/integration/image-fuzz.sh
 TESTS += $(IMAGE_INTEGRATION_TESTS)
 EXTRA_DIST += $(IMAGE_INTEGRATION_TESTS)
+
+# Fuzzing the parser: built with clang's libFuzzer directly (CC may be gcc), seeded with images
+# made by mkfs.erofs. `make fuzz FUZZ_TIME=300` for a longer run.
+FUZZ_CC = clang
+FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_TIME = 30
+FUZZ_IMAGE_SRCS = \
+	$(top_srcdir)/tests/fuzz/fuzz-image.c $(top_srcdir)/src/image/image.c \
+	$(top_srcdir)/src/common/name.c $(top_srcdir)/src/common/util.c
+EXTRA_DIST += tests/fuzz/fuzz-image.c tests/fuzz/make-corpus.sh
+tests/fuzz/fuzz-image: $(FUZZ_IMAGE_SRCS) $(top_srcdir)/src/image/image.h
+	@mkdir -p tests/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -I$(top_srcdir)/src -I$(top_builddir) -D_GNU_SOURCE \
+		-o $@ $(FUZZ_IMAGE_SRCS) -lm
+tests/fuzz/corpus-seed:
+	$(SHELL) $(top_srcdir)/tests/fuzz/make-corpus.sh $@
+fuzz: tests/fuzz/fuzz-image tests/fuzz/corpus-seed
+	@mkdir -p tests/fuzz/corpus
+	./tests/fuzz/fuzz-image -max_total_time=$(FUZZ_TIME) -timeout=10 -rss_limit_mb=2048 \
+		-max_len=65536 -print_final_stats=1 tests/fuzz/corpus tests/fuzz/corpus-seed
+clean-local: clean-fuzz
+clean-fuzz:
+	rm -rf tests/fuzz/fuzz-image tests/fuzz/corpus tests/fuzz/corpus-seed crash-* leak-* timeout-* oom-*
+.PHONY: fuzz clean-fuzz
