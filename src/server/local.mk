@@ -12,6 +12,7 @@ cfs_serve_LDADD = $(CFS_COMMON_LIBS) $(LIBEVENT_LIBS) $(LIBEVENT_OPENSSL_LIBS) $
 dist_man_MANS += docs/cfs-serve.1
 EXTRA_DIST += bench/serve.sh
 
-SERVER_TESTS =
+SERVER_TESTS = \
+	tests/integration/server-objects.sh
 TESTS += $(SERVER_TESTS)
 EXTRA_DIST += $(SERVER_TESTS)

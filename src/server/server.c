@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -151,6 +153,7 @@ static void srv_conn_closed(struct evhttp_connection *evcon, void *arg)
 static void srv_setup_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct srv_thread *t = arg;
+	int one = 1;
 
 	for (size_t i = 0; i < t->n_pending; i++) {
 		struct evhttp_connection *evcon = NULL;
@@ -164,6 +167,10 @@ static void srv_setup_cb(evutil_socket_t fd, short what, void *arg)
 			atomic_fetch_sub(&t->srv->open_conns, 1);
 			continue;
 		}
+		/* Headers and a sendfile body go out as two writes; Nagle would hold the tail
+		 * of the body back until the header segment is acknowledged. */
+		setsockopt(bufferevent_getfd(t->pending[i]), IPPROTO_TCP, TCP_NODELAY, &one,
+			   sizeof(one));
 		c->evcon = evcon;
 		c->t = t;
 		c->next = t->conns[conn_bucket(evcon)];
