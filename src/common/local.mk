@@ -6,6 +6,7 @@ libcfscommon_a_SOURCES = \
 	src/common/log.c src/common/log.h \
 	src/common/name.c src/common/name.h \
 	src/common/progress.c src/common/progress.h \
+	src/common/quota.c src/common/quota.h \
 	src/common/store.c src/common/store.h \
 	src/common/util.c src/common/util.h
 libcfscommon_a_CFLAGS = $(AM_CFLAGS) $(CRYPTO_CFLAGS)

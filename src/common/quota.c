@@ -1,0 +1,392 @@
+/* SPDX-License-Identifier: MIT */
+/* cfscache: store quota: a digest-keyed index of sizes and last use, LRU eviction that
+ * re-checks each victim's atime before removing it, and pins that are never evicted. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "common/name.h"
+#include "common/quota.h"
+#include "common/util.h"
+
+struct entry {
+	uint8_t digest[CFS_DIGEST_SIZE];
+	uint8_t used;   /* slot state: 0 empty, 1 live, 2 deleted */
+	uint8_t pinned;
+	uint8_t present;
+	uint64_t size;
+	int64_t last_use; /* seconds since the epoch */
+};
+
+struct cfs_quota {
+	struct cfs_store *store;
+	uint64_t max_bytes, low_water;
+	pthread_mutex_t lock;
+	/* Open addressing keyed by the digest's first bytes (already uniformly random). */
+	struct entry *slots;
+	size_t nslots, nlive, ndeleted;
+	uint64_t bytes, objects, pinned;
+	uint64_t evictions, bytes_evicted;
+};
+
+static size_t slot_of(const uint8_t digest[CFS_DIGEST_SIZE], size_t nslots)
+{
+	uint64_t h;
+
+	memcpy(&h, digest, sizeof(h));
+	return (size_t)h & (nslots - 1);
+}
+
+/* Finds the entry for @digest, or the slot where it would go. */
+static struct entry *find_slot(struct entry *slots, size_t nslots,
+			       const uint8_t digest[CFS_DIGEST_SIZE], bool for_insert)
+{
+	size_t i = slot_of(digest, nslots);
+	struct entry *tomb = NULL;
+
+	for (size_t probe = 0; probe < nslots; probe++, i = (i + 1) & (nslots - 1)) {
+		struct entry *e = &slots[i];
+
+		if (e->used == 0)
+			return for_insert && tomb ? tomb : e;
+		if (e->used == 2) {
+			if (!tomb)
+				tomb = e;
+			continue;
+		}
+		if (memcmp(e->digest, digest, CFS_DIGEST_SIZE) == 0)
+			return e;
+	}
+	return for_insert ? tomb : NULL;
+}
+
+static int rehash(struct cfs_quota *q, size_t nslots)
+{
+	struct entry *n = calloc(nslots, sizeof(*n));
+
+	if (!n)
+		return -ENOMEM;
+	for (size_t i = 0; i < q->nslots; i++) {
+		if (q->slots[i].used == 1)
+			*find_slot(n, nslots, q->slots[i].digest, true) = q->slots[i];
+	}
+	free(q->slots);
+	q->slots = n;
+	q->nslots = nslots;
+	q->ndeleted = 0;
+	return 0;
+}
+
+/* Returns the live entry for @digest, creating an empty one if needed; NULL on ENOMEM. */
+static struct entry *get_entry(struct cfs_quota *q, const uint8_t digest[CFS_DIGEST_SIZE])
+{
+	struct entry *e = find_slot(q->slots, q->nslots, digest, false);
+
+	if (e && e->used == 1)
+		return e;
+	if ((q->nlive + q->ndeleted + 1) * 4 > q->nslots * 3 &&
+	    rehash(q, q->nlive * 4 > q->nslots ? q->nslots * 2 : q->nslots) < 0)
+		return NULL;
+	e = find_slot(q->slots, q->nslots, digest, true);
+	if (e->used == 2)
+		q->ndeleted--;
+	memset(e, 0, sizeof(*e));
+	e->used = 1;
+	memcpy(e->digest, digest, CFS_DIGEST_SIZE);
+	q->nlive++;
+	return e;
+}
+
+static void drop_entry(struct cfs_quota *q, struct entry *e)
+{
+	if (e->present) {
+		q->objects--;
+		q->bytes -= e->size;
+	}
+	if (e->pinned)
+		return; /* pins outlive presence */
+	e->used = 2;
+	q->nlive--;
+	q->ndeleted++;
+}
+
+static int64_t now_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+static int scan_cb(const struct cfs_store_entry *se, void *userdata)
+{
+	struct cfs_quota *q = userdata;
+	struct entry *e = get_entry(q, se->digest);
+
+	if (!e)
+		return -ENOMEM;
+	if (!e->present) {
+		q->objects++;
+		q->bytes += (uint64_t)se->st.st_size;
+	} else {
+		q->bytes = q->bytes - e->size + (uint64_t)se->st.st_size;
+	}
+	e->present = 1;
+	e->size = (uint64_t)se->st.st_size;
+	if ((int64_t)se->st.st_atime > e->last_use)
+		e->last_use = (int64_t)se->st.st_atime;
+	return 0;
+}
+
+int cfs_quota_rescan(struct cfs_quota *q)
+{
+	int r;
+
+	pthread_mutex_lock(&q->lock);
+	/* Forget presence, then mark what the store holds now. */
+	for (size_t i = 0; i < q->nslots; i++) {
+		struct entry *e = &q->slots[i];
+
+		if (e->used == 1 && e->present) {
+			e->present = 0;
+			q->objects--;
+			q->bytes -= e->size;
+			if (!e->pinned) {
+				e->used = 2;
+				q->nlive--;
+				q->ndeleted++;
+			}
+		}
+	}
+	r = cfs_store_iter(q->store, false, scan_cb, q);
+	pthread_mutex_unlock(&q->lock);
+	return r;
+}
+
+int cfs_quota_new(struct cfs_store *store, uint64_t max_bytes, uint64_t low_water,
+		  struct cfs_quota **quota_ret)
+{
+	struct cfs_quota *q = calloc(1, sizeof(*q));
+	int r;
+
+	if (!q)
+		return -ENOMEM;
+	q->store = store;
+	q->max_bytes = max_bytes;
+	q->low_water = low_water ? low_water : max_bytes / 10 * 9;
+	if (q->low_water > max_bytes)
+		q->low_water = max_bytes;
+	q->nslots = 1024;
+	q->slots = calloc(q->nslots, sizeof(*q->slots));
+	pthread_mutex_init(&q->lock, NULL);
+	if (!q->slots) {
+		cfs_quota_free(q);
+		return -ENOMEM;
+	}
+	r = cfs_quota_rescan(q);
+	if (r < 0) {
+		cfs_quota_free(q);
+		return r;
+	}
+	*quota_ret = q;
+	return 0;
+}
+
+void cfs_quota_free(struct cfs_quota *q)
+{
+	if (!q)
+		return;
+	pthread_mutex_destroy(&q->lock);
+	free(q->slots);
+	free(q);
+}
+
+int cfs_quota_pin(struct cfs_quota *q, const uint8_t digest[CFS_DIGEST_SIZE])
+{
+	struct entry *e;
+	int r = 0;
+
+	pthread_mutex_lock(&q->lock);
+	e = get_entry(q, digest);
+	if (!e)
+		r = -ENOMEM;
+	else if (!e->pinned) {
+		e->pinned = 1;
+		q->pinned++;
+	}
+	pthread_mutex_unlock(&q->lock);
+	return r;
+}
+
+bool cfs_quota_is_pinned(struct cfs_quota *q, const uint8_t digest[CFS_DIGEST_SIZE])
+{
+	struct entry *e;
+	bool pinned;
+
+	pthread_mutex_lock(&q->lock);
+	e = find_slot(q->slots, q->nslots, digest, false);
+	pinned = e && e->used == 1 && e->pinned;
+	pthread_mutex_unlock(&q->lock);
+	return pinned;
+}
+
+void cfs_quota_touch(struct cfs_quota *q, const uint8_t digest[CFS_DIGEST_SIZE])
+{
+	struct entry *e;
+
+	pthread_mutex_lock(&q->lock);
+	e = find_slot(q->slots, q->nslots, digest, false);
+	if (e && e->used == 1)
+		e->last_use = now_s();
+	pthread_mutex_unlock(&q->lock);
+}
+
+struct victim {
+	int64_t last_use;
+	uint8_t digest[CFS_DIGEST_SIZE];
+};
+
+static int cmp_victim(const void *a, const void *b)
+{
+	const struct victim *x = a, *y = b;
+
+	return (x->last_use > y->last_use) - (x->last_use < y->last_use);
+}
+
+/* One LRU pass over the unpinned objects; with @honor_atime, a victim whose atime shows a use
+ * since we last recorded one gets that time and is spared this pass. Lock held. */
+static int evict_pass(struct cfs_quota *q, uint64_t target, bool honor_atime)
+{
+	struct victim *v;
+	size_t n = 0;
+	int removed = 0;
+
+	v = malloc((q->objects ? q->objects : 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < q->nslots && n < q->objects; i++) {
+		struct entry *e = &q->slots[i];
+
+		if (e->used == 1 && e->present && !e->pinned) {
+			v[n].last_use = e->last_use;
+			memcpy(v[n].digest, e->digest, CFS_DIGEST_SIZE);
+			n++;
+		}
+	}
+	qsort(v, n, sizeof(*v), cmp_victim);
+	for (size_t i = 0; i < n && q->bytes > target; i++) {
+		struct entry *e = find_slot(q->slots, q->nslots, v[i].digest, false);
+		struct stat st;
+		int r;
+
+		if (!e || e->used != 1 || !e->present || e->pinned)
+			continue;
+		/* Reads through overlayfs never reach us: the file's atime tells of them. */
+		r = cfs_store_lookup(q->store, e->digest, &st);
+		if (r == 0 && honor_atime && (int64_t)st.st_atime > e->last_use + 1) {
+			e->last_use = (int64_t)st.st_atime;
+			continue;
+		}
+		if (r == 0)
+			r = cfs_store_remove(q->store, e->digest);
+		if (r < 0 && r != -ENOENT)
+			continue;
+		if (r == 0) {
+			q->evictions++;
+			q->bytes_evicted += e->size;
+			removed++;
+		}
+		drop_entry(q, e);
+	}
+	free(v);
+	return removed;
+}
+
+static int evict_locked(struct cfs_quota *q, uint64_t target)
+{
+	int a, b;
+
+	if (q->bytes <= target)
+		return 0;
+	a = evict_pass(q, target, true);
+	if (a < 0 || q->bytes <= target)
+		return a;
+	/* Everything left was used lately: plain LRU on the refreshed times. */
+	b = evict_pass(q, target, false);
+	return b < 0 ? b : a + b;
+}
+
+void cfs_quota_added(struct cfs_quota *q, const uint8_t digest[CFS_DIGEST_SIZE], uint64_t size)
+{
+	struct entry *e;
+	int r;
+
+	pthread_mutex_lock(&q->lock);
+	e = get_entry(q, digest);
+	if (e) {
+		if (!e->present) {
+			q->objects++;
+			q->bytes += size;
+		}
+		e->present = 1;
+		e->size = size;
+		e->last_use = now_s();
+	}
+	if (q->max_bytes && q->bytes > q->max_bytes) {
+		r = evict_locked(q, q->low_water);
+		if (r < 0)
+			cfs_warn("eviction failed: %s", strerror(-r));
+		else if (r > 0)
+			cfs_info("evicted %d object(s); store now %llu bytes", r,
+				 (unsigned long long)q->bytes);
+	}
+	pthread_mutex_unlock(&q->lock);
+}
+
+int cfs_quota_evict_to(struct cfs_quota *q, uint64_t target)
+{
+	int r;
+
+	pthread_mutex_lock(&q->lock);
+	r = evict_locked(q, target);
+	pthread_mutex_unlock(&q->lock);
+	return r;
+}
+
+int cfs_quota_remove_unpinned(struct cfs_quota *q)
+{
+	int removed = 0;
+
+	pthread_mutex_lock(&q->lock);
+	for (size_t i = 0; i < q->nslots; i++) {
+		struct entry *e = &q->slots[i];
+
+		if (e->used != 1 || !e->present || e->pinned)
+			continue;
+		if (cfs_store_remove(q->store, e->digest) == 0) {
+			q->evictions++;
+			q->bytes_evicted += e->size;
+			removed++;
+		}
+		drop_entry(q, e);
+	}
+	pthread_mutex_unlock(&q->lock);
+	return removed;
+}
+
+void cfs_quota_get_stats(struct cfs_quota *q, struct cfs_quota_stats *s)
+{
+	pthread_mutex_lock(&q->lock);
+	s->objects = q->objects;
+	s->bytes = q->bytes;
+	s->max_bytes = q->max_bytes;
+	s->low_water = q->low_water;
+	s->evictions = q->evictions;
+	s->bytes_evicted = q->bytes_evicted;
+	s->pinned = q->pinned;
+	pthread_mutex_unlock(&q->lock);
+}

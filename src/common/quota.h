@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/* cfscache: size quota for a store: an index of objects with their last use, and LRU eviction
+ * down to a low-water mark that never touches pinned objects. */
+#ifndef CFS_QUOTA_H
+#define CFS_QUOTA_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/digest.h"
+#include "common/store.h"
+
+struct cfs_quota;
+
+struct cfs_quota_stats {
+	uint64_t objects, bytes;      /* what the index holds now */
+	uint64_t max_bytes, low_water;
+	uint64_t evictions, bytes_evicted;
+	uint64_t pinned;
+};
+
+/* Indexes every object of @store (not owned). Eviction starts when the indexed bytes exceed
+ * @max_bytes and goes down to @low_water (0 = 90% of max_bytes). @max_bytes 0 means no quota:
+ * the index still tracks use, for cfs_quota_evict_to. Returns 0 or -errno. */
+int cfs_quota_new(struct cfs_store *store, uint64_t max_bytes, uint64_t low_water,
+		  struct cfs_quota **quota_ret);
+void cfs_quota_free(struct cfs_quota *quota);
+
+/* Protects an object from eviction (it need not be present yet). Returns 0 or -ENOMEM. */
+int cfs_quota_pin(struct cfs_quota *quota, const uint8_t digest[CFS_DIGEST_SIZE]);
+bool cfs_quota_is_pinned(struct cfs_quota *quota, const uint8_t digest[CFS_DIGEST_SIZE]);
+/* Records a use of an object now. */
+void cfs_quota_touch(struct cfs_quota *quota, const uint8_t digest[CFS_DIGEST_SIZE]);
+/* Records a newly stored object and evicts if the quota is exceeded. Thread-safe. */
+void cfs_quota_added(struct cfs_quota *quota, const uint8_t digest[CFS_DIGEST_SIZE],
+		     uint64_t size);
+/* Evicts least recently used, unpinned objects until at most @target bytes remain.
+ * Recency is the later of the index's record and the file's atime, read again just before
+ * removal, so objects read directly by the kernel (never seen here) count as used.
+ * Returns the number of objects removed or -errno. */
+int cfs_quota_evict_to(struct cfs_quota *quota, uint64_t target);
+/* Removes every object that is not pinned. Returns the count or -errno. */
+int cfs_quota_remove_unpinned(struct cfs_quota *quota);
+/* Re-reads the store (objects added or removed by other processes). */
+int cfs_quota_rescan(struct cfs_quota *quota);
+void cfs_quota_get_stats(struct cfs_quota *quota, struct cfs_quota_stats *stats_ret);
+
+#endif
