@@ -1,13 +1,522 @@
 /* SPDX-License-Identifier: MIT */
-/* cfscache: cfs-cache prefetch (placeholder until its issue lands). */
+/* cfscache: cfs-cache prefetch: fetch the objects of composefs images missing from a store. */
 #include "config.h"
 
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 
+#include "common/log.h"
+#include "common/name.h"
+#include "common/progress.h"
+#include "common/store.h"
+#include "common/util.h"
+#include "fetcher/fetch.h"
 #include "fusefs/cmds.h"
+#include "image/image.h"
+
+struct object {
+	uint8_t digest[CFS_DIGEST_SIZE];
+	uint64_t size;
+	bool queued;
+};
+
+struct object_list {
+	struct object *v;
+	size_t n, cap;
+};
+
+struct prefetch_run {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	size_t done;
+	uint64_t fetched, fetched_bytes, present, missing, failed;
+	uint64_t bytes_pending;
+	size_t items_pending;
+};
+
+static void print_help(FILE *f)
+{
+	fprintf(f,
+		"Usage: cfs-cache prefetch --image IMAGE [--image IMAGE]... --store DIR\n"
+		"                          --server URL [--server URL]... [OPTIONS]\n\n"
+		"Fetch the objects that composefs images point at and that a local store lacks,\n"
+		"verifying each against its fs-verity digest. Safe to run while a cfs-cache mount\n"
+		"serves the same store.\n\n"
+		"Options:\n"
+		"  -i, --image IMAGE          composefs (EROFS) image; repeat for several\n"
+		"  -s, --store DIR            local object store (created if missing)\n"
+		"  -S, --server URL           base URL of a server; repeat for fallbacks, in order\n"
+		"  -o, --order TRACE          fetch the objects named at the start of TRACE's lines\n"
+		"                             first, in that order (most important first)\n"
+		"  -r, --rate-limit SIZE      average download rate cap in bytes/s (e.g. 10M)\n"
+		"  -j, --jobs N               concurrent transfers (default 64)\n"
+		"      --retries N            extra attempts per server (default 2)\n"
+		"      --connect-timeout DUR  e.g. 5s, 500ms (default 5s)\n"
+		"      --token-file FILE      send \"Authorization: Bearer <contents>\"\n"
+		"      --ca-file FILE         CA certificates for HTTPS\n"
+		"      --cert FILE            client certificate (PEM)\n"
+		"      --key FILE             client private key (PEM)\n"
+		"  -k, --insecure             do not verify the server's TLS certificate\n"
+		"      --no-zstd              do not ask for zstd-compressed bodies\n"
+		"  -n, --dry-run              print the missing objects in fetch order and stop\n"
+		"      --no-progress          never draw a progress bar\n"
+		"  -q, --quiet                print only errors\n"
+		"  -v, --verbose              more log output (repeat for debug)\n"
+		"  -h, --help                 show this help\n"
+		"  -V, --version              show the version\n\n"
+		"Exit status: 0 when every object of the images is in the store, 1 otherwise,\n"
+		"2 on misuse.\n");
+}
+
+static int usage_error(const char *what, const char *arg)
+{
+	fprintf(stderr, "cfs-cache prefetch: %s%s%s%s\nTry 'cfs-cache prefetch --help'.\n", what,
+		arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
+	return CFS_EXIT_MISUSE;
+}
+
+static int list_add(struct object_list *l, const uint8_t digest[CFS_DIGEST_SIZE], uint64_t size)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 1024;
+		struct object *v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	memcpy(l->v[l->n].digest, digest, CFS_DIGEST_SIZE);
+	l->v[l->n].size = size;
+	l->v[l->n++].queued = false;
+	return 0;
+}
+
+static int collect(const struct cfs_image_entry *e, void *userdata)
+{
+	return e->has_object ? list_add(userdata, e->object, e->size) : 0;
+}
+
+static int object_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, CFS_DIGEST_SIZE);
+}
+
+static int load_images(char **images, size_t n, struct object_list *l)
+{
+	size_t out = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct cfs_image *img = NULL;
+		char msg[256] = "";
+		int r;
+
+		r = cfs_image_open_msg(images[i], &img, msg, sizeof(msg));
+		if (r < 0) {
+			cfs_err("%s: %s", images[i], msg[0] ? msg : strerror(-r));
+			return r;
+		}
+		r = cfs_image_walk(img, 0, collect, l);
+		if (r < 0)
+			cfs_err("%s: %s", images[i],
+				cfs_image_error(img)[0] ? cfs_image_error(img) : strerror(-r));
+		cfs_image_free(img);
+		if (r < 0)
+			return r;
+	}
+	if (l->n == 0)
+		return 0;
+	qsort(l->v, l->n, sizeof(*l->v), object_cmp);
+	for (size_t i = 1; i < l->n; i++)
+		if (memcmp(l->v[i].digest, l->v[out].digest, CFS_DIGEST_SIZE) != 0)
+			l->v[++out] = l->v[i];
+	l->n = out + 1;
+	return 0;
+}
+
+/* Appends to @order the objects of @all named at the start of TRACE's lines, in trace order,
+ * each once. Lines that do not start with an object name are skipped. */
+static int read_order(const char *path, struct object_list *all, struct object **order,
+		      size_t *n_order)
+{
+	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0, skipped = 0;
+	ssize_t len;
+
+	if (!f) {
+		fprintf(stderr, "cfs-cache prefetch: %s: %s\n", path, strerror(errno));
+		return CFS_EXIT_MISUSE;
+	}
+	while ((len = getline(&line, &cap, f)) >= 0) {
+		struct object key, *o;
+		size_t tok = strcspn(line, " \t\r\n");
+
+		if (cfs_name_parse_any(line, tok, key.digest) < 0) {
+			skipped++;
+			continue;
+		}
+		o = bsearch(&key, all->v, all->n, sizeof(*all->v), object_cmp);
+		if (!o || o->queued)
+			continue;
+		o->queued = true;
+		order[(*n_order)++] = o;
+	}
+	free(line);
+	if (f != stdin)
+		fclose(f);
+	if (skipped)
+		cfs_debug("%s: %zu lines without an object name skipped", path, skipped);
+	return 0;
+}
+
+static void on_result(int result, const uint8_t digest[CFS_DIGEST_SIZE],
+		      const struct cfs_fetch_result *info, void *userdata)
+{
+	struct prefetch_run *run = userdata;
+	char path[CFS_NAME_PATH_LEN + 1];
+
+	if (result < 0) {
+		cfs_name_format_path(digest, path);
+		if (result == -ENOENT)
+			cfs_err("%s: not found on any server", path);
+		else
+			cfs_err("%s: %s (%s)", path, info->reason ? info->reason : "failed",
+				strerror(-result));
+	}
+	pthread_mutex_lock(&run->lock);
+	if (result == 0 && info->fetched) {
+		run->fetched++;
+		run->fetched_bytes += info->size;
+		run->bytes_pending += info->size;
+	} else if (result == 0) {
+		run->present++; /* a mount on the same store got it first */
+	} else if (result == -ENOENT) {
+		run->missing++;
+	} else {
+		run->failed++;
+	}
+	run->items_pending++;
+	run->done++;
+	pthread_cond_broadcast(&run->cond);
+	pthread_mutex_unlock(&run->lock);
+}
+
+static int parse_uint(const char *s, unsigned *v)
+{
+	char *end;
+	unsigned long x;
+
+	errno = 0;
+	x = strtoul(s, &end, 10);
+	if (errno || end == s || *end || x > 1000000)
+		return -EINVAL;
+	*v = (unsigned)x;
+	return 0;
+}
+
+/* Waits up to @ms for a completion, feeding the progress bar. Called with run->lock held. */
+static void wait_some(struct prefetch_run *run, struct cfs_progress *progress, unsigned ms)
+{
+	struct timespec ts;
+	uint64_t items, bytes;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += (long)ms * 1000000L;
+	while (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&run->cond, &run->lock, &ts);
+	items = run->items_pending;
+	bytes = run->bytes_pending;
+	run->items_pending = 0;
+	run->bytes_pending = 0;
+	pthread_mutex_unlock(&run->lock);
+	cfs_progress_add(progress, items, bytes);
+	pthread_mutex_lock(&run->lock);
+}
+
+enum {
+	OPT_RETRIES = 256,
+	OPT_CONNECT_TIMEOUT,
+	OPT_TOKEN_FILE,
+	OPT_CA_FILE,
+	OPT_CERT,
+	OPT_KEY,
+	OPT_NO_ZSTD,
+	OPT_NO_PROGRESS,
+};
 
 int cfs_cache_cmd_prefetch(int argc, char **argv)
 {
-	fprintf(stderr, "cfs-cache prefetch: not implemented yet\n");
-	return 1;
+	static const struct option opts[] = {
+		{ "image", required_argument, NULL, 'i' },
+		{ "store", required_argument, NULL, 's' },
+		{ "server", required_argument, NULL, 'S' },
+		{ "order", required_argument, NULL, 'o' },
+		{ "rate-limit", required_argument, NULL, 'r' },
+		{ "jobs", required_argument, NULL, 'j' },
+		{ "retries", required_argument, NULL, OPT_RETRIES },
+		{ "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
+		{ "token-file", required_argument, NULL, OPT_TOKEN_FILE },
+		{ "ca-file", required_argument, NULL, OPT_CA_FILE },
+		{ "cert", required_argument, NULL, OPT_CERT },
+		{ "key", required_argument, NULL, OPT_KEY },
+		{ "insecure", no_argument, NULL, 'k' },
+		{ "no-zstd", no_argument, NULL, OPT_NO_ZSTD },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct prefetch_run run = { .lock = PTHREAD_MUTEX_INITIALIZER,
+				    .cond = PTHREAD_COND_INITIALIZER };
+	struct cfs_fetch_options o;
+	struct object_list all = { 0 };
+	struct object **order = NULL;
+	struct cfs_store *store = NULL;
+	struct cfs_fetch *fetch = NULL;
+	struct cfs_progress progress;
+	const char **servers = NULL;
+	char **images = NULL;
+	size_t n_servers = 0, n_images = 0, n_order = 0, n_missing = 0, in_image;
+	const char *store_path = NULL, *order_path = NULL;
+	enum cfs_log_level level = CFS_LOG_NOTICE;
+	bool quiet = false, no_progress = false, dry_run = false;
+	uint64_t v, rate = 0, missing_bytes = 0, submitted_bytes = 0, start_ns;
+	struct rlimit rl;
+	int c, r, ret = 1;
+
+	cfs_fetch_options_init(&o);
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "i:s:S:o:r:j:knqvhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'i': {
+			char **ni = realloc(images, (n_images + 1) * sizeof(*ni));
+
+			if (!ni)
+				goto out;
+			images = ni;
+			images[n_images++] = optarg;
+			break;
+		}
+		case 's':
+			store_path = optarg;
+			break;
+		case 'S': {
+			const char **ns = realloc(servers, (n_servers + 1) * sizeof(*ns));
+
+			if (!ns)
+				goto out;
+			servers = ns;
+			servers[n_servers++] = optarg;
+			break;
+		}
+		case 'o':
+			order_path = optarg;
+			break;
+		case 'r':
+			if (cfs_parse_size(optarg, &rate) < 0 || rate == 0) {
+				ret = usage_error("bad rate", optarg);
+				goto out;
+			}
+			break;
+		case 'j':
+			if (parse_uint(optarg, &o.max_transfers) < 0 || o.max_transfers == 0) {
+				ret = usage_error("bad transfer count", optarg);
+				goto out;
+			}
+			if (o.max_per_server > o.max_transfers)
+				o.max_per_server = o.max_transfers;
+			break;
+		case OPT_RETRIES:
+			if (parse_uint(optarg, &o.retries) < 0 || o.retries > 100) {
+				ret = usage_error("bad retry count", optarg);
+				goto out;
+			}
+			break;
+		case OPT_CONNECT_TIMEOUT:
+			if (cfs_parse_duration_ms(optarg, &v) < 0 || v == 0 || v > 3600000) {
+				ret = usage_error("bad duration", optarg);
+				goto out;
+			}
+			o.connect_timeout_ms = (unsigned)v;
+			break;
+		case OPT_TOKEN_FILE:
+			o.token_file = optarg;
+			break;
+		case OPT_CA_FILE:
+			o.ca_file = optarg;
+			break;
+		case OPT_CERT:
+			o.client_cert = optarg;
+			break;
+		case OPT_KEY:
+			o.client_key = optarg;
+			break;
+		case 'k':
+			o.insecure = true;
+			break;
+		case OPT_NO_ZSTD:
+			o.accept_zstd = false;
+			break;
+		case 'n':
+			dry_run = true;
+			break;
+		case OPT_NO_PROGRESS:
+			no_progress = true;
+			break;
+		case 'q':
+			quiet = true;
+			level = CFS_LOG_ERR;
+			break;
+		case 'v':
+			if (level < CFS_LOG_DEBUG)
+				level++;
+			break;
+		case 'h':
+			print_help(stdout);
+			ret = 0;
+			goto out;
+		case 'V':
+			printf("cfs-cache (cfscache) %s\n", PACKAGE_VERSION);
+			ret = 0;
+			goto out;
+		default:
+			fprintf(stderr, "Try 'cfs-cache prefetch --help'.\n");
+			ret = CFS_EXIT_MISUSE;
+			goto out;
+		}
+	}
+	cfs_log_set_level(level);
+	if (optind < argc) {
+		ret = usage_error("unexpected argument", argv[optind]);
+		goto out;
+	}
+	if (n_images == 0 || !store_path || (n_servers == 0 && !dry_run)) {
+		ret = usage_error("--image, --store and --server are required", NULL);
+		goto out;
+	}
+	if (load_images(images, n_images, &all) < 0)
+		goto out;
+	in_image = all.n;
+	r = cfs_store_open(store_path, dry_run ? CFS_STORE_NO_CLEAN : CFS_STORE_CREATE, &store);
+	if (r < 0) {
+		cfs_err("cannot open store %s: %s", store_path, strerror(-r));
+		goto out;
+	}
+	/* Drop what the store has; mark the rest as not yet ordered. */
+	for (size_t i = 0; i < all.n; i++)
+		if (cfs_store_lookup(store, all.v[i].digest, NULL) != 0) {
+			all.v[n_missing] = all.v[i];
+			missing_bytes += all.v[i].size;
+			n_missing++;
+		}
+	all.n = n_missing;
+	order = calloc(n_missing ? n_missing : 1, sizeof(*order));
+	if (!order)
+		goto out;
+	if (order_path) {
+		r = read_order(order_path, &all, order, &n_order);
+		if (r) {
+			ret = r;
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < all.n; i++)
+		if (!all.v[i].queued)
+			order[n_order++] = &all.v[i];
+	if (dry_run) {
+		for (size_t i = 0; i < n_order; i++) {
+			char path[CFS_NAME_PATH_LEN + 1];
+
+			cfs_name_format_path(order[i]->digest, path);
+			puts(path);
+		}
+		ret = 0;
+		goto out;
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	o.servers = servers;
+	o.n_servers = n_servers;
+	o.store = store;
+	r = cfs_fetch_new(&o, &fetch);
+	if (r < 0) {
+		cfs_err("cannot start the fetcher: %s", strerror(-r));
+		goto out;
+	}
+	cfs_progress_init(&progress, "prefetch", n_missing, missing_bytes, quiet || no_progress);
+	start_ns = cfs_now_ns();
+	pthread_mutex_lock(&run.lock);
+	for (size_t i = 0; i < n_order; i++) {
+		/* A bounded window keeps the priority order meaningful: the engine sees the next
+		 * objects only as slots free up. */
+		for (;;) {
+			size_t in_flight = i - run.done;
+			bool window_full = in_flight >= 2 * (size_t)o.max_transfers;
+			bool over_rate = false;
+
+			if (rate) {
+				/* A one-second token bucket: the next object starts when the bytes
+				 * started so far, its own included, fit in the time elapsed. */
+				double allowed = (double)rate *
+						 ((double)(cfs_now_ns() - start_ns) / 1e9 + 1.0);
+
+				over_rate = (double)(submitted_bytes + order[i]->size) > allowed;
+			}
+			if (!window_full && !over_rate)
+				break;
+			wait_some(&run, &progress, over_rate ? 20 : 100);
+		}
+		pthread_mutex_unlock(&run.lock);
+		r = cfs_fetch_submit(fetch, order[i]->digest, 0, on_result, &run);
+		pthread_mutex_lock(&run.lock);
+		if (r < 0) {
+			cfs_err("cannot submit: %s", strerror(-r));
+			run.failed++;
+			run.done++;
+		}
+		submitted_bytes += order[i]->size;
+	}
+	while (run.done < n_order)
+		wait_some(&run, &progress, 100);
+	pthread_mutex_unlock(&run.lock);
+	cfs_progress_done(&progress);
+	if (!quiet) {
+		char sz[32], rt[32];
+		double secs = cfs_progress_elapsed(&progress);
+
+		cfs_format_size(run.fetched_bytes, sz, sizeof(sz));
+		cfs_format_size(secs > 0 ? (uint64_t)((double)run.fetched_bytes / secs) : 0, rt,
+				sizeof(rt));
+		printf("%zu objects in the images, %zu missing: %llu fetched (%s), "
+		       "%llu present meanwhile, %llu not found, %llu failed in %.2fs (%s/s)\n",
+		       in_image, n_missing, (unsigned long long)run.fetched, sz,
+		       (unsigned long long)run.present, (unsigned long long)run.missing,
+		       (unsigned long long)run.failed, secs, rt);
+	}
+	ret = run.missing || run.failed ? 1 : 0;
+out:
+	cfs_fetch_free(fetch);
+	cfs_store_free(store);
+	free(order);
+	free(all.v);
+	free(images);
+	free(servers);
+	if (fflush(stdout) != 0 && ret == 0)
+		ret = 1;
+	return ret;
 }

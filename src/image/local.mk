@@ -13,7 +13,8 @@ tests_unit_test_image_LDADD = libcfsimage.a $(CFS_COMMON_LIBS) $(CMOCKA_LIBS)
 IMAGE_INTEGRATION_TESTS = \
 	tests/integration/image-objects.sh \
 	tests/integration/image-corrupt.sh \
-	tests/integration/image-fuzz.sh
+	tests/integration/image-fuzz.sh \
+	tests/integration/image-prefetch.sh
 TESTS += $(IMAGE_INTEGRATION_TESTS)
 EXTRA_DIST += $(IMAGE_INTEGRATION_TESTS)
 
