@@ -259,7 +259,8 @@ static int cmp_victim(const void *a, const void *b)
 
 /* One LRU pass over the unpinned objects; with @honor_atime, a victim whose atime shows a use
  * since we last recorded one gets that time and is spared this pass. Lock held. */
-static int evict_pass(struct cfs_quota *q, uint64_t target, bool honor_atime)
+static int evict_pass(struct cfs_quota *q, uint64_t target, bool honor_atime,
+		      const uint8_t *keep)
 {
 	struct victim *v;
 	size_t n = 0;
@@ -271,7 +272,8 @@ static int evict_pass(struct cfs_quota *q, uint64_t target, bool honor_atime)
 	for (size_t i = 0; i < q->nslots && n < q->objects; i++) {
 		struct entry *e = &q->slots[i];
 
-		if (e->used == 1 && e->present && !e->pinned) {
+		if (e->used == 1 && e->present && !e->pinned &&
+		    !(keep && memcmp(e->digest, keep, CFS_DIGEST_SIZE) == 0)) {
 			v[n].last_use = e->last_use;
 			memcpy(v[n].digest, e->digest, CFS_DIGEST_SIZE);
 			n++;
@@ -306,17 +308,17 @@ static int evict_pass(struct cfs_quota *q, uint64_t target, bool honor_atime)
 	return removed;
 }
 
-static int evict_locked(struct cfs_quota *q, uint64_t target)
+static int evict_locked(struct cfs_quota *q, uint64_t target, const uint8_t *keep)
 {
 	int a, b;
 
 	if (q->bytes <= target)
 		return 0;
-	a = evict_pass(q, target, true);
+	a = evict_pass(q, target, true, keep);
 	if (a < 0 || q->bytes <= target)
 		return a;
 	/* Everything left was used lately: plain LRU on the refreshed times. */
-	b = evict_pass(q, target, false);
+	b = evict_pass(q, target, false, keep);
 	return b < 0 ? b : a + b;
 }
 
@@ -337,7 +339,7 @@ void cfs_quota_added(struct cfs_quota *q, const uint8_t digest[CFS_DIGEST_SIZE],
 		e->last_use = now_s();
 	}
 	if (q->max_bytes && q->bytes > q->max_bytes) {
-		r = evict_locked(q, q->low_water);
+		r = evict_locked(q, q->low_water, digest); /* never the one just added */
 		if (r < 0)
 			cfs_warn("eviction failed: %s", strerror(-r));
 		else if (r > 0)
@@ -352,7 +354,7 @@ int cfs_quota_evict_to(struct cfs_quota *q, uint64_t target)
 	int r;
 
 	pthread_mutex_lock(&q->lock);
-	r = evict_locked(q, target);
+	r = evict_locked(q, target, NULL);
 	pthread_mutex_unlock(&q->lock);
 	return r;
 }

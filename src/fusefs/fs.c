@@ -37,6 +37,7 @@ struct node {
 
 struct cfs_fs {
 	struct cfs_store *store;
+	struct cfs_quota *quota;
 	_Atomic(struct cfs_fetch *) fetch;
 	double timeout;
 	uint64_t start_ns;
@@ -258,6 +259,9 @@ static void fetch_done(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 	atomic_fetch_sub(&fs->pending, 1);
 	if (result == 0 && info && info->fetched)
 		trace_fetch(fs, digest, info->size);
+	/* Make room before answering, so the store stays within its quota. */
+	if (result == 0 && fs->quota && info)
+		cfs_quota_added(fs->quota, digest, info->size);
 	if (result == -ENOENT) {
 		atomic_fetch_add(&fs->not_found, 1);
 	} else if (result < 0) {
@@ -380,6 +384,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	r = cfs_store_lookup(fs->store, digest, &st);
 	if (r == 0) {
 		atomic_fetch_add(&fs->hits, 1);
+		if (fs->quota)
+			cfs_quota_touch(fs->quota, digest);
 		reply_object_entry(fs, req, digest, &st);
 		return;
 	}
@@ -457,6 +463,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	atomic_fetch_add(&fs->opens, 1);
+	if (fs->quota)
+		cfs_quota_touch(fs->quota, digest);
 	r = open_object_fd(fs, digest, &fd);
 	if (r == -ENOENT) {
 		/* Evicted after the lookup: fetch it again and answer the open then. */
@@ -676,6 +684,17 @@ static size_t collect_stats(struct cfs_fs *fs, struct stat_item *items, size_t m
 	ITEM("in_flight", f.in_flight);
 	ITEM("queued", f.queued);
 	ITEM("commits", f.commits);
+	if (fs->quota) {
+		struct cfs_quota_stats q;
+
+		cfs_quota_get_stats(fs->quota, &q);
+		ITEM("store_objects", q.objects);
+		ITEM("store_bytes", q.bytes);
+		ITEM("max_size", q.max_bytes);
+		ITEM("evictions", q.evictions);
+		ITEM("bytes_evicted", q.bytes_evicted);
+		ITEM("pinned", q.pinned);
+	}
 #undef ITEM
 	if (fetch) {
 		size_t ns = cfs_fetch_server_count(fetch);
@@ -804,6 +823,7 @@ int cfs_fs_new(const struct cfs_fs_options *o, struct cfs_fs **fs_ret)
 	if (!fs)
 		return -ENOMEM;
 	fs->store = o->store;
+	fs->quota = o->quota;
 	atomic_init(&fs->fetch, o->fetch);
 	fs->timeout = o->entry_timeout > 0 ? o->entry_timeout : 86400.0;
 	fs->start_ns = cfs_now_ns();

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/quota.h"
 #include "common/store.h"
 #include "fetcher/fetch.h"
 
@@ -17,6 +18,7 @@ struct cfs_fs_options {
 	struct cfs_fetch *fetch;  /* not owned; NULL = local store only */
 	double entry_timeout;     /* seconds the kernel may cache names and attributes */
 	const char *trace_path;   /* optional: append first fetches here */
+	struct cfs_quota *quota;  /* optional, not owned: use records and eviction */
 };
 
 /* Counters of the filesystem layer (the fetcher keeps its own). */

@@ -14,13 +14,16 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/quota.h"
 #include "common/store.h"
 #include "common/util.h"
 #include "fetcher/fetch.h"
 #include "fusefs/cmds.h"
 #include "fusefs/fs.h"
+#include "image/image.h"
 
 #define MAX_SERVERS 16
+#define MAX_PINS 32
 
 struct mount_opts {
 	char *store;
@@ -28,6 +31,9 @@ struct mount_opts {
 	size_t n_servers;
 	char *token_file, *ca_file, *cert, *key, *trace, *log_level;
 	char *max_transfers, *connect_timeout, *retries, *timeout, *low_speed_time;
+	char *max_size, *low_water;
+	char *pins[MAX_PINS];
+	size_t n_pins;
 	int insecure, no_zstd, use_syslog, show_help, show_version;
 	char *nonopts[4];
 	size_t n_nonopts;
@@ -36,6 +42,7 @@ struct mount_opts {
 
 enum {
 	KEY_SERVER,
+	KEY_PIN,
 	KEY_HELP,
 	KEY_VERSION,
 };
@@ -60,11 +67,16 @@ static const struct fuse_opt mount_fuse_opts[] = {
 	OPT("low-speed-time=%s", low_speed_time),
 	OPT("retries=%s", retries),
 	OPT("timeout=%s", timeout),
+	OPT("max_size=%s", max_size),
+	OPT("max-size=%s", max_size),
+	OPT("low_water=%s", low_water),
+	OPT("low-water=%s", low_water),
 	OPT("insecure", insecure),
 	OPT("no_zstd", no_zstd),
 	OPT("no-zstd", no_zstd),
 	OPT("syslog", use_syslog),
 	FUSE_OPT_KEY("server=", KEY_SERVER),
+	FUSE_OPT_KEY("pin=", KEY_PIN),
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -76,7 +88,8 @@ static const struct fuse_opt mount_fuse_opts[] = {
 static const char *const long_with_value[] = {
 	"store",   "server",	     "token-file",	"ca-file", "cert",
 	"key",	   "trace",	     "log-level",	"max-transfers", "connect-timeout",
-	"retries", "timeout",	     "low-speed-time",
+	"retries", "timeout",	     "low-speed-time", "max-size",	"low-water",
+	"pin",
 };
 static const char *const long_flags[] = { "insecure", "no-zstd", "syslog" };
 
@@ -92,6 +105,14 @@ static int mount_opt_proc(void *data, const char *arg, int key, struct fuse_args
 			return 0;
 		}
 		mo->servers[mo->n_servers++] = strdup(arg + strlen("server="));
+		return 0;
+	case KEY_PIN:
+		if (mo->n_pins == MAX_PINS) {
+			fprintf(stderr, "cfs-cache: at most %d --pin images\n", MAX_PINS);
+			mo->bad = true;
+			return 0;
+		}
+		mo->pins[mo->n_pins++] = strdup(arg + strlen("pin="));
 		return 0;
 	case KEY_HELP:
 		mo->show_help = 1;
@@ -134,6 +155,10 @@ static void usage(FILE *f)
 		"  --retries N             extra attempts per server (default 2)\n"
 		"  --timeout SECS          kernel cache time for names and attributes (default 86400)\n"
 		"  --trace FILE            append 'XX/<62hex> SIZE SECONDS' for each object fetched\n"
+		"  --max-size SIZE         keep the local store under SIZE (e.g. 20G): least recently\n"
+		"                          used objects are evicted down to the low-water mark\n"
+		"  --low-water SIZE        where eviction stops (default 90%% of --max-size)\n"
+		"  --pin IMAGE             never evict the objects of this composefs image (repeatable)\n"
 		"  --log-level LEVEL       err, warning, notice, info, debug\n"
 		"  --syslog                log to syslog (the default once daemonized)\n"
 		"  -f                      stay in the foreground\n"
@@ -241,6 +266,70 @@ static int apply_fetch_opts(const struct mount_opts *mo, struct cfs_fetch_option
 	return 0;
 }
 
+/* Pins every object of an image. Returns the number pinned or -errno. */
+static int pin_image(struct cfs_quota *quota, const char *path)
+{
+	struct cfs_image *image = NULL;
+	uint8_t *digests = NULL;
+	size_t n = 0;
+	char msg[256] = "";
+	int r;
+
+	r = cfs_image_open_msg(path, &image, msg, sizeof(msg));
+	if (r == 0)
+		r = cfs_image_objects(image, &digests, &n);
+	if (r < 0) {
+		fprintf(stderr, "cfs-cache: --pin %s: %s\n", path,
+			image ? cfs_image_error(image) : (msg[0] ? msg : strerror(-r)));
+		goto out;
+	}
+	for (size_t i = 0; i < n && r == 0; i++)
+		r = cfs_quota_pin(quota, digests + i * CFS_DIGEST_SIZE);
+	if (r == 0)
+		r = (int)n;
+out:
+	free(digests);
+	cfs_image_free(image);
+	return r;
+}
+
+static int setup_quota(const struct mount_opts *mo, struct cfs_store *store,
+		       struct cfs_quota **quota_ret)
+{
+	uint64_t max = 0, low = 0;
+	int r;
+
+	if (mo->max_size && (cfs_parse_size(mo->max_size, &max) < 0 || max == 0)) {
+		fprintf(stderr, "cfs-cache: invalid --max-size '%s'\n", mo->max_size);
+		return -EINVAL;
+	}
+	if (mo->low_water && (cfs_parse_size(mo->low_water, &low) < 0 || low > max)) {
+		fprintf(stderr, "cfs-cache: invalid --low-water '%s' (must not exceed --max-size)\n",
+			mo->low_water);
+		return -EINVAL;
+	}
+	r = cfs_quota_new(store, max, low, quota_ret);
+	if (r < 0) {
+		fprintf(stderr, "cfs-cache: cannot index the store: %s\n", strerror(-r));
+		return r;
+	}
+	for (size_t i = 0; i < mo->n_pins; i++) {
+		r = pin_image(*quota_ret, mo->pins[i]);
+		if (r < 0)
+			return r;
+		cfs_notice("pinned %d object(s) of %s", r, mo->pins[i]);
+	}
+	/* A store already over its quota is brought down before serving. */
+	if (max) {
+		struct cfs_quota_stats st;
+
+		cfs_quota_get_stats(*quota_ret, &st);
+		if (st.bytes > max)
+			cfs_quota_evict_to(*quota_ret, st.low_water);
+	}
+	return 0;
+}
+
 int cfs_cache_cmd_mount(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
@@ -251,6 +340,7 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 	struct cfs_store *store = NULL;
 	struct cfs_fetch *fetch = NULL;
 	struct cfs_fs *fs = NULL;
+	struct cfs_quota *quota = NULL;
 	struct cfs_fetch_options fo;
 	struct cfs_fs_options fso = { 0 };
 	enum cfs_log_level level = CFS_LOG_NOTICE;
@@ -326,6 +416,14 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 	}
 	fso.store = store;
 	fso.trace_path = mo.trace;
+	if (mo.max_size || mo.n_pins) {
+		r = setup_quota(&mo, store, &quota);
+		if (r < 0) {
+			ret = r == -EINVAL ? CFS_EXIT_MISUSE : 1;
+			goto out;
+		}
+		fso.quota = quota;
+	}
 	r = cfs_fs_new(&fso, &fs);
 	if (r < 0) {
 		fprintf(stderr, "cfs-cache: %s\n", strerror(-r));
@@ -389,6 +487,7 @@ out:
 		fuse_session_destroy(se);
 	fuse_loop_cfg_destroy(loop_cfg);
 	cfs_fs_free(fs);
+	cfs_quota_free(quota);
 	cfs_store_free(store);
 	free(fopts.mountpoint);
 	fuse_opt_free_args(&args);
@@ -396,6 +495,10 @@ out:
 		free(mo.servers[i]);
 	for (size_t i = 0; i < mo.n_nonopts; i++)
 		free(mo.nonopts[i]);
+	for (size_t i = 0; i < mo.n_pins; i++)
+		free(mo.pins[i]);
+	free(mo.max_size);
+	free(mo.low_water);
 	free(mo.store);
 	free(mo.token_file);
 	free(mo.ca_file);

@@ -27,6 +27,8 @@ static const struct tool_cmd commands[] = {
 	{ "ls", cmd_ls, "IMAGE...", "list the files of images with their objects" },
 	{ "mkimage", cmd_mkimage, "[--store STORE] SRC_DIR IMAGE",
 	  "import a tree and write a composefs image of it" },
+	{ "gc", cmd_gc, "[--max-size SIZE] [--keep IMAGE]... [--unreferenced] STORE",
+	  "remove objects no kept image refers to, or least recently used ones down to a size" },
 };
 
 static void print_help(FILE *f)

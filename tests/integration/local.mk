@@ -5,6 +5,7 @@ INTEGRATION_TESTS = \
 	tests/integration/store-import-verify.sh \
 	tests/integration/fuse-basic.sh \
 	tests/integration/fuse-faults.sh \
-	tests/integration/fuse-concurrent.sh
+	tests/integration/fuse-concurrent.sh \
+	tests/integration/cache-lifecycle.sh
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh

@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: MIT */
+/* cfscache: `cfs-store gc`: offline garbage collection of a store: drop what no kept image
+ * refers to, and/or evict least recently used objects down to a size. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/quota.h"
+#include "common/store.h"
+#include "common/util.h"
+#include "image/image.h"
+#include "tools/cmds.h"
+
+#define MAX_KEEP 64
+
+static int keep_image(struct cfs_quota *quota, const char *path, size_t *count)
+{
+	struct cfs_image *image = NULL;
+	uint8_t *digests = NULL;
+	char msg[256] = "";
+	size_t n = 0;
+	int r;
+
+	r = cfs_image_open_msg(path, &image, msg, sizeof(msg));
+	if (r == 0)
+		r = cfs_image_objects(image, &digests, &n);
+	if (r < 0) {
+		cfs_err("%s: %s", path, image ? cfs_image_error(image) : (msg[0] ? msg : strerror(-r)));
+		goto out;
+	}
+	for (size_t i = 0; i < n && r == 0; i++)
+		r = cfs_quota_pin(quota, digests + i * CFS_DIGEST_SIZE);
+	*count += n;
+out:
+	free(digests);
+	cfs_image_free(image);
+	return r;
+}
+
+int cmd_gc(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "max-size", required_argument, NULL, 'm' },
+		{ "keep", required_argument, NULL, 'k' },
+		{ "unreferenced", no_argument, NULL, 'u' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *keep[MAX_KEEP];
+	size_t nkeep = 0, referenced = 0;
+	bool unreferenced = false, have_max = false;
+	struct cfs_quota_stats after;
+	struct cfs_quota *quota = NULL;
+	struct cfs_store *store = NULL;
+	uint64_t max = 0;
+	char b1[32], b2[32], b3[32];
+	int c, r, ret = 1;
+
+	while ((c = getopt_long(argc, argv, "hm:k:u", opts, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			tool_wants_help(2, (char *[]){ argv[0], (char *)"--help", NULL }, "gc");
+			return 0;
+		case 'm':
+			if (cfs_parse_size(optarg, &max) < 0)
+				return tool_usage_error("gc", "invalid --max-size '%s'", optarg);
+			have_max = true;
+			break;
+		case 'k':
+			if (nkeep == MAX_KEEP)
+				return tool_usage_error("gc", "at most %d --keep images", MAX_KEEP);
+			keep[nkeep++] = optarg;
+			break;
+		case 'u':
+			unreferenced = true;
+			break;
+		default:
+			return tool_usage_error("gc", "unknown option");
+		}
+	}
+	if (argc - optind != 1)
+		return tool_usage_error("gc", "need exactly one store");
+	if (!have_max && !unreferenced)
+		return tool_usage_error("gc", "nothing to do: give --max-size and/or --unreferenced");
+	if (unreferenced && nkeep == 0)
+		return tool_usage_error("gc", "--unreferenced needs at least one --keep IMAGE "
+					      "(it would delete everything)");
+	r = cfs_store_open(argv[optind], 0, &store);
+	if (r < 0) {
+		cfs_err("cannot open store %s: %s", argv[optind], strerror(-r));
+		return 1;
+	}
+	r = cfs_quota_new(store, 0, 0, &quota);
+	if (r < 0) {
+		cfs_err("cannot index store %s: %s", argv[optind], strerror(-r));
+		goto out;
+	}
+	for (size_t i = 0; i < nkeep; i++)
+		if (keep_image(quota, keep[i], &referenced) < 0)
+			goto out;
+	if (unreferenced) {
+		r = cfs_quota_remove_unpinned(quota);
+		if (r < 0) {
+			cfs_err("removing unreferenced objects failed: %s", strerror(-r));
+			goto out;
+		}
+	}
+	if (have_max) {
+		r = cfs_quota_evict_to(quota, max);
+		if (r < 0) {
+			cfs_err("eviction failed: %s", strerror(-r));
+			goto out;
+		}
+	}
+	cfs_quota_get_stats(quota, &after);
+	if (!tool_quiet)
+		printf("removed %llu objects (%s); kept %llu objects (%s) of which %llu pinned by "
+		       "%zu image(s)%s%s\n",
+		       (unsigned long long)after.evictions,
+		       cfs_format_size(after.bytes_evicted, b1, sizeof(b1)),
+		       (unsigned long long)after.objects,
+		       cfs_format_size(after.bytes, b2, sizeof(b2)), (unsigned long long)after.pinned,
+		       nkeep, have_max ? "; limit " : "",
+		       have_max ? cfs_format_size(max, b3, sizeof(b3)) : "");
+	ret = 0;
+	if (have_max && after.bytes > max) {
+		cfs_warn("kept objects alone exceed --max-size");
+		ret = 1;
+	}
+out:
+	cfs_quota_free(quota);
+	cfs_store_free(store);
+	return ret;
+}
