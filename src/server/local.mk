@@ -13,6 +13,7 @@ dist_man_MANS += docs/cfs-serve.1
 EXTRA_DIST += bench/serve.sh
 
 SERVER_TESTS = \
-	tests/integration/server-objects.sh
+	tests/integration/server-objects.sh \
+	tests/integration/server-hostile.sh
 TESTS += $(SERVER_TESTS)
 EXTRA_DIST += $(SERVER_TESTS)
