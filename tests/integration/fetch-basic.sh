@@ -89,3 +89,4 @@ set -e
 cfs_assert_eq "$rc" 1 "exit code without the token"
 grep -q "HTTP 401" "$CFS_TMP/err4" || cfs_fail "401 not reported: $(cat "$CFS_TMP/err4")"
 [ ! -e "$CFS_TMP/store3/$(fetch_path "$small")" ] || cfs_fail "saved without auth"
+fetch_assert_no_sanitizer "$CFS_TMP/err" "$CFS_TMP/err3" "$CFS_TMP/err4"

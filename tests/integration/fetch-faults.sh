@@ -74,6 +74,7 @@ while read -r m d; do
 	fi
 done <"$CFS_TMP/modes"
 fetch_assert_no_temp "$store"
+fetch_assert_no_sanitizer "$CFS_TMP/err1"
 grep -q "verify failures 4," "$CFS_TMP/out1" || cfs_fail "verify failures not counted: $(grep requests "$CFS_TMP/out1")"
 grep -q "^12 objects: 1 fetched" "$CFS_TMP/out1" || cfs_fail "summary: $(head -1 "$CFS_TMP/out1")"
 
@@ -87,3 +88,4 @@ grep -q "^12 objects: 12 fetched" "$CFS_TMP/out2" || cfs_fail "summary: $(head -
 "$CFS_STORE_BIN" --no-progress verify "$store" >"$CFS_TMP/verify" || cfs_fail "verify: $(cat "$CFS_TMP/verify")"
 grep -q "^12 objects ok" "$CFS_TMP/verify" || cfs_fail "verify: $(cat "$CFS_TMP/verify")"
 fetch_assert_no_temp "$store"
+fetch_assert_no_sanitizer "$CFS_TMP/err2"

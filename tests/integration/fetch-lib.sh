@@ -49,3 +49,11 @@ fetch_assert_no_temp() {
 
 # Counts GET requests for an object path in a faultd log.
 fetch_gets() { grep -c "^GET /objects/$2 " "$1" || true; }
+
+# Fails if a sanitizer complained in a captured stderr file (exit codes alone can hide it
+# where the test expects a failure).
+fetch_assert_no_sanitizer() {
+	for _f in "$@"; do
+		! grep -q "Sanitizer" "$_f" || cfs_fail "sanitizer report in $_f: $(grep -m1 Sanitizer "$_f")"
+	done
+}

@@ -32,6 +32,7 @@ fetch_check() {
 		cfs_fail "$name: verify: $(tail -1 "$CFS_TMP/verify.$name")"
 	grep -q "^$n objects ok, 0 corrupt" "$CFS_TMP/verify.$name" || cfs_fail "$name: $(cat "$CFS_TMP/verify.$name")"
 	fetch_assert_no_temp "$dst"
+	fetch_assert_no_sanitizer "$CFS_TMP/err.$name"
 }
 
 # A private CA and a server certificate for 127.0.0.1.
@@ -92,6 +93,7 @@ rc=$?
 set -e
 cfs_assert_eq "$rc" 1 "exit code with an untrusted certificate"
 grep -qi "certificate" "$CFS_TMP/err.noca" || cfs_fail "no certificate error: $(cat "$CFS_TMP/err.noca")"
+fetch_assert_no_sanitizer "$CFS_TMP/err.noca"
 [ ! -e "$CFS_TMP/dst.noca/$first" ] || cfs_fail "object saved over an untrusted connection"
 
 if [ -x "$CFS_SERVE_BIN" ]; then
