@@ -1056,7 +1056,9 @@ static int srv_thread_init(struct cfs_serve *srv, struct srv_thread *t)
 	evhttp_set_allowed_methods(t->http, SRV_ALL_METHODS);
 	evhttp_set_default_content_type(t->http, NULL);
 	evhttp_set_max_headers_size(t->http, (ev_ssize_t)srv->cfg.max_header_size);
-	evhttp_set_max_body_size(t->http, (ev_ssize_t)(srv->cfg.allow_upload ? srv->cfg.max_upload : 0));
+	/* Without uploads a small limit still lets a short PUT reach us for its 405. */
+	evhttp_set_max_body_size(t->http,
+				 (ev_ssize_t)(srv->cfg.allow_upload ? srv->cfg.max_upload : 65536));
 	evhttp_set_timeout_tv(t->http, &tv);
 	evhttp_set_flags(t->http, EVHTTP_SERVER_LINGERING_CLOSE);
 	evhttp_set_gencb(t->http, srv_handle, t);
