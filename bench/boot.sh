@@ -1,0 +1,67 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# On-demand boot: a Debian minbase rootfs as a composefs image served by cfs-serve; time and bytes
+# to run real commands in it via chroot lazily (empty local store, cfs-cache as second basedir)
+# vs fetching every object first (cfs-cache prefetch) and then running the same commands.
+. "$(dirname "$0")/lib.sh"
+B="$CFS_BUILDDIR"
+chmod 0755 "$BENCH_TMP"
+rootfs=${CFS_BENCH_ROOTFS:-/var/cache/cfscache/rootfs-bookworm-minbase}
+if [ ! -x "$rootfs/usr/bin/dpkg" ]; then
+	command -v debootstrap >/dev/null || apt-get install -y -qq debootstrap >/dev/null
+	mkdir -p "$(dirname "$rootfs")"
+	debootstrap --variant=minbase bookworm "$rootfs.tmp" http://deb.debian.org/debian >/dev/null
+	mv "$rootfs.tmp" "$rootfs"
+fi
+origin="$BENCH_TMP/origin" image="$BENCH_TMP/rootfs.cfs"
+"$B/cfs-store" -q --no-progress mkimage --store "$origin" "$rootfs" "$image"
+port=$(bench_free_port)
+"$B/cfs-serve" --store "$origin" --listen "127.0.0.1:$port" --quiet &
+bench_track_pid $!
+bench_wait_port "$port"
+url="http://127.0.0.1:$port/objects"
+total_bytes=$(du -sb --exclude=.cfs-tmp "$origin" | cut -f1)
+total_objects=$("$B/cfs-store" objects "$image" | wc -l)
+workload='dpkg -l >/dev/null; apt-cache policy >/dev/null 2>&1 || true; bash -c "ls -l /usr/bin | wc -l" >/dev/null; perl -e 1 2>/dev/null || true'
+
+run_once() { # mode: lazy | eager ; prints "seconds bytes_fetched"
+	local mode=$1 store="$BENCH_TMP/store.$1" remote="$BENCH_TMP/remote.$1" mnt="$BENCH_TMP/mnt.$1"
+	rm -rf "$store"
+	mkdir -p "$store" "$remote" "$mnt"
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+	local t0 t1 fetched
+	t0=$(date +%s.%N)
+	if [ "$mode" = eager ]; then
+		"$B/cfs-cache" prefetch --image "$image" --store "$store" --server "$url" -q --no-progress
+	fi
+	"$B/cfs-cache" --store "$store" --server "$url" -f "$remote" 2>/dev/null &
+	local pid=$!
+	for _ in $(seq 1 100); do mountpoint -q "$remote" && break; sleep 0.02; done
+	"$B/cfs-cache" mount-image "$image" "$mnt" --store "$store" --remote "$remote"
+	mount -t tmpfs tmpfs "$mnt/tmp"
+	chroot "$mnt" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /bin/sh -c "$workload"
+	t1=$(date +%s.%N)
+	fetched=$(du -sb --exclude=.cfs-tmp "$store" | cut -f1)
+	umount "$mnt/tmp"
+	umount "$mnt"
+	umount "$remote"
+	wait "$pid" 2>/dev/null
+	echo "$(echo "$t1 - $t0" | bc -l) $fetched"
+}
+best_lazy="" best_eager="" lazy_bytes=0
+for _ in 1 2 3; do
+	read -r t b < <(run_once lazy)
+	if [ -z "$best_lazy" ] || [ "$(echo "$t < $best_lazy" | bc -l)" = 1 ]; then best_lazy=$t; lazy_bytes=$b; fi
+	read -r t _ < <(run_once eager)
+	if [ -z "$best_eager" ] || [ "$(echo "$t < $best_eager" | bc -l)" = 1 ]; then best_eager=$t; fi
+done
+lazy_objects=$(find "$BENCH_TMP/store.lazy" -mindepth 2 -type f -path '*/[0-9a-f][0-9a-f]/*' | wc -l)
+echo "Rootfs: $(basename "$rootfs"), $total_objects objects, $total_bytes bytes. Workload: dpkg -l; apt-cache policy; ls -l /usr/bin; perl -e 1"
+echo
+echo "| mode | time | objects fetched | bytes fetched | % of bytes |"
+echo "|---|---|---|---|---|"
+printf '| fetch everything, then run | %.2fs | %s | %s | 100%% |\n' "$best_eager" "$total_objects" "$total_bytes"
+printf '| lazy (cfs-cache) | %.2fs | %s | %s | %.1f%% |\n' "$best_lazy" "$lazy_objects" "$lazy_bytes" "$(echo "100 * $lazy_bytes / $total_bytes" | bc -l)"
+echo
+echo "Time ratio lazy / eager: $(bench_ratio "$best_lazy" "$best_eager")x (target <= 0.5x)"

@@ -1,0 +1,77 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# First read of a 1 GiB object through a cfs-cache mount (fetch, verify, store, read) vs curl
+# downloading it to disk from the same nginx; re-read through FUSE vs a direct read of the store
+# file, cold (caches dropped) and warm.
+. "$(dirname "$0")/lib.sh"
+B="$CFS_BUILDDIR"
+chmod 0755 "$BENCH_TMP"
+src="$BENCH_TMP/src" origin="$BENCH_TMP/origin" store="$BENCH_TMP/store" mnt="$BENCH_TMP/remote"
+mkdir -p "$src" "$mnt"
+head -c 1G /dev/urandom >"$src/big"
+"$B/cfs-store" -q --no-progress import "$src" "$origin"
+obj=$(cd "$origin" && ls -d [0-9a-f][0-9a-f]/* | head -1)
+rm -rf "$src"
+port=$(bench_free_port)
+cat >"$BENCH_TMP/nginx.conf" <<NGINX
+worker_processes 2;
+pid $BENCH_TMP/nginx.pid;
+error_log $BENCH_TMP/nginx-error.log;
+events { worker_connections 1024; }
+http {
+	access_log off;
+	sendfile on;
+	client_body_temp_path $BENCH_TMP/body;
+	proxy_temp_path $BENCH_TMP/proxy;
+	fastcgi_temp_path $BENCH_TMP/fcgi;
+	uwsgi_temp_path $BENCH_TMP/uwsgi;
+	scgi_temp_path $BENCH_TMP/scgi;
+	server { listen 127.0.0.1:$port; location /objects/ { alias $origin/; } }
+}
+NGINX
+nginx -c "$BENCH_TMP/nginx.conf" -g 'daemon off;' &
+bench_track_pid $!
+bench_wait_port "$port"
+url="http://127.0.0.1:$port/objects"
+cat "$origin/$obj" >/dev/null
+
+# Baseline: curl to a file on the same filesystem, flushed like a stored object.
+t_curl=$(BENCH_RUNS=3 bench_time sh -c "curl -sf -o '$BENCH_TMP/dl' '$url/$obj' && sync -f '$BENCH_TMP/dl'; rm -f '$BENCH_TMP/dl'")
+
+first_read() {
+	rm -rf "$store"
+	"$B/cfs-cache" --store "$store" --server "$url" -f "$mnt" 2>/dev/null &
+	local pid=$!
+	for _ in $(seq 1 100); do mountpoint -q "$mnt" && break; sleep 0.05; done
+	local t0 t1
+	t0=$(date +%s.%N)
+	cat "$mnt/$obj" >/dev/null
+	t1=$(date +%s.%N)
+	umount "$mnt"
+	wait "$pid" 2>/dev/null
+	echo "$t1 - $t0" | bc -l
+}
+best=""
+for _ in 1 2 3; do
+	t=$(first_read)
+	if [ -z "$best" ] || [ "$(echo "$t < $best" | bc -l)" = 1 ]; then best=$t; fi
+done
+t_first=$(printf '%.3f' "$best")
+
+# Re-reads: the object is in the store now.
+"$B/cfs-cache" --store "$store" --server "$url" -f "$mnt" 2>/dev/null &
+bench_track_pid $!
+bench_track_mount "$mnt"
+for _ in $(seq 1 100); do mountpoint -q "$mnt" && break; sleep 0.05; done
+cold() { sync; echo 3 >/proc/sys/vm/drop_caches; cat "$1" >/dev/null; }
+t_direct_cold=$(bench_time cold "$store/$obj")
+t_fuse_cold=$(bench_time cold "$mnt/$obj")
+cat "$store/$obj" "$mnt/$obj" >/dev/null
+t_direct_warm=$(bench_time cat "$store/$obj")
+t_fuse_warm=$(bench_time cat "$mnt/$obj")
+mbs() { echo "scale=0; 1073.741824 / $1" | bc -l; }
+echo "| case | baseline | cfs-cache | ratio | target |"
+echo "|---|---|---|---|---|"
+echo "| first read of 1 GiB (time) | curl to disk ${t_curl}s | ${t_first}s | $(bench_ratio "$t_first" "$t_curl")x time | <= 1.3x |"
+echo "| re-read, cold cache (throughput) | direct $(mbs "$t_direct_cold") MB/s | FUSE $(mbs "$t_fuse_cold") MB/s | $(bench_ratio "$t_direct_cold" "$t_fuse_cold")x | >= 0.8x |"
+echo "| re-read, warm cache (throughput) | direct $(mbs "$t_direct_warm") MB/s | FUSE $(mbs "$t_fuse_warm") MB/s | $(bench_ratio "$t_direct_warm" "$t_fuse_warm")x | >= 0.8x |"
