@@ -15,6 +15,7 @@ EXTRA_DIST += bench/serve.sh
 SERVER_TESTS = \
 	tests/integration/server-objects.sh \
 	tests/integration/server-hostile.sh \
-	tests/integration/server-tls-upload.sh
+	tests/integration/server-tls-upload.sh \
+	tests/integration/server-lifecycle.sh
 TESTS += $(SERVER_TESTS)
 EXTRA_DIST += $(SERVER_TESTS)
