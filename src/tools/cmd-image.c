@@ -747,11 +747,13 @@ int cmd_mkimage(int argc, char **argv)
 	cfs_progress_done(&st.progress);
 	if (st.err)
 		goto out;
+	cfs_info("shadow tree of %s written in %.1fs", src, cfs_progress_elapsed(&st.progress));
 	r = run_mkfs(image, shadow);
 	if (r < 0) {
 		cfs_err("mkfs.erofs failed to write %s: %s", image, strerror(-r));
 		goto out;
 	}
+	cfs_info("mkfs.erofs done at %.1fs", cfs_progress_elapsed(&st.progress));
 	if (!tool_quiet)
 		printf("%s: %llu files (%s), %llu objects (%llu added, %s; %llu already stored), "
 		       "%llu inline, %llu other inodes, %llu warnings in %.1fs\n",
