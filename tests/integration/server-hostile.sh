@@ -151,6 +151,7 @@ port=$(cfs_free_port)
 pid=$!
 cfs_track_pid $pid
 cfs_wait_port "$port"
+base="http://127.0.0.1:$port"
 sleep 0.3 # cfs_wait_port's probe connection must be gone
 exec 4<>"/dev/tcp/127.0.0.1/$port" 5<>"/dev/tcp/127.0.0.1/$port"
 for fd in 4 5; do
