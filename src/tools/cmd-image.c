@@ -286,6 +286,8 @@ struct mkimage_state {
 	const char *src;
 	size_t src_len;
 	const char *shadow;
+	dev_t skip_dev[2];
+	ino_t skip_ino[2]; /* the shadow tree and an old image, when they sit inside the source */
 	struct cfs_store *store;
 	struct cfs_progress progress;
 	struct cfs_store_writer *pending[MKIMAGE_BATCH];
@@ -526,11 +528,14 @@ static int mk_visit(const char *path, const struct stat *sb, int type, struct FT
 	if (type == FTW_DNR || type == FTW_NS) {
 		cfs_err("%s: cannot read", path);
 		st->err = -EIO;
-		return 1;
+		return FTW_STOP;
 	}
+	for (int i = 0; i < 2; i++)
+		if (sb->st_dev == st->skip_dev[i] && sb->st_ino == st->skip_ino[i])
+			return FTW_SKIP_SUBTREE;
 	if (asprintf(&dst, "%s%s", st->shadow, rel) < 0) {
 		st->err = -ENOMEM;
-		return 1;
+		return FTW_STOP;
 	}
 	if (S_ISDIR(sb->st_mode)) {
 		struct mk_dir *d;
@@ -596,10 +601,10 @@ out:
 		cfs_err("%s: %s", path, strerror(-r));
 		st->err = r;
 		free(dst);
-		return 1;
+		return FTW_STOP;
 	}
 	free(dst);
-	return 0;
+	return FTW_CONTINUE;
 }
 
 static int rm_visit(const char *path, const struct stat *sb, int type, struct FTW *ftw)
@@ -713,6 +718,14 @@ int cmd_mkimage(int argc, char **argv)
 		goto out;
 	}
 	st.shadow = shadow;
+	if (stat(shadow, &sb) == 0) {
+		st.skip_dev[0] = sb.st_dev;
+		st.skip_ino[0] = sb.st_ino;
+	}
+	if (stat(image, &sb) == 0) {
+		st.skip_dev[1] = sb.st_dev;
+		st.skip_ino[1] = sb.st_ino;
+	}
 	if (store_path) {
 		r = cfs_store_open(store_path, CFS_STORE_CREATE, &st.store);
 		if (r < 0) {
@@ -725,7 +738,7 @@ int cmd_mkimage(int argc, char **argv)
 		goto out;
 	cfs_progress_init(&st.progress, "mkimage", 0, 0, tool_no_progress || tool_quiet);
 	mk_st = &st;
-	if (nftw(src, mk_visit, 64, FTW_PHYS | FTW_MOUNT) < 0 && !st.err) {
+	if (nftw(src, mk_visit, 64, FTW_PHYS | FTW_MOUNT | FTW_ACTIONRETVAL) < 0 && !st.err) {
 		cfs_err("%s: %s", src, strerror(errno));
 		st.err = -errno;
 	}
@@ -754,7 +767,7 @@ int cmd_mkimage(int argc, char **argv)
 		goto out;
 	}
 	cfs_info("mkfs.erofs done at %.1fs", cfs_progress_elapsed(&st.progress));
-	if (!tool_quiet)
+	if (!tool_quiet && st.store)
 		printf("%s: %llu files (%s), %llu objects (%llu added, %s; %llu already stored), "
 		       "%llu inline, %llu other inodes, %llu warnings in %.1fs\n",
 		       image, (unsigned long long)st.files,
@@ -764,6 +777,13 @@ int cmd_mkimage(int argc, char **argv)
 		       (unsigned long long)st.dedup, (unsigned long long)st.inlined,
 		       (unsigned long long)st.others, (unsigned long long)st.warnings,
 		       cfs_progress_elapsed(&st.progress));
+	else if (!tool_quiet)
+		printf("%s: %llu files (%s), %llu objects (no store given), %llu inline, "
+		       "%llu other inodes, %llu warnings in %.1fs\n",
+		       image, (unsigned long long)st.files,
+		       cfs_format_size(st.bytes, b1, sizeof(b1)), (unsigned long long)st.objects,
+		       (unsigned long long)st.inlined, (unsigned long long)st.others,
+		       (unsigned long long)st.warnings, cfs_progress_elapsed(&st.progress));
 	ret = 0;
 out:
 	for (size_t i = 0; i < st.npending; i++)

@@ -99,6 +99,16 @@ set +e
 set -e
 cfs_assert_eq "$rc" 2 "missing-objects without --store"
 
+# An image written inside its own source tree, twice: neither the shadow tree nor the old image
+# end up in the new one.
+self=$CFS_TMP/self
+mkdir -p "$self/d"
+cfs_make_file "$self/d/f" 100 self
+"$S" -q mkimage "$self" "$self/self.img" >/dev/null || cfs_fail "mkimage into its source"
+"$S" -q mkimage "$self" "$self/self.img" >/dev/null || cfs_fail "mkimage into its source, again"
+cfs_assert_eq "$("$S" ls "$self/self.img" | cut -f1 | tr '\n' ' ')" "/d/ /d/f " "self-contained image"
+cfs_assert_eq "$(ls -A "$self" | tr '\n' ' ')" "d self.img " "mkimage leftovers"
+
 # The mkimage image mounts as composefs and reads back the whole tree.
 mnt=$CFS_TMP/mnt
 cfs_mount_composefs "$CFS_TMP/b.img" "$mnt" "$store2"
