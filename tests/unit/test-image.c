@@ -200,6 +200,51 @@ static void test_handmade_ok(void **state)
 	free(img);
 }
 
+/* The overlay xattrs reached through a shared xattr id and through a long name prefix. */
+static void test_shared_and_long_prefix_xattrs(void **state)
+{
+	struct walk_log log;
+	char msg[256];
+	size_t size, x;
+	uint8_t *img = mk_tree(&size, 10, S_IFREG | 0644);
+	uint8_t *f = img + BLK + 4 * 32;
+	uint8_t metacopy[36] = { 0, 36, 0, 1 };
+	char redirect[1 + CFS_NAME_PATH_LEN + 1];
+
+	(void)state;
+	for (int i = 0; i < 32; i++)
+		metacopy[4 + i] = (uint8_t)(0x10 + i);
+	redirect[0] = '/';
+	cfs_name_format_path(metacopy + 4, redirect + 1);
+	/* Shared entry at byte 2048 of block 0 (xattr_blkaddr 0): id 512. */
+	mk_xattr(img + 2048, 4, "overlay.metacopy", metacopy, sizeof(metacopy));
+	/* Long prefix table at byte 3072: "trusted." + "overlay.". */
+	img[1024 + 80] = 0x40;
+	img[1024 + 91] = 1;
+	put32(img + 1024 + 92, 3072 / 4);
+	put16(img + 3072, 1 + 8);
+	img[3074] = 4;
+	memcpy(img + 3075, "overlay.", 8);
+	memset(f + 32, 0, 156);
+	put16(f + 2, (4 + 80) / 4 + 1); /* header, one shared id, one 80-byte entry */
+	f[32 + 4] = 1;
+	put32(f + 32 + 12, 512);
+	x = mk_xattr(f + 32 + 16, 0x80, "redirect", redirect, strlen(redirect));
+	assert_int_equal(x, 4 + 8 + 66 + 2);
+	assert_int_equal(walk_buffer(img, size, &log, msg, sizeof(msg)), 0);
+	assert_int_equal(log.objects, 1);
+	assert_int_equal(log.object[0], 0x10);
+	assert_int_equal(log.object[31], 0x10 + 31);
+	/* A long prefix index past the table is corrupt. */
+	f[32 + 16 + 1] = 0x85;
+	assert_int_equal(walk_buffer(img, size, &log, msg, sizeof(msg)), -EUCLEAN);
+	/* A shared id past the end of the image too. */
+	f[32 + 16 + 1] = 0x80;
+	put32(f + 32 + 12, 0x40000000);
+	assert_int_equal(walk_buffer(img, size, &log, msg, sizeof(msg)), -EUCLEAN);
+	free(img);
+}
+
 static void test_directory_loop(void **state)
 {
 	struct walk_log log;
@@ -544,6 +589,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_handmade_ok),
+		cmocka_unit_test(test_shared_and_long_prefix_xattrs),
 		cmocka_unit_test(test_directory_loop),
 		cmocka_unit_test(test_hostile_fields),
 		cmocka_unit_test(test_shared_blocks_bounded),
