@@ -18,3 +18,5 @@ FETCH_INTEGRATION_TESTS = \
 	tests/integration/fetch-servers.sh
 TESTS += $(FETCH_INTEGRATION_TESTS)
 EXTRA_DIST += $(FETCH_INTEGRATION_TESTS) tests/integration/fetch-lib.sh
+EXTRA_DIST += bench/fetch.sh
+dist_man_MANS += docs/cfs-cache-fetch.1
