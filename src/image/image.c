@@ -87,6 +87,8 @@ struct cfs_image {
 	cfs_image_walk_fn fn;
 	void *userdata;
 	char path[CFS_IMAGE_MAX_PATH + 1];
+	char symlink[CFS_IMAGE_MAX_PATH + 1];
+	char redirect[65535 + 1]; /* an xattr value is at most 64 KiB - 1 */
 };
 
 /* A parsed inode header. */
@@ -686,8 +688,6 @@ static int visit_inode(struct cfs_image *img, uint64_t nid, size_t plen, struct 
 {
 	struct cfs_image_entry e = { 0 };
 	struct xattr_result xr;
-	char symlink[CFS_IMAGE_MAX_PATH + 1];
-	char redirect[65536 + 1];
 	int r;
 
 	r = read_inode(img, nid, ino);
@@ -708,12 +708,12 @@ static int visit_inode(struct cfs_image *img, uint64_t nid, size_t plen, struct 
 	if (S_ISCHR(ino->mode) || S_ISBLK(ino->mode))
 		e.rdev = ino->u;
 	if (S_ISLNK(ino->mode)) {
-		r = read_symlink(img, ino, symlink, sizeof(symlink));
+		r = read_symlink(img, ino, img->symlink, sizeof(img->symlink));
 		if (r < 0)
 			return r;
-		e.symlink = symlink;
+		e.symlink = img->symlink;
 	}
-	fill_object(&e, &xr, redirect);
+	fill_object(&e, &xr, img->redirect);
 	return img->fn ? img->fn(&e, img->userdata) : 0;
 }
 
