@@ -245,6 +245,39 @@ static void test_shared_and_long_prefix_xattrs(void **state)
 	free(img);
 }
 
+/* The root directory in the chunk-based layout, with 8-byte chunk indexes and with a 4-byte
+ * block map; a hole and an extra device are refused. */
+static void test_chunked_directory(void **state)
+{
+	struct walk_log log;
+	char msg[256];
+	size_t size;
+	uint8_t *img;
+
+	(void)state;
+	for (int indexes = 0; indexes <= 1; indexes++) {
+		img = mk_tree(&size, 10, S_IFREG | 0644);
+		put16(img + BLK, 4 << 1);
+		put32(img + BLK + 16, indexes ? 0x20 : 0);
+		if (indexes)
+			put32(img + BLK + 32 + 4, 2);
+		else
+			put32(img + BLK + 32, 2);
+		assert_int_equal(walk_buffer(img, size, &log, msg, sizeof(msg)), 0);
+		assert_int_equal(log.entries, 3);
+		assert_int_equal(log.objects, 1);
+		put32(img + BLK + 32 + (indexes ? 4 : 0), 0xffffffffu);
+		assert_int_equal(walk_buffer(img, size, &log, msg, sizeof(msg)), -EUCLEAN);
+		assert_non_null(strstr(msg, "hole"));
+		if (indexes) {
+			put32(img + BLK + 32 + 4, 2);
+			put16(img + BLK + 32 + 2, 1);
+			assert_int_equal(walk_buffer(img, size, &log, msg, sizeof(msg)), -EOPNOTSUPP);
+		}
+		free(img);
+	}
+}
+
 static void test_directory_loop(void **state)
 {
 	struct walk_log log;
@@ -590,6 +623,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_handmade_ok),
 		cmocka_unit_test(test_shared_and_long_prefix_xattrs),
+		cmocka_unit_test(test_chunked_directory),
 		cmocka_unit_test(test_directory_loop),
 		cmocka_unit_test(test_hostile_fields),
 		cmocka_unit_test(test_shared_blocks_bounded),
