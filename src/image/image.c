@@ -51,6 +51,7 @@ enum {
 #define SB_DIRBLKBITS 90
 #define SB_XATTR_PREFIX_COUNT 91
 #define SB_XATTR_PREFIX_START 92
+#define SB_PACKED_NID 96
 
 #define COMPAT_SB_CHKSUM 0x1
 #define INCOMPAT_XATTR_PREFIXES 0x40
@@ -225,8 +226,12 @@ static int check_super(struct cfs_image *img)
 	if (img->meta_base >= img->size)
 		return fail(img, -EUCLEAN, "metadata area beyond end of image");
 	img->root_nid = le16(sb + SB_ROOT_NID);
-	if (incompat & INCOMPAT_XATTR_PREFIXES)
+	if (incompat & INCOMPAT_XATTR_PREFIXES) {
+		/* With a packed inode the prefix table is that inode's data: not handled. */
+		if (le64(sb + SB_PACKED_NID) != 0)
+			return fail(img, -EOPNOTSUPP, "long xattr prefixes in a packed inode");
 		return load_prefixes(img, sb[SB_XATTR_PREFIX_COUNT], le32(sb + SB_XATTR_PREFIX_START));
+	}
 	return 0;
 }
 

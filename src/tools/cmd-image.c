@@ -208,6 +208,9 @@ static void print_escaped(const char *s, size_t len, bool allow_space)
 static int ls_entry(const struct cfs_image_entry *e, void *userdata)
 {
 	(void)userdata;
+	/* A 0/0 character device is an overlay whiteout: composefs-info does not list it. */
+	if (S_ISCHR(e->mode) && e->rdev == 0)
+		return 0;
 	print_escaped(e->path, e->path_len, true);
 	if (S_ISDIR(e->mode)) {
 		fputs("/\t", stdout);
