@@ -468,7 +468,8 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 							    : 8);
 		r = fuse_session_loop_mt(se, loop_cfg);
 	}
-	ret = r == 0 ? 0 : 1;
+	/* A positive value is the signal that ended the loop: a clean shutdown. */
+	ret = r < 0 ? 1 : 0;
 	/* Requests still waiting for a fetch get their reply (EINTR) before the session goes. */
 	cfs_fs_set_fetch(fs, NULL);
 	cfs_fetch_free(fetch);
