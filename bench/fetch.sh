@@ -63,6 +63,8 @@ best_of() {
 	done
 	printf '%.3f\n' "$best"
 }
+# cfs-cache time / baseline time, three decimals.
+ratio() { echo "scale=3; $1 / $2" | bc -l | sed 's/^\./0./'; }
 tar_download() { curl -sf -o "$dst/objects.tar" "$base/objects.tar"; }
 tar_extract() { curl -sf "$base/objects.tar" | tar -x -C "$dst"; }
 tar_extract_sync() { tar_extract && sync -f "$dst"; }
@@ -94,10 +96,10 @@ echo "with syncfs before the renames. Peak RSS of cfs-cache: $((rss / 1024)) MiB
 echo
 echo "| method | time (s) | cfs-cache / method |"
 echo "|---|---|---|"
-echo "| (a) curl one tar to a file | $t_tar | $(bench_ratio "$t_cfs" "$t_tar") |"
-echo "| (a') curl one tar \| tar -x | $t_tarx | $(bench_ratio "$t_cfs" "$t_tarx") |"
-echo "| (a'') curl one tar \| tar -x, then sync | $t_tarxs | $(bench_ratio "$t_cfs" "$t_tarxs") |"
-echo "| (b) curl per object, xargs -P 16 | $t_xargs | $(bench_ratio "$t_cfs" "$t_xargs") |"
+echo "| (a) curl one tar to a file | $t_tar | $(ratio "$t_cfs" "$t_tar") |"
+echo "| (a') curl one tar \| tar -x | $t_tarx | $(ratio "$t_cfs" "$t_tarx") |"
+echo "| (a'') curl one tar \| tar -x, then sync | $t_tarxs | $(ratio "$t_cfs" "$t_tarxs") |"
+echo "| (b) curl per object, xargs -P 16 | $t_xargs | $(ratio "$t_cfs" "$t_xargs") |"
 echo "| cfs-cache fetch | $t_cfs | 1.00 |"
 echo
 echo "Targets: cfs-cache <= 1.5x (a), < 0.3x (b)."
