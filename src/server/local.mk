@@ -3,6 +3,7 @@
 bin_PROGRAMS += cfs-serve
 cfs_serve_SOURCES = \
 	src/server/main.c \
+	src/server/ocache.c src/server/ocache.h \
 	src/server/server.c src/server/server.h \
 	src/server/zcache.c src/server/zcache.h
 cfs_serve_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBEVENT_OPENSSL_CFLAGS) $(SSL_CFLAGS) \

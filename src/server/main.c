@@ -41,6 +41,8 @@ static void print_help(FILE *f)
 		"      --no-zstd             never send Content-Encoding: zstd\n"
 		"      --zstd-level N        compression level of side files (default 3)\n"
 		"      --zstd-max-size SIZE  never compress objects above SIZE (default 16M)\n"
+		"      --cache-size SIZE     small objects kept in memory, and open files\n"
+		"                            of larger ones (default 8M; 0 = no cache)\n"
 		"      --access-log FILE     one line per request to FILE ('-' = stderr)\n"
 		"  -q, --quiet               print only errors\n"
 		"  -v, --verbose             more log output (repeat for debug)\n"
@@ -90,7 +92,7 @@ int main(int argc, char **argv)
 {
 	enum {
 		O_MAXCONN = 256, O_TIMEOUT, O_SHUTDOWN, O_MAXHDR, O_MAXURI, O_CERT, O_KEY, O_TOKEN,
-		O_UPLOAD, O_MAXUP, O_NOZSTD, O_ZLEVEL, O_ZMAX, O_ACCESS, O_LOGLEVEL, O_SYSLOG,
+		O_UPLOAD, O_MAXUP, O_NOZSTD, O_ZLEVEL, O_ZMAX, O_ACCESS, O_LOGLEVEL, O_SYSLOG, O_CACHE,
 	};
 	static const struct option opts[] = {
 		{ "store", required_argument, NULL, 's' },
@@ -110,6 +112,7 @@ int main(int argc, char **argv)
 		{ "zstd-level", required_argument, NULL, O_ZLEVEL },
 		{ "zstd-max-size", required_argument, NULL, O_ZMAX },
 		{ "access-log", required_argument, NULL, O_ACCESS },
+		{ "cache-size", required_argument, NULL, O_CACHE },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "log-level", required_argument, NULL, O_LOGLEVEL },
@@ -128,6 +131,7 @@ int main(int argc, char **argv)
 		.zstd = true,
 		.zstd_level = 3,
 		.zstd_max_size = 16ULL << 20,
+		.cache_size = 8 << 20,
 	};
 	const char *listen[MAX_LISTEN], *token_file = NULL, *access_log = NULL;
 	enum cfs_log_level level = CFS_LOG_NOTICE;
@@ -209,6 +213,11 @@ int main(int argc, char **argv)
 			break;
 		case O_ACCESS:
 			access_log = optarg;
+			break;
+		case O_CACHE:
+			if (cfs_parse_size(optarg, &u) < 0 || u > (1ULL << 34))
+				return misuse("bad --cache-size '%s'", optarg);
+			cfg.cache_size = (size_t)u;
 			break;
 		case 'q':
 			level = CFS_LOG_ERR;

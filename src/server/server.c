@@ -31,6 +31,7 @@
 #include "common/name.h"
 #include "common/store.h"
 #include "common/util.h"
+#include "server/ocache.h"
 #include "server/server.h"
 #include "server/zcache.h"
 
@@ -85,6 +86,7 @@ struct srv_thread {
 	unsigned busy;
 	bool draining;
 	struct cfs_zcache_ctx *zctx;
+	struct cfs_ocache *oc;
 	struct srv_stats stats;
 };
 
@@ -544,8 +546,10 @@ static int srv_add_body(struct srv_thread *t, struct evbuffer *out, int fd, uint
 	return 0;
 }
 
+/* Sends an object from an open descriptor (@fd, closed here) or from a cache entry (@e). */
 static void srv_reply_object(struct srv_thread *t, struct evhttp_request *req, int fd,
-			     const struct stat *st, const uint8_t digest[CFS_DIGEST_SIZE], bool head)
+			     struct cfs_ocache_entry *e, const struct stat *st,
+			     const uint8_t digest[CFS_DIGEST_SIZE], bool head)
 {
 	struct cfs_serve *srv = t->srv;
 	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
@@ -563,7 +567,8 @@ static void srv_reply_object(struct srv_thread *t, struct evhttp_request *req, i
 		evhttp_add_header(h, "Vary", "Accept-Encoding");
 	if (etag_matches(evhttp_find_header(in, "If-None-Match"), hex)) {
 		evhttp_add_header(h, "ETag", etag);
-		close(fd);
+		if (fd >= 0)
+			close(fd);
 		srv_send(t, req, 304, "Not Modified", 0);
 		return;
 	}
@@ -572,7 +577,8 @@ static void srv_reply_object(struct srv_thread *t, struct evhttp_request *req, i
 		range = NULL;
 	r = parse_range(range, size, &off, &len);
 	if (r < 0) {
-		close(fd);
+		if (fd >= 0)
+			close(fd);
 		snprintf(num, sizeof(num), "bytes */%llu", (unsigned long long)size);
 		evhttp_add_header(h, "Content-Range", num);
 		srv_error(t, req, 416, "Range Not Satisfiable");
@@ -584,7 +590,7 @@ static void srv_reply_object(struct srv_thread *t, struct evhttp_request *req, i
 		snprintf(num, sizeof(num), "bytes %llu-%llu/%llu", (unsigned long long)off,
 			 (unsigned long long)(off + len - 1), (unsigned long long)size);
 		evhttp_add_header(h, "Content-Range", num);
-	} else if (srv->zc && accepts_zstd(evhttp_find_header(in, "Accept-Encoding"))) {
+	} else if (fd >= 0 && srv->zc && accepts_zstd(evhttp_find_header(in, "Accept-Encoding"))) {
 		int zfd = -1;
 		uint64_t zsize;
 
@@ -604,11 +610,20 @@ static void srv_reply_object(struct srv_thread *t, struct evhttp_request *req, i
 	snprintf(num, sizeof(num), "%llu", (unsigned long long)len);
 	evhttp_add_header(h, "Content-Length", num);
 	if (head) {
-		close(fd);
+		if (fd >= 0)
+			close(fd);
 		srv_send(t, req, code, code == 200 ? "OK" : "Partial Content", 0);
 		return;
 	}
-	r = srv_add_body(t, evhttp_request_get_output_buffer(req), fd, off, len);
+	if (e) {
+		struct evbuffer *out = evhttp_request_get_output_buffer(req);
+
+		if (e->seg)
+			evbuffer_set_flags(out, EVBUFFER_FLAG_DRAINS_TO_FD);
+		r = cfs_ocache_add(e, out, off, len);
+	} else {
+		r = srv_add_body(t, evhttp_request_get_output_buffer(req), fd, off, len);
+	}
 	if (r < 0) {
 		cfs_err("reading object %s: %s", hex, strerror(-r));
 		evhttp_remove_header(h, "Content-Length");
@@ -645,9 +660,28 @@ static void srv_object_get(struct srv_thread *t, struct evhttp_request *req,
 			   const uint8_t digest[CFS_DIGEST_SIZE], bool head, bool may_miss)
 {
 	struct cfs_serve *srv = t->srv;
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	struct cfs_ocache_entry *e = NULL;
 	struct stat st;
+	bool cacheable;
 	int fd = -1, r;
 
+	/* zstd answers come from side files; everything else may come from the cache. */
+	cacheable = t->oc && !(srv->zc && !evhttp_find_header(in, "Range") &&
+			       accepts_zstd(evhttp_find_header(in, "Accept-Encoding")));
+	if (cacheable && (e = cfs_ocache_find(t->oc, digest))) {
+		char rel[CFS_NAME_PATH_LEN + 1];
+
+		/* Still the same file under that name? One fstatat instead of open+fstat+close. */
+		cfs_name_format_path(digest, rel);
+		if (fstatat(srv->store_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+		    st.st_dev == e->dev && st.st_ino == e->ino && (uint64_t)st.st_size == e->size) {
+			srv_reply_object(t, req, -1, e, &st, digest, head);
+			return;
+		}
+		cfs_ocache_drop(t->oc, e);
+		e = NULL;
+	}
 	r = srv_open_object(srv, digest, &fd, &st);
 	if (r == -ENOENT || r == -ENOTDIR) {
 		if (may_miss && srv->cfg.miss_fn) {
@@ -679,7 +713,12 @@ static void srv_object_get(struct srv_thread *t, struct evhttp_request *req,
 			  r == -EMFILE || r == -ENFILE ? "Service Unavailable" : "Internal Server Error");
 		return;
 	}
-	srv_reply_object(t, req, fd, &st, digest, head);
+	if (cacheable) {
+		e = cfs_ocache_insert(t->oc, digest, fd, &st, !srv->ssl);
+		if (e)
+			fd = -1;
+	}
+	srv_reply_object(t, req, fd, e, &st, digest, head);
 }
 
 void cfs_serve_miss_done(struct cfs_serve_miss *m, bool present, int status)
@@ -1071,6 +1110,11 @@ static int srv_thread_init(struct cfs_serve *srv, struct srv_thread *t)
 	t->setup_ev = event_new(t->base, -1, 0, srv_setup_cb, t);
 	if (!t->stop_ev || !t->deadline_ev || !t->setup_ev || event_add(t->stop_ev, NULL) < 0)
 		return -ENOMEM;
+	if (srv->cfg.cache_size) {
+		r = cfs_ocache_new(srv->cfg.cache_size / srv->nthreads, 512, &t->oc);
+		if (r < 0)
+			return r;
+	}
 	if (srv->zc) {
 		r = cfs_zcache_ctx_new(&t->zctx);
 		if (r < 0)
@@ -1220,6 +1264,7 @@ void cfs_serve_free(struct cfs_serve *srv)
 			}
 		}
 		cfs_zcache_ctx_free(t->zctx);
+		cfs_ocache_free(t->oc);
 		free(t->pending);
 		free(t->lfds);
 		free(t->bound);

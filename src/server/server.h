@@ -36,6 +36,7 @@ struct cfs_serve_config {
 	bool zstd;
 	int zstd_level;
 	uint64_t zstd_max_size; /* objects above it are never compressed */
+	size_t cache_size;      /* bytes of small objects kept in memory; 0: no object cache */
 	FILE *access_log;       /* NULL: none */
 	cfs_serve_miss_fn miss_fn;
 	void *miss_userdata;
