@@ -188,5 +188,23 @@ grep -q '^cfs_serve_errors_total 0$' "$CFS_TMP/metrics" || cfs_fail "metrics err
 grep -q '^# TYPE cfs_serve_requests_total counter' "$CFS_TMP/metrics" || cfs_fail "metrics TYPE"
 grep -q "\"GET /objects/$p\" 200 100\$" "$CFS_TMP/access.log" || cfs_fail "access log line"
 
+# --- the open-object cache follows the store: removed objects go 404, restored ones 200 ---
+for f in f100 f65537; do
+	p=$(path_of "$src/$f")
+	cp "$store/$p" "$CFS_TMP/saved"
+	for _ in 1 2 3; do curl -sSf -o /dev/null "$base/objects/$p"; done
+	rm "$store/$p"
+	for _ in 1 2 3; do cfs_assert_eq "$(code "$base/objects/$p")" 404 "removed $f"; done
+	cp "$CFS_TMP/saved" "$store/$p"
+	cfs_assert_eq "$(code "$base/objects/$p")" 200 "restored $f"
+	cmp -s "$CFS_TMP/body" "$src/$f" || cfs_fail "restored $f bytes"
+	# Replaced by a symlink to the same bytes outside the store: refused.
+	rm "$store/$p"
+	ln -s "$CFS_TMP/saved" "$store/$p"
+	cfs_assert_eq "$(code "$base/objects/$p")" 404 "symlink swapped in for $f"
+	rm "$store/$p"
+	cp "$CFS_TMP/saved" "$store/$p"
+done
+
 cfs_stop_pid $pid
 grep -q 'stopped' "$CFS_TMP/serve.err" || cfs_fail "no clean stop"
