@@ -573,6 +573,7 @@ static CURL *easy_new(struct cfs_fetch *f)
 
 static void job_fail_local(struct cfs_fetch *f, struct job *job, int err, const char *what)
 {
+	STAT_ADD(f, fail_local, 1);
 	job_set_reason(job, "%s: %s", what, strerror(-err));
 	job_finish(f, job, err);
 }
@@ -751,27 +752,33 @@ static void on_transfer_done(struct cfs_fetch *f, struct job *job, CURLcode cc)
 	if (job->abort_err == -EFBIG || cc == CURLE_FILESIZE_EXCEEDED) {
 		err = -EFBIG;
 		retryable = false;
+		STAT_ADD(f, fail_too_large, 1);
 		job_set_reason(job, "%s sent more than %llu bytes", s->url,
 			       (unsigned long long)f->o.max_object_size);
 	} else if (job->bad_range) {
 		err = -EIO;
+		STAT_ADD(f, fail_network, 1);
 		job_set_reason(job, "%s: range answer does not start at %llu", s->url,
 			       (unsigned long long)job->range_from);
 	} else if (job->abort_err) {
 		err = job->abort_err;
+		STAT_ADD(f, fail_network, 1);
 		job_set_reason(job, "%s: %s", s->url, strerror(-err));
 	} else if (job->status >= 300) {
 		err = -EIO;
 		retryable = job->status >= 500 || job->status == 408 || job->status == 429 ||
 			    job->status == 416;
+		STAT_ADD(f, fail_http, 1);
 		job_set_reason(job, "%s: HTTP %ld", s->url, job->status);
 	} else if (cc == CURLE_OPERATION_TIMEDOUT) {
 		err = -ETIMEDOUT;
+		STAT_ADD(f, fail_timeout, 1);
 		job_set_reason(job, "%s: %s", s->url,
 			       job->errbuf[0] ? job->errbuf : curl_easy_strerror(cc));
 	} else {
 		err = -EIO;
 		retryable = !curl_code_is_tls_config(cc);
+		STAT_ADD(f, fail_network, 1);
 		job_set_reason(job, "%s: %s", s->url,
 			       job->errbuf[0] ? job->errbuf : curl_easy_strerror(cc));
 	}

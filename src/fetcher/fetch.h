@@ -92,6 +92,12 @@ struct cfs_fetch_stats {
 	uint64_t in_flight;       /* distinct objects being fetched now */
 	uint64_t queued;          /* waiting for a transfer slot */
 	uint64_t commits;         /* shared flushes (group commits) */
+	/* Failed attempts by kind (an object may fail several attempts and still arrive). */
+	uint64_t fail_http;       /* HTTP error status other than 404/410 (5xx, 401, ...) */
+	uint64_t fail_network;    /* refused, reset, short body, TLS, protocol errors */
+	uint64_t fail_timeout;    /* connect timeout or low-speed limit */
+	uint64_t fail_too_large;  /* body beyond max_object_size */
+	uint64_t fail_local;      /* objects failed by the local store (ENOSPC, EIO, ...) */
 };
 void cfs_fetch_get_stats(struct cfs_fetch *fetch, struct cfs_fetch_stats *stats_ret);
 

@@ -206,13 +206,16 @@ static void print_stats(struct cfs_fetch *fetch)
 	cfs_fetch_get_stats(fetch, &st);
 	printf("requests %llu, bytes %llu, fetched %llu, already present %llu, joined %llu, "
 	       "not found %llu, failures %llu, verify failures %llu, retries %llu, resumed %llu, "
-	       "commits %llu\n",
+	       "commits %llu\n"
+	       "failed attempts: http %llu, network %llu, timeout %llu, too large %llu, local %llu\n",
 	       (unsigned long long)st.requests, (unsigned long long)st.bytes,
 	       (unsigned long long)st.fetched, (unsigned long long)st.already_present,
 	       (unsigned long long)st.joined, (unsigned long long)st.not_found,
 	       (unsigned long long)st.failures, (unsigned long long)st.verify_failures,
 	       (unsigned long long)st.retries, (unsigned long long)st.resumed,
-	       (unsigned long long)st.commits);
+	       (unsigned long long)st.commits, (unsigned long long)st.fail_http,
+	       (unsigned long long)st.fail_network, (unsigned long long)st.fail_timeout,
+	       (unsigned long long)st.fail_too_large, (unsigned long long)st.fail_local);
 	for (size_t i = 0; i < cfs_fetch_server_count(fetch); i++) {
 		struct cfs_fetch_server_stats ss;
 

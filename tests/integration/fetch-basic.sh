@@ -56,6 +56,8 @@ cfs_assert_eq "$(fetch_gets "$CFS_TMP/srv.log" "$(fetch_path "$flaky")")" 2 "GET
 grep -q "^GET /objects/$(fetch_path "$big") fault=none range=1500000-" "$CFS_TMP/srv.log" ||
 	cfs_fail "no Range resume: $(grep "$(fetch_path "$big")" "$CFS_TMP/srv.log")"
 grep -q "resumed 1," "$CFS_TMP/out" || cfs_fail "resume not counted"
+grep -q "^failed attempts: http 1, network 1, timeout 0, too large 0, local 0" "$CFS_TMP/out" ||
+	cfs_fail "failure kinds: $(grep '^failed' "$CFS_TMP/out")"
 # zstd was asked for and used.
 grep -q "enc=zstd" "$CFS_TMP/srv.log" || cfs_fail "zstd not used"
 "$CFS_STORE_BIN" --no-progress verify "$store" >/dev/null || cfs_fail "store does not verify"
