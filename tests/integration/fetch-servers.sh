@@ -45,8 +45,13 @@ openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$ngx/srv.key"
 printf 'subjectAltName=IP:127.0.0.1\n' >"$ngx/ext"
 openssl x509 -req -in "$ngx/srv.csr" -CA "$ngx/ca.pem" -CAkey "$ngx/ca.key" -CAcreateserial \
 	-days 2 -extfile "$ngx/ext" -out "$ngx/srv.pem" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj "/CN=cfs client" -keyout "$ngx/client.key" \
+	-out "$ngx/client.csr" 2>/dev/null
+openssl x509 -req -in "$ngx/client.csr" -CA "$ngx/ca.pem" -CAkey "$ngx/ca.key" -CAcreateserial \
+	-days 2 -out "$ngx/client.pem" 2>/dev/null
 http_port=$(cfs_free_port)
 https_port=$(cfs_free_port)
+mtls_port=$(cfs_free_port)
 cat >"$ngx/nginx.conf" <<CONF
 user root;
 worker_processes 2;
@@ -71,6 +76,14 @@ http {
 		ssl_certificate_key $ngx/srv.key;
 		location /objects/ { alias $store/; }
 	}
+	server {
+		listen 127.0.0.1:$mtls_port ssl;
+		ssl_certificate $ngx/srv.pem;
+		ssl_certificate_key $ngx/srv.key;
+		ssl_client_certificate $ngx/ca.pem;
+		ssl_verify_client on;
+		location /objects/ { alias $store/; }
+	}
 }
 CONF
 # log_format must precede its use.
@@ -79,6 +92,7 @@ nginx -e "$ngx/error.log" -c "$ngx/nginx.conf" &
 cfs_track_pid $!
 cfs_wait_port "$http_port"
 cfs_wait_port "$https_port"
+cfs_wait_port "$mtls_port"
 
 fetch_check nginx-http --server "http://127.0.0.1:$http_port/objects"
 fetch_check nginx-https --server "https://127.0.0.1:$https_port/objects" --ca-file "$ngx/ca.pem"
@@ -95,6 +109,21 @@ cfs_assert_eq "$rc" 1 "exit code with an untrusted certificate"
 grep -qi "certificate" "$CFS_TMP/err.noca" || cfs_fail "no certificate error: $(cat "$CFS_TMP/err.noca")"
 fetch_assert_no_sanitizer "$CFS_TMP/err.noca"
 [ ! -e "$CFS_TMP/dst.noca/$first" ] || cfs_fail "object saved over an untrusted connection"
+
+# A server that wants a client certificate: --cert/--key pass, nothing else does.
+head -20 "$CFS_TMP/list" >"$CFS_TMP/list20"
+cfs_bounded 30 "$CFS_CACHE_BIN" fetch --no-progress --store "$CFS_TMP/dst.mtls" \
+	--server "https://127.0.0.1:$mtls_port/objects" --ca-file "$ngx/ca.pem" \
+	--cert "$ngx/client.pem" --key "$ngx/client.key" --from "$CFS_TMP/list20" >/dev/null \
+	2>"$CFS_TMP/err.mtls" || cfs_fail "client certificate: $(cat "$CFS_TMP/err.mtls")"
+set +e
+cfs_bounded 30 "$CFS_CACHE_BIN" fetch --no-progress --store "$CFS_TMP/dst.nocert" \
+	--server "https://127.0.0.1:$mtls_port/objects" --ca-file "$ngx/ca.pem" "$first" \
+	>/dev/null 2>"$CFS_TMP/err.nocert"
+rc=$?
+set -e
+cfs_assert_eq "$rc" 1 "exit code without a client certificate"
+fetch_assert_no_sanitizer "$CFS_TMP/err.mtls" "$CFS_TMP/err.nocert"
 
 if [ -x "$CFS_SERVE_BIN" ]; then
 	port=$(cfs_free_port)
