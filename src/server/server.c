@@ -21,6 +21,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/listener.h>
@@ -304,10 +305,18 @@ static void srv_count(struct srv_thread *t, struct evhttp_request *req, int code
 static void srv_send(struct srv_thread *t, struct evhttp_request *req, int code,
 		     const char *reason, uint64_t body)
 {
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+
 	if (t->draining)
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 	srv_count(t, req, code, body);
 	evhttp_send_reply(req, code, reason, NULL);
+	/* Write now rather than after the next epoll_wait: the reply usually goes out at once,
+	 * evhttp turns back to reading in this same loop iteration, and the changelist then
+	 * has no epoll_ctl left to make. (Plain sockets only; TLS keeps its own pace.) */
+	if (bev && !t->srv->ssl)
+		event_active(&bev->ev_write, EV_WRITE, 1);
 }
 
 static void srv_error(struct srv_thread *t, struct evhttp_request *req, int code,
