@@ -29,6 +29,10 @@ static const struct tool_cmd commands[] = {
 	  "import a tree and write a composefs image of it" },
 	{ "gc", cmd_gc, "[--max-size SIZE] [--keep IMAGE]... [--unreferenced] STORE",
 	  "remove objects no kept image refers to, or least recently used ones down to a size" },
+	{ "push", cmd_push,
+	  "[--token-file F] [--image IMAGE]... [--jobs N] [--ca-file F] [--insecure] [--dry-run] "
+	  "STORE URL",
+	  "upload the objects a server lacks (all, or those of images)" },
 };
 
 static void print_help(FILE *f)

@@ -28,6 +28,8 @@ int cmd_missing_objects(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_mkimage(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
+/* src/tools/cmd-push.c */
+int cmd_push(int argc, char **argv);
 
 /* Prints "usage: cfs-store CMD SYNOPSIS" to stderr and returns EXIT_MISUSE. */
 int tool_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

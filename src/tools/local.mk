@@ -5,5 +5,13 @@ cfs_store_SOURCES = \
 	src/tools/cfs-store.c src/tools/cmds.h \
 	src/tools/cmd-basic.c \
 	src/tools/cmd-image.c \
-	src/tools/cmd-gc.c
-cfs_store_LDADD = libcfsimage.a $(CFS_COMMON_LIBS)
+	src/tools/cmd-gc.c \
+	src/tools/cmd-push.c
+cfs_store_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS)
+cfs_store_LDADD = libcfsimage.a $(CFS_COMMON_LIBS) $(CURL_LIBS)
+
+# push and deployment (contrib/)
+PUSH_DEPLOY_TESTS = \
+	tests/integration/push.sh
+TESTS += $(PUSH_DEPLOY_TESTS)
+EXTRA_DIST += $(PUSH_DEPLOY_TESTS)
