@@ -67,6 +67,7 @@ struct srv_conn {
 	struct evhttp_connection *evcon;
 	struct srv_thread *t;
 	bool busy; /* a request of this connection is being answered */
+	struct cfs_serve_miss *miss; /* handed to the miss handler, not answered yet */
 };
 
 struct srv_thread {
@@ -88,6 +89,8 @@ struct srv_thread {
 	bool draining;
 	struct cfs_zcache_ctx *zctx;
 	struct cfs_ocache *oc;
+	time_t date_time;
+	char date[40]; /* the Date header, made once a second */
 	struct srv_stats stats;
 };
 
@@ -105,7 +108,8 @@ struct cfs_serve {
 
 struct cfs_serve_miss {
 	struct srv_thread *t;
-	struct evhttp_request *req;
+	struct srv_conn *conn;
+	struct evhttp_request *req; /* NULL once the client has gone */
 	uint8_t digest[CFS_DIGEST_SIZE];
 	bool head;
 };
@@ -146,6 +150,11 @@ static void srv_conn_closed(struct evhttp_connection *evcon, void *arg)
 	}
 	if (c->busy)
 		t->busy--;
+	if (c->miss) {
+		/* evhttp frees the request with the connection: the handler's answer is dropped. */
+		c->miss->req = NULL;
+		c->miss->conn = NULL;
+	}
 	atomic_fetch_sub(&t->srv->open_conns, 1);
 	free(c);
 	srv_check_drained(t);
@@ -308,6 +317,16 @@ static void srv_send(struct srv_thread *t, struct evhttp_request *req, int code,
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
 
+	time_t now = time(NULL);
+
+	if (now != t->date_time) {
+		struct tm tm;
+
+		gmtime_r(&now, &tm);
+		strftime(t->date, sizeof(t->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+		t->date_time = now;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Date", t->date);
 	if (t->draining)
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 	srv_count(t, req, code, body);
@@ -699,6 +718,9 @@ static void srv_object_get(struct srv_thread *t, struct evhttp_request *req,
 			if (m) {
 				m->t = t;
 				m->req = req;
+				m->conn = conn_find(t, evhttp_request_get_connection(req));
+				if (m->conn)
+					m->conn->miss = m;
 				m->head = head;
 				memcpy(m->digest, digest, CFS_DIGEST_SIZE);
 				srv->cfg.miss_fn(m, m->digest, srv->cfg.miss_userdata);
@@ -732,7 +754,11 @@ static void srv_object_get(struct srv_thread *t, struct evhttp_request *req,
 
 void cfs_serve_miss_done(struct cfs_serve_miss *m, bool present, int status)
 {
-	if (status >= 500)
+	if (m->conn)
+		m->conn->miss = NULL;
+	if (!m->req)
+		; /* the connection closed while the handler worked */
+	else if (status >= 500)
 		srv_error(m->t, m->req, status, "Upstream Error");
 	else if (present)
 		srv_object_get(m->t, m->req, m->digest, m->head, false);

@@ -56,7 +56,9 @@ int cfs_serve_join(struct cfs_serve *srv);
 void cfs_serve_free(struct cfs_serve *srv);
 
 /* Completes a miss handed to a cfs_serve_miss_fn: @present true re-reads the store and answers
- * with the object, false answers 404; @status >= 500 answers that error. Frees @miss. */
+ * with the object, false answers 404; @status >= 500 answers that error. Frees @miss. If the
+ * client went away meanwhile nothing is sent. Call it on the request's loop thread (e.g. from
+ * an event on that loop's base); the loop does not wait for pending misses at shutdown. */
 void cfs_serve_miss_done(struct cfs_serve_miss *miss, bool present, int status);
 
 #endif
