@@ -721,6 +721,15 @@ int cmd_mkimage(int argc, char **argv)
 		goto out;
 	}
 	st.shadow = shadow;
+	/* The overlay xattrs are trusted.*: find out now, not at the first file. */
+	if (lsetxattr(shadow, "trusted.cfs-probe", "1", 1, 0) < 0) {
+		if (errno == EPERM)
+			cfs_err("mkimage needs root (CAP_SYS_ADMIN) to write trusted.overlay xattrs");
+		else
+			cfs_err("cannot write trusted xattrs next to %s: %s", image, strerror(errno));
+		goto out;
+	}
+	lremovexattr(shadow, "trusted.cfs-probe");
 	if (stat(shadow, &sb) == 0) {
 		st.skip_dev[0] = sb.st_dev;
 		st.skip_ino[0] = sb.st_ino;
