@@ -881,6 +881,17 @@ static void srv_metrics(struct srv_thread *t, struct evhttp_request *req)
 			    (unsigned long long)bytes, atomic_load(&srv->open_conns),
 			    (unsigned long long)conns, (unsigned long long)errors,
 			    (unsigned long long)zstd, srv->nthreads);
+	evbuffer_add_printf(out, "# HELP cfs_serve_loop_requests_total Requests answered by each event loop.\n"
+				 "# TYPE cfs_serve_loop_requests_total counter\n");
+	for (unsigned i = 0; i < srv->nthreads; i++) {
+		uint64_t v = 0;
+
+		for (int m = 0; m < M_COUNT; m++)
+			for (size_t st = 0; st < N_STATUS; st++)
+				v += STAT_GET(srv->threads[i].stats.requests[m][st]);
+		evbuffer_add_printf(out, "cfs_serve_loop_requests_total{loop=\"%u\"} %llu\n", i,
+				    (unsigned long long)v);
+	}
 	evhttp_add_header(h, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
 	evhttp_add_header(h, "Cache-Control", "no-store");
 	snprintf(len, sizeof(len), "%zu", evbuffer_get_length(out));

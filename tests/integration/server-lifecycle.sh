@@ -67,6 +67,12 @@ done
 for j in $jobs_; do wait "$j" || cfs_fail "parallel download failed"; done
 for f in small medium large; do cmp -s "$CFS_TMP/par.$f" "$src/$f" || cfs_fail "parallel bytes ($f)"; done
 [ "$(metric cfs_serve_errors_total)" = 0 ] || cfs_fail "server errors under load"
+# Both event loops took connections (SO_REUSEPORT spreads them).
+[ "$(metric cfs_serve_threads)" = 2 ] || cfs_fail "not two loops"
+for l in 0 1; do
+	n=$(metric "cfs_serve_loop_requests_total{loop=\"$l\"}")
+	[ "${n:-0}" -gt 0 ] || cfs_fail "loop $l served nothing"
+done
 # Every connection is accounted back: only the metrics request's own remains.
 ok=""
 for _ in $(seq 1 50); do
