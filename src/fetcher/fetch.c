@@ -1272,6 +1272,11 @@ void cfs_fetch_free(struct cfs_fetch *f)
 {
 	if (!f)
 		return;
+	if (f->thread_started && pthread_equal(pthread_self(), f->thread)) {
+		/* Joining ourselves would hang: refuse loudly and leak instead. */
+		cfs_err("cfs_fetch_free called from a fetch callback; ignored");
+		return;
+	}
 	pthread_mutex_lock(&f->lock);
 	f->stopping = true;
 	pthread_mutex_unlock(&f->lock);

@@ -61,7 +61,8 @@ typedef void (*cfs_fetch_cb)(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 /* Starts the engine and its thread. Copies what it needs from @o. Returns 0 or -errno. */
 int cfs_fetch_new(const struct cfs_fetch_options *o, struct cfs_fetch **fetch_ret);
 /* Stops the thread; transfers in flight are abandoned (their temp files removed) and their
- * callbacks get -ECANCELED before this returns. */
+ * callbacks get -ECANCELED before this returns. Objects already verified are committed first
+ * (their callbacks get 0). Must not be called from a callback. */
 void cfs_fetch_free(struct cfs_fetch *fetch);
 
 enum cfs_fetch_flags {
@@ -73,7 +74,8 @@ enum cfs_fetch_flags {
 int cfs_fetch_submit(struct cfs_fetch *fetch, const uint8_t digest[CFS_DIGEST_SIZE],
 		     unsigned flags, cfs_fetch_cb cb, void *userdata);
 
-/* Blocking convenience for tools: submits and waits. Returns the callback's result. */
+/* Blocking convenience for tools: submits and waits. Returns the callback's result;
+ * info_ret->reason stays valid until the next call on this thread. -EDEADLK from a callback. */
 int cfs_fetch_sync(struct cfs_fetch *fetch, const uint8_t digest[CFS_DIGEST_SIZE],
 		   struct cfs_fetch_result *info_ret);
 
