@@ -12,6 +12,14 @@ cfs_store_LDADD = libcfsimage.a $(CFS_COMMON_LIBS) $(CURL_LIBS)
 
 # push and deployment (contrib/)
 PUSH_DEPLOY_TESTS = \
-	tests/integration/push.sh
+	tests/integration/push.sh \
+	tests/integration/deploy-configs.sh
 TESTS += $(PUSH_DEPLOY_TESTS)
-EXTRA_DIST += $(PUSH_DEPLOY_TESTS)
+EXTRA_DIST += $(PUSH_DEPLOY_TESTS) \
+	docs/deployment.md \
+	contrib/fstab.example \
+	contrib/nginx/cfs-objects.conf \
+	contrib/nginx/cfs-proxy-cache.conf \
+	contrib/systemd/cfs-cache.service \
+	contrib/systemd/cfs-serve.service \
+	contrib/systemd/run-cfs-remote.mount

@@ -1,0 +1,269 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# Every deployment configuration in contrib/, for real: the nginx object server (nginx -t, bytes,
+# headers, hostile names), the nginx caching proxy in front of cfs-serve (one origin request per
+# object under concurrent nodes, HIT on re-reads, 404 not kept), the systemd units (verified
+# with systemd-analyze when present; their command lines run in the foreground), and the fstab
+# and .mount forms through mount.fuse3.
+. "$(dirname "$0")/lib.sh"
+cfs_require_fuse
+cfs_require_cmd nginx curl mkfs.erofs setfattr mount.fuse3
+S=$CFS_STORE_BIN
+C=$CFS_SRCDIR/contrib
+
+src=$CFS_TMP/src store=$CFS_TMP/store image=$CFS_TMP/image.cfs
+cfs_make_tree "$src"
+cfs_make_file "$src/usr/lib/big.bin" $((16 << 20)) 77
+"$S" -q --no-progress mkimage --store "$store" "$src" "$image" >/dev/null
+"$S" objects "$image" >"$CFS_TMP/objects"
+n=$(wc -l <"$CFS_TMP/objects")
+big=$(cfs_object_of "$src/usr/lib/big.bin")
+tool=$(cfs_object_of "$src/usr/bin/tool")
+hex() { echo "${1%%/*}${1#*/}"; }
+
+# nginx_site NAME CONF SED_SCRIPT: writes $CFS_TMP/NAME/nginx.conf, an nginx main config that
+# includes CONF with its placeholders replaced, checks it with nginx -t and starts nginx.
+nginx_site() {
+	local name=$1 conf=$2 script=$3 dir=$CFS_TMP/$1
+	mkdir -p "$dir"
+	sed -e "$script" "$conf" >"$dir/site.conf"
+	if grep -n '@[A-Z_]*@' "$dir/site.conf"; then cfs_fail "$conf: placeholder left"; fi
+	cat >"$dir/nginx.conf" <<NGINX
+worker_processes 2;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 1024; }
+http {
+	log_format cfs '\$request_method \$uri \$status \$body_bytes_sent';
+	access_log $dir/access.log cfs;
+	client_body_temp_path $dir/body;
+	proxy_temp_path $dir/proxy;
+	fastcgi_temp_path $dir/fastcgi;
+	uwsgi_temp_path $dir/uwsgi;
+	scgi_temp_path $dir/scgi;
+	include $dir/site.conf;
+}
+NGINX
+	nginx -t -q -e "$dir/error.log" -c "$dir/nginx.conf" || cfs_fail "nginx -t rejects $conf"
+	nginx -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off;' &
+	cfs_track_pid $!
+}
+
+code() { curl -s --path-as-is -o "$CFS_TMP/body" -w '%{http_code}' "$@"; }
+
+# ---- contrib/nginx/cfs-objects.conf: nginx serving the store ----
+sport=$(cfs_free_port)
+nginx_site static "$C/nginx/cfs-objects.conf" "s|@LISTEN@|127.0.0.1:$sport|; s|@STORE@|$store|"
+cfs_wait_port "$sport"
+surl="http://127.0.0.1:$sport/objects"
+while read -r o; do
+	curl -sf -o "$CFS_TMP/got" "$surl/$o" || cfs_fail "GET $o from nginx"
+	cmp -s "$CFS_TMP/got" "$store/$o" || cfs_fail "nginx served other bytes for $o"
+done <"$CFS_TMP/objects"
+curl -sfI "$surl/$tool" | tr -d '\r' >"$CFS_TMP/h"
+for h in 'Cache-Control: public, max-age=31536000, immutable' "ETag: \"$(hex "$tool")\"" \
+	'Content-Length: 4096' 'Content-Type: application/octet-stream' 'Accept-Ranges: bytes'; do
+	grep -qix "$h" "$CFS_TMP/h" || cfs_fail "nginx header '$h' missing: $(cat "$CFS_TMP/h")"
+done
+cfs_assert_eq "$(code -H 'Range: bytes=100-199' "$surl/$big")" 206 "nginx range"
+tail -c +101 "$store/$big" | head -c 100 | cmp -s - "$CFS_TMP/body" || cfs_fail "nginx range bytes"
+cfs_assert_eq "$(code "http://127.0.0.1:$sport/healthz")" 200 "nginx healthz"
+cfs_assert_eq "$(code -X PUT --data-binary @"$src/etc/motd" "$surl/$tool")" 405 "PUT to nginx"
+cfs_assert_eq "$(code -X POST -d x "$surl/$tool")" 405 "POST to nginx"
+absent=0000000000000000000000000000000000000000000000000000000000000000
+cfs_assert_eq "$(code "$surl/${absent:0:2}/${absent:2}")" 404 "absent object"
+# Hostile and non-object names: never a file, never a listing.
+mkdir -p "$store/ab" "$store/cd/${absent:2}"
+ln -sf /etc/passwd "$store/ab/${absent:2}"
+ttt=${tool#*/}
+for p in /objects/ /objects/${tool%%/*}/ /objects/${tool%%/*} "/objects/${tool^^}" \
+	"/objects/$tool.tmp" "/objects/$tool/" "/objects/${tool%%/*}/${ttt:1}" \
+	"/objects/${tool%%/*}//$ttt" "/objects/%2e%2e/%2e%2e/etc/passwd" /objects/../../etc/passwd \
+	"/objects/../$tool" /objects/.cfs-tmp/ /.cfs-tmp/ "/$tool" "/objects/%61b/${absent:2}" \
+	"/objects/ab/${absent:2}" "/objects/cd/${absent:2}" "/objects/${tool%%/*}%2f$ttt" \
+	/objects/..%2f..%2fetc%2fpasswd /etc/passwd /; do
+	c=$(code "http://127.0.0.1:$sport$p")
+	case $c in
+	400 | 403 | 404 | 301) ;;
+	*) cfs_fail "nginx answered $c for $p" ;;
+	esac
+	if grep -q 'root:' "$CFS_TMP/body" || grep -qi '<title>Index of' "$CFS_TMP/body"; then
+		cfs_fail "nginx leaked a file or a listing for $p"
+	fi
+done
+rm -rf "$store/ab/${absent:2}" "$store/cd/${absent:2}"
+cfs_log "cfs-objects.conf: $n objects byte-identical, headers, hostile names refused"
+
+# ---- contrib/nginx/cfs-proxy-cache.conf in front of a cfs-serve origin ----
+oport=$(cfs_free_port)
+"$CFS_SERVE_BIN" --store "$store" --listen "127.0.0.1:$oport" --threads 2 \
+	--access-log "$CFS_TMP/origin.log" 2>"$CFS_TMP/origin.err" &
+cfs_track_pid $!
+cfs_wait_port "$oport"
+pport=$(cfs_free_port)
+nginx_site proxy "$C/nginx/cfs-proxy-cache.conf" "s|@LISTEN@|127.0.0.1:$pport|; \
+	s|@ORIGIN@|127.0.0.1:$oport|; s|@CACHE_DIR@|$CFS_TMP/proxy-cache|; s|@CACHE_SIZE@|1g|"
+cfs_wait_port "$pport"
+purl="http://127.0.0.1:$pport/objects"
+origin_gets() { grep -c "\"GET /objects/$1\" 200 " "$CFS_TMP/origin.log" || true; }
+
+curl -sf -D "$CFS_TMP/h1" -o "$CFS_TMP/got" "$purl/$tool" || cfs_fail "GET through the proxy"
+cmp -s "$CFS_TMP/got" "$store/$tool" || cfs_fail "proxy bytes"
+curl -sf -D "$CFS_TMP/h2" -o "$CFS_TMP/got" -H 'Accept-Encoding: zstd' "$purl/$tool"
+cmp -s "$CFS_TMP/got" "$store/$tool" || cfs_fail "proxy bytes on a hit"
+grep -qix 'X-Cache-Status: MISS' <(tr -d '\r' <"$CFS_TMP/h1") || cfs_fail "first request: $(cat "$CFS_TMP/h1")"
+grep -qix 'X-Cache-Status: HIT' <(tr -d '\r' <"$CFS_TMP/h2") || cfs_fail "second request: $(cat "$CFS_TMP/h2")"
+grep -qix "ETag: \"$(hex "$tool")\"" <(tr -d '\r' <"$CFS_TMP/h2") || cfs_fail "ETag through the proxy"
+cfs_assert_eq "$(origin_gets "$tool")" 1 "origin requests for a cached object"
+# Concurrent misses for one large object: one origin request.
+pids=""
+for i in $(seq 1 12); do
+	cfs_bounded 60 curl -sf -o "$CFS_TMP/c.$i" "$purl/$big" &
+	pids="$pids $!"
+done
+for p in $pids; do wait "$p" || cfs_fail "concurrent GET through the proxy"; done
+for i in $(seq 1 12); do cmp -s "$CFS_TMP/c.$i" "$store/$big" || cfs_fail "concurrent copy $i"; done
+cfs_assert_eq "$(origin_gets "$big")" 1 "origin requests for 12 concurrent misses"
+# Absence is not kept: the object appears on the origin and the proxy serves it at once.
+mkdir -p "$CFS_TMP/late"
+cfs_make_file "$CFS_TMP/late/f" 30000 55
+late=$(cfs_object_of "$CFS_TMP/late/f")
+cfs_assert_eq "$(code "$purl/$late")" 404 "absent through the proxy"
+"$S" -q --no-progress import "$CFS_TMP/late" "$store" >/dev/null
+cfs_assert_eq "$(code "$purl/$late")" 200 "object added after a 404"
+cfs_assert_eq "$(code "http://127.0.0.1:$pport/objects/../etc/passwd")" 404 "non-object through the proxy"
+
+# Two nodes mount the image through the proxy and read it concurrently, twice.
+for k in 1 2; do
+	cfs_start_cache "$CFS_TMP/node$k" "$CFS_TMP/remote$k" --server "$purl"
+	mkdir -p "$CFS_TMP/mnt$k"
+	"$CFS_CACHE_BIN" mount-image "$image" "$CFS_TMP/mnt$k" --store "$CFS_TMP/node$k" \
+		--remote "$CFS_TMP/remote$k"
+	cfs_track_mount "$CFS_TMP/mnt$k"
+done
+cfs_bounded 120 diff -r --no-dereference "$src" "$CFS_TMP/mnt1" >"$CFS_TMP/d1" 2>&1 &
+d1=$!
+cfs_bounded 120 diff -r --no-dereference "$src" "$CFS_TMP/mnt2" >"$CFS_TMP/d2" 2>&1 &
+d2=$!
+wait "$d1" || cfs_fail "node 1 reads another tree: $(head "$CFS_TMP/d1")"
+wait "$d2" || cfs_fail "node 2 reads another tree: $(head "$CFS_TMP/d2")"
+diff -r --no-dereference "$src" "$CFS_TMP/mnt1" || cfs_fail "node 1 re-read"
+while read -r o; do
+	cfs_assert_eq "$(origin_gets "$o")" 1 "origin requests for $o"
+done <"$CFS_TMP/objects"
+hits=$(grep -c ' 200 ' "$CFS_TMP/proxy/access.log")
+for k in 1 2; do
+	cfs_umount "$CFS_TMP/mnt$k"
+	cfs_umount "$CFS_TMP/remote$k"
+done
+cfs_log "cfs-proxy-cache.conf: $n objects, 2 nodes: 1 origin request each ($hits proxy answers)"
+
+# ---- contrib/systemd: systemd-analyze verify, then the command lines for real ----
+units=$CFS_TMP/units
+mkdir -p "$units"
+for f in "$C"/systemd/*; do
+	sed "s|/usr/local/bin/|$CFS_BUILDDIR/|g" "$f" >"$units/${f##*/}"
+done
+if command -v systemd-analyze >/dev/null 2>&1; then
+	systemd-analyze verify --man=no "$units"/* || cfs_fail "systemd-analyze verify"
+	cfs_log "systemd-analyze verify: $(ls "$units" | tr '\n' ' ')"
+else
+	cfs_log "no systemd-analyze: units not verified (their commands still run below)"
+fi
+# unit_run UNIT KEY ENVFILE: runs the unit's KEY= command lines with its Environment= defaults
+# overridden by ENVFILE (as EnvironmentFile= does); a leading '-' ignores failure. ExecStart
+# is started in the background (CFS_UNIT_PID).
+unit_run() {
+	local unit=$1 key=$2 envf=$3 line
+	while IFS= read -r line; do
+		local ignore=false
+		case $line in -*) ignore=true line=${line#-} ;; esac
+		if [ "$key" = ExecStart ]; then
+			(
+				set -a
+				eval "$(sed -n 's/^Environment=//p' "$unit")"
+				. "$envf"
+				eval "exec $line"
+			) 2>>"$CFS_TMP/unit.err" &
+			CFS_UNIT_PID=$!
+			cfs_track_pid "$CFS_UNIT_PID"
+		elif ! (
+			set -a
+			eval "$(sed -n 's/^Environment=//p' "$unit")"
+			. "$envf"
+			eval "$line"
+		) 2>>"$CFS_TMP/unit.err" && ! $ignore; then
+			cfs_fail "$unit: $key=$line failed"
+		fi
+	done < <(sed -n "s/^$key=//p" "$unit")
+}
+# unit_stop PID: what systemd's KillSignal=SIGTERM does; the exit status must be 0.
+unit_stop() {
+	local rc=0
+	kill -TERM "$1"
+	cfs_bounded 30 tail --pid="$1" -f /dev/null || cfs_fail "no exit after SIGTERM"
+	wait "$1" || rc=$?
+	cfs_untrack_pid "$1"
+	cfs_assert_eq "$rc" 0 "exit status after SIGTERM"
+}
+
+# cfs-serve.service
+uport=$(cfs_free_port)
+cat >"$CFS_TMP/default-cfs-serve" <<EOF
+CFS_SERVE_STORE=$store
+CFS_SERVE_LISTEN=127.0.0.1:$uport
+CFS_SERVE_OPTS="--threads 2 --max-connections 512"
+EOF
+unit_run "$units/cfs-serve.service" ExecStart "$CFS_TMP/default-cfs-serve"
+cfs_wait_port "$uport"
+curl -sf -o "$CFS_TMP/got" "http://127.0.0.1:$uport/objects/$big" || cfs_fail "cfs-serve.service GET"
+cmp -s "$CFS_TMP/got" "$store/$big" || cfs_fail "cfs-serve.service bytes"
+unit_stop "$CFS_UNIT_PID"
+
+# cfs-cache.service, served by the nginx of cfs-objects.conf
+rmnt=$CFS_TMP/run/cfs/remote
+cat >"$CFS_TMP/default-cfs-cache" <<EOF
+CFS_CACHE_STORE=$CFS_TMP/node3
+CFS_CACHE_SERVER=$surl
+CFS_CACHE_MOUNT=$rmnt
+CFS_CACHE_OPTS="--max-transfers 8 --retries 1"
+EOF
+cfs_track_mount "$rmnt"
+unit_run "$units/cfs-cache.service" ExecStartPre "$CFS_TMP/default-cfs-cache"
+unit_run "$units/cfs-cache.service" ExecStart "$CFS_TMP/default-cfs-cache"
+cfs_wait_mount "$rmnt"
+cfs_bounded 60 cmp "$store/$big" "$rmnt/$big" || cfs_fail "cfs-cache.service read"
+mkdir -p "$CFS_TMP/mnt3"
+"$CFS_CACHE_BIN" mount-image "$image" "$CFS_TMP/mnt3" --store "$CFS_TMP/node3" --remote "$rmnt"
+cfs_track_mount "$CFS_TMP/mnt3"
+cfs_bounded 60 diff -r --no-dereference "$src/usr/lib" "$CFS_TMP/mnt3/usr/lib" ||
+	cfs_fail "composefs mount over cfs-cache.service"
+cfs_umount "$CFS_TMP/mnt3"
+unit_stop "$CFS_UNIT_PID"
+if mountpoint -q "$rmnt"; then cfs_fail "cfs-cache.service left its mount after SIGTERM"; fi
+unit_run "$units/cfs-cache.service" ExecStopPost "$CFS_TMP/default-cfs-cache"
+
+# mount_fuse WHAT WHERE TYPE OPTIONS: the fstab / .mount form. mount.fuse3 would run cfs-cache
+# from /usr/bin; the build tree's binary is named in the source instead ("fuse" type).
+mount_fuse() {
+	local what=$1 where=$2 type=$3 opts=$4 fstab=$CFS_TMP/fstab.$RANDOM
+	cfs_assert_eq "$type" fuse.cfs-cache "file system type"
+	mkdir -p "$where"
+	cfs_track_mount "$where"
+	printf '%s %s fuse %s 0 0\n' "$CFS_CACHE_BIN#$what" "$where" "$opts" >"$fstab"
+	cfs_bounded 30 mount -T "$fstab" "$where" || cfs_fail "mount -T $fstab: $(cat "$fstab")"
+	cfs_bounded 60 cmp "$store/$tool" "$where/$tool" || cfs_fail "read through $what on $where"
+	umount "$where"
+}
+subst() {
+	sed -e "s|http://cfs-server:8080/objects|$surl|g; s|/var/lib/cfs/objects|$CFS_TMP/node4|g" \
+		-e "s|/run/cfs/remote|$rmnt|g"
+}
+# contrib/systemd/run-cfs-remote.mount
+m=$units/run-cfs-remote.mount
+mount_fuse "$(sed -n 's/^What=//p' "$m" | subst)" "$(sed -n 's/^Where=//p' "$m" | subst)" \
+	"$(sed -n 's/^Type=//p' "$m")" "$(sed -n 's/^Options=//p' "$m" | subst)"
+# contrib/fstab.example
+read -r what where type opts _ < <(grep -v '^#' "$C/fstab.example" | grep . | subst)
+mount_fuse "$what" "$where" "$type" "$opts"
+cfs_log "systemd units and fstab line: served, mounted, read, stopped"
