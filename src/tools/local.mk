@@ -22,4 +22,5 @@ EXTRA_DIST += $(PUSH_DEPLOY_TESTS) \
 	contrib/nginx/cfs-proxy-cache.conf \
 	contrib/systemd/cfs-cache.service \
 	contrib/systemd/cfs-serve.service \
+	contrib/systemd/cfs-serve.service.d/tls-token.conf \
 	contrib/systemd/run-cfs-remote.mount

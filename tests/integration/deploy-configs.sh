@@ -160,28 +160,34 @@ cfs_log "cfs-proxy-cache.conf: $n objects, 2 nodes: 1 origin request each ($hits
 
 # ---- contrib/systemd: systemd-analyze verify, then the command lines for real ----
 units=$CFS_TMP/units
-mkdir -p "$units"
-for f in "$C"/systemd/*; do
-	sed "s|/usr/local/bin/|$CFS_BUILDDIR/|g" "$f" >"$units/${f##*/}"
+mkdir -p "$units/cfs-serve.service.d"
+for f in "$C"/systemd/*.service "$C"/systemd/*.mount "$C"/systemd/*.d/*.conf; do
+	sed "s|/usr/local/bin/|$CFS_BUILDDIR/|g" "$f" >"$units/${f#"$C"/systemd/}"
 done
+dropin=$units/cfs-serve.service.d/tls-token.conf
 if command -v systemd-analyze >/dev/null 2>&1; then
-	systemd-analyze verify --man=no "$units"/* || cfs_fail "systemd-analyze verify"
-	cfs_log "systemd-analyze verify: $(ls "$units" | tr '\n' ' ')"
+	# Drop-ins beside a unit are read too (a broken one fails the check).
+	systemd-analyze verify --man=no "$units"/*.service "$units"/*.mount ||
+		cfs_fail "systemd-analyze verify"
+	cfs_log "systemd-analyze verify: $(cd "$units" && echo *.service *.mount */*.conf)"
 else
 	cfs_log "no systemd-analyze: units not verified (their commands still run below)"
 fi
-# unit_run UNIT KEY ENVFILE: runs the unit's KEY= command lines with its Environment= defaults
-# overridden by ENVFILE (as EnvironmentFile= does); a leading '-' ignores failure. ExecStart
-# is started in the background (CFS_UNIT_PID).
+# unit_run UNIT KEY ENVFILE [DROPIN]: runs the KEY= command lines of DROPIN (else UNIT) with
+# the Environment= of UNIT and DROPIN overridden by ENVFILE (as EnvironmentFile= does); a
+# leading '-' ignores failure, an empty KEY= is a reset. ExecStart runs in the background
+# (CFS_UNIT_PID).
 unit_run() {
-	local unit=$1 key=$2 envf=$3 line
+	local unit=$1 key=$2 envf=$3 dropin=${4:-} line env
+	env=$(sed -n 's/^Environment=//p' "$unit" $dropin)
 	while IFS= read -r line; do
 		local ignore=false
+		[ -n "$line" ] || continue
 		case $line in -*) ignore=true line=${line#-} ;; esac
 		if [ "$key" = ExecStart ]; then
 			(
 				set -a
-				eval "$(sed -n 's/^Environment=//p' "$unit")"
+				eval "$env"
 				. "$envf"
 				eval "exec $line"
 			) 2>>"$CFS_TMP/unit.err" &
@@ -189,13 +195,13 @@ unit_run() {
 			cfs_track_pid "$CFS_UNIT_PID"
 		elif ! (
 			set -a
-			eval "$(sed -n 's/^Environment=//p' "$unit")"
+			eval "$env"
 			. "$envf"
 			eval "$line"
 		) 2>>"$CFS_TMP/unit.err" && ! $ignore; then
 			cfs_fail "$unit: $key=$line failed"
 		fi
-	done < <(sed -n "s/^$key=//p" "$unit")
+	done < <(sed -n "s/^$key=//p" "${dropin:-$unit}")
 }
 # unit_stop PID: what systemd's KillSignal=SIGTERM does; the exit status must be 0.
 unit_stop() {
@@ -220,13 +226,39 @@ curl -sf -o "$CFS_TMP/got" "http://127.0.0.1:$uport/objects/$big" || cfs_fail "c
 cmp -s "$CFS_TMP/got" "$store/$big" || cfs_fail "cfs-serve.service bytes"
 unit_stop "$CFS_UNIT_PID"
 
-# cfs-cache.service, served by the nginx of cfs-objects.conf
+# cfs-serve.service.d/tls-token.conf: HTTPS, token, uploads; credentials as systemd hands them
+# over. An image is pushed to its empty store, and cfs-cache.service reads it from there.
+creds=$CFS_TMP/credentials
+mkdir -p "$creds" "$CFS_TMP/tls-store"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+	-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+	-keyout "$creds/key" -out "$creds/cert" 2>/dev/null || cfs_fail "openssl req"
+printf 'deploy-token\n' >"$creds/token"
+tport=$(cfs_free_port)
+cat >"$CFS_TMP/default-cfs-serve-tls" <<EOF
+CFS_SERVE_STORE=$CFS_TMP/tls-store
+CFS_SERVE_LISTEN=127.0.0.1:$tport
+CFS_SERVE_OPTS="--threads 2"
+CREDENTIALS_DIRECTORY=$creds
+EOF
+unit_run "$units/cfs-serve.service" ExecStart "$CFS_TMP/default-cfs-serve-tls" "$dropin"
+tls_pid=$CFS_UNIT_PID
+cfs_wait_port "$tport"
+turl="https://127.0.0.1:$tport/objects"
+"$S" push --ca-file "$creds/cert" --token-file "$creds/token" --image "$image" "$store" \
+	"$turl" >"$CFS_TMP/out" || cfs_fail "push over HTTPS: $(cat "$CFS_TMP/out")"
+grep -q "^$n objects (.*): $n uploaded" "$CFS_TMP/out" || cfs_fail "push summary: $(cat "$CFS_TMP/out")"
+rc=0
+"$S" push --token-file "$creds/token" --image "$image" "$store" "$turl" >/dev/null 2>&1 || rc=$?
+cfs_assert_eq "$rc" 1 "push to an untrusted certificate"
+
+# cfs-cache.service, from the HTTPS server with its CA and token
 rmnt=$CFS_TMP/run/cfs/remote
 cat >"$CFS_TMP/default-cfs-cache" <<EOF
 CFS_CACHE_STORE=$CFS_TMP/node3
-CFS_CACHE_SERVER=$surl
+CFS_CACHE_SERVER=$turl
 CFS_CACHE_MOUNT=$rmnt
-CFS_CACHE_OPTS="--max-transfers 8 --retries 1"
+CFS_CACHE_OPTS="--ca-file $creds/cert --token-file $creds/token --max-transfers 8"
 EOF
 cfs_track_mount "$rmnt"
 unit_run "$units/cfs-cache.service" ExecStartPre "$CFS_TMP/default-cfs-cache"
@@ -242,6 +274,7 @@ cfs_umount "$CFS_TMP/mnt3"
 unit_stop "$CFS_UNIT_PID"
 if mountpoint -q "$rmnt"; then cfs_fail "cfs-cache.service left its mount after SIGTERM"; fi
 unit_run "$units/cfs-cache.service" ExecStopPost "$CFS_TMP/default-cfs-cache"
+unit_stop "$tls_pid"
 
 # mount_fuse WHAT WHERE TYPE OPTIONS: the fstab / .mount form. mount.fuse3 would run cfs-cache
 # from /usr/bin; the build tree's binary is named in the source instead ("fuse" type).
