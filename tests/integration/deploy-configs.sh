@@ -133,6 +133,24 @@ cfs_assert_eq "$(code "$purl/$late")" 404 "absent through the proxy"
 cfs_assert_eq "$(code "$purl/$late")" 200 "object added after a 404"
 cfs_assert_eq "$(code "http://127.0.0.1:$pport/objects/../etc/passwd")" 404 "non-object through the proxy"
 
+# The same proxy in front of an origin that wants a token: the proxy holds it.
+printf 'origin-token\n' >"$CFS_TMP/origin-token"
+o2port=$(cfs_free_port)
+"$CFS_SERVE_BIN" --store "$store" --listen "127.0.0.1:$o2port" --threads 1 \
+	--token-file "$CFS_TMP/origin-token" 2>>"$CFS_TMP/origin.err" &
+cfs_track_pid $!
+cfs_wait_port "$o2port"
+p2port=$(cfs_free_port)
+nginx_site proxy2 "$C/nginx/cfs-proxy-cache.conf" "s|@LISTEN@|127.0.0.1:$p2port|; \
+	s|@ORIGIN@|127.0.0.1:$o2port|; s|@CACHE_DIR@|$CFS_TMP/proxy2-cache|; s|@CACHE_SIZE@|1g|; \
+	s|#proxy_set_header Authorization \"Bearer <token>\";|proxy_set_header Authorization \"Bearer origin-token\";|"
+grep -q '^[[:space:]]*proxy_set_header Authorization "Bearer origin-token";' "$CFS_TMP/proxy2/site.conf" ||
+	cfs_fail "the Authorization line was not enabled"
+cfs_wait_port "$p2port"
+cfs_assert_eq "$(code "http://127.0.0.1:$o2port/objects/$tool")" 401 "token origin without a token"
+cfs_assert_eq "$(code "http://127.0.0.1:$p2port/objects/$tool")" 200 "token origin through the proxy"
+cmp -s "$CFS_TMP/body" "$store/$tool" || cfs_fail "bytes through the token proxy"
+
 # Two nodes mount the image through the proxy and read it concurrently, twice.
 for k in 1 2; do
 	cfs_start_cache "$CFS_TMP/node$k" "$CFS_TMP/remote$k" --server "$purl"
