@@ -377,6 +377,61 @@ static void test_cancel_on_free(void **state)
 	close(s);
 }
 
+/* A port that refuses connections. */
+static void refused_url(char *url, size_t len)
+{
+	char tmp[64];
+	int s = silent_server(tmp, sizeof(tmp));
+
+	close(s);
+	snprintf(url, len, "%s", tmp);
+}
+
+static void test_server_backoff(void **state)
+{
+	struct fixture *f = *state;
+	char dead[64];
+	const char *servers[] = { dead, f->src_url };
+	struct cfs_fetch_options o;
+	struct cfs_fetch *fetch = NULL;
+	struct cfs_fetch_server_stats ss;
+	struct cfs_fetch_result info;
+	uint8_t d[3][CFS_DIGEST_SIZE];
+
+	refused_url(dead, sizeof(dead));
+	for (int i = 0; i < 3; i++)
+		add_object(f->srcstore, 5000, 50 + (unsigned)i, d[i]);
+	cfs_fetch_options_init(&o);
+	o.servers = servers;
+	o.n_servers = 2;
+	o.store = f->store;
+	o.retries = 0;
+	o.server_fail_threshold = 2;
+	o.server_backoff_ms = 400;
+	assert_int_equal(cfs_fetch_new(&o, &fetch), 0);
+	/* Two failures put the dead server in backoff... */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(cfs_fetch_sync(fetch, d[i], &info), 0);
+		assert_string_equal(info.server, f->src_url);
+	}
+	assert_int_equal(cfs_fetch_server_stats(fetch, 0, &ss), 0);
+	assert_int_equal(ss.state, CFS_FETCH_SERVER_BACKOFF);
+	assert_int_equal(ss.consecutive_failures, 2);
+	assert_int_equal(ss.requests, 2);
+	/* ...so the next object goes straight to the healthy one. */
+	assert_int_equal(cfs_fetch_sync(fetch, d[2], &info), 0);
+	assert_int_equal(cfs_fetch_server_stats(fetch, 0, &ss), 0);
+	assert_int_equal(ss.requests, 2);
+	assert_int_equal(cfs_fetch_server_stats(fetch, 1, &ss), 0);
+	assert_int_equal(ss.requests, 3);
+	assert_int_equal(ss.state, CFS_FETCH_SERVER_UP);
+	/* The backoff ends by itself. */
+	usleep(500 * 1000);
+	assert_int_equal(cfs_fetch_server_stats(fetch, 0, &ss), 0);
+	assert_int_equal(ss.state, CFS_FETCH_SERVER_UP);
+	cfs_fetch_free(fetch);
+}
+
 /* ---- single flight against faultd ---------------------------------------------------------- */
 
 struct sf_arg {
@@ -493,6 +548,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_mismatch_failover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_group_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_on_free, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_server_backoff, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_single_flight_200, setup, teardown),
 	};
 
