@@ -4,7 +4,7 @@
 set -eu
 PKGS="build-essential autoconf automake pkg-config
 libfuse3-dev fuse3 libcurl4-openssl-dev libevent-dev libssl-dev libzstd-dev libcmocka-dev
-erofs-utils fsverity nginx curl attr wrk zstd openssl clang util-linux
+erofs-utils fsverity nginx curl attr wrk zstd openssl clang libclang-rt-14-dev util-linux
 e2fsprogs xz-utils bc ca-certificates"
 missing=""
 for p in $PKGS; do
