@@ -1037,11 +1037,14 @@ static int parse_listen(const char *s, char *host, size_t hostlen, char *port, s
 	} else {
 		colon = strrchr(s, ':');
 		if (!colon) {
-			colon = s - 1;
-			hl = 0;
-		} else {
-			hl = (size_t)(colon - s);
+			/* A bare port. */
+			if (!s[0] || strlen(s) >= portlen)
+				return -EINVAL;
+			host[0] = '\0';
+			strcpy(port, s);
+			return 0;
 		}
+		hl = (size_t)(colon - s);
 	}
 	if (hl >= hostlen || strlen(colon + 1) >= portlen || !colon[1])
 		return -EINVAL;
