@@ -222,6 +222,15 @@ int cfs_quota_pin(struct cfs_quota *q, const uint8_t digest[CFS_DIGEST_SIZE])
 	return r;
 }
 
+int cfs_quota_pin_many(struct cfs_quota *q, const uint8_t *digests, size_t n)
+{
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < n; i++)
+		r = cfs_quota_pin(q, digests + i * CFS_DIGEST_SIZE);
+	return r;
+}
+
 bool cfs_quota_is_pinned(struct cfs_quota *q, const uint8_t digest[CFS_DIGEST_SIZE])
 {
 	struct entry *e;

@@ -5,6 +5,7 @@
 #define CFS_QUOTA_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/digest.h"
@@ -28,6 +29,8 @@ void cfs_quota_free(struct cfs_quota *quota);
 
 /* Protects an object from eviction (it need not be present yet). Returns 0 or -ENOMEM. */
 int cfs_quota_pin(struct cfs_quota *quota, const uint8_t digest[CFS_DIGEST_SIZE]);
+/* Pins @n digests stored back to back. Returns 0 or -ENOMEM. */
+int cfs_quota_pin_many(struct cfs_quota *quota, const uint8_t *digests, size_t n);
 bool cfs_quota_is_pinned(struct cfs_quota *quota, const uint8_t digest[CFS_DIGEST_SIZE]);
 /* Records a use of an object now. */
 void cfs_quota_touch(struct cfs_quota *quota, const uint8_t digest[CFS_DIGEST_SIZE]);

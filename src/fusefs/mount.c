@@ -266,31 +266,17 @@ static int apply_fetch_opts(const struct mount_opts *mo, struct cfs_fetch_option
 	return 0;
 }
 
-/* Pins every object of an image. Returns the number pinned or -errno. */
-static int pin_image(struct cfs_quota *quota, const char *path)
+/* Pins every object of the images. Returns the number pinned or -errno. */
+static int pin_images(struct cfs_quota *quota, char *const *images, size_t n)
 {
-	struct cfs_image *image = NULL;
 	uint8_t *digests = NULL;
-	size_t n = 0;
-	char msg[256] = "";
-	int r;
+	size_t count = 0;
+	int r = cfs_image_objects_of_files(images, n, &digests, &count);
 
-	r = cfs_image_open_msg(path, &image, msg, sizeof(msg));
 	if (r == 0)
-		r = cfs_image_objects(image, &digests, &n);
-	if (r < 0) {
-		fprintf(stderr, "cfs-cache: --pin %s: %s\n", path,
-			image ? cfs_image_error(image) : (msg[0] ? msg : strerror(-r)));
-		goto out;
-	}
-	for (size_t i = 0; i < n && r == 0; i++)
-		r = cfs_quota_pin(quota, digests + i * CFS_DIGEST_SIZE);
-	if (r == 0)
-		r = (int)n;
-out:
+		r = cfs_quota_pin_many(quota, digests, count);
 	free(digests);
-	cfs_image_free(image);
-	return r;
+	return r < 0 ? r : (int)count;
 }
 
 static int setup_quota(const struct mount_opts *mo, struct cfs_store *store,
@@ -313,11 +299,11 @@ static int setup_quota(const struct mount_opts *mo, struct cfs_store *store,
 		fprintf(stderr, "cfs-cache: cannot index the store: %s\n", strerror(-r));
 		return r;
 	}
-	for (size_t i = 0; i < mo->n_pins; i++) {
-		r = pin_image(*quota_ret, mo->pins[i]);
+	if (mo->n_pins) {
+		r = pin_images(*quota_ret, mo->pins, mo->n_pins);
 		if (r < 0)
 			return r;
-		cfs_notice("pinned %d object(s) of %s", r, mo->pins[i]);
+		cfs_notice("pinned %d object(s) of %zu image(s)", r, mo->n_pins);
 	}
 	/* A store already over its quota is brought down before serving. */
 	if (max) {

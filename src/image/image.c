@@ -13,6 +13,7 @@
 
 #include "common/name.h"
 #include "common/util.h"
+#include "common/log.h"
 #include "image/image.h"
 
 /* On-disk facts of the EROFS format (all little endian). */
@@ -896,5 +897,62 @@ int cfs_image_objects(struct cfs_image *image, uint8_t **digests_ret, size_t *co
 				CFS_DIGEST_SIZE);
 	*digests_ret = ctx.d;
 	*count_ret = n;
+	return 0;
+}
+
+static int cmp_object_digest(const void *a, const void *b)
+{
+	return memcmp(a, b, CFS_DIGEST_SIZE);
+}
+
+int cfs_image_objects_of_files(char *const *images, size_t n, uint8_t **digests_ret,
+			       size_t *count_ret)
+{
+	uint8_t *all = NULL;
+	size_t total = 0, u = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct cfs_image *img = NULL;
+		uint8_t *d = NULL, *grown;
+		size_t cnt = 0;
+		char msg[256] = "";
+		int r;
+
+		r = cfs_image_open_msg(images[i], &img, msg, sizeof(msg));
+		if (r < 0) {
+			cfs_err("%s: %s", images[i], msg[0] ? msg : strerror(-r));
+			free(all);
+			return r;
+		}
+		r = cfs_image_objects(img, &d, &cnt);
+		if (r < 0) {
+			cfs_err("%s: %s", images[i],
+				cfs_image_error(img)[0] ? cfs_image_error(img) : strerror(-r));
+			cfs_image_free(img);
+			free(all);
+			return r;
+		}
+		cfs_image_free(img);
+		grown = realloc(all, (total + cnt) * CFS_DIGEST_SIZE + 1);
+		if (!grown) {
+			free(d);
+			free(all);
+			return -ENOMEM;
+		}
+		all = grown;
+		if (cnt)
+			memcpy(all + total * CFS_DIGEST_SIZE, d, cnt * CFS_DIGEST_SIZE);
+		total += cnt;
+		free(d);
+	}
+	if (total > 1)
+		qsort(all, total, CFS_DIGEST_SIZE, cmp_object_digest);
+	for (size_t i = 0; i < total; i++)
+		if (u == 0 || memcmp(all + (u - 1) * CFS_DIGEST_SIZE, all + i * CFS_DIGEST_SIZE,
+				     CFS_DIGEST_SIZE) != 0)
+			memmove(all + u++ * CFS_DIGEST_SIZE, all + i * CFS_DIGEST_SIZE,
+				CFS_DIGEST_SIZE);
+	*digests_ret = all;
+	*count_ret = u;
 	return 0;
 }

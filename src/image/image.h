@@ -79,6 +79,12 @@ int cfs_image_walk(struct cfs_image *image, unsigned flags, cfs_image_walk_fn fn
  * bytes each, caller frees) and their count into *count_ret. Returns 0 or a walk error. */
 int cfs_image_objects(struct cfs_image *image, uint8_t **digests_ret, size_t *count_ret);
 
+/* The sorted union of the objects of several image files, for callers that only need that:
+ * opens each, collects its objects, logs "<path>: <what is wrong>" through cfs_log on failure.
+ * Returns 0 or the first error; the caller frees *digests_ret (32 bytes per object). */
+int cfs_image_objects_of_files(char *const *paths, size_t n, uint8_t **digests_ret,
+			       size_t *count_ret);
+
 /* Number of inodes visited by the last walk (for statistics). */
 uint64_t cfs_image_inodes_visited(const struct cfs_image *image);
 

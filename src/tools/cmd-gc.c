@@ -18,27 +18,16 @@
 
 #define MAX_KEEP 64
 
-static int keep_image(struct cfs_quota *quota, const char *path, size_t *count)
+/* Pins every object of the kept images. */
+static int keep_images(struct cfs_quota *quota, char **images, size_t n)
 {
-	struct cfs_image *image = NULL;
 	uint8_t *digests = NULL;
-	char msg[256] = "";
-	size_t n = 0;
-	int r;
+	size_t count = 0;
+	int r = cfs_image_objects_of_files(images, n, &digests, &count);
 
-	r = cfs_image_open_msg(path, &image, msg, sizeof(msg));
 	if (r == 0)
-		r = cfs_image_objects(image, &digests, &n);
-	if (r < 0) {
-		cfs_err("%s: %s", path, image ? cfs_image_error(image) : (msg[0] ? msg : strerror(-r)));
-		goto out;
-	}
-	for (size_t i = 0; i < n && r == 0; i++)
-		r = cfs_quota_pin(quota, digests + i * CFS_DIGEST_SIZE);
-	*count += n;
-out:
+		r = cfs_quota_pin_many(quota, digests, count);
 	free(digests);
-	cfs_image_free(image);
 	return r;
 }
 
@@ -51,8 +40,8 @@ int cmd_gc(int argc, char **argv)
 		{ "unreferenced", no_argument, NULL, 'u' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *keep[MAX_KEEP];
-	size_t nkeep = 0, referenced = 0;
+	char *keep[MAX_KEEP];
+	size_t nkeep = 0;
 	bool unreferenced = false, have_max = false;
 	struct cfs_quota_stats after;
 	struct cfs_quota *quota = NULL;
@@ -100,9 +89,8 @@ int cmd_gc(int argc, char **argv)
 		cfs_err("cannot index store %s: %s", argv[optind], strerror(-r));
 		goto out;
 	}
-	for (size_t i = 0; i < nkeep; i++)
-		if (keep_image(quota, keep[i], &referenced) < 0)
-			goto out;
+	if (nkeep && keep_images(quota, keep, nkeep) < 0)
+		goto out;
 	if (unreferenced) {
 		r = cfs_quota_remove_unpinned(quota);
 		if (r < 0) {

@@ -27,65 +27,9 @@
 #include "image/image.h"
 #include "tools/cmds.h"
 
-static int cmp_digest(const void *a, const void *b)
-{
-	return memcmp(a, b, CFS_DIGEST_SIZE);
-}
-
 static void report_open_error(const char *path, int r, const char *msg)
 {
 	cfs_err("%s: %s", path, msg && msg[0] ? msg : strerror(-r));
-}
-
-/* Opens and walks every image, collecting the sorted union of their objects. */
-static int collect_objects(char **images, int n, uint8_t **digests_ret, size_t *count_ret)
-{
-	uint8_t *all = NULL;
-	size_t total = 0, u = 0;
-
-	for (int i = 0; i < n; i++) {
-		struct cfs_image *img = NULL;
-		uint8_t *d = NULL, *grown;
-		size_t cnt = 0;
-		char msg[256] = "";
-		int r;
-
-		r = cfs_image_open_msg(images[i], &img, msg, sizeof(msg));
-		if (r < 0) {
-			report_open_error(images[i], r, msg);
-			free(all);
-			return r;
-		}
-		r = cfs_image_objects(img, &d, &cnt);
-		if (r < 0) {
-			report_open_error(images[i], r, cfs_image_error(img));
-			cfs_image_free(img);
-			free(all);
-			return r;
-		}
-		cfs_image_free(img);
-		grown = realloc(all, (total + cnt) * CFS_DIGEST_SIZE + 1);
-		if (!grown) {
-			free(d);
-			free(all);
-			return -ENOMEM;
-		}
-		all = grown;
-		if (cnt)
-			memcpy(all + total * CFS_DIGEST_SIZE, d, cnt * CFS_DIGEST_SIZE);
-		total += cnt;
-		free(d);
-	}
-	if (total > 1)
-		qsort(all, total, CFS_DIGEST_SIZE, cmp_digest);
-	for (size_t i = 0; i < total; i++)
-		if (u == 0 || memcmp(all + (u - 1) * CFS_DIGEST_SIZE, all + i * CFS_DIGEST_SIZE,
-				     CFS_DIGEST_SIZE) != 0)
-			memmove(all + u++ * CFS_DIGEST_SIZE, all + i * CFS_DIGEST_SIZE,
-				CFS_DIGEST_SIZE);
-	*digests_ret = all;
-	*count_ret = u;
-	return 0;
 }
 
 /* Parses --help and, when @store_ret is given, --store DIR. Returns -1 to go on, else an exit
@@ -127,7 +71,7 @@ int cmd_objects(int argc, char **argv)
 	r = parse_image_options(argc, argv, "objects", NULL);
 	if (r >= 0)
 		return r;
-	r = collect_objects(argv + optind, argc - optind, &d, &n);
+	r = cfs_image_objects_of_files(argv + optind, (size_t)(argc - optind), &d, &n);
 	if (r < 0)
 		return 1;
 	for (size_t i = 0; i < n; i++) {
@@ -158,7 +102,7 @@ int cmd_missing_objects(int argc, char **argv)
 		cfs_err("cannot open store %s: %s", store_path, strerror(-r));
 		return 1;
 	}
-	r = collect_objects(argv + optind, argc - optind, &d, &n);
+	r = cfs_image_objects_of_files(argv + optind, (size_t)(argc - optind), &d, &n);
 	if (r < 0) {
 		cfs_store_free(store);
 		return 1;
