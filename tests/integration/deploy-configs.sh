@@ -221,6 +221,16 @@ unit_run() {
 		fi
 	done < <(sed -n "s/^$key=//p" "${dropin:-$unit}")
 }
+# unit_wait_port PID PORT: like cfs_wait_port, with more patience (sanitizer builds on a busy
+# machine) and the unit's stderr when it died instead.
+unit_wait_port() {
+	for _ in $(seq 1 300); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
+		kill -0 "$1" 2>/dev/null || cfs_fail "the unit's command exited: $(tail -5 "$CFS_TMP/unit.err")"
+		sleep 0.1
+	done
+	cfs_fail "nothing listens on port $2: $(tail -5 "$CFS_TMP/unit.err")"
+}
 # unit_stop PID: what systemd's KillSignal=SIGTERM does; the exit status must be 0.
 unit_stop() {
 	local rc=0
@@ -239,7 +249,7 @@ CFS_SERVE_LISTEN=127.0.0.1:$uport
 CFS_SERVE_OPTS="--threads 2 --max-connections 512"
 EOF
 unit_run "$units/cfs-serve.service" ExecStart "$CFS_TMP/default-cfs-serve"
-cfs_wait_port "$uport"
+unit_wait_port "$CFS_UNIT_PID" "$uport"
 curl -sf -o "$CFS_TMP/got" "http://127.0.0.1:$uport/objects/$big" || cfs_fail "cfs-serve.service GET"
 cmp -s "$CFS_TMP/got" "$store/$big" || cfs_fail "cfs-serve.service bytes"
 unit_stop "$CFS_UNIT_PID"
@@ -261,7 +271,7 @@ CREDENTIALS_DIRECTORY=$creds
 EOF
 unit_run "$units/cfs-serve.service" ExecStart "$CFS_TMP/default-cfs-serve-tls" "$dropin"
 tls_pid=$CFS_UNIT_PID
-cfs_wait_port "$tport"
+unit_wait_port "$tls_pid" "$tport"
 turl="https://127.0.0.1:$tport/objects"
 "$S" push --ca-file "$creds/cert" --token-file "$creds/token" --image "$image" "$store" \
 	"$turl" >"$CFS_TMP/out" || cfs_fail "push over HTTPS: $(cat "$CFS_TMP/out")"
