@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +29,26 @@ struct level {
 	uint64_t count; /* blocks of this level already hashed into the next one */
 };
 
+/* Blocks handed to the hashing thread in async mode: a ring of whole data blocks. */
+#define RING_BLOCKS 512
+/* Hashing threads beyond the cores only add switching: cap the helpers process-wide. */
+#define MAX_ASYNC 4
+
+static atomic_int async_active;
+
+struct async_hasher {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	EVP_MD_CTX *md;
+	uint8_t *ring; /* RING_BLOCKS * BLOCK */
+	uint64_t head, tail; /* blocks produced / consumed */
+	bool done;
+};
+
 struct cfs_digest_ctx {
 	EVP_MD_CTX *md;
+	struct async_hasher *async;
 	uint64_t data_size;
 	uint64_t data_blocks;
 	size_t block_fill;
@@ -87,16 +106,20 @@ int cfs_digest_new(struct cfs_digest_ctx **ctx_ret)
 	return 0;
 }
 
+static void async_stop(struct cfs_digest_ctx *ctx);
+
 void cfs_digest_free(struct cfs_digest_ctx *ctx)
 {
 	if (!ctx)
 		return;
+	async_stop(ctx);
 	EVP_MD_CTX_free(ctx->md);
 	free(ctx);
 }
 
 void cfs_digest_reset(struct cfs_digest_ctx *ctx)
 {
+	async_stop(ctx);
 	ctx->data_size = 0;
 	ctx->data_blocks = 0;
 	ctx->block_fill = 0;
@@ -113,29 +136,144 @@ uint64_t cfs_digest_size(const struct cfs_digest_ctx *ctx)
 
 /* Appends one hash to level @lv. A full block is hashed upward only once more data arrives for
  * that level, so the block that ends up alone at the top is recognised as the root in final. */
-static void push_hash(struct cfs_digest_ctx *ctx, int lv, const uint8_t h[HASH])
+static void push_hash_md(struct cfs_digest_ctx *ctx, EVP_MD_CTX *md, int lv,
+			 const uint8_t h[HASH])
 {
 	struct level *l = &ctx->levels[lv];
 
 	if (l->fill == BLOCK) {
 		uint8_t up[HASH];
 
-		hash_with(ctx->md, l->buf, BLOCK, up);
+		hash_with(md, l->buf, BLOCK, up);
 		l->fill = 0;
 		l->count++;
-		push_hash(ctx, lv + 1, up);
+		push_hash_md(ctx, md, lv + 1, up);
 	}
 	memcpy(l->buf + l->fill, h, HASH);
 	l->fill += HASH;
+}
+
+static void push_hash(struct cfs_digest_ctx *ctx, int lv, const uint8_t h[HASH])
+{
+	push_hash_md(ctx, ctx->md, lv, h);
+}
+
+static void async_enqueue(struct async_hasher *a, const uint8_t *block)
+{
+	pthread_mutex_lock(&a->lock);
+	while (a->head - a->tail == RING_BLOCKS)
+		pthread_cond_wait(&a->cond, &a->lock);
+	pthread_mutex_unlock(&a->lock);
+	/* Only this thread writes slot head; the hasher reads it after head moves. */
+	memcpy(a->ring + (a->head % RING_BLOCKS) * BLOCK, block, BLOCK);
+	pthread_mutex_lock(&a->lock);
+	a->head++;
+	pthread_cond_broadcast(&a->cond);
+	pthread_mutex_unlock(&a->lock);
 }
 
 static void push_data_block(struct cfs_digest_ctx *ctx, const uint8_t *block)
 {
 	uint8_t h[HASH];
 
+	if (ctx->async) {
+		async_enqueue(ctx->async, block);
+		return;
+	}
 	hash_with(ctx->md, block, BLOCK, h);
 	ctx->data_blocks++;
 	push_hash(ctx, 0, h);
+}
+
+/* The hashing thread owns the tree levels while async mode lasts. */
+static void *async_main(void *arg)
+{
+	struct cfs_digest_ctx *ctx = arg;
+	struct async_hasher *a = ctx->async;
+
+	pthread_mutex_lock(&a->lock);
+	for (;;) {
+		uint64_t avail;
+
+		while (a->head == a->tail && !a->done)
+			pthread_cond_wait(&a->cond, &a->lock);
+		if (a->head == a->tail && a->done)
+			break;
+		avail = a->head - a->tail;
+		pthread_mutex_unlock(&a->lock);
+		for (uint64_t i = 0; i < avail; i++) {
+			uint8_t h[HASH];
+
+			hash_with(a->md, a->ring + ((a->tail + i) % RING_BLOCKS) * BLOCK, BLOCK, h);
+			ctx->data_blocks++;
+			push_hash_md(ctx, a->md, 0, h);
+		}
+		pthread_mutex_lock(&a->lock);
+		a->tail += avail;
+		pthread_cond_broadcast(&a->cond);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
+}
+
+static void async_free(struct async_hasher *a)
+{
+	pthread_mutex_destroy(&a->lock);
+	pthread_cond_destroy(&a->cond);
+	EVP_MD_CTX_free(a->md);
+	free(a->ring);
+	free(a);
+}
+
+/* Waits for every queued block to be hashed and ends the helper thread. */
+static void async_stop(struct cfs_digest_ctx *ctx)
+{
+	struct async_hasher *a = ctx->async;
+
+	if (!a)
+		return;
+	pthread_mutex_lock(&a->lock);
+	a->done = true;
+	pthread_cond_broadcast(&a->cond);
+	pthread_mutex_unlock(&a->lock);
+	pthread_join(a->thread, NULL);
+	ctx->async = NULL;
+	async_free(a);
+	atomic_fetch_sub(&async_active, 1);
+}
+
+int cfs_digest_start_async(struct cfs_digest_ctx *ctx)
+{
+	struct async_hasher *a;
+
+	if (ctx->async)
+		return 0;
+	if (atomic_fetch_add(&async_active, 1) >= MAX_ASYNC) {
+		atomic_fetch_sub(&async_active, 1);
+		return -EBUSY;
+	}
+	a = calloc(1, sizeof(*a));
+	if (!a) {
+		atomic_fetch_sub(&async_active, 1);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_cond_init(&a->cond, NULL);
+	a->md = EVP_MD_CTX_new();
+	a->ring = malloc((size_t)RING_BLOCKS * BLOCK);
+	if (!a->md || !a->ring || !EVP_DigestInit_ex(a->md, sha256_get(), NULL)) {
+		async_free(a);
+		atomic_fetch_sub(&async_active, 1);
+		return -ENOMEM;
+	}
+	ctx->async = a;
+	if (pthread_create(&a->thread, NULL, async_main, ctx) != 0) {
+		ctx->async = NULL;
+		async_free(a);
+		atomic_fetch_sub(&async_active, 1);
+		return -EAGAIN;
+	}
+	return 0;
 }
 
 void cfs_digest_update(struct cfs_digest_ctx *ctx, const void *data, size_t len)
@@ -172,6 +310,7 @@ static void root_hash(struct cfs_digest_ctx *ctx, uint8_t root[HASH])
 		push_data_block(ctx, ctx->block);
 		ctx->block_fill = 0;
 	}
+	async_stop(ctx); /* every block hashed; the levels are ours again */
 	if (ctx->data_blocks == 0) {
 		memset(root, 0, HASH);
 		return;

@@ -24,6 +24,12 @@ uint64_t cfs_digest_size(const struct cfs_digest_ctx *ctx);
 /* Writes the fs-verity digest of everything fed. The context must be reset before reuse. */
 void cfs_digest_final(struct cfs_digest_ctx *ctx, uint8_t digest[CFS_DIGEST_SIZE]);
 
+/* From now on, data blocks are hashed by a helper thread while the caller goes on (for large
+ * streams: receiving and hashing then use two cores). Results are identical. Returns 0 or
+ * -errno (the context then stays synchronous). cfs_digest_final and cfs_digest_reset wait for
+ * the helper and return the context to synchronous mode. */
+int cfs_digest_start_async(struct cfs_digest_ctx *ctx);
+
 /* One-shot digest of a buffer. Returns 0 or -ENOMEM. */
 int cfs_digest_buffer(const void *data, size_t len, uint8_t digest[CFS_DIGEST_SIZE]);
 /* Digest of a whole file, read with pread from offset 0 to end of file. Large files are

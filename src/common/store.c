@@ -22,6 +22,10 @@
 #include "common/util.h"
 
 #define TMP_PREFIX "tmp."
+/* Large objects: hash on a second core from this size on, and start writeback every chunk so
+ * the final flush has little left to wait for. */
+#define ASYNC_HASH_AT (8u << 20)
+#define WRITEBACK_CHUNK (8u << 20)
 
 struct cfs_store {
 	int dirfd;
@@ -38,7 +42,8 @@ struct cfs_store_writer {
 	struct cfs_digest_ctx *digest;
 	int fd;
 	char tmpname[64];
-	bool has_expected, verified, committed;
+	bool has_expected, verified, committed, async_tried;
+	uint64_t writeback_from; /* bytes before this offset were handed to writeback */
 	uint8_t expected[CFS_DIGEST_SIZE];
 	uint8_t computed[CFS_DIGEST_SIZE];
 };
@@ -269,6 +274,7 @@ fail:
 
 int cfs_store_writer_write(struct cfs_store_writer *w, const void *buf, size_t len)
 {
+	uint64_t size;
 	int r;
 
 	if (w->fd < 0 || w->verified)
@@ -276,7 +282,18 @@ int cfs_store_writer_write(struct cfs_store_writer *w, const void *buf, size_t l
 	r = cfs_write_full(w->fd, buf, len);
 	if (r < 0)
 		return r;
+	size = cfs_digest_size(w->digest);
+	if (!w->async_tried && size + len >= ASYNC_HASH_AT) {
+		w->async_tried = true;
+		cfs_digest_start_async(w->digest); /* stays synchronous if it cannot */
+	}
 	cfs_digest_update(w->digest, buf, len);
+	size += len;
+	if (size - w->writeback_from >= WRITEBACK_CHUNK) {
+		sync_file_range(w->fd, (off_t)w->writeback_from, (off_t)(size - w->writeback_from),
+				SYNC_FILE_RANGE_WRITE);
+		w->writeback_from = size;
+	}
 	return 0;
 }
 
@@ -292,6 +309,8 @@ int cfs_store_writer_reset(struct cfs_store_writer *w)
 	if (ftruncate(w->fd, 0) < 0 || lseek(w->fd, 0, SEEK_SET) < 0)
 		return -errno;
 	cfs_digest_reset(w->digest);
+	w->async_tried = false;
+	w->writeback_from = 0;
 	return 0;
 }
 
