@@ -127,6 +127,60 @@ grep -q "1 objects (.*): 0 uploaded (0 B), 0 already present, 1 failed" "$CFS_TM
 	cfs_fail "corrupt push summary: $(cat "$CFS_TMP/out")"
 [ ! -e "$origin/$victim" ] || cfs_fail "the corrupt object reached the origin"
 
+# Transient failures are retried: a server that answers each object's first HEAD with 503 and
+# drops the connection on each first PUT still gets every object, once.
+if command -v python3 >/dev/null 2>&1; then
+	flaky=$CFS_TMP/flaky
+	mkdir -p "$flaky"
+	cat >"$CFS_TMP/flaky.py" <<'PY'
+import http.server, os, sys, threading
+root, port = sys.argv[1], int(sys.argv[2])
+seen, lock = {}, threading.Lock()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a):
+        pass
+    def first(self):
+        with lock:
+            n = seen.get((self.command, self.path), 0)
+            seen[(self.command, self.path)] = n + 1
+        return n == 0
+    def reply(self, code):
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def do_HEAD(self):
+        if self.first():
+            return self.reply(503)
+        path = os.path.join(root, self.path[len("/objects/"):])
+        self.reply(200 if os.path.exists(path) else 404)
+    def do_PUT(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.first():
+            self.close_connection = True
+            return
+        path = os.path.join(root, self.path[len("/objects/"):])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(body)
+        print(self.path, file=sys.stderr, flush=True)
+        self.reply(201)
+http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+PY
+	fport=$(cfs_free_port)
+	python3 "$CFS_TMP/flaky.py" "$flaky" "$fport" 2>"$CFS_TMP/flaky.log" &
+	cfs_track_pid $!
+	cfs_wait_port "$fport"
+	cfs_bounded 60 "$S" push --image "$image" "$build" "http://127.0.0.1:$fport/objects" \
+		>"$CFS_TMP/out" 2>"$CFS_TMP/err" || cfs_fail "push to a flaky server: $(cat "$CFS_TMP/err")"
+	grep -Eq "^$n objects \(.*\): $n uploaded \(.*\), 0 already present, 0 failed" "$CFS_TMP/out" ||
+		cfs_fail "flaky server summary: $(cat "$CFS_TMP/out")"
+	while read -r o; do cmp -s "$build/$o" "$flaky/$o" || cfs_fail "$o differs on the flaky server"; done <"$CFS_TMP/want"
+	cfs_assert_eq "$(grep -c . "$CFS_TMP/flaky.log")" "$n" "objects stored by the flaky server"
+else
+	cfs_log "no python3: retry test skipped"
+fi
+
 # Many small objects: throughput of HEAD + PUT over kept-alive connections.
 many=$CFS_TMP/many
 mkdir -p "$many/src"
