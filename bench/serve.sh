@@ -97,6 +97,13 @@ done
 n=$(stream_rate "http://127.0.0.1:$nport/objects/$p_large")
 s=$(stream_rate "http://127.0.0.1:$sport/objects/$p_large")
 echo "| 100 MiB object, one stream, MB/s | $n | $s | $(bench_ratio "$s" "$n") |"
+# Memory with 256 connections streaming the large object at once.
+wrk -t2 -c256 -d"${DUR}s" "http://127.0.0.1:$sport/objects/$p_large" >/dev/null 2>&1 || true
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$spid/status")
+nrss=0
+for w in $(pgrep -P "$(cat "$BENCH_TMP/nginx.pid")" 2>/dev/null); do
+	r=$(awk '/VmHWM/ {print $2}' "/proc/$w/status" 2>/dev/null || echo 0)
+	nrss=$((nrss + r))
+done
 echo
-echo "cfs-serve peak RSS: $((rss / 1024)) MiB"
+echo "cfs-serve peak RSS (whole run, including 256 connections streaming the 100 MiB object): $((rss / 1024)) MiB; nginx workers' peak RSS summed (without that step): $((nrss / 1024)) MiB"
