@@ -553,8 +553,6 @@ static CURL *easy_new(struct cfs_fetch *f)
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-	/* Wait for an HTTP/2 connection to multiplex on rather than opening another. */
-	curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
 	if (f->headers)
 		curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->headers);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, o->user_agent ? o->user_agent : "cfscache/" PACKAGE_VERSION);
@@ -608,6 +606,9 @@ static void job_start(struct cfs_fetch *f, struct job *job)
 	job->discarded = job->attempt_bytes = 0;
 	job->errbuf[0] = '\0';
 	curl_easy_setopt(job->easy, CURLOPT_URL, url);
+	/* Over TLS, wait for a connection that may turn out to be HTTP/2 and multiplex on it. Not
+	 * over plain HTTP: HTTP/1.1 connections would then be used one transfer at a time. */
+	curl_easy_setopt(job->easy, CURLOPT_PIPEWAIT, strncmp(s->url, "https:", 6) == 0 ? 1L : 0L);
 	curl_easy_setopt(job->easy, CURLOPT_PRIVATE, job);
 	curl_easy_setopt(job->easy, CURLOPT_WRITEDATA, job);
 	curl_easy_setopt(job->easy, CURLOPT_HEADERDATA, job);

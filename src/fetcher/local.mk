@@ -14,6 +14,7 @@ tests_unit_test_fetch_LDADD = $(CFS_FETCH_LIBS) $(CFS_COMMON_LIBS) $(CMOCKA_LIBS
 
 FETCH_INTEGRATION_TESTS = \
 	tests/integration/fetch-basic.sh \
+	tests/integration/fetch-crash.sh \
 	tests/integration/fetch-faults.sh \
 	tests/integration/fetch-servers.sh
 TESTS += $(FETCH_INTEGRATION_TESTS)
