@@ -725,6 +725,8 @@ int cmd_push(int argc, char **argv)
 			cfs_err("out of memory");
 			goto out;
 		}
+		for (unsigned s = 0; s < p.n_xfers; s++)
+			p.xfers[s].fd = -1;
 		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 			cfs_err("cannot initialise libcurl");
 			goto out;
