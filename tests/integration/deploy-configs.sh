@@ -302,6 +302,20 @@ cfs_umount "$CFS_TMP/mnt3"
 unit_stop "$CFS_UNIT_PID"
 if mountpoint -q "$rmnt"; then cfs_fail "cfs-cache.service left its mount after SIGTERM"; fi
 unit_run "$units/cfs-cache.service" ExecStopPost "$CFS_TMP/default-cfs-cache"
+# After a crash (SIGKILL leaves a dead mount behind) the unit's start clears it and mounts again.
+unit_run "$units/cfs-cache.service" ExecStart "$CFS_TMP/default-cfs-cache"
+cfs_wait_mount "$rmnt"
+kill -KILL "$CFS_UNIT_PID"
+wait "$CFS_UNIT_PID" 2>/dev/null || true
+cfs_untrack_pid "$CFS_UNIT_PID"
+if stat "$rmnt/$tool" >/dev/null 2>&1; then cfs_fail "the mount still answers after SIGKILL"; fi
+grep -q " $rmnt fuse" /proc/self/mounts || cfs_fail "no dead mount left to clear after SIGKILL"
+unit_run "$units/cfs-cache.service" ExecStartPre "$CFS_TMP/default-cfs-cache"
+unit_run "$units/cfs-cache.service" ExecStart "$CFS_TMP/default-cfs-cache"
+cfs_wait_mount "$rmnt"
+cfs_bounded 60 cmp "$store/$tool" "$rmnt/$tool" || cfs_fail "cfs-cache.service read after a crash"
+unit_stop "$CFS_UNIT_PID"
+unit_run "$units/cfs-cache.service" ExecStopPost "$CFS_TMP/default-cfs-cache"
 unit_stop "$tls_pid"
 
 # mount_fuse WHAT WHERE TYPE OPTIONS: the fstab / .mount form. mount.fuse3 would run cfs-cache
