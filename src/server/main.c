@@ -21,37 +21,38 @@
 
 static void print_help(FILE *f)
 {
-	fprintf(f,
-		"Usage: cfs-serve --store DIR [--listen ADDR:PORT]... [OPTIONS]\n\n"
-		"Serve an object store over HTTP(S) at /objects/XX/<62hex>.\n\n"
-		"Options:\n"
-		"  -s, --store DIR           the store to serve (required)\n"
-		"  -l, --listen ADDR:PORT    address to listen on, repeatable (default 0.0.0.0:8080)\n"
-		"  -t, --threads N           event loops (default: number of CPUs)\n"
-		"      --max-connections N   answer 503 above N open connections (default 4096)\n"
-		"      --timeout DUR         read/write/idle timeout per connection (default 30s)\n"
-		"      --shutdown-timeout DUR  time to finish in-flight requests on SIGTERM (default 10s)\n"
-		"      --max-header-size SIZE  request line + headers limit (default 8k)\n"
-		"      --max-uri N           request-target length limit (default 1024)\n"
-		"      --tls-cert FILE       serve HTTPS with this PEM certificate (chain)\n"
-		"      --tls-key FILE        ... and this PEM private key\n"
-		"      --token-file FILE     require 'Authorization: Bearer <token>'\n"
-		"      --allow-upload        accept PUT of objects (needs --token-file)\n"
-		"      --max-upload SIZE     PUT body limit (default 64M)\n"
-		"      --no-zstd             never send Content-Encoding: zstd\n"
-		"      --zstd-level N        compression level of side files (default 3)\n"
-		"      --zstd-max-size SIZE  never compress objects above SIZE (default 16M)\n"
-		"      --cache-size SIZE     small objects kept in memory, and open files\n"
-		"                            of larger ones (default 8M; 0 = no cache)\n"
-		"      --access-log FILE     one line per request to FILE ('-' = stderr)\n"
-		"  -q, --quiet               print only errors\n"
-		"  -v, --verbose             more log output (repeat for debug)\n"
-		"      --log-level L         err, warning, notice, info or debug\n"
-		"      --syslog              log to syslog instead of stderr\n"
-		"  -h, --help                show this help\n"
-		"  -V, --version             show the version\n\n"
-		"SIGTERM or SIGINT: stop accepting, finish in-flight requests, exit 0.\n"
-		"See cfs-serve(1).\n");
+	fprintf(
+	    f,
+	    "Usage: cfs-serve --store DIR [--listen ADDR:PORT]... [OPTIONS]\n\n"
+	    "Serve an object store over HTTP(S) at /objects/XX/<62hex>.\n\n"
+	    "Options:\n"
+	    "  -s, --store DIR           the store to serve (required)\n"
+	    "  -l, --listen ADDR:PORT    address to listen on, repeatable (default 0.0.0.0:8080)\n"
+	    "  -t, --threads N           event loops (default: number of CPUs)\n"
+	    "      --max-connections N   answer 503 above N open connections (default 4096)\n"
+	    "      --timeout DUR         read/write/idle timeout per connection (default 30s)\n"
+	    "      --shutdown-timeout DUR  time for in-flight requests on SIGTERM (default 10s)\n"
+	    "      --max-header-size SIZE  request line + headers limit (default 8k)\n"
+	    "      --max-uri N           request-target length limit (default 1024)\n"
+	    "      --tls-cert FILE       serve HTTPS with this PEM certificate (chain)\n"
+	    "      --tls-key FILE        ... and this PEM private key\n"
+	    "      --token-file FILE     require 'Authorization: Bearer <token>'\n"
+	    "      --allow-upload        accept PUT of objects (needs --token-file)\n"
+	    "      --max-upload SIZE     PUT body limit (default 64M)\n"
+	    "      --no-zstd             never send Content-Encoding: zstd\n"
+	    "      --zstd-level N        compression level of side files (default 3)\n"
+	    "      --zstd-max-size SIZE  never compress objects above SIZE (default 16M)\n"
+	    "      --cache-size SIZE     small objects kept in memory, and open files\n"
+	    "                            of larger ones (default 8M; 0 = no cache)\n"
+	    "      --access-log FILE     one line per request to FILE ('-' = stderr)\n"
+	    "  -q, --quiet               print only errors\n"
+	    "  -v, --verbose             more log output (repeat for debug)\n"
+	    "      --log-level L         err, warning, notice, info or debug\n"
+	    "      --syslog              log to syslog instead of stderr\n"
+	    "  -h, --help                show this help\n"
+	    "  -V, --version             show the version\n\n"
+	    "SIGTERM or SIGINT: stop accepting, finish in-flight requests, exit 0.\n"
+	    "See cfs-serve(1).\n");
 }
 
 static int misuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -91,47 +92,62 @@ static void raise_nofile(void)
 int main(int argc, char **argv)
 {
 	enum {
-		O_MAXCONN = 256, O_TIMEOUT, O_SHUTDOWN, O_MAXHDR, O_MAXURI, O_CERT, O_KEY, O_TOKEN,
-		O_UPLOAD, O_MAXUP, O_NOZSTD, O_ZLEVEL, O_ZMAX, O_ACCESS, O_LOGLEVEL, O_SYSLOG, O_CACHE,
+		O_MAXCONN = 256,
+		O_TIMEOUT,
+		O_SHUTDOWN,
+		O_MAXHDR,
+		O_MAXURI,
+		O_CERT,
+		O_KEY,
+		O_TOKEN,
+		O_UPLOAD,
+		O_MAXUP,
+		O_NOZSTD,
+		O_ZLEVEL,
+		O_ZMAX,
+		O_ACCESS,
+		O_LOGLEVEL,
+		O_SYSLOG,
+		O_CACHE,
 	};
 	static const struct option opts[] = {
-		{ "store", required_argument, NULL, 's' },
-		{ "listen", required_argument, NULL, 'l' },
-		{ "threads", required_argument, NULL, 't' },
-		{ "max-connections", required_argument, NULL, O_MAXCONN },
-		{ "timeout", required_argument, NULL, O_TIMEOUT },
-		{ "shutdown-timeout", required_argument, NULL, O_SHUTDOWN },
-		{ "max-header-size", required_argument, NULL, O_MAXHDR },
-		{ "max-uri", required_argument, NULL, O_MAXURI },
-		{ "tls-cert", required_argument, NULL, O_CERT },
-		{ "tls-key", required_argument, NULL, O_KEY },
-		{ "token-file", required_argument, NULL, O_TOKEN },
-		{ "allow-upload", no_argument, NULL, O_UPLOAD },
-		{ "max-upload", required_argument, NULL, O_MAXUP },
-		{ "no-zstd", no_argument, NULL, O_NOZSTD },
-		{ "zstd-level", required_argument, NULL, O_ZLEVEL },
-		{ "zstd-max-size", required_argument, NULL, O_ZMAX },
-		{ "access-log", required_argument, NULL, O_ACCESS },
-		{ "cache-size", required_argument, NULL, O_CACHE },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "log-level", required_argument, NULL, O_LOGLEVEL },
-		{ "syslog", no_argument, NULL, O_SYSLOG },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
+	    {"store", required_argument, NULL, 's'},
+	    {"listen", required_argument, NULL, 'l'},
+	    {"threads", required_argument, NULL, 't'},
+	    {"max-connections", required_argument, NULL, O_MAXCONN},
+	    {"timeout", required_argument, NULL, O_TIMEOUT},
+	    {"shutdown-timeout", required_argument, NULL, O_SHUTDOWN},
+	    {"max-header-size", required_argument, NULL, O_MAXHDR},
+	    {"max-uri", required_argument, NULL, O_MAXURI},
+	    {"tls-cert", required_argument, NULL, O_CERT},
+	    {"tls-key", required_argument, NULL, O_KEY},
+	    {"token-file", required_argument, NULL, O_TOKEN},
+	    {"allow-upload", no_argument, NULL, O_UPLOAD},
+	    {"max-upload", required_argument, NULL, O_MAXUP},
+	    {"no-zstd", no_argument, NULL, O_NOZSTD},
+	    {"zstd-level", required_argument, NULL, O_ZLEVEL},
+	    {"zstd-max-size", required_argument, NULL, O_ZMAX},
+	    {"access-log", required_argument, NULL, O_ACCESS},
+	    {"cache-size", required_argument, NULL, O_CACHE},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"log-level", required_argument, NULL, O_LOGLEVEL},
+	    {"syslog", no_argument, NULL, O_SYSLOG},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct cfs_serve_config cfg = {
-		.max_connections = 4096,
-		.timeout_ms = 30000,
-		.shutdown_timeout_ms = 10000,
-		.max_header_size = 8192,
-		.max_uri = 1024,
-		.max_upload = 64ULL << 20,
-		.zstd = true,
-		.zstd_level = 3,
-		.zstd_max_size = 16ULL << 20,
-		.cache_size = 8 << 20,
+	    .max_connections = 4096,
+	    .timeout_ms = 30000,
+	    .shutdown_timeout_ms = 10000,
+	    .max_header_size = 8192,
+	    .max_uri = 1024,
+	    .max_upload = 64ULL << 20,
+	    .zstd = true,
+	    .zstd_level = 3,
+	    .zstd_max_size = 16ULL << 20,
+	    .cache_size = 8 << 20,
 	};
 	const char *listen[MAX_LISTEN], *token_file = NULL, *access_log = NULL;
 	enum cfs_log_level level = CFS_LOG_NOTICE;
@@ -165,7 +181,8 @@ int main(int argc, char **argv)
 			cfg.max_connections = (unsigned)v;
 			break;
 		case O_TIMEOUT:
-			if (cfs_parse_duration_ms(optarg, &cfg.timeout_ms) < 0 || cfg.timeout_ms < 1000)
+			if (cfs_parse_duration_ms(optarg, &cfg.timeout_ms) < 0 ||
+			    cfg.timeout_ms < 1000)
 				return misuse("bad --timeout '%s' (at least 1s)", optarg);
 			break;
 		case O_SHUTDOWN:

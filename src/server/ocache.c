@@ -96,7 +96,8 @@ void cfs_ocache_free(struct cfs_ocache *oc)
 	free(oc);
 }
 
-struct cfs_ocache_entry *cfs_ocache_find(struct cfs_ocache *oc, const uint8_t digest[CFS_DIGEST_SIZE])
+struct cfs_ocache_entry *cfs_ocache_find(struct cfs_ocache *oc,
+                                         const uint8_t digest[CFS_DIGEST_SIZE])
 {
 	struct cfs_ocache_entry *e;
 
@@ -113,15 +114,16 @@ struct cfs_ocache_entry *cfs_ocache_find(struct cfs_ocache *oc, const uint8_t di
 }
 
 struct cfs_ocache_entry *cfs_ocache_insert(struct cfs_ocache *oc,
-					   const uint8_t digest[CFS_DIGEST_SIZE], int fd,
-					   const struct stat *st, bool sendfile_ok)
+                                           const uint8_t digest[CFS_DIGEST_SIZE], int fd,
+                                           const struct stat *st, bool sendfile_ok)
 {
 	uint64_t size = (uint64_t)st->st_size;
 	bool small = size <= CFS_OCACHE_SMALL;
 	struct cfs_ocache_entry *e, *old;
 	ssize_t n;
 
-	if ((small && (size > oc->max_bytes || !oc->max_bytes)) || (!small && (!sendfile_ok || !oc->max_files)))
+	if ((small && (size > oc->max_bytes || !oc->max_bytes)) ||
+	    (!small && (!sendfile_ok || !oc->max_files)))
 		return NULL;
 	old = cfs_ocache_find(oc, digest);
 	if (old)
@@ -166,6 +168,8 @@ int cfs_ocache_add(struct cfs_ocache_entry *e, struct evbuffer *out, uint64_t of
 	if (len == 0)
 		return 0;
 	if (e->seg)
-		return evbuffer_add_file_segment(out, e->seg, (ev_off_t)off, (ev_off_t)len) == 0 ? 0 : -ENOMEM;
+		return evbuffer_add_file_segment(out, e->seg, (ev_off_t)off, (ev_off_t)len) == 0
+		           ? 0
+		           : -ENOMEM;
 	return evbuffer_add(out, (const char *)e->data + off, (size_t)len) == 0 ? 0 : -ENOMEM;
 }

@@ -44,9 +44,9 @@
 	 EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH)
 
 enum srv_method { M_GET, M_HEAD, M_PUT, M_OTHER, M_COUNT };
-static const char *const method_names[M_COUNT] = { "GET", "HEAD", "PUT", "other" };
-static const int status_codes[] = { 200, 201, 204, 206, 304, 400, 401, 404,
-				    405, 413, 414, 416, 422, 500, 503 };
+static const char *const method_names[M_COUNT] = {"GET", "HEAD", "PUT", "other"};
+static const int status_codes[] = {200, 201, 204, 206, 304, 400, 401, 404,
+                                   405, 413, 414, 416, 422, 500, 503};
 #define N_STATUS (CFS_ARRAY_SIZE(status_codes) + 1) /* the last slot counts any other code */
 
 #define STAT_ADD(field, n) atomic_fetch_add_explicit(&(field), (n), memory_order_relaxed)
@@ -66,7 +66,7 @@ struct srv_conn {
 	struct srv_conn *next;
 	struct evhttp_connection *evcon;
 	struct srv_thread *t;
-	bool busy; /* a request of this connection is being answered */
+	bool busy;                   /* a request of this connection is being answered */
 	struct cfs_serve_miss *miss; /* handed to the miss handler, not answered yet */
 };
 
@@ -182,7 +182,7 @@ static void srv_setup_cb(evutil_socket_t fd, short what, void *arg)
 		/* Headers and a sendfile body go out as two writes; Nagle would hold the tail
 		 * of the body back until the header segment is acknowledged. */
 		setsockopt(bufferevent_getfd(t->pending[i]), IPPROTO_TCP, TCP_NODELAY, &one,
-			   sizeof(one));
+		           sizeof(one));
 		c->evcon = evcon;
 		c->t = t;
 		c->next = t->conns[conn_bucket(evcon)];
@@ -212,7 +212,7 @@ static struct bufferevent *srv_bevcb(struct event_base *base, void *arg)
 		if (!ssl)
 			return NULL;
 		bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-						     BEV_OPT_CLOSE_ON_FREE);
+		                                     BEV_OPT_CLOSE_ON_FREE);
 		if (bev)
 			bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 	} else {
@@ -248,21 +248,31 @@ static enum srv_method method_of(struct evhttp_request *req)
 static const char *method_str(struct evhttp_request *req)
 {
 	switch (evhttp_request_get_command(req)) {
-	case EVHTTP_REQ_GET: return "GET";
-	case EVHTTP_REQ_HEAD: return "HEAD";
-	case EVHTTP_REQ_PUT: return "PUT";
-	case EVHTTP_REQ_POST: return "POST";
-	case EVHTTP_REQ_DELETE: return "DELETE";
-	case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-	case EVHTTP_REQ_TRACE: return "TRACE";
-	case EVHTTP_REQ_CONNECT: return "CONNECT";
-	case EVHTTP_REQ_PATCH: return "PATCH";
-	default: return "?";
+	case EVHTTP_REQ_GET:
+		return "GET";
+	case EVHTTP_REQ_HEAD:
+		return "HEAD";
+	case EVHTTP_REQ_PUT:
+		return "PUT";
+	case EVHTTP_REQ_POST:
+		return "POST";
+	case EVHTTP_REQ_DELETE:
+		return "DELETE";
+	case EVHTTP_REQ_OPTIONS:
+		return "OPTIONS";
+	case EVHTTP_REQ_TRACE:
+		return "TRACE";
+	case EVHTTP_REQ_CONNECT:
+		return "CONNECT";
+	case EVHTTP_REQ_PATCH:
+		return "PATCH";
+	default:
+		return "?";
 	}
 }
 
 static void srv_access_log(struct srv_thread *t, struct evhttp_request *req, int code,
-			   uint64_t body)
+                           uint64_t body)
 {
 	char line[1024], uri[256], tbuf[64];
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
@@ -288,7 +298,7 @@ static void srv_access_log(struct srv_thread *t, struct evhttp_request *req, int
 	gmtime_r(&now, &tm);
 	strftime(tbuf, sizeof(tbuf), "%d/%b/%Y:%H:%M:%S +0000", &tm);
 	snprintf(line, sizeof(line), "%s - - [%s] \"%s %s\" %d %llu\n", peer ? peer : "-", tbuf,
-		 method_str(req), uri, code, (unsigned long long)body);
+	         method_str(req), uri, code, (unsigned long long)body);
 	fputs(line, t->srv->cfg.access_log);
 }
 
@@ -311,8 +321,8 @@ static void srv_count(struct srv_thread *t, struct evhttp_request *req, int code
 }
 
 /* Sends what the output buffer holds; @body is the byte count for metrics and the log. */
-static void srv_send(struct srv_thread *t, struct evhttp_request *req, int code,
-		     const char *reason, uint64_t body)
+static void srv_send(struct srv_thread *t, struct evhttp_request *req, int code, const char *reason,
+                     uint64_t body)
 {
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
@@ -339,7 +349,7 @@ static void srv_send(struct srv_thread *t, struct evhttp_request *req, int code,
 }
 
 static void srv_error(struct srv_thread *t, struct evhttp_request *req, int code,
-		      const char *reason)
+                      const char *reason)
 {
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	struct evbuffer *out = evhttp_request_get_output_buffer(req);
@@ -357,7 +367,7 @@ static void srv_error(struct srv_thread *t, struct evhttp_request *req, int code
 }
 
 static void srv_empty(struct srv_thread *t, struct evhttp_request *req, int code,
-		      const char *reason)
+                      const char *reason)
 {
 	if (code != 204)
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length", "0");
@@ -466,7 +476,8 @@ static bool etag_matches(const char *h, const char *hex)
 		if (n >= CFS_DIGEST_HEX_SIZE + 2 && h[0] == '"' && h[n - 1] == '"' &&
 		    memcmp(h + 1, hex, CFS_DIGEST_HEX_SIZE) == 0 &&
 		    (n == CFS_DIGEST_HEX_SIZE + 2 ||
-		     (n == CFS_DIGEST_HEX_SIZE + 7 && memcmp(h + 1 + CFS_DIGEST_HEX_SIZE, "-zstd", 5) == 0)))
+		     (n == CFS_DIGEST_HEX_SIZE + 7 &&
+		      memcmp(h + 1 + CFS_DIGEST_HEX_SIZE, "-zstd", 5) == 0)))
 			return true;
 		h = end ? end + 1 : NULL;
 	}
@@ -545,7 +556,7 @@ static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *le
 
 /* Adds @len bytes of @fd at @off to the reply and takes ownership of @fd. */
 static int srv_add_body(struct srv_thread *t, struct evbuffer *out, int fd, uint64_t off,
-			uint64_t len)
+                        uint64_t len)
 {
 	struct evbuffer_iovec vec;
 	ssize_t n;
@@ -576,8 +587,8 @@ static int srv_add_body(struct srv_thread *t, struct evbuffer *out, int fd, uint
 
 /* Sends an object from an open descriptor (@fd, closed here) or from a cache entry (@e). */
 static void srv_reply_object(struct srv_thread *t, struct evhttp_request *req, int fd,
-			     struct cfs_ocache_entry *e, const struct stat *st,
-			     const uint8_t digest[CFS_DIGEST_SIZE], bool head)
+                             struct cfs_ocache_entry *e, const struct stat *st,
+                             const uint8_t digest[CFS_DIGEST_SIZE], bool head)
 {
 	struct cfs_serve *srv = t->srv;
 	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
@@ -616,7 +627,7 @@ static void srv_reply_object(struct srv_thread *t, struct evhttp_request *req, i
 	if (r > 0) {
 		code = 206;
 		snprintf(num, sizeof(num), "bytes %llu-%llu/%llu", (unsigned long long)off,
-			 (unsigned long long)(off + len - 1), (unsigned long long)size);
+		         (unsigned long long)(off + len - 1), (unsigned long long)size);
 		evhttp_add_header(h, "Content-Range", num);
 	} else if (fd >= 0 && srv->zc && accepts_zstd(evhttp_find_header(in, "Accept-Encoding"))) {
 		int zfd = -1;
@@ -667,7 +678,7 @@ static void srv_reply_object(struct srv_thread *t, struct evhttp_request *req, i
 
 /* Opens an object by digest only, without following any symlink inside the store. */
 static int srv_open_object(struct cfs_serve *srv, const uint8_t digest[CFS_DIGEST_SIZE],
-			   int *fd_ret, struct stat *st)
+                           int *fd_ret, struct stat *st)
 {
 	char rel[CFS_NAME_PATH_LEN + 1];
 	int fd;
@@ -685,7 +696,7 @@ static int srv_open_object(struct cfs_serve *srv, const uint8_t digest[CFS_DIGES
 }
 
 static void srv_object_get(struct srv_thread *t, struct evhttp_request *req,
-			   const uint8_t digest[CFS_DIGEST_SIZE], bool head, bool may_miss)
+                           const uint8_t digest[CFS_DIGEST_SIZE], bool head, bool may_miss)
 {
 	struct cfs_serve *srv = t->srv;
 	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
@@ -696,7 +707,7 @@ static void srv_object_get(struct srv_thread *t, struct evhttp_request *req,
 
 	/* zstd answers come from side files; everything else may come from the cache. */
 	cacheable = t->oc && !(srv->zc && !evhttp_find_header(in, "Range") &&
-			       accepts_zstd(evhttp_find_header(in, "Accept-Encoding")));
+	                       accepts_zstd(evhttp_find_header(in, "Accept-Encoding")));
 	if (cacheable && (e = cfs_ocache_find(t->oc, digest))) {
 		char rel[CFS_NAME_PATH_LEN + 1];
 		time_t now = time(NULL);
@@ -710,8 +721,9 @@ static void srv_object_get(struct srv_thread *t, struct evhttp_request *req,
 		}
 		/* Still the same file under that name? One fstatat instead of open+fstat+close. */
 		cfs_name_format_path(digest, rel);
-		if (fstatat(srv->store_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
-		    st.st_dev == e->dev && st.st_ino == e->ino && (uint64_t)st.st_size == e->size) {
+		if (fstatat(srv->store_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode) && st.st_dev == e->dev && st.st_ino == e->ino &&
+		    (uint64_t)st.st_size == e->size) {
 			e->checked = (int64_t)now;
 			srv_reply_object(t, req, -1, e, &st, digest, head);
 			return;
@@ -750,7 +762,8 @@ static void srv_object_get(struct srv_thread *t, struct evhttp_request *req,
 	if (r < 0) {
 		cfs_err("opening object: %s", strerror(-r));
 		srv_error(t, req, r == -EMFILE || r == -ENFILE ? 503 : 500,
-			  r == -EMFILE || r == -ENFILE ? "Service Unavailable" : "Internal Server Error");
+		          r == -EMFILE || r == -ENFILE ? "Service Unavailable"
+		                                       : "Internal Server Error");
 		return;
 	}
 	if (cacheable) {
@@ -779,7 +792,7 @@ void cfs_serve_miss_done(struct cfs_serve_miss *m, bool present, int status)
 }
 
 static void srv_object_put(struct srv_thread *t, struct evhttp_request *req,
-			   const uint8_t digest[CFS_DIGEST_SIZE])
+                           const uint8_t digest[CFS_DIGEST_SIZE])
 {
 	struct cfs_serve *srv = t->srv;
 	struct evbuffer *body = evhttp_request_get_input_buffer(req);
@@ -822,7 +835,7 @@ static void srv_object_put(struct srv_thread *t, struct evhttp_request *req,
 	if (r < 0)
 		goto fail;
 	cfs_info("stored %s (%llu bytes)%s", hex, (unsigned long long)cfs_store_writer_size(w),
-		 existed ? ", already present" : "");
+	         existed ? ", already present" : "");
 	cfs_store_writer_free(w);
 	if (existed)
 		srv_empty(t, req, 204, "No Content");
@@ -847,7 +860,7 @@ static void srv_metrics(struct srv_thread *t, struct evhttp_request *req)
 	char len[24];
 
 	evbuffer_add_printf(out, "# HELP cfs_serve_requests_total HTTP requests answered.\n"
-				 "# TYPE cfs_serve_requests_total counter\n");
+	                         "# TYPE cfs_serve_requests_total counter\n");
 	for (int m = 0; m < M_COUNT; m++) {
 		for (size_t s = 0; s < N_STATUS; s++) {
 			uint64_t v = 0;
@@ -857,11 +870,15 @@ static void srv_metrics(struct srv_thread *t, struct evhttp_request *req)
 			if (!v)
 				continue;
 			if (s < CFS_ARRAY_SIZE(status_codes))
-				evbuffer_add_printf(out, "cfs_serve_requests_total{method=\"%s\",code=\"%d\"} %llu\n",
-						    method_names[m], status_codes[s], (unsigned long long)v);
+				evbuffer_add_printf(
+				    out,
+				    "cfs_serve_requests_total{method=\"%s\",code=\"%d\"} %llu\n",
+				    method_names[m], status_codes[s], (unsigned long long)v);
 			else
-				evbuffer_add_printf(out, "cfs_serve_requests_total{method=\"%s\",code=\"other\"} %llu\n",
-						    method_names[m], (unsigned long long)v);
+				evbuffer_add_printf(
+				    out,
+				    "cfs_serve_requests_total{method=\"%s\",code=\"other\"} %llu\n",
+				    method_names[m], (unsigned long long)v);
 		}
 	}
 	for (unsigned i = 0; i < srv->nthreads; i++) {
@@ -871,29 +888,30 @@ static void srv_metrics(struct srv_thread *t, struct evhttp_request *req)
 		zstd += STAT_GET(srv->threads[i].stats.zstd_replies);
 	}
 	evbuffer_add_printf(out,
-			    "# HELP cfs_serve_sent_bytes_total Body bytes sent.\n"
-			    "# TYPE cfs_serve_sent_bytes_total counter\n"
-			    "cfs_serve_sent_bytes_total %llu\n"
-			    "# HELP cfs_serve_open_connections Client connections open now.\n"
-			    "# TYPE cfs_serve_open_connections gauge\n"
-			    "cfs_serve_open_connections %u\n"
-			    "# HELP cfs_serve_connections_total Client connections accepted.\n"
-			    "# TYPE cfs_serve_connections_total counter\n"
-			    "cfs_serve_connections_total %llu\n"
-			    "# HELP cfs_serve_errors_total Requests answered with a server error.\n"
-			    "# TYPE cfs_serve_errors_total counter\n"
-			    "cfs_serve_errors_total %llu\n"
-			    "# HELP cfs_serve_zstd_replies_total Replies sent zstd-encoded.\n"
-			    "# TYPE cfs_serve_zstd_replies_total counter\n"
-			    "cfs_serve_zstd_replies_total %llu\n"
-			    "# HELP cfs_serve_threads Event-loop threads.\n"
-			    "# TYPE cfs_serve_threads gauge\n"
-			    "cfs_serve_threads %u\n",
-			    (unsigned long long)bytes, atomic_load(&srv->open_conns),
-			    (unsigned long long)conns, (unsigned long long)errors,
-			    (unsigned long long)zstd, srv->nthreads);
-	evbuffer_add_printf(out, "# HELP cfs_serve_loop_requests_total Requests answered by each event loop.\n"
-				 "# TYPE cfs_serve_loop_requests_total counter\n");
+	                    "# HELP cfs_serve_sent_bytes_total Body bytes sent.\n"
+	                    "# TYPE cfs_serve_sent_bytes_total counter\n"
+	                    "cfs_serve_sent_bytes_total %llu\n"
+	                    "# HELP cfs_serve_open_connections Client connections open now.\n"
+	                    "# TYPE cfs_serve_open_connections gauge\n"
+	                    "cfs_serve_open_connections %u\n"
+	                    "# HELP cfs_serve_connections_total Client connections accepted.\n"
+	                    "# TYPE cfs_serve_connections_total counter\n"
+	                    "cfs_serve_connections_total %llu\n"
+	                    "# HELP cfs_serve_errors_total Requests answered with a server error.\n"
+	                    "# TYPE cfs_serve_errors_total counter\n"
+	                    "cfs_serve_errors_total %llu\n"
+	                    "# HELP cfs_serve_zstd_replies_total Replies sent zstd-encoded.\n"
+	                    "# TYPE cfs_serve_zstd_replies_total counter\n"
+	                    "cfs_serve_zstd_replies_total %llu\n"
+	                    "# HELP cfs_serve_threads Event-loop threads.\n"
+	                    "# TYPE cfs_serve_threads gauge\n"
+	                    "cfs_serve_threads %u\n",
+	                    (unsigned long long)bytes, atomic_load(&srv->open_conns),
+	                    (unsigned long long)conns, (unsigned long long)errors,
+	                    (unsigned long long)zstd, srv->nthreads);
+	evbuffer_add_printf(
+	    out, "# HELP cfs_serve_loop_requests_total Requests answered by each event loop.\n"
+	         "# TYPE cfs_serve_loop_requests_total counter\n");
 	for (unsigned i = 0; i < srv->nthreads; i++) {
 		uint64_t v = 0;
 
@@ -901,7 +919,7 @@ static void srv_metrics(struct srv_thread *t, struct evhttp_request *req)
 			for (size_t st = 0; st < N_STATUS; st++)
 				v += STAT_GET(srv->threads[i].stats.requests[m][st]);
 		evbuffer_add_printf(out, "cfs_serve_loop_requests_total{loop=\"%u\"} %llu\n", i,
-				    (unsigned long long)v);
+		                    (unsigned long long)v);
 	}
 	evhttp_add_header(h, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
 	evhttp_add_header(h, "Cache-Control", "no-store");
@@ -913,7 +931,7 @@ static void srv_metrics(struct srv_thread *t, struct evhttp_request *req)
 }
 
 static void srv_method_not_allowed(struct srv_thread *t, struct evhttp_request *req,
-				   const char *allow)
+                                   const char *allow)
 {
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
 	srv_error(t, req, 405, "Method Not Allowed");
@@ -949,7 +967,7 @@ static void srv_handle(struct evhttp_request *req, void *arg)
 	}
 	if (!srv_authorized(srv, req)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
-				  "Bearer realm=\"cfs-serve\"");
+		                  "Bearer realm=\"cfs-serve\"");
 		return srv_error(t, req, 401, "Unauthorized");
 	}
 	switch (route) {
@@ -968,7 +986,8 @@ static void srv_handle(struct evhttp_request *req, void *arg)
 			return srv_object_get(t, req, digest, cmd == EVHTTP_REQ_HEAD, true);
 		if (cmd == EVHTTP_REQ_PUT && srv->cfg.allow_upload)
 			return srv_object_put(t, req, digest);
-		return srv_method_not_allowed(t, req, srv->cfg.allow_upload ? "GET, HEAD, PUT" : "GET, HEAD");
+		return srv_method_not_allowed(
+		    t, req, srv->cfg.allow_upload ? "GET, HEAD, PUT" : "GET, HEAD");
 	default:
 		return srv_error(t, req, 500, "Internal Server Error");
 	}
@@ -1005,7 +1024,7 @@ static void srv_deadline_cb(evutil_socket_t fd, short what, void *arg)
 	struct srv_thread *t = arg;
 
 	cfs_warn("thread %u: %u request(s) still in flight at the shutdown deadline", t->idx,
-		 t->busy);
+	         t->busy);
 	event_base_loopexit(t->base, NULL);
 }
 
@@ -1057,7 +1076,8 @@ static int parse_listen(const char *s, char *host, size_t hostlen, char *port, s
 static int srv_bind_all(struct cfs_serve *srv, size_t li)
 {
 	char host[256], port[32], shown[300];
-	struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM };
+	struct addrinfo hints = {.ai_flags = AI_PASSIVE | AI_NUMERICSERV,
+	                         .ai_socktype = SOCK_STREAM};
 	struct addrinfo *ai = NULL;
 	int r, one = 1;
 
@@ -1095,10 +1115,12 @@ static int srv_bind_all(struct cfs_serve *srv, size_t li)
 
 			if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
 			    getnameinfo((struct sockaddr *)&ss, sl, h, sizeof(h), p, sizeof(p),
-					NI_NUMERICHOST | NI_NUMERICSERV) == 0) {
+			                NI_NUMERICHOST | NI_NUMERICSERV) == 0) {
 				memcpy(ai->ai_addr, &ss, ai->ai_addrlen);
-				snprintf(shown, sizeof(shown), ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, p);
-				cfs_notice("listening on %s%s", srv->cfg.tls_cert ? "https://" : "http://", shown);
+				snprintf(shown, sizeof(shown),
+				         ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, p);
+				cfs_notice("listening on %s%s",
+				           srv->cfg.tls_cert ? "https://" : "http://", shown);
 			}
 		}
 	}
@@ -1133,8 +1155,8 @@ static int srv_tls_init(struct cfs_serve *srv)
 static int srv_thread_init(struct cfs_serve *srv, struct srv_thread *t)
 {
 	struct timeval tv = {
-		.tv_sec = (time_t)(srv->cfg.timeout_ms / 1000),
-		.tv_usec = (suseconds_t)(srv->cfg.timeout_ms % 1000) * 1000,
+	    .tv_sec = (time_t)(srv->cfg.timeout_ms / 1000),
+	    .tv_usec = (suseconds_t)(srv->cfg.timeout_ms % 1000) * 1000,
 	};
 	int r;
 
@@ -1157,7 +1179,7 @@ static int srv_thread_init(struct cfs_serve *srv, struct srv_thread *t)
 	evhttp_set_max_headers_size(t->http, (ev_ssize_t)srv->cfg.max_header_size);
 	/* Without uploads a small limit still lets a short PUT reach us for its 405. */
 	evhttp_set_max_body_size(t->http,
-				 (ev_ssize_t)(srv->cfg.allow_upload ? srv->cfg.max_upload : 65536));
+	                         (ev_ssize_t)(srv->cfg.allow_upload ? srv->cfg.max_upload : 65536));
 	evhttp_set_timeout_tv(t->http, &tv);
 	evhttp_set_flags(t->http, EVHTTP_SERVER_LINGERING_CLOSE);
 	evhttp_set_gencb(t->http, srv_handle, t);
@@ -1202,7 +1224,8 @@ int cfs_serve_new(const struct cfs_serve_config *cfg, struct cfs_serve **srv_ret
 	srv->token_len = cfg->token ? strlen(cfg->token) : 0;
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	srv->nthreads = cfg->threads ? cfg->threads : (unsigned)(ncpu > 0 ? ncpu : 1);
-	r = cfs_store_open(cfg->store_path, cfg->allow_upload ? 0 : CFS_STORE_NO_CLEAN, &srv->store);
+	r = cfs_store_open(cfg->store_path, cfg->allow_upload ? 0 : CFS_STORE_NO_CLEAN,
+	                   &srv->store);
 	if (r < 0) {
 		cfs_err("cannot open store %s: %s", cfg->store_path, strerror(-r));
 		goto fail;
@@ -1212,7 +1235,7 @@ int cfs_serve_new(const struct cfs_serve_config *cfg, struct cfs_serve **srv_ret
 		r = cfs_zcache_new(srv->store_fd, cfg->zstd_level, cfg->zstd_max_size, &srv->zc);
 		if (r < 0) {
 			cfs_warn("zstd side files disabled: %s/%s: %s", cfg->store_path,
-				 CFS_ZCACHE_DIR, strerror(-r));
+			         CFS_ZCACHE_DIR, strerror(-r));
 			srv->zc = NULL;
 		}
 	}
@@ -1261,7 +1284,8 @@ fail:
 int cfs_serve_start(struct cfs_serve *srv)
 {
 	for (unsigned i = 0; i < srv->nthreads; i++) {
-		int r = pthread_create(&srv->threads[i].tid, NULL, srv_thread_main, &srv->threads[i]);
+		int r =
+		    pthread_create(&srv->threads[i].tid, NULL, srv_thread_main, &srv->threads[i]);
 
 		if (r != 0) {
 			cfs_serve_stop(srv);

@@ -16,20 +16,20 @@ struct cfs_serve_miss;
 /* Called on the request's own event-loop thread when an object is absent from the store.
  * The handler takes over the request: it must later call cfs_serve_miss_done exactly once,
  * on that same thread (issue 8: pull-through from an upstream plugs in here). */
-typedef void (*cfs_serve_miss_fn)(struct cfs_serve_miss *miss, const uint8_t digest[CFS_DIGEST_SIZE],
-				  void *userdata);
+typedef void (*cfs_serve_miss_fn)(struct cfs_serve_miss *miss,
+                                  const uint8_t digest[CFS_DIGEST_SIZE], void *userdata);
 
 struct cfs_serve_config {
 	const char *store_path;
 	const char *const *listen; /* "ADDR:PORT" / "[V6]:PORT" strings */
 	size_t n_listen;
-	unsigned threads;          /* event loops; 0 = online CPUs */
-	unsigned max_connections;  /* over it, requests get 503 */
-	uint64_t timeout_ms;       /* read/write/idle timeout of a connection */
+	unsigned threads;         /* event loops; 0 = online CPUs */
+	unsigned max_connections; /* over it, requests get 503 */
+	uint64_t timeout_ms;      /* read/write/idle timeout of a connection */
 	uint64_t shutdown_timeout_ms;
-	size_t max_header_size;    /* request line + headers */
-	size_t max_uri;            /* request-target length */
-	uint64_t max_upload;       /* PUT body limit */
+	size_t max_header_size; /* request line + headers */
+	size_t max_uri;         /* request-target length */
+	uint64_t max_upload;    /* PUT body limit */
 	bool allow_upload;
 	const char *token; /* NULL: no authentication */
 	const char *tls_cert, *tls_key;

@@ -22,7 +22,7 @@
 #define ZC_CHUNK (128 * 1024)
 #define ZC_MIN_SIZE 256
 /* Worth it only when the encoding saves at least a tenth. */
-#define ZC_WORTH(csize, size) ((csize) * 10 < (uint64_t)(size) * 9)
+#define ZC_WORTH(csize, size) ((csize)*10 < (uint64_t)(size)*9)
 
 struct cfs_zcache {
 	int dirfd;
@@ -39,9 +39,9 @@ struct cfs_zcache_ctx {
 int cfs_serve_open_beneath(int dirfd, const char *rel, int flags)
 {
 	struct open_how how = {
-		.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
-		.mode = (flags & O_CREAT) ? 0644 : 0,
-		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	    .flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
+	    .mode = (flags & O_CREAT) ? 0644 : 0,
+	    .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
 	};
 	const char *slash;
 	char dir[16];
@@ -121,10 +121,10 @@ void cfs_zcache_ctx_free(struct cfs_zcache_ctx *ctx)
 
 /* A side file is trusted only if its frame header announces the object's size. */
 static int zc_open_existing(struct cfs_zcache *zc, const char *rel, const struct stat *obj,
-			    int *fd_ret, uint64_t *size_ret)
+                            int *fd_ret, uint64_t *size_ret)
 {
 	unsigned char hdr[18]; /* ZSTD_FRAMEHEADERSIZE_MAX */
-	struct stat st = { 0 };
+	struct stat st = {0};
 	ssize_t n;
 	int fd;
 
@@ -159,7 +159,7 @@ static int zc_mark_raw(struct cfs_zcache *zc, const char *rel_raw)
 /* Streams the object through the compressor into @out_fd. Returns the compressed size, or
  * -ENOENT as soon as it is clear the result is not worth keeping, or -errno. */
 static int64_t zc_compress(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, int in_fd,
-			   uint64_t size, int out_fd)
+                           uint64_t size, int out_fd)
 {
 	uint64_t off = 0, total = 0;
 	size_t zr;
@@ -189,9 +189,9 @@ static int64_t zc_compress(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, in
 			return -EIO; /* the object changed size under us */
 		off += (uint64_t)n;
 		mode = off == size ? ZSTD_e_end : ZSTD_e_continue;
-		in = (ZSTD_inBuffer){ ctx->in, (size_t)n, 0 };
+		in = (ZSTD_inBuffer){ctx->in, (size_t)n, 0};
 		do {
-			ZSTD_outBuffer out = { ctx->out, ZC_CHUNK, 0 };
+			ZSTD_outBuffer out = {ctx->out, ZC_CHUNK, 0};
 
 			zr = ZSTD_compressStream2(ctx->cctx, &out, &in, mode);
 			if (ZSTD_isError(zr))
@@ -210,8 +210,8 @@ static int64_t zc_compress(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, in
 }
 
 int cfs_zcache_get(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, int obj_fd,
-		   const struct stat *st, const uint8_t digest[CFS_DIGEST_SIZE], int *fd_ret,
-		   uint64_t *size_ret)
+                   const struct stat *st, const uint8_t digest[CFS_DIGEST_SIZE], int *fd_ret,
+                   uint64_t *size_ret)
 {
 	char path[CFS_NAME_PATH_LEN + 1], rel[CFS_NAME_PATH_LEN + 8], raw[CFS_NAME_PATH_LEN + 8];
 	char tmp[CFS_NAME_PATH_LEN + 48], prefix[3];
@@ -235,7 +235,7 @@ int cfs_zcache_get(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, int obj_fd
 		return -errno;
 	/* A name with a leading dot and a sequence number: unique per process and thread. */
 	snprintf(tmp, sizeof(tmp), "%s/.tmp-%s-%d-%u", prefix, path + 3, (int)getpid(),
-		 atomic_fetch_add(&zc->tmp_seq, 1));
+	         atomic_fetch_add(&zc->tmp_seq, 1));
 	fd = cfs_serve_open_beneath(zc->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL);
 	if (fd < 0)
 		return fd;

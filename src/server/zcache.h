@@ -25,8 +25,8 @@ void cfs_zcache_ctx_free(struct cfs_zcache_ctx *ctx);
  * compression does not pay off for this object, or another -errno. Compression happens at
  * most once per object; the result (or "not worth it") is remembered on disk. */
 int cfs_zcache_get(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, int obj_fd,
-		   const struct stat *st, const uint8_t digest[CFS_DIGEST_SIZE], int *fd_ret,
-		   uint64_t *size_ret);
+                   const struct stat *st, const uint8_t digest[CFS_DIGEST_SIZE], int *fd_ret,
+                   uint64_t *size_ret);
 
 /* Opens @rel (a fixed-shape relative path) under @dirfd without following any symlink.
  * Shared with the object path of the server. Returns an fd or -errno. */
