@@ -163,7 +163,8 @@ class H(http.server.BaseHTTPRequestHandler):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as f:
             f.write(body)
-        print(self.path, file=sys.stderr, flush=True)
+        with lock:
+            print(self.path, file=sys.stderr, flush=True)
         self.reply(201)
 http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
 PY
