@@ -641,7 +641,7 @@ static void srv_reply_object(struct srv_thread *t, struct evhttp_request *req, i
 			snprintf(etag, sizeof(etag), "\"%s-zstd\"", hex);
 			evhttp_add_header(h, "Content-Encoding", "zstd");
 			STAT_ADD(t->stats.zstd_replies, 1);
-		} else if (r != -ENOENT) {
+		} else if (r != -ENOENT && r != -EAGAIN) {
 			cfs_warn("zstd encoding of %s failed: %s", hex, strerror(-r));
 		}
 	}

@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,11 +26,22 @@
 /* Worth it only when the encoding saves at least a tenth. */
 #define ZC_WORTH(csize, size) ((csize)*10 < (uint64_t)(size)*9)
 
+/* Objects above this size are compressed by a background thread, not in the event loop:
+ * their first answers are identity, later ones zstd. */
+#define ZC_INLINE_MAX (1024 * 1024)
+#define ZC_QUEUE 64
+
 struct cfs_zcache {
-	int dirfd;
+	int dirfd, store_fd;
 	int level;
 	uint64_t max_size;
 	atomic_uint tmp_seq;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_t tid;
+	bool started, stopping;
+	unsigned qhead, qlen;
+	uint8_t queue[ZC_QUEUE][CFS_DIGEST_SIZE];
 };
 
 struct cfs_zcache_ctx {
@@ -85,8 +98,11 @@ int cfs_zcache_new(int store_dirfd, int level, uint64_t max_size, struct cfs_zca
 		return -ENOMEM;
 	}
 	zc->dirfd = fd;
+	zc->store_fd = store_dirfd;
 	zc->level = level;
 	zc->max_size = max_size;
+	pthread_mutex_init(&zc->lock, NULL);
+	pthread_cond_init(&zc->cond, NULL);
 	*zc_ret = zc;
 	return 0;
 }
@@ -95,6 +111,14 @@ void cfs_zcache_free(struct cfs_zcache *zc)
 {
 	if (!zc)
 		return;
+	pthread_mutex_lock(&zc->lock);
+	zc->stopping = true;
+	pthread_cond_signal(&zc->cond);
+	pthread_mutex_unlock(&zc->lock);
+	if (zc->started)
+		pthread_join(zc->tid, NULL);
+	pthread_mutex_destroy(&zc->lock);
+	pthread_cond_destroy(&zc->cond);
 	close(zc->dirfd);
 	free(zc);
 }
@@ -209,6 +233,10 @@ static int64_t zc_compress(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, in
 	}
 }
 
+static int zc_schedule(struct cfs_zcache *zc, const uint8_t digest[CFS_DIGEST_SIZE]);
+/* The background thread's context (there is one such thread per cache). */
+static __thread struct cfs_zcache_ctx zc_worker_ctx;
+
 int cfs_zcache_get(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, int obj_fd,
                    const struct stat *st, const uint8_t digest[CFS_DIGEST_SIZE], int *fd_ret,
                    uint64_t *size_ret)
@@ -228,6 +256,10 @@ int cfs_zcache_get(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, int obj_fd
 	snprintf(raw, sizeof(raw), "%s.raw", path);
 	if (faccessat(zc->dirfd, raw, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
 		return -ENOENT;
+	if (ctx && st->st_size > ZC_INLINE_MAX)
+		return zc_schedule(zc, digest);
+	if (!ctx)
+		ctx = &zc_worker_ctx;
 
 	memcpy(prefix, path, 2);
 	prefix[2] = '\0';
@@ -262,4 +294,72 @@ fail:
 	unlinkat(zc->dirfd, tmp, 0);
 	close(fd);
 	return r;
+}
+
+static void *zc_worker(void *arg)
+{
+	struct cfs_zcache *zc = arg;
+
+	pthread_mutex_lock(&zc->lock);
+	for (;;) {
+		uint8_t digest[CFS_DIGEST_SIZE];
+		char rel[CFS_NAME_PATH_LEN + 1];
+		struct stat st;
+		uint64_t zsize;
+		int fd, zfd, r;
+
+		while (!zc->qlen && !zc->stopping)
+			pthread_cond_wait(&zc->cond, &zc->lock);
+		if (zc->stopping)
+			break;
+		memcpy(digest, zc->queue[zc->qhead], CFS_DIGEST_SIZE);
+		pthread_mutex_unlock(&zc->lock);
+
+		cfs_name_format_path(digest, rel);
+		fd = cfs_serve_open_beneath(zc->store_fd, rel, O_RDONLY | O_NONBLOCK);
+		if (fd >= 0) {
+			if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+				/* NULL context: compress here, whatever the size. */
+				r = cfs_zcache_get(zc, NULL, fd, &st, digest, &zfd, &zsize);
+				if (r == 0)
+					close(zfd);
+				else if (r != -ENOENT)
+					cfs_warn("zstd: compressing %s: %s", rel, strerror(-r));
+			}
+			close(fd);
+		}
+
+		pthread_mutex_lock(&zc->lock);
+		/* Dequeue only now, so that the entry keeps deduplicating while it is worked on. */
+		zc->qhead = (zc->qhead + 1) % ZC_QUEUE;
+		zc->qlen--;
+	}
+	pthread_mutex_unlock(&zc->lock);
+	ZSTD_freeCCtx(zc_worker_ctx.cctx);
+	free(zc_worker_ctx.in);
+	free(zc_worker_ctx.out);
+	return NULL;
+}
+
+/* Queues an object for the background thread (dropped when the queue is full: a later
+ * request asks again). Returns -EAGAIN: no encoding yet. */
+static int zc_schedule(struct cfs_zcache *zc, const uint8_t digest[CFS_DIGEST_SIZE])
+{
+	pthread_mutex_lock(&zc->lock);
+	for (unsigned i = 0; i < zc->qlen; i++)
+		if (memcmp(zc->queue[(zc->qhead + i) % ZC_QUEUE], digest, CFS_DIGEST_SIZE) == 0)
+			goto out;
+	if (zc->qlen == ZC_QUEUE || zc->stopping)
+		goto out;
+	if (!zc->started) {
+		if (pthread_create(&zc->tid, NULL, zc_worker, zc) != 0)
+			goto out;
+		zc->started = true;
+	}
+	memcpy(zc->queue[(zc->qhead + zc->qlen) % ZC_QUEUE], digest, CFS_DIGEST_SIZE);
+	zc->qlen++;
+	pthread_cond_signal(&zc->cond);
+out:
+	pthread_mutex_unlock(&zc->lock);
+	return -EAGAIN;
 }

@@ -22,8 +22,9 @@ void cfs_zcache_ctx_free(struct cfs_zcache_ctx *ctx);
 
 /* Finds or makes the zstd encoding of the object open at @obj_fd (size @st->st_size).
  * Returns 0 with *fd_ret (caller closes) and *size_ret of the compressed file, -ENOENT when
- * compression does not pay off for this object, or another -errno. Compression happens at
- * most once per object; the result (or "not worth it") is remembered on disk. */
+ * compression does not pay off for this object, -EAGAIN when a background thread has been
+ * asked to make it (objects over 1 MiB: the event loop never compresses those), or another
+ * -errno. The result (or "not worth it") is remembered on disk. */
 int cfs_zcache_get(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, int obj_fd,
                    const struct stat *st, const uint8_t digest[CFS_DIGEST_SIZE], int *fd_ret,
                    uint64_t *size_ret);

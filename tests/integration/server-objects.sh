@@ -34,6 +34,7 @@ for s in $sizes; do
 done
 cfs_make_file "$src/big" $((100 << 20)) 99
 yes 'compressible line of text for zstd' | head -c 300000 >"$src/text"
+yes 'a larger compressible text, compressed in the background' | head -c 3000000 >"$src/bigtext"
 "$CFS_STORE_BIN" -q --no-progress import "$src" "$store" >/dev/null
 # The empty object (import skips empty files).
 empty=3d248ca542a24fc62d1c43b916eae5016878e2533c88238480b26128a1f1af95
@@ -143,6 +144,18 @@ cmp -s "$CFS_TMP/z.dec" "$src/text" || cfs_fail "curl --compressed bytes differ"
 # Second time from the side file, same bytes.
 curl -sSf -H 'Accept-Encoding: gzip, zstd;q=0.5' -o "$CFS_TMP/z2.zst" "$base/objects/$p"
 cmp -s "$CFS_TMP/z.zst" "$CFS_TMP/z2.zst" || cfs_fail "side file differs from first encoding"
+# Above 1 MiB the encoding is made in the background: identity first, zstd soon after.
+p=$(path_of "$src/bigtext")
+got=""
+for _ in $(seq 1 50); do
+	curl -sSf -D "$CFS_TMP/zh" -H 'Accept-Encoding: zstd' -o "$CFS_TMP/zb" "$base/objects/$p"
+	if tr -d '\r' <"$CFS_TMP/zh" | grep -qx 'Content-Encoding: zstd'; then got=1; break; fi
+	cmp -s "$CFS_TMP/zb" "$src/bigtext" || cfs_fail "identity bytes of bigtext"
+	sleep 0.1
+done
+[ -n "$got" ] || cfs_fail "no zstd for a large compressible object"
+zstd -q -d -c "$CFS_TMP/zb" | cmp -s - "$src/bigtext" || cfs_fail "large zstd bytes differ"
+p=$(path_of "$src/text")
 # Side files are kept outside the object namespace.
 [ -d "$store/.cfs-zstd" ] || cfs_fail "no side-file directory"
 # Not offered, refused (q=0), a range, or incompressible: identity.
