@@ -791,6 +791,16 @@ void cfs_serve_miss_done(struct cfs_serve_miss *m, bool present, int status)
 	free(m);
 }
 
+struct event_base *cfs_serve_miss_base(const struct cfs_serve_miss *m)
+{
+	return m->t->base;
+}
+
+bool cfs_serve_miss_alive(const struct cfs_serve_miss *m)
+{
+	return m->req != NULL;
+}
+
 static void srv_object_put(struct srv_thread *t, struct evhttp_request *req,
                            const uint8_t digest[CFS_DIGEST_SIZE])
 {

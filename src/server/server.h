@@ -12,6 +12,7 @@
 
 struct cfs_serve;
 struct cfs_serve_miss;
+struct event_base;
 
 /* Called on the request's own event-loop thread when an object is absent from the store.
  * The handler takes over the request: it must later call cfs_serve_miss_done exactly once,
@@ -60,5 +61,10 @@ void cfs_serve_free(struct cfs_serve *srv);
  * client went away meanwhile nothing is sent. Call it on the request's loop thread (e.g. from
  * an event on that loop's base); the loop does not wait for pending misses at shutdown. */
 void cfs_serve_miss_done(struct cfs_serve_miss *miss, bool present, int status);
+/* The event loop that owns @miss: completions from other threads are scheduled on it (which
+ * needs evthread_use_pthreads() before cfs_serve_new). */
+struct event_base *cfs_serve_miss_base(const struct cfs_serve_miss *miss);
+/* Whether the client is still there to be answered. */
+bool cfs_serve_miss_alive(const struct cfs_serve_miss *miss);
 
 #endif
