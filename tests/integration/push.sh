@@ -187,11 +187,19 @@ many=$CFS_TMP/many
 mkdir -p "$many/src"
 for i in $(seq 1 500); do printf 'small object %d\n%0900d\n' "$i" "$i" >"$many/src/f$i"; done
 "$S" -q --no-progress import "$many/src" "$many/store" >/dev/null
+conns() {
+	curl -sf -H 'Authorization: Bearer push-token-1' "http://127.0.0.1:$port/metrics" |
+		sed -n 's/^cfs_serve_connections_total //p'
+}
+c0=$(conns)
 t0=$(date +%s%N)
 "$S" push --token-file "$CFS_TMP/token" --jobs 8 "$many/store" "$url" >"$CFS_TMP/out"
 t1=$(date +%s%N)
+c1=$(conns)
+# Kept-alive connections: 1000 requests over about --jobs connections (and the metrics one).
+[ $((c1 - c0)) -le 12 ] || cfs_fail "push opened $((c1 - c0)) connections for 1000 requests"
 grep -q "^500 objects (.*): 500 uploaded" "$CFS_TMP/out" || cfs_fail "small objects: $(cat "$CFS_TMP/out")"
-cfs_log "500 small objects pushed in $(((t1 - t0) / 1000000)) ms"
+cfs_log "500 small objects pushed in $(((t1 - t0) / 1000000)) ms over $((c1 - c0 - 1)) connections"
 
 # A node mounts the image lazily from the origin: nothing is local before it is read.
 node=$CFS_TMP/node remote=$CFS_TMP/remote mnt=$CFS_TMP/mnt
