@@ -408,6 +408,13 @@ int cfs_store_writer_commit(struct cfs_store_writer *w, unsigned flags, bool *ex
 		return r;
 	cfs_name_format_path(w->computed, rel);
 	r = link_noreplace(store, w->tmpname, rel);
+	if (r == -ENOENT) {
+		/* The prefix directory was removed under us (e.g. by hand): make it again. */
+		atomic_store(&store->have_prefix[w->computed[0]], 0);
+		r = ensure_prefix(store, w->computed[0]);
+		if (r == 0)
+			r = link_noreplace(store, w->tmpname, rel);
+	}
 	if (r == -EEXIST) {
 		struct stat st;
 

@@ -112,6 +112,11 @@ static void test_insert_lookup_remove(void **state)
 	assert_int_equal(cfs_store_remove(f->store, d), 0);
 	assert_int_equal(cfs_store_lookup(f->store, d, NULL), -ENOENT);
 	assert_int_equal(cfs_store_remove(f->store, d), -ENOENT);
+	/* A prefix directory removed behind the store's back is made again. */
+	assert_int_equal(rmdir(full), 0);
+	insert_bytes(f->store, data, sizeof(data) - 1, d, &existed);
+	assert_false(existed);
+	assert_int_equal(cfs_store_lookup(f->store, d, NULL), 0);
 }
 
 static void test_mismatch_leaves_nothing(void **state)
