@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* cfscache: fetch engine: a curl multi loop on one thread, single flight, failover, group commit. */
+/* cfscache: fetch engine: a curl multi loop on one thread, single flight, failover, group commit.
+ */
 #include "config.h"
 
 #include <curl/curl.h>
@@ -69,7 +70,7 @@ static void list_splice_tail(struct list *to, struct list *from)
 	list_init(from);
 }
 
-#define job_of(l) ((struct job *)((char *)(l) - offsetof(struct job, link)))
+#define job_of(l) ((struct job *)((char *)(l)-offsetof(struct job, link)))
 
 /* One submit: queued for the engine, then a waiter on its job. */
 struct waiter {
@@ -98,11 +99,11 @@ struct job {
 	enum job_state state;
 	bool low;
 	struct waiter *waiters, **wtail;
-	size_t server;       /* server of the current or next attempt */
-	unsigned attempt;    /* attempts made on that server */
-	uint64_t done_mask;  /* servers given up for this object */
-	bool any_failure;    /* some server failed in a way other than 404 */
-	int err;             /* last failure */
+	size_t server;      /* server of the current or next attempt */
+	unsigned attempt;   /* attempts made on that server */
+	uint64_t done_mask; /* servers given up for this object */
+	bool any_failure;   /* some server failed in a way other than 404 */
+	int err;            /* last failure */
 	char reason[REASON_LEN];
 	uint64_t retry_at;
 	CURL *easy;
@@ -338,7 +339,7 @@ static void server_failure(struct cfs_fetch *f, struct server *s)
 	pthread_mutex_unlock(&f->stats_lock);
 	if (entered)
 		cfs_notice("server %s: %u consecutive failures, skipping it for %u ms", s->url,
-			   s->consecutive, f->o.server_backoff_ms);
+		           s->consecutive, f->o.server_backoff_ms);
 }
 
 #define STAT_ADD(f, field, n)                                                                      \
@@ -365,10 +366,10 @@ static void pool_put(struct cfs_fetch *f, CURL *easy)
 static void job_finish(struct cfs_fetch *f, struct job *job, int result)
 {
 	struct cfs_fetch_result info = {
-		.size = job->size,
-		.fetched = result == 0,
-		.reason = result == 0 ? NULL : job->reason,
-		.server = f->servers[job->server < f->n_servers ? job->server : 0].url,
+	    .size = job->size,
+	    .fetched = result == 0,
+	    .reason = result == 0 ? NULL : job->reason,
+	    .server = f->servers[job->server < f->n_servers ? job->server : 0].url,
 	};
 	struct waiter *w, *next;
 
@@ -396,7 +397,8 @@ static void job_finish(struct cfs_fetch *f, struct job *job, int result)
 	free(job);
 }
 
-static void job_set_reason(struct job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void job_set_reason(struct job *job, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void job_set_reason(struct job *job, const char *fmt, ...)
 {
 	va_list ap;
@@ -471,7 +473,8 @@ static size_t on_header(char *buf, size_t size, size_t n, void *userdata)
 		unsigned long long start;
 		char tmp[128];
 
-		snprintf(tmp, sizeof(tmp), "%.*s", (int)CFS_MIN(len - 14, sizeof(tmp) - 1), buf + 14);
+		snprintf(tmp, sizeof(tmp), "%.*s", (int)CFS_MIN(len - 14, sizeof(tmp) - 1),
+		         buf + 14);
 		if (sscanf(tmp, " bytes %llu-", &start) == 1) {
 			job->have_crange = true;
 			job->crange_start = start;
@@ -495,7 +498,8 @@ static size_t on_body(char *buf, size_t size, size_t n, void *userdata)
 		job->checked = true;
 		curl_easy_getinfo(job->easy, CURLINFO_RESPONSE_CODE, &job->status);
 		if (job->status == 206) {
-			if (!job->have_crange || job->crange_start != cfs_store_writer_size(job->w)) {
+			if (!job->have_crange ||
+			    job->crange_start != cfs_store_writer_size(job->w)) {
 				job->abort_err = -EIO;
 				job->bad_range = true;
 				return 0;
@@ -555,7 +559,8 @@ static CURL *easy_new(struct cfs_fetch *f)
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
 	if (f->headers)
 		curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->headers);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, o->user_agent ? o->user_agent : "cfscache/" PACKAGE_VERSION);
+	curl_easy_setopt(e, CURLOPT_USERAGENT,
+	                 o->user_agent ? o->user_agent : "cfscache/" PACKAGE_VERSION);
 	if (o->ca_file)
 		curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file);
 	if (o->client_cert)
@@ -713,7 +718,8 @@ static void on_transfer_done(struct cfs_fetch *f, struct job *job, CURLcode cc)
 		job_fail_local(f, job, job->abort_err, "store");
 		return;
 	}
-	if (cc == CURLE_OK && !job->discard && (job->status == 200 || job->status == 206 || job->status == 0)) {
+	if (cc == CURLE_OK && !job->discard &&
+	    (job->status == 200 || job->status == 206 || job->status == 0)) {
 		r = cfs_store_writer_verify(job->w, NULL);
 		if (r == 0) {
 			server_success(f, s);
@@ -755,12 +761,12 @@ static void on_transfer_done(struct cfs_fetch *f, struct job *job, CURLcode cc)
 		retryable = false;
 		STAT_ADD(f, fail_too_large, 1);
 		job_set_reason(job, "%s sent more than %llu bytes", s->url,
-			       (unsigned long long)f->o.max_object_size);
+		               (unsigned long long)f->o.max_object_size);
 	} else if (job->bad_range) {
 		err = -EIO;
 		STAT_ADD(f, fail_network, 1);
 		job_set_reason(job, "%s: range answer does not start at %llu", s->url,
-			       (unsigned long long)job->range_from);
+		               (unsigned long long)job->range_from);
 	} else if (job->abort_err) {
 		err = job->abort_err;
 		STAT_ADD(f, fail_network, 1);
@@ -768,31 +774,31 @@ static void on_transfer_done(struct cfs_fetch *f, struct job *job, CURLcode cc)
 	} else if (job->status >= 300) {
 		err = -EIO;
 		retryable = job->status >= 500 || job->status == 408 || job->status == 429 ||
-			    job->status == 416;
+		            job->status == 416;
 		STAT_ADD(f, fail_http, 1);
 		job_set_reason(job, "%s: HTTP %ld", s->url, job->status);
 	} else if (cc == CURLE_OPERATION_TIMEDOUT) {
 		err = -ETIMEDOUT;
 		STAT_ADD(f, fail_timeout, 1);
 		job_set_reason(job, "%s: %s", s->url,
-			       job->errbuf[0] ? job->errbuf : curl_easy_strerror(cc));
+		               job->errbuf[0] ? job->errbuf : curl_easy_strerror(cc));
 	} else {
 		err = -EIO;
 		retryable = !curl_code_is_tls_config(cc);
 		STAT_ADD(f, fail_network, 1);
 		job_set_reason(job, "%s: %s", s->url,
-			       job->errbuf[0] ? job->errbuf : curl_easy_strerror(cc));
+		               job->errbuf[0] ? job->errbuf : curl_easy_strerror(cc));
 	}
 	cfs_debug("fetch %s: attempt %u on %s failed: %s", job->path, job->attempt, s->url,
-		  job->reason);
+	          job->reason);
 	server_failure(f, s);
 	job->any_failure = true;
 	job->err = err;
 
 	/* Keep a large identity-encoded partial body to resume it with Range. */
-	keep_partial = job->w && !job->encoded && !job->discard && !job->bad_range && err != -EFBIG &&
-		       (job->status == 200 || job->status == 206) &&
-		       cfs_store_writer_size(job->w) >= RESUME_MIN;
+	keep_partial = job->w && !job->encoded && !job->discard && !job->bad_range &&
+	               err != -EFBIG && (job->status == 200 || job->status == 206) &&
+	               cfs_store_writer_size(job->w) >= RESUME_MIN;
 	if (job->w && !keep_partial && cfs_store_writer_size(job->w) > 0) {
 		r = cfs_store_writer_reset(job->w);
 		if (r < 0) {
@@ -854,7 +860,10 @@ static void *committer_main(void *arg)
 		for (struct list *l = batch.next; l != &batch; l = l->next) {
 			struct job *job = job_of(l);
 
-			job->commit_result = r < 0 ? r : cfs_store_writer_commit(job->w, CFS_STORE_NOSYNC, &job->existed);
+			job->commit_result =
+			    r < 0
+			        ? r
+			        : cfs_store_writer_commit(job->w, CFS_STORE_NOSYNC, &job->existed);
 		}
 		STAT_ADD(f, commits, 1);
 
@@ -914,7 +923,7 @@ static void drain_committed(struct cfs_fetch *f)
 
 static void call_waiter(struct waiter *w, int result, uint64_t size, const char *reason)
 {
-	struct cfs_fetch_result info = { .size = size, .reason = reason };
+	struct cfs_fetch_result info = {.size = size, .reason = reason};
 
 	w->cb(result, w->digest, &info, w->userdata);
 	free(w);
@@ -1168,7 +1177,8 @@ int cfs_fetch_new(const struct cfs_fetch_options *o, struct cfs_fetch **fetch_re
 	}
 	f->o = *o;
 	f->o.servers = NULL;
-	f->o.ca_file = f->o.client_cert = f->o.client_key = f->o.token_file = f->o.user_agent = NULL;
+	f->o.ca_file = f->o.client_cert = f->o.client_key = f->o.token_file = f->o.user_agent =
+	    NULL;
 	f->store = o->store;
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_mutex_init(&f->clock, NULL);
@@ -1197,8 +1207,10 @@ int cfs_fetch_new(const struct cfs_fetch_options *o, struct cfs_fetch **fetch_re
 		f->o.server_fail_threshold = 3;
 
 	r = -ENOMEM;
-	if (copy_str(o->ca_file, &f->o.ca_file) < 0 || copy_str(o->client_cert, &f->o.client_cert) < 0 ||
-	    copy_str(o->client_key, &f->o.client_key) < 0 || copy_str(o->user_agent, &f->o.user_agent) < 0)
+	if (copy_str(o->ca_file, &f->o.ca_file) < 0 ||
+	    copy_str(o->client_cert, &f->o.client_cert) < 0 ||
+	    copy_str(o->client_key, &f->o.client_key) < 0 ||
+	    copy_str(o->user_agent, &f->o.user_agent) < 0)
 		goto fail;
 	f->servers = calloc(o->n_servers, sizeof(*f->servers));
 	if (!f->servers)
@@ -1315,7 +1327,7 @@ void cfs_fetch_free(struct cfs_fetch *f)
 }
 
 int cfs_fetch_submit(struct cfs_fetch *f, const uint8_t digest[CFS_DIGEST_SIZE], unsigned flags,
-		     cfs_fetch_cb cb, void *userdata)
+                     cfs_fetch_cb cb, void *userdata)
 {
 	struct waiter *w;
 
@@ -1354,7 +1366,7 @@ struct sync_wait {
 static __thread char sync_reason[REASON_LEN];
 
 static void sync_cb(int result, const uint8_t digest[CFS_DIGEST_SIZE],
-		    const struct cfs_fetch_result *info, void *userdata)
+                    const struct cfs_fetch_result *info, void *userdata)
 {
 	struct sync_wait *sw = userdata;
 
@@ -1369,9 +1381,9 @@ static void sync_cb(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 }
 
 int cfs_fetch_sync(struct cfs_fetch *f, const uint8_t digest[CFS_DIGEST_SIZE],
-		   struct cfs_fetch_result *info_ret)
+                   struct cfs_fetch_result *info_ret)
 {
-	struct sync_wait sw = { .done = false };
+	struct sync_wait sw = {.done = false};
 	int r;
 
 	if (f && f->thread_started && pthread_equal(pthread_self(), f->thread))
@@ -1419,15 +1431,16 @@ int cfs_fetch_server_stats(struct cfs_fetch *f, size_t index, struct cfs_fetch_s
 	s = &f->servers[index];
 	pthread_mutex_lock(&f->stats_lock);
 	*st = (struct cfs_fetch_server_stats){
-		.url = s->url,
-		.state = server_in_backoff(s, cfs_now_ns()) ? CFS_FETCH_SERVER_BACKOFF : CFS_FETCH_SERVER_UP,
-		.requests = s->requests,
-		.bytes = s->bytes,
-		.failures = s->failures,
-		.not_found = s->not_found,
-		.verify_failures = s->verify_failures,
-		.consecutive_failures = s->consecutive,
-		.active = s->active,
+	    .url = s->url,
+	    .state =
+	        server_in_backoff(s, cfs_now_ns()) ? CFS_FETCH_SERVER_BACKOFF : CFS_FETCH_SERVER_UP,
+	    .requests = s->requests,
+	    .bytes = s->bytes,
+	    .failures = s->failures,
+	    .not_found = s->not_found,
+	    .verify_failures = s->verify_failures,
+	    .consecutive_failures = s->consecutive,
+	    .active = s->active,
 	};
 	pthread_mutex_unlock(&f->stats_lock);
 	return 0;

@@ -20,24 +20,24 @@ struct cfs_fetch_options {
 	size_t n_servers;
 	/* Store that receives verified objects; not owned. */
 	struct cfs_store *store;
-	unsigned max_transfers;       /* concurrent transfers in all (default 64) */
-	unsigned max_per_server;      /* concurrent transfers per server (default 16) */
-	uint64_t max_object_size;     /* larger bodies abort the transfer (default 64 GiB) */
-	unsigned connect_timeout_ms;  /* default 5000 */
-	unsigned low_speed_bytes;     /* abort below this rate... (default 1024 B/s) */
-	unsigned low_speed_secs;      /* ...sustained this long (default 10 s) */
-	unsigned retries;             /* extra attempts per server on failure (default 2) */
-	unsigned backoff_ms;          /* first retry delay, doubled with jitter (default 100) */
-	unsigned server_backoff_ms;   /* how long a failing server is skipped (default 5000) */
+	unsigned max_transfers;         /* concurrent transfers in all (default 64) */
+	unsigned max_per_server;        /* concurrent transfers per server (default 16) */
+	uint64_t max_object_size;       /* larger bodies abort the transfer (default 64 GiB) */
+	unsigned connect_timeout_ms;    /* default 5000 */
+	unsigned low_speed_bytes;       /* abort below this rate... (default 1024 B/s) */
+	unsigned low_speed_secs;        /* ...sustained this long (default 10 s) */
+	unsigned retries;               /* extra attempts per server on failure (default 2) */
+	unsigned backoff_ms;            /* first retry delay, doubled with jitter (default 100) */
+	unsigned server_backoff_ms;     /* how long a failing server is skipped (default 5000) */
 	unsigned server_fail_threshold; /* consecutive failures before that (default 3) */
-	unsigned commit_delay_ms;     /* group-commit window for the shared flush (default 2) */
-	bool accept_zstd;             /* send Accept-Encoding: zstd (default true) */
-	bool insecure;                /* skip TLS peer verification (tests only) */
-	const char *ca_file;          /* optional */
-	const char *client_cert;      /* optional, PEM */
-	const char *client_key;       /* optional, PEM */
-	const char *token_file;       /* optional: "Authorization: Bearer <contents>" */
-	const char *user_agent;       /* optional */
+	unsigned commit_delay_ms;       /* group-commit window for the shared flush (default 2) */
+	bool accept_zstd;               /* send Accept-Encoding: zstd (default true) */
+	bool insecure;                  /* skip TLS peer verification (tests only) */
+	const char *ca_file;            /* optional */
+	const char *client_cert;        /* optional, PEM */
+	const char *client_key;         /* optional, PEM */
+	const char *token_file;         /* optional: "Authorization: Bearer <contents>" */
+	const char *user_agent;         /* optional */
 };
 
 /* Fills @o with the defaults above (servers and store left empty). */
@@ -45,10 +45,10 @@ void cfs_fetch_options_init(struct cfs_fetch_options *o);
 
 /* What a callback learns besides the result code. */
 struct cfs_fetch_result {
-	uint64_t size;          /* object size when present */
-	bool fetched;           /* false when it was in the store already */
-	const char *reason;     /* human-readable cause of a failure, NULL on success */
-	const char *server;     /* server that delivered it, or the last one tried */
+	uint64_t size;      /* object size when present */
+	bool fetched;       /* false when it was in the store already */
+	const char *reason; /* human-readable cause of a failure, NULL on success */
+	const char *server; /* server that delivered it, or the last one tried */
 };
 
 /* Called exactly once per successful submit, on the engine's thread. @result is 0 (object now
@@ -56,7 +56,7 @@ struct cfs_fetch_result {
  * -EBADMSG (digest mismatch everywhere), -ETIMEDOUT, -EFBIG (too large), -ENOSPC,
  * -ECANCELED (engine shut down). Must not block for long. */
 typedef void (*cfs_fetch_cb)(int result, const uint8_t digest[CFS_DIGEST_SIZE],
-			     const struct cfs_fetch_result *info, void *userdata);
+                             const struct cfs_fetch_result *info, void *userdata);
 
 /* Starts the engine and its thread. Copies what it needs from @o. Returns 0 or -errno. */
 int cfs_fetch_new(const struct cfs_fetch_options *o, struct cfs_fetch **fetch_ret);
@@ -71,13 +71,13 @@ enum cfs_fetch_flags {
 
 /* Queues a fetch of @digest; returns at once. Concurrent submits of one digest share one
  * transfer. Returns 0 (callback will run) or -errno (it will not). Thread-safe. */
-int cfs_fetch_submit(struct cfs_fetch *fetch, const uint8_t digest[CFS_DIGEST_SIZE],
-		     unsigned flags, cfs_fetch_cb cb, void *userdata);
+int cfs_fetch_submit(struct cfs_fetch *fetch, const uint8_t digest[CFS_DIGEST_SIZE], unsigned flags,
+                     cfs_fetch_cb cb, void *userdata);
 
 /* Blocking convenience for tools: submits and waits. Returns the callback's result;
  * info_ret->reason stays valid until the next call on this thread. -EDEADLK from a callback. */
 int cfs_fetch_sync(struct cfs_fetch *fetch, const uint8_t digest[CFS_DIGEST_SIZE],
-		   struct cfs_fetch_result *info_ret);
+                   struct cfs_fetch_result *info_ret);
 
 struct cfs_fetch_stats {
 	uint64_t submitted;       /* submit calls */
@@ -95,11 +95,11 @@ struct cfs_fetch_stats {
 	uint64_t queued;          /* waiting for a transfer slot */
 	uint64_t commits;         /* shared flushes (group commits) */
 	/* Failed attempts by kind (an object may fail several attempts and still arrive). */
-	uint64_t fail_http;       /* HTTP error status other than 404/410 (5xx, 401, ...) */
-	uint64_t fail_network;    /* refused, reset, short body, TLS, protocol errors */
-	uint64_t fail_timeout;    /* connect timeout or low-speed limit */
-	uint64_t fail_too_large;  /* body beyond max_object_size */
-	uint64_t fail_local;      /* objects failed by the local store (ENOSPC, EIO, ...) */
+	uint64_t fail_http;      /* HTTP error status other than 404/410 (5xx, 401, ...) */
+	uint64_t fail_network;   /* refused, reset, short body, TLS, protocol errors */
+	uint64_t fail_timeout;   /* connect timeout or low-speed limit */
+	uint64_t fail_too_large; /* body beyond max_object_size */
+	uint64_t fail_local;     /* objects failed by the local store (ENOSPC, EIO, ...) */
 };
 void cfs_fetch_get_stats(struct cfs_fetch *fetch, struct cfs_fetch_stats *stats_ret);
 
@@ -118,6 +118,6 @@ struct cfs_fetch_server_stats {
 size_t cfs_fetch_server_count(struct cfs_fetch *fetch);
 /* Returns 0 or -ERANGE. */
 int cfs_fetch_server_stats(struct cfs_fetch *fetch, size_t index,
-			   struct cfs_fetch_server_stats *stats_ret);
+                           struct cfs_fetch_server_stats *stats_ret);
 
 #endif

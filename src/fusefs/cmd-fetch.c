@@ -35,43 +35,44 @@ struct digest_list {
 
 static void print_help(FILE *f)
 {
-	fprintf(f,
-		"Usage: cfs-cache fetch --store DIR --server URL [--server URL]... [DIGEST...]\n"
-		"                       [--from FILE|-] [OPTIONS]\n\n"
-		"Fetch objects that are not yet in a local store, verifying each against its\n"
-		"fs-verity digest. DIGEST is XX/<62hex> (as `composefs-info objects` prints),\n"
-		"64 hex digits, or sha256:<64hex>.\n\n"
-		"Options:\n"
-		"  -s, --store DIR            local object store (created if missing)\n"
-		"  -S, --server URL           base URL of a server; repeat for fallbacks, in order\n"
-		"  -f, --from FILE|-          read digests from FILE (one per line; - is stdin)\n"
-		"  -j, --jobs N               concurrent transfers (default 64)\n"
-		"      --max-transfers N      same as --jobs\n"
-		"      --per-server N         concurrent transfers per server (default 16)\n"
-		"      --retries N            extra attempts per server (default 2)\n"
-		"      --connect-timeout DUR  e.g. 5s, 500ms (default 5s)\n"
-		"      --low-speed-time DUR   abort a transfer slower than 1 KiB/s this long (10s)\n"
-		"      --max-object-size SIZE refuse bodies larger than this (default 64G)\n"
-		"      --token-file FILE      send \"Authorization: Bearer <contents>\"\n"
-		"      --ca-file FILE         CA certificates for HTTPS\n"
-		"      --cert FILE            client certificate (PEM)\n"
-		"      --key FILE             client private key (PEM)\n"
-		"  -k, --insecure             do not verify the server's TLS certificate\n"
-		"      --no-zstd              do not ask for zstd-compressed bodies\n"
-		"      --no-progress          never draw a progress bar\n"
-		"      --stats                print the engine's counters at the end\n"
-		"  -q, --quiet                print only errors\n"
-		"  -v, --verbose              more log output (repeat for debug)\n"
-		"  -h, --help                 show this help\n"
-		"  -V, --version              show the version\n\n"
-		"Exit status: 0 when every object is present and verified, 1 otherwise, 2 on misuse.\n"
-		"See cfs-cache-fetch(1).\n");
+	fprintf(
+	    f,
+	    "Usage: cfs-cache fetch --store DIR --server URL [--server URL]... [DIGEST...]\n"
+	    "                       [--from FILE|-] [OPTIONS]\n\n"
+	    "Fetch objects that are not yet in a local store, verifying each against its\n"
+	    "fs-verity digest. DIGEST is XX/<62hex> (as `composefs-info objects` prints),\n"
+	    "64 hex digits, or sha256:<64hex>.\n\n"
+	    "Options:\n"
+	    "  -s, --store DIR            local object store (created if missing)\n"
+	    "  -S, --server URL           base URL of a server; repeat for fallbacks, in order\n"
+	    "  -f, --from FILE|-          read digests from FILE (one per line; - is stdin)\n"
+	    "  -j, --jobs N               concurrent transfers (default 64)\n"
+	    "      --max-transfers N      same as --jobs\n"
+	    "      --per-server N         concurrent transfers per server (default 16)\n"
+	    "      --retries N            extra attempts per server (default 2)\n"
+	    "      --connect-timeout DUR  e.g. 5s, 500ms (default 5s)\n"
+	    "      --low-speed-time DUR   abort a transfer slower than 1 KiB/s this long (10s)\n"
+	    "      --max-object-size SIZE refuse bodies larger than this (default 64G)\n"
+	    "      --token-file FILE      send \"Authorization: Bearer <contents>\"\n"
+	    "      --ca-file FILE         CA certificates for HTTPS\n"
+	    "      --cert FILE            client certificate (PEM)\n"
+	    "      --key FILE             client private key (PEM)\n"
+	    "  -k, --insecure             do not verify the server's TLS certificate\n"
+	    "      --no-zstd              do not ask for zstd-compressed bodies\n"
+	    "      --no-progress          never draw a progress bar\n"
+	    "      --stats                print the engine's counters at the end\n"
+	    "  -q, --quiet                print only errors\n"
+	    "  -v, --verbose              more log output (repeat for debug)\n"
+	    "  -h, --help                 show this help\n"
+	    "  -V, --version              show the version\n\n"
+	    "Exit status: 0 when every object is present and verified, 1 otherwise, 2 on misuse.\n"
+	    "See cfs-cache-fetch(1).\n");
 }
 
 static int usage_error(const char *what, const char *arg)
 {
 	fprintf(stderr, "cfs-cache fetch: %s%s%s%s\nTry 'cfs-cache fetch --help'.\n", what,
-		arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
+	        arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
 	return CFS_EXIT_MISUSE;
 }
 
@@ -108,15 +109,16 @@ static int read_list(const char *path, struct digest_list *l)
 		char *s = line;
 
 		lineno++;
-		while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t'))
+		while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' ||
+		                 s[n - 1] == '\t'))
 			s[--n] = '\0';
 		while (*s == ' ' || *s == '\t')
 			s++, n--;
 		if (n <= 0 || *s == '#')
 			continue;
 		if (cfs_name_parse_any(s, (size_t)n, d) < 0) {
-			fprintf(stderr, "cfs-cache fetch: %s:%zu: not an object name: %.80s\n", path,
-				lineno, s);
+			fprintf(stderr, "cfs-cache fetch: %s:%zu: not an object name: %.80s\n",
+			        path, lineno, s);
 			r = CFS_EXIT_MISUSE;
 			break;
 		}
@@ -136,7 +138,7 @@ static int read_list(const char *path, struct digest_list *l)
 }
 
 static void on_result(int result, const uint8_t digest[CFS_DIGEST_SIZE],
-		      const struct cfs_fetch_result *info, void *userdata)
+                      const struct cfs_fetch_result *info, void *userdata)
 {
 	struct fetch_run *run = userdata;
 	char path[CFS_NAME_PATH_LEN + 1];
@@ -147,7 +149,7 @@ static void on_result(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 			cfs_err("%s: not found on any server", path);
 		else
 			cfs_err("%s: %s (%s)", path, info->reason ? info->reason : "failed",
-				strerror(-result));
+			        strerror(-result));
 	}
 	pthread_mutex_lock(&run->lock);
 	if (result == 0 && info->fetched) {
@@ -204,18 +206,19 @@ static void print_stats(struct cfs_fetch *fetch)
 	struct cfs_fetch_stats st;
 
 	cfs_fetch_get_stats(fetch, &st);
-	printf("requests %llu, bytes %llu, fetched %llu, already present %llu, joined %llu, "
-	       "not found %llu, failures %llu, verify failures %llu, retries %llu, resumed %llu, "
-	       "commits %llu\n"
-	       "failed attempts: http %llu, network %llu, timeout %llu, too large %llu, local %llu\n",
-	       (unsigned long long)st.requests, (unsigned long long)st.bytes,
-	       (unsigned long long)st.fetched, (unsigned long long)st.already_present,
-	       (unsigned long long)st.joined, (unsigned long long)st.not_found,
-	       (unsigned long long)st.failures, (unsigned long long)st.verify_failures,
-	       (unsigned long long)st.retries, (unsigned long long)st.resumed,
-	       (unsigned long long)st.commits, (unsigned long long)st.fail_http,
-	       (unsigned long long)st.fail_network, (unsigned long long)st.fail_timeout,
-	       (unsigned long long)st.fail_too_large, (unsigned long long)st.fail_local);
+	printf(
+	    "requests %llu, bytes %llu, fetched %llu, already present %llu, joined %llu, "
+	    "not found %llu, failures %llu, verify failures %llu, retries %llu, resumed %llu, "
+	    "commits %llu\n"
+	    "failed attempts: http %llu, network %llu, timeout %llu, too large %llu, local %llu\n",
+	    (unsigned long long)st.requests, (unsigned long long)st.bytes,
+	    (unsigned long long)st.fetched, (unsigned long long)st.already_present,
+	    (unsigned long long)st.joined, (unsigned long long)st.not_found,
+	    (unsigned long long)st.failures, (unsigned long long)st.verify_failures,
+	    (unsigned long long)st.retries, (unsigned long long)st.resumed,
+	    (unsigned long long)st.commits, (unsigned long long)st.fail_http,
+	    (unsigned long long)st.fail_network, (unsigned long long)st.fail_timeout,
+	    (unsigned long long)st.fail_too_large, (unsigned long long)st.fail_local);
 	for (size_t i = 0; i < cfs_fetch_server_count(fetch); i++) {
 		struct cfs_fetch_server_stats ss;
 
@@ -249,33 +252,34 @@ enum {
 int cfs_cache_cmd_fetch(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "store", required_argument, NULL, 's' },
-		{ "server", required_argument, NULL, 'S' },
-		{ "from", required_argument, NULL, 'f' },
-		{ "jobs", required_argument, NULL, 'j' },
-		{ "max-transfers", required_argument, NULL, OPT_MAX_TRANSFERS },
-		{ "per-server", required_argument, NULL, OPT_PER_SERVER },
-		{ "retries", required_argument, NULL, OPT_RETRIES },
-		{ "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
-		{ "low-speed-time", required_argument, NULL, OPT_LOW_SPEED_TIME },
-		{ "max-object-size", required_argument, NULL, OPT_MAX_OBJECT_SIZE },
-		{ "token-file", required_argument, NULL, OPT_TOKEN_FILE },
-		{ "ca-file", required_argument, NULL, OPT_CA_FILE },
-		{ "cert", required_argument, NULL, OPT_CERT },
-		{ "key", required_argument, NULL, OPT_KEY },
-		{ "insecure", no_argument, NULL, 'k' },
-		{ "no-zstd", no_argument, NULL, OPT_NO_ZSTD },
-		{ "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
-		{ "stats", no_argument, NULL, OPT_STATS },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
+	    {"store", required_argument, NULL, 's'},
+	    {"server", required_argument, NULL, 'S'},
+	    {"from", required_argument, NULL, 'f'},
+	    {"jobs", required_argument, NULL, 'j'},
+	    {"max-transfers", required_argument, NULL, OPT_MAX_TRANSFERS},
+	    {"per-server", required_argument, NULL, OPT_PER_SERVER},
+	    {"retries", required_argument, NULL, OPT_RETRIES},
+	    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
+	    {"low-speed-time", required_argument, NULL, OPT_LOW_SPEED_TIME},
+	    {"max-object-size", required_argument, NULL, OPT_MAX_OBJECT_SIZE},
+	    {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+	    {"ca-file", required_argument, NULL, OPT_CA_FILE},
+	    {"cert", required_argument, NULL, OPT_CERT},
+	    {"key", required_argument, NULL, OPT_KEY},
+	    {"insecure", no_argument, NULL, 'k'},
+	    {"no-zstd", no_argument, NULL, OPT_NO_ZSTD},
+	    {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+	    {"stats", no_argument, NULL, OPT_STATS},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
 	};
-	struct fetch_run run = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+	struct fetch_run run = {.lock = PTHREAD_MUTEX_INITIALIZER,
+	                        .cond = PTHREAD_COND_INITIALIZER};
 	struct cfs_fetch_options o;
-	struct digest_list list = { 0 };
+	struct digest_list list = {0};
 	struct cfs_store *store = NULL;
 	struct cfs_fetch *fetch = NULL;
 	struct cfs_progress progress;
@@ -484,7 +488,7 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 
 		cfs_format_size(run.fetched_bytes, sz, sizeof(sz));
 		cfs_format_size(secs > 0 ? (uint64_t)((double)run.fetched_bytes / secs) : 0, rate,
-				sizeof(rate));
+		                sizeof(rate));
 		printf("%zu objects: %llu fetched (%s), %llu already present, %llu not found, "
 		       "%llu failed in %.2fs (%s/s)\n",
 		       list.n, (unsigned long long)run.fetched, sz, (unsigned long long)run.present,

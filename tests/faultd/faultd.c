@@ -31,15 +31,33 @@
 #define ZSTD_MAX (64u << 20)
 
 enum mode {
-	M_NONE, M_CORRUPT, M_TRUNCATE, M_STALL, M_DRIP, M_500, M_404, M_RESET, M_OVERSIZE,
-	M_HUGE, M_LIE_LENGTH, M_DELAY,
+	M_NONE,
+	M_CORRUPT,
+	M_TRUNCATE,
+	M_STALL,
+	M_DRIP,
+	M_500,
+	M_404,
+	M_RESET,
+	M_OVERSIZE,
+	M_HUGE,
+	M_LIE_LENGTH,
+	M_DELAY,
 };
 
 static const char *const mode_names[] = {
-	[M_NONE] = "none",         [M_CORRUPT] = "corrupt", [M_TRUNCATE] = "truncate",
-	[M_STALL] = "stall",       [M_DRIP] = "drip",       [M_500] = "500",
-	[M_404] = "404",           [M_RESET] = "reset",     [M_OVERSIZE] = "oversize",
-	[M_HUGE] = "huge",         [M_LIE_LENGTH] = "lie-length", [M_DELAY] = "delay",
+    [M_NONE] = "none",
+    [M_CORRUPT] = "corrupt",
+    [M_TRUNCATE] = "truncate",
+    [M_STALL] = "stall",
+    [M_DRIP] = "drip",
+    [M_500] = "500",
+    [M_404] = "404",
+    [M_RESET] = "reset",
+    [M_OVERSIZE] = "oversize",
+    [M_HUGE] = "huge",
+    [M_LIE_LENGTH] = "lie-length",
+    [M_DELAY] = "delay",
 };
 
 struct rule {
@@ -177,7 +195,7 @@ static int send_fmt(int fd, const char *fmt, ...)
 
 /* Sends bytes [from, to) of the file; flips the byte at @flip (absolute) if in range. */
 static int send_file_range(int sock, int fd, uint64_t from, uint64_t to, uint64_t flip,
-			   uint64_t *sent)
+                           uint64_t *sent)
 {
 	char buf[65536];
 
@@ -207,14 +225,14 @@ static bool valid_hex(const char *s, size_t n)
 
 static void reset_conn(int sock)
 {
-	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
 
 	setsockopt(sock, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 }
 
 static void sleep_ms(unsigned ms)
 {
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
 
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
@@ -265,7 +283,8 @@ static int serve(int sock, struct req *q)
 	m = match_rule(hex);
 	/* Logged on arrival so that stalled requests are counted at once. */
 	if (q->has_range)
-		log_line("%s %s fault=%s range=%llu-\n", q->method, q->path, mode_names[m], q->rstart);
+		log_line("%s %s fault=%s range=%llu-\n", q->method, q->path, mode_names[m],
+		         q->rstart);
 	else
 		log_line("%s %s fault=%s\n", q->method, q->path, mode_names[m]);
 	if (m == M_DELAY)
@@ -275,7 +294,8 @@ static int serve(int sock, struct req *q)
 		return 0;
 	}
 	if (m == M_500) {
-		send_fmt(sock, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 6\r\n\r\nerror\n");
+		send_fmt(sock,
+		         "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 6\r\n\r\nerror\n");
 		log_line("= %s 500 0\n", q->path);
 		return keep;
 	}
@@ -294,10 +314,11 @@ static int serve(int sock, struct req *q)
 	to = size;
 	if (q->has_range) {
 		if (q->rstart >= size) {
-			send_fmt(sock,
-				 "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */%llu\r\n"
-				 "Content-Length: 0\r\n\r\n",
-				 (unsigned long long)size);
+			send_fmt(
+			    sock,
+			    "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */%llu\r\n"
+			    "Content-Length: 0\r\n\r\n",
+			    (unsigned long long)size);
 			log_line("= %s 416 0\n", q->path);
 			close(fd);
 			return keep;
@@ -309,7 +330,8 @@ static int serve(int sock, struct req *q)
 		status_text = "Partial Content";
 	}
 
-	if (m == M_NONE && opt_zstd && q->zstd_ok && !q->has_range && size > 0 && size <= ZSTD_MAX) {
+	if (m == M_NONE && opt_zstd && q->zstd_ok && !q->has_range && size > 0 &&
+	    size <= ZSTD_MAX) {
 		char *raw = malloc(size), *z = NULL;
 		size_t zcap = ZSTD_compressBound(size), zlen = 0;
 		ssize_t got = raw ? pread(fd, raw, size, 0) : -1;
@@ -317,10 +339,11 @@ static int serve(int sock, struct req *q)
 		if (got == (ssize_t)size && (z = malloc(zcap)))
 			zlen = ZSTD_compress(z, zcap, raw, size, 3);
 		if (z && !ZSTD_isError(zlen)) {
-			int rr = send_fmt(sock,
-					  "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nContent-Encoding: zstd\r\n"
-					  "ETag: \"%s\"\r\n\r\n",
-					  zlen, hex);
+			int rr = send_fmt(
+			    sock,
+			    "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nContent-Encoding: zstd\r\n"
+			    "ETag: \"%s\"\r\n\r\n",
+			    zlen, hex);
 			if (rr == 0 && !q->head)
 				rr = send_all(sock, z, zlen);
 			log_line("= %s 200 %zu enc=zstd\n", q->path, q->head ? 0 : zlen);
@@ -345,17 +368,18 @@ static int serve(int sock, struct req *q)
 			clen = 1;
 		if (status == 206)
 			snprintf(crange, sizeof(crange), "Content-Range: bytes %llu-%llu/%llu\r\n",
-				 (unsigned long long)from, (unsigned long long)(to - 1),
-				 (unsigned long long)size);
+			         (unsigned long long)from, (unsigned long long)(to - 1),
+			         (unsigned long long)size);
 		if (m == M_HUGE) {
 			keep = 0;
 			if (send_fmt(sock, "HTTP/1.1 %d %s\r\nConnection: close\r\n%s\r\n", status,
-				     status_text, crange) < 0)
+			             status_text, crange) < 0)
 				goto out;
 		} else if (send_fmt(sock,
-				    "HTTP/1.1 %d %s\r\nContent-Length: %llu\r\n%sETag: \"%s\"\r\n"
-				    "Accept-Ranges: bytes\r\n\r\n",
-				    status, status_text, (unsigned long long)clen, crange, hex) < 0) {
+		                    "HTTP/1.1 %d %s\r\nContent-Length: %llu\r\n%sETag: \"%s\"\r\n"
+		                    "Accept-Ranges: bytes\r\n\r\n",
+		                    status, status_text, (unsigned long long)clen, crange,
+		                    hex) < 0) {
 			keep = 0;
 			goto out;
 		}
@@ -370,11 +394,13 @@ static int serve(int sock, struct req *q)
 			send_file_range(sock, fd, from, to, size / 2, &sent);
 		break;
 	case M_TRUNCATE:
-		send_file_range(sock, fd, from, from < size / 2 ? size / 2 : from, UINT64_MAX, &sent);
+		send_file_range(sock, fd, from, from < size / 2 ? size / 2 : from, UINT64_MAX,
+		                &sent);
 		keep = 0;
 		break;
 	case M_STALL:
-		send_file_range(sock, fd, from, from < size / 2 ? size / 2 : from, UINT64_MAX, &sent);
+		send_file_range(sock, fd, from, from < size / 2 ? size / 2 : from, UINT64_MAX,
+		                &sent);
 		sleep_ms(stall_secs * 1000);
 		keep = 0;
 		break;
@@ -383,8 +409,8 @@ static int serve(int sock, struct req *q)
 		unsigned ticks = stall_secs * 10;
 
 		for (uint64_t o = from; o < to && ticks > 0; o += chunk, ticks--) {
-			if (send_file_range(sock, fd, o, o + chunk < to ? o + chunk : to, UINT64_MAX,
-					    &sent) < 0)
+			if (send_file_range(sock, fd, o, o + chunk < to ? o + chunk : to,
+			                    UINT64_MAX, &sent) < 0)
 				break;
 			sleep_ms(100);
 		}
@@ -462,7 +488,8 @@ static void parse_headers(char *buf, struct req *q)
 				if (strcasecmp(v, "close") == 0)
 					q->keep_alive = false;
 			} else if (strcasecmp(line, "Authorization") == 0 && token) {
-				q->auth_ok = strncmp(v, "Bearer ", 7) == 0 && strcmp(v + 7, token) == 0;
+				q->auth_ok =
+				    strncmp(v, "Bearer ", 7) == 0 && strcmp(v + 7, token) == 0;
 			}
 		}
 		if (!next)
@@ -482,7 +509,7 @@ static void *conn_main(void *arg)
 		goto out;
 	for (;;) {
 		char *end;
-		struct req q = { 0 };
+		struct req q = {0};
 		size_t used;
 
 		while (!(end = memmem(buf, have, "\r\n\r\n", 4))) {
@@ -534,43 +561,52 @@ static int write_file_atomic(const char *path, const char *fmt, ...)
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"Usage: faultd --root STORE [--port N] [--port-file F] [--pidfile F] [--log F]\n"
-		"              [--base /objects] [--zstd] [--token-file F] [--stall-secs N]\n"
-		"              [--delay-ms N] [--drip-bps N] [--fault HEXPREFIX|*=MODE[:COUNT]]...\n"
-		"Test HTTP server for a store; MODE: corrupt truncate stall drip 500 404 reset\n"
-		"oversize huge lie-length delay. COUNT limits a fault to the first COUNT requests.\n");
+	fprintf(
+	    out,
+	    "Usage: faultd --root STORE [--port N] [--port-file F] [--pidfile F] [--log F]\n"
+	    "              [--base /objects] [--zstd] [--token-file F] [--stall-secs N]\n"
+	    "              [--delay-ms N] [--drip-bps N] [--fault HEXPREFIX|*=MODE[:COUNT]]...\n"
+	    "Test HTTP server for a store; MODE: corrupt truncate stall drip 500 404 reset\n"
+	    "oversize huge lie-length delay. COUNT limits a fault to the first COUNT requests.\n");
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "root", required_argument, NULL, 'r' },
-		{ "port", required_argument, NULL, 'p' },
-		{ "port-file", required_argument, NULL, 'P' },
-		{ "pidfile", required_argument, NULL, 'i' },
-		{ "log", required_argument, NULL, 'l' },
-		{ "base", required_argument, NULL, 'b' },
-		{ "zstd", no_argument, NULL, 'z' },
-		{ "token-file", required_argument, NULL, 't' },
-		{ "stall-secs", required_argument, NULL, 's' },
-		{ "delay-ms", required_argument, NULL, 'd' },
-		{ "drip-bps", required_argument, NULL, 'D' },
-		{ "fault", required_argument, NULL, 'f' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"root", required_argument, NULL, 'r'},
+	    {"port", required_argument, NULL, 'p'},
+	    {"port-file", required_argument, NULL, 'P'},
+	    {"pidfile", required_argument, NULL, 'i'},
+	    {"log", required_argument, NULL, 'l'},
+	    {"base", required_argument, NULL, 'b'},
+	    {"zstd", no_argument, NULL, 'z'},
+	    {"token-file", required_argument, NULL, 't'},
+	    {"stall-secs", required_argument, NULL, 's'},
+	    {"delay-ms", required_argument, NULL, 'd'},
+	    {"drip-bps", required_argument, NULL, 'D'},
+	    {"fault", required_argument, NULL, 'f'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *port_file = NULL, *pidfile = NULL;
-	struct sockaddr_in sa = { .sin_family = AF_INET };
+	struct sockaddr_in sa = {.sin_family = AF_INET};
 	socklen_t salen = sizeof(sa);
 	int port = 0, lfd, c, one = 1;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'r': root = optarg; break;
-		case 'p': port = atoi(optarg); break;
-		case 'P': port_file = optarg; break;
-		case 'i': pidfile = optarg; break;
+		case 'r':
+			root = optarg;
+			break;
+		case 'p':
+			port = atoi(optarg);
+			break;
+		case 'P':
+			port_file = optarg;
+			break;
+		case 'i':
+			pidfile = optarg;
+			break;
 		case 'l':
 			log_fd = open(optarg, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 			if (log_fd < 0) {
@@ -578,8 +614,12 @@ int main(int argc, char **argv)
 				return 1;
 			}
 			break;
-		case 'b': base = optarg; break;
-		case 'z': opt_zstd = true; break;
+		case 'b':
+			base = optarg;
+			break;
+		case 'z':
+			opt_zstd = true;
+			break;
 		case 't': {
 			FILE *f = fopen(optarg, "r");
 			char line[1024];
@@ -593,17 +633,27 @@ int main(int argc, char **argv)
 			token = strdup(line);
 			break;
 		}
-		case 's': stall_secs = (unsigned)atoi(optarg); break;
-		case 'd': delay_ms = (unsigned)atoi(optarg); break;
-		case 'D': drip_bps = (unsigned)atoi(optarg); break;
+		case 's':
+			stall_secs = (unsigned)atoi(optarg);
+			break;
+		case 'd':
+			delay_ms = (unsigned)atoi(optarg);
+			break;
+		case 'D':
+			drip_bps = (unsigned)atoi(optarg);
+			break;
 		case 'f':
 			if (parse_rule(optarg) < 0) {
 				fprintf(stderr, "faultd: bad fault rule '%s'\n", optarg);
 				return 2;
 			}
 			break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (strcmp(base, "/") == 0 || base[0] != '/')
@@ -627,7 +677,7 @@ int main(int argc, char **argv)
 	if (port_file && write_file_atomic(port_file, "%d\n", ntohs(sa.sin_port)) < 0)
 		return 1;
 	for (;;) {
-		struct timeval tv = { .tv_sec = 60 };
+		struct timeval tv = {.tv_sec = 60};
 		pthread_attr_t attr;
 		pthread_t th;
 		int s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);

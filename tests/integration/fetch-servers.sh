@@ -49,9 +49,13 @@ openssl req -newkey rsa:2048 -nodes -subj "/CN=cfs client" -keyout "$ngx/client.
 	-out "$ngx/client.csr" 2>/dev/null
 openssl x509 -req -in "$ngx/client.csr" -CA "$ngx/ca.pem" -CAkey "$ngx/ca.key" -CAcreateserial \
 	-days 2 -out "$ngx/client.pem" 2>/dev/null
+# Ports are picked, not reserved: start again on fresh ones if nginx cannot bind.
+for attempt in 1 2 3; do
 http_port=$(cfs_free_port)
 https_port=$(cfs_free_port)
 mtls_port=$(cfs_free_port)
+[ "$http_port" != "$https_port" ] && [ "$http_port" != "$mtls_port" ] &&
+	[ "$https_port" != "$mtls_port" ] || continue
 cat >"$ngx/nginx.conf" <<CONF
 user root;
 worker_processes 2;
@@ -89,10 +93,23 @@ CONF
 # log_format must precede its use.
 sed -i '/access_log/{h;d};/log_format/{G}' "$ngx/nginx.conf"
 nginx -e "$ngx/error.log" -c "$ngx/nginx.conf" &
-cfs_track_pid $!
-cfs_wait_port "$http_port"
-cfs_wait_port "$https_port"
-cfs_wait_port "$mtls_port"
+ngx_pid=$!
+cfs_track_pid "$ngx_pid"
+up=0
+for _ in $(seq 1 50); do
+	kill -0 "$ngx_pid" 2>/dev/null || break
+	if (exec 3<>"/dev/tcp/127.0.0.1/$http_port") 2>/dev/null &&
+		(exec 3<>"/dev/tcp/127.0.0.1/$https_port") 2>/dev/null &&
+		(exec 3<>"/dev/tcp/127.0.0.1/$mtls_port") 2>/dev/null; then
+		up=1
+		break
+	fi
+	sleep 0.1
+done
+[ "$up" = 1 ] && break
+cfs_stop_pid "$ngx_pid"
+done
+[ "$up" = 1 ] || cfs_fail "nginx did not start: $(tail -2 "$ngx/error.log")"
 
 fetch_check nginx-http --server "http://127.0.0.1:$http_port/objects"
 fetch_check nginx-https --server "https://127.0.0.1:$https_port/objects" --ca-file "$ngx/ca.pem"

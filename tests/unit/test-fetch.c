@@ -151,7 +151,7 @@ static void test_options(void **state)
 	struct fixture *f = *state;
 	struct cfs_fetch_options o;
 	struct cfs_fetch *fetch = NULL;
-	const char *servers[] = { f->src_url };
+	const char *servers[] = {f->src_url};
 
 	cfs_fetch_options_init(&o);
 	assert_int_equal(o.max_transfers, 64);
@@ -174,9 +174,9 @@ static void test_options(void **state)
 static void test_fetch_and_present(void **state)
 {
 	struct fixture *f = *state;
-	const char *servers[] = { f->src_url };
+	const char *servers[] = {f->src_url};
 	struct cfs_fetch *fetch = start(f, servers, 1);
-	static const size_t sizes[] = { 0, 1, 4096, 4097, 300000 };
+	static const size_t sizes[] = {0, 1, 4096, 4097, 300000};
 	struct cfs_fetch_result info;
 	struct cfs_fetch_stats st;
 	struct cfs_fetch_server_stats ss;
@@ -213,7 +213,7 @@ static void test_fetch_and_present(void **state)
 static void test_absent(void **state)
 {
 	struct fixture *f = *state;
-	const char *servers[] = { f->bad_url, f->src_url };
+	const char *servers[] = {f->bad_url, f->src_url};
 	struct cfs_fetch *fetch = start(f, servers, 2);
 	struct cfs_fetch_result info;
 	struct cfs_fetch_stats st;
@@ -232,8 +232,8 @@ static void test_absent(void **state)
 static void test_mismatch_failover(void **state)
 {
 	struct fixture *f = *state;
-	const char *both[] = { f->bad_url, f->src_url };
-	const char *bad_only[] = { f->bad_url };
+	const char *both[] = {f->bad_url, f->src_url};
+	const char *bad_only[] = {f->bad_url};
 	struct cfs_fetch *fetch;
 	struct cfs_fetch_result info;
 	struct cfs_fetch_stats st;
@@ -277,7 +277,7 @@ struct counter {
 };
 
 static void count_cb(int result, const uint8_t digest[CFS_DIGEST_SIZE],
-		     const struct cfs_fetch_result *info, void *userdata)
+                     const struct cfs_fetch_result *info, void *userdata)
 {
 	struct counter *c = userdata;
 
@@ -302,10 +302,10 @@ static void wait_count(struct counter *c, int n)
 static void test_many_group_commit(void **state)
 {
 	struct fixture *f = *state;
-	const char *servers[] = { f->src_url };
-	struct counter c = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0 };
+	const char *servers[] = {f->src_url};
+	struct counter c = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0};
 	enum { N = 600 };
-	uint8_t (*d)[CFS_DIGEST_SIZE] = calloc(N, CFS_DIGEST_SIZE);
+	uint8_t(*d)[CFS_DIGEST_SIZE] = calloc(N, CFS_DIGEST_SIZE);
 	struct cfs_fetch *fetch;
 	struct cfs_fetch_stats st;
 
@@ -313,9 +313,9 @@ static void test_many_group_commit(void **state)
 		add_object(f->srcstore, 1000 + (size_t)i, 1000 + (unsigned)i, d[i]);
 	fetch = start(f, servers, 1);
 	for (int i = 0; i < N; i++)
-		assert_int_equal(cfs_fetch_submit(fetch, d[i], i % 2 ? CFS_FETCH_LOW_PRIORITY : 0,
-						  count_cb, &c),
-				 0);
+		assert_int_equal(
+		    cfs_fetch_submit(fetch, d[i], i % 2 ? CFS_FETCH_LOW_PRIORITY : 0, count_cb, &c),
+		    0);
 	wait_count(&c, N);
 	assert_int_equal(c.ok, N);
 	cfs_fetch_get_stats(fetch, &st);
@@ -332,7 +332,7 @@ static void test_many_group_commit(void **state)
 /* A server that accepts connections and never answers. */
 static int silent_server(char *url, size_t len)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET };
+	struct sockaddr_in sa = {.sin_family = AF_INET};
 	socklen_t salen = sizeof(sa);
 	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
@@ -350,8 +350,9 @@ static void test_cancel_on_free(void **state)
 	struct fixture *f = *state;
 	char url[64];
 	int s = silent_server(url, sizeof(url));
-	const char *servers[] = { url };
-	struct counter c = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, -ECANCELED };
+	const char *servers[] = {url};
+	struct counter c = {
+	    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, -ECANCELED};
 	struct cfs_fetch *fetch = start(f, servers, 1);
 	struct cfs_fetch_stats st;
 	uint64_t t0;
@@ -391,7 +392,7 @@ static void test_server_backoff(void **state)
 {
 	struct fixture *f = *state;
 	char dead[64];
-	const char *servers[] = { dead, f->src_url };
+	const char *servers[] = {dead, f->src_url};
 	struct cfs_fetch_options o;
 	struct cfs_fetch *fetch = NULL;
 	struct cfs_fetch_server_stats ss;
@@ -472,7 +473,7 @@ static void test_single_flight_200(void **state)
 	const char *builddir = getenv("CFS_BUILDDIR");
 	char faultd[512], portfile[160], logfile[160], url[128], needle[128];
 	char rel[CFS_NAME_PATH_LEN + 1];
-	const char *servers[] = { url };
+	const char *servers[] = {url};
 	struct sf_arg args[N];
 	pthread_t th[N];
 	pthread_barrier_t barrier;
@@ -518,7 +519,7 @@ static void test_single_flight_200(void **state)
 	fetch = start(f, servers, 1);
 	pthread_barrier_init(&barrier, NULL, N);
 	for (int i = 0; i < N; i++) {
-		args[i] = (struct sf_arg){ fetch, d, &barrier, -1 };
+		args[i] = (struct sf_arg){fetch, d, &barrier, -1};
 		assert_int_equal(pthread_create(&th[i], NULL, sf_thread, &args[i]), 0);
 	}
 	for (int i = 0; i < N; i++) {
@@ -542,14 +543,14 @@ static void test_single_flight_200(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_options, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_fetch_and_present, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_absent, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_mismatch_failover, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_many_group_commit, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cancel_on_free, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_server_backoff, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_single_flight_200, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_options, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fetch_and_present, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_absent, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mismatch_failover, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_many_group_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cancel_on_free, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_server_backoff, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_single_flight_200, setup, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
