@@ -14,7 +14,10 @@
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <linux/openat2.h>
 
 #include "common/log.h"
 #include "common/name.h"
@@ -116,20 +119,59 @@ void cfs_store_free(struct cfs_store *store)
 	free(store);
 }
 
+int cfs_store_openat_beneath(int dirfd, const char *rel, int flags)
+{
+	struct open_how how = {
+	    .flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
+	    .mode = (flags & O_CREAT) ? 0644 : 0,
+	    .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	const char *slash;
+	char dir[16];
+	int fd, dfd;
+
+	fd = (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+	if (fd >= 0)
+		return fd;
+	if (errno != ENOSYS && errno != EPERM)
+		return -errno;
+	/* Older kernels: the only directory level is the two-hex prefix; open it without
+	 * following a symlink, then the file inside it the same way. */
+	slash = strchr(rel, '/');
+	if (!slash || (size_t)(slash - rel) >= sizeof(dir))
+		return -EINVAL;
+	memcpy(dir, rel, (size_t)(slash - rel));
+	dir[slash - rel] = '\0';
+	dfd = openat(dirfd, dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	fd = openat(dfd, slash + 1, flags | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		fd = -errno;
+	close(dfd);
+	return fd;
+}
+
 int cfs_store_lookup(struct cfs_store *store, const uint8_t digest[CFS_DIGEST_SIZE],
 		     struct stat *st_ret)
 {
 	char rel[CFS_NAME_PATH_LEN + 1];
 	struct stat st;
+	int fd, r = 0;
 
 	cfs_name_format_path(digest, rel);
-	if (fstatat(store->dirfd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return errno == ENOTDIR ? -ENOENT : -errno;
-	if (!S_ISREG(st.st_mode))
-		return -EUCLEAN;
-	if (st_ret)
+	/* O_PATH: no open of the file itself; a symlinked prefix directory is refused. */
+	fd = cfs_store_openat_beneath(store->dirfd, rel, O_PATH);
+	if (fd < 0)
+		return fd == -ENOTDIR ? -ENOENT : fd == -ELOOP || fd == -EXDEV ? -EUCLEAN : fd;
+	if (fstat(fd, &st) < 0)
+		r = -errno;
+	else if (!S_ISREG(st.st_mode))
+		r = -EUCLEAN;
+	else if (st_ret)
 		*st_ret = st;
-	return 0;
+	close(fd);
+	return r;
 }
 
 int cfs_store_open_object(struct cfs_store *store, const uint8_t digest[CFS_DIGEST_SIZE],
@@ -140,9 +182,11 @@ int cfs_store_open_object(struct cfs_store *store, const uint8_t digest[CFS_DIGE
 	int fd;
 
 	cfs_name_format_path(digest, rel);
-	fd = openat(store->dirfd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	fd = cfs_store_openat_beneath(store->dirfd, rel, O_RDONLY | O_NONBLOCK);
 	if (fd < 0)
-		return errno == ELOOP || errno == ENXIO ? -EUCLEAN : -errno;
+		return fd == -ELOOP || fd == -ENXIO || fd == -EXDEV ? -EUCLEAN
+		       : fd == -ENOTDIR				      ? -ENOENT
+								      : fd;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
 		return -EUCLEAN;
@@ -552,8 +596,10 @@ int cfs_store_iter(struct cfs_store *store, bool all, cfs_store_iter_fn fn, void
 			struct cfs_store_entry e = { .relpath = rel, .kind = CFS_STORE_ENTRY_STRAY };
 			unsigned prefix;
 
+			/* ".cfs-*" names belong to cfscache (temp files, zstd side files). */
 			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-			    strcmp(de->d_name, CFS_STORE_TMPDIR) == 0)
+			    strncmp(de->d_name, CFS_STORE_RESERVED_PREFIX,
+				    strlen(CFS_STORE_RESERVED_PREFIX)) == 0)
 				continue;
 			if (fstatat(fd, de->d_name, &e.st, AT_SYMLINK_NOFOLLOW) < 0)
 				continue;

@@ -11,6 +11,9 @@
 
 /* Temporary files live in this directory inside the store; its name is never an object name. */
 #define CFS_STORE_TMPDIR ".cfs-tmp"
+/* Top-level names starting with this are cfscache's own (temp files, cfs-serve's zstd side
+ * files); they are never objects and never reported as strays. */
+#define CFS_STORE_RESERVED_PREFIX ".cfs-"
 
 struct cfs_store;
 struct cfs_store_writer;
@@ -31,6 +34,10 @@ const char *cfs_store_path(const struct cfs_store *store);
  * -EUCLEAN when something that is not a regular file sits under its name. */
 int cfs_store_lookup(struct cfs_store *store, const uint8_t digest[CFS_DIGEST_SIZE],
 		     struct stat *st_ret);
+/* openat() of a path relative to @dirfd that never leaves it and follows no symlink at any
+ * level (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS; on older kernels each level is opened
+ * with O_NOFOLLOW). O_NOFOLLOW and O_CLOEXEC are implied. Returns the fd or -errno. */
+int cfs_store_openat_beneath(int dirfd, const char *rel, int flags);
 /* Opens an object read-only, refusing symlinks and non-regular files. Caller closes *fd_ret. */
 int cfs_store_open_object(struct cfs_store *store, const uint8_t digest[CFS_DIGEST_SIZE],
 			  int *fd_ret);

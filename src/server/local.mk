@@ -5,10 +5,11 @@ cfs_serve_SOURCES = \
 	src/server/main.c \
 	src/server/ocache.c src/server/ocache.h \
 	src/server/server.c src/server/server.h \
+	src/server/upstream.c src/server/upstream.h \
 	src/server/zcache.c src/server/zcache.h
 cfs_serve_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBEVENT_OPENSSL_CFLAGS) $(SSL_CFLAGS) \
 	$(ZSTD_CFLAGS)
-cfs_serve_LDADD = $(CFS_COMMON_LIBS) $(LIBEVENT_LIBS) $(LIBEVENT_OPENSSL_LIBS) $(SSL_LIBS) \
+cfs_serve_LDADD = $(CFS_FETCH_LIBS) $(CFS_COMMON_LIBS) $(LIBEVENT_LIBS) $(LIBEVENT_OPENSSL_LIBS) $(SSL_LIBS) \
 	$(ZSTD_LIBS)
 dist_man_MANS += docs/cfs-serve.1
 EXTRA_DIST += bench/serve.sh
@@ -17,6 +18,7 @@ SERVER_TESTS = \
 	tests/integration/server-objects.sh \
 	tests/integration/server-hostile.sh \
 	tests/integration/server-tls-upload.sh \
-	tests/integration/server-lifecycle.sh
+	tests/integration/server-lifecycle.sh \
+	tests/integration/scale-chain.sh
 TESTS += $(SERVER_TESTS)
 EXTRA_DIST += $(SERVER_TESTS)

@@ -12,12 +12,16 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include <event2/thread.h>
+
 #include "common/log.h"
 #include "common/util.h"
 #include "server/server.h"
+#include "server/upstream.h"
 
 #define EXIT_MISUSE 2
 #define MAX_LISTEN 16
+#define MAX_UPSTREAMS 16
 
 static void print_help(FILE *f)
 {
@@ -45,6 +49,13 @@ static void print_help(FILE *f)
 	    "      --cache-size SIZE     small objects kept in memory, and open files\n"
 	    "                            of larger ones (default 8M; 0 = no cache)\n"
 	    "      --access-log FILE     one line per request to FILE ('-' = stderr)\n"
+	    "      --upstream URL        pull-through: fetch missing objects from this server\n"
+	    "                            (repeatable, tried in order), verify, store, serve\n"
+	    "      --max-size SIZE       with --upstream: keep the store under SIZE by evicting\n"
+	    "                            least recently used objects\n"
+	    "      --upstream-ca-file F, --upstream-cert F, --upstream-key F,\n"
+	    "      --upstream-token-file F, --upstream-insecure\n"
+	    "                            TLS and token for talking to the upstreams\n"
 	    "  -q, --quiet               print only errors\n"
 	    "  -v, --verbose             more log output (repeat for debug)\n"
 	    "      --log-level L         err, warning, notice, info or debug\n"
@@ -109,6 +120,13 @@ int main(int argc, char **argv)
 		O_LOGLEVEL,
 		O_SYSLOG,
 		O_CACHE,
+		O_UPSTREAM,
+		O_MAXSIZE,
+		O_UP_CA,
+		O_UP_CERT,
+		O_UP_KEY,
+		O_UP_TOKEN,
+		O_UP_INSECURE,
 	};
 	static const struct option opts[] = {
 	    {"store", required_argument, NULL, 's'},
@@ -129,6 +147,13 @@ int main(int argc, char **argv)
 	    {"zstd-max-size", required_argument, NULL, O_ZMAX},
 	    {"access-log", required_argument, NULL, O_ACCESS},
 	    {"cache-size", required_argument, NULL, O_CACHE},
+	    {"upstream", required_argument, NULL, O_UPSTREAM},
+	    {"max-size", required_argument, NULL, O_MAXSIZE},
+	    {"upstream-ca-file", required_argument, NULL, O_UP_CA},
+	    {"upstream-cert", required_argument, NULL, O_UP_CERT},
+	    {"upstream-key", required_argument, NULL, O_UP_KEY},
+	    {"upstream-token-file", required_argument, NULL, O_UP_TOKEN},
+	    {"upstream-insecure", no_argument, NULL, O_UP_INSECURE},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"log-level", required_argument, NULL, O_LOGLEVEL},
@@ -152,6 +177,9 @@ int main(int argc, char **argv)
 	const char *listen[MAX_LISTEN], *token_file = NULL, *access_log = NULL;
 	enum cfs_log_level level = CFS_LOG_NOTICE;
 	struct cfs_serve *srv = NULL;
+	const char *upstreams[MAX_UPSTREAMS];
+	struct cfs_upstream_options upo = { .accept_zstd = true };
+	struct cfs_upstream *up = NULL;
 	char *token = NULL;
 	size_t n_listen = 0;
 	unsigned long v;
@@ -236,6 +264,30 @@ int main(int argc, char **argv)
 				return misuse("bad --cache-size '%s'", optarg);
 			cfg.cache_size = (size_t)u;
 			break;
+		case O_UPSTREAM:
+			if (upo.n_urls == MAX_UPSTREAMS)
+				return misuse("at most %d --upstream servers", MAX_UPSTREAMS);
+			upstreams[upo.n_urls++] = optarg;
+			break;
+		case O_MAXSIZE:
+			if (cfs_parse_size(optarg, &upo.max_size) < 0 || upo.max_size == 0)
+				return misuse("bad --max-size '%s'", optarg);
+			break;
+		case O_UP_CA:
+			upo.ca_file = optarg;
+			break;
+		case O_UP_CERT:
+			upo.client_cert = optarg;
+			break;
+		case O_UP_KEY:
+			upo.client_key = optarg;
+			break;
+		case O_UP_TOKEN:
+			upo.token_file = optarg;
+			break;
+		case O_UP_INSECURE:
+			upo.insecure = true;
+			break;
 		case 'q':
 			level = CFS_LOG_ERR;
 			break;
@@ -270,6 +322,8 @@ int main(int argc, char **argv)
 		return misuse("%s", "--tls-cert and --tls-key go together");
 	if (cfg.allow_upload && !token_file)
 		return misuse("%s", "--allow-upload needs --token-file");
+	if (upo.max_size && !upo.n_urls)
+		return misuse("%s", "--max-size needs --upstream (a plain server never adds objects)");
 	if (n_listen == 0)
 		listen[n_listen++] = "0.0.0.0:8080";
 	cfg.listen = listen;
@@ -304,6 +358,24 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
+	if (upo.n_urls) {
+		/* Fetch completions wake the loops from another thread: locked event bases. */
+		if (evthread_use_pthreads() < 0) {
+			cfs_err("libevent has no thread support");
+			goto out;
+		}
+		upo.urls = upstreams;
+		upo.store_path = cfg.store_path;
+		r = cfs_upstream_new(&upo, &up);
+		if (r < 0) {
+			cfs_err("cannot start the pull-through fetcher: %s", strerror(-r));
+			goto out;
+		}
+		cfg.miss_fn = cfs_upstream_miss;
+		cfg.miss_userdata = up;
+		cfs_notice("pull-through from %zu upstream server(s)%s", upo.n_urls,
+			   upo.max_size ? " with a size quota" : "");
+	}
 	r = cfs_serve_new(&cfg, &srv);
 	if (r < 0)
 		goto out;
@@ -321,6 +393,8 @@ int main(int argc, char **argv)
 	cfs_notice("stopped");
 	ret = 0;
 out:
+	/* The fetcher goes first: its last callbacks may still post to the loops' bases. */
+	cfs_upstream_free(up);
 	cfs_serve_free(srv);
 	if (cfg.access_log && cfg.access_log != stderr)
 		fclose(cfg.access_log);

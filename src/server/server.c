@@ -684,7 +684,7 @@ static int srv_open_object(struct cfs_serve *srv, const uint8_t digest[CFS_DIGES
 	int fd;
 
 	cfs_name_format_path(digest, rel);
-	fd = cfs_serve_open_beneath(srv->store_fd, rel, O_RDONLY | O_NONBLOCK);
+	fd = cfs_store_openat_beneath(srv->store_fd, rel, O_RDONLY | O_NONBLOCK);
 	if (fd < 0)
 		return fd == -ELOOP || fd == -EXDEV || fd == -ENXIO ? -EUCLEAN : fd;
 	if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {

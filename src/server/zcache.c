@@ -18,6 +18,7 @@
 
 #include "common/log.h"
 #include "common/name.h"
+#include "common/store.h"
 #include "common/util.h"
 #include "server/zcache.h"
 
@@ -48,39 +49,6 @@ struct cfs_zcache_ctx {
 	ZSTD_CCtx *cctx;
 	void *in, *out;
 };
-
-int cfs_serve_open_beneath(int dirfd, const char *rel, int flags)
-{
-	struct open_how how = {
-	    .flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
-	    .mode = (flags & O_CREAT) ? 0644 : 0,
-	    .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-	};
-	const char *slash;
-	char dir[16];
-	int fd, dfd;
-
-	fd = (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
-	if (fd >= 0)
-		return fd;
-	if (errno != ENOSYS && errno != EPERM)
-		return -errno;
-	/* Older kernels: the only directory level is the two-hex prefix; open it without
-	 * following a symlink, then the file inside it the same way. */
-	slash = strchr(rel, '/');
-	if (!slash || (size_t)(slash - rel) >= sizeof(dir))
-		return -EINVAL;
-	memcpy(dir, rel, (size_t)(slash - rel));
-	dir[slash - rel] = '\0';
-	dfd = openat(dirfd, dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (dfd < 0)
-		return -errno;
-	fd = openat(dfd, slash + 1, flags | O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (fd < 0)
-		fd = -errno;
-	close(dfd);
-	return fd;
-}
 
 int cfs_zcache_new(int store_dirfd, int level, uint64_t max_size, struct cfs_zcache **zc_ret)
 {
@@ -152,7 +120,7 @@ static int zc_open_existing(struct cfs_zcache *zc, const char *rel, const struct
 	ssize_t n;
 	int fd;
 
-	fd = cfs_serve_open_beneath(zc->dirfd, rel, O_RDONLY | O_NONBLOCK);
+	fd = cfs_store_openat_beneath(zc->dirfd, rel, O_RDONLY | O_NONBLOCK);
 	if (fd < 0)
 		return fd;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
@@ -172,7 +140,7 @@ bad:
 
 static int zc_mark_raw(struct cfs_zcache *zc, const char *rel_raw)
 {
-	int fd = cfs_serve_open_beneath(zc->dirfd, rel_raw, O_WRONLY | O_CREAT);
+	int fd = cfs_store_openat_beneath(zc->dirfd, rel_raw, O_WRONLY | O_CREAT);
 
 	if (fd < 0)
 		return fd;
@@ -268,7 +236,7 @@ int cfs_zcache_get(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, int obj_fd
 	/* A name with a leading dot and a sequence number: unique per process and thread. */
 	snprintf(tmp, sizeof(tmp), "%s/.tmp-%s-%d-%u", prefix, path + 3, (int)getpid(),
 	         atomic_fetch_add(&zc->tmp_seq, 1));
-	fd = cfs_serve_open_beneath(zc->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL);
+	fd = cfs_store_openat_beneath(zc->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL);
 	if (fd < 0)
 		return fd;
 	csize = zc_compress(zc, ctx, obj_fd, (uint64_t)st->st_size, fd);
@@ -316,7 +284,7 @@ static void *zc_worker(void *arg)
 		pthread_mutex_unlock(&zc->lock);
 
 		cfs_name_format_path(digest, rel);
-		fd = cfs_serve_open_beneath(zc->store_fd, rel, O_RDONLY | O_NONBLOCK);
+		fd = cfs_store_openat_beneath(zc->store_fd, rel, O_RDONLY | O_NONBLOCK);
 		if (fd >= 0) {
 			if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
 				/* NULL context: compress here, whatever the size. */

@@ -29,8 +29,4 @@ int cfs_zcache_get(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, int obj_fd
                    const struct stat *st, const uint8_t digest[CFS_DIGEST_SIZE], int *fd_ret,
                    uint64_t *size_ret);
 
-/* Opens @rel (a fixed-shape relative path) under @dirfd without following any symlink.
- * Shared with the object path of the server. Returns an fd or -errno. */
-int cfs_serve_open_beneath(int dirfd, const char *rel, int flags);
-
 #endif

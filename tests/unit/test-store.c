@@ -257,6 +257,26 @@ static void test_iter_and_hostile_entries(void **state)
 	assert_int_equal(symlink("/etc/passwd", full), 0);
 	assert_int_equal(cfs_store_lookup(f->store, fake, NULL), -EUCLEAN);
 	assert_int_equal(cfs_store_open_object(f->store, fake, &fd), -EUCLEAN);
+	/* A symlinked prefix directory is not followed either. */
+	{
+		char target[200], link[200], obj[300];
+		uint8_t via[32];
+		int tfd;
+
+		memset(via, 0xcd, sizeof(via));
+		cfs_name_format_path(via, rel);
+		snprintf(target, sizeof(target), "%s/elsewhere", f->dir);
+		assert_int_equal(mkdir(target, 0755), 0);
+		snprintf(obj, sizeof(obj), "%s/%s", target, rel + 3);
+		tfd = open(obj, O_CREAT | O_WRONLY, 0644);
+		assert_true(tfd >= 0);
+		close(tfd);
+		snprintf(link, sizeof(link), "%s/cd", f->path);
+		assert_int_equal(symlink(target, link), 0);
+		assert_int_equal(cfs_store_lookup(f->store, via, NULL), -EUCLEAN);
+		assert_int_equal(cfs_store_open_object(f->store, via, &fd), -EUCLEAN);
+		assert_int_equal(unlink(link), 0);
+	}
 	snprintf(full, sizeof(full), "%s/ab/NOTANOBJECT", f->path);
 	fd = open(full, O_CREAT | O_WRONLY, 0644);
 	close(fd);

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/* cfscache: cfs-serve pull-through: store misses are fetched from upstream servers through the
+ * fetch engine (verified, single flight) and then served like any other object. */
+#ifndef CFS_SERVER_UPSTREAM_H
+#define CFS_SERVER_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/digest.h"
+#include "server/server.h"
+
+struct cfs_upstream;
+
+struct cfs_upstream_options {
+	const char *const *urls; /* base URLs, tried in order */
+	size_t n_urls;
+	const char *store_path;  /* the store cfs-serve serves */
+	uint64_t max_size;       /* 0: no quota; else LRU eviction as in cfs-cache */
+	const char *ca_file, *client_cert, *client_key, *token_file;
+	bool insecure;
+	bool accept_zstd;
+};
+
+/* Opens the store, indexes it when a quota is set, and starts the fetch engine. The event
+ * bases that will call cfs_upstream_miss must have been created after evthread_use_pthreads().
+ * Returns 0 or -errno. */
+int cfs_upstream_new(const struct cfs_upstream_options *o, struct cfs_upstream **up_ret);
+/* Stops the fetch engine; misses still pending are answered 503 if their loop still runs. */
+void cfs_upstream_free(struct cfs_upstream *up);
+/* The cfs_serve_miss_fn: userdata is the cfs_upstream. */
+void cfs_upstream_miss(struct cfs_serve_miss *miss, const uint8_t digest[CFS_DIGEST_SIZE],
+		       void *userdata);
+
+#endif
