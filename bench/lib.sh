@@ -36,7 +36,7 @@ bench_time() {
 }
 
 # ratio A B -> A/B with two decimals
-bench_ratio() { echo "scale=2; $1 / $2" | bc -l | sed 's/^\./0./'; }
+bench_ratio() { printf '%.3f\n' "$(echo "$1 / $2" | bc -l)"; }
 
 bench_free_port() {
 	local p

@@ -56,7 +56,8 @@ uint64_t cfs_store_writer_size(const struct cfs_store_writer *w);
 /* Drops everything written so far, to start over. */
 int cfs_store_writer_reset(struct cfs_store_writer *w);
 /* Finishes hashing and compares with the expected digest: 0, or -EBADMSG on mismatch.
- * Closes the data descriptor; *digest_ret (optional) gets the computed digest. */
+ * *digest_ret (optional) gets the computed digest. The temp file stays open until commit
+ * or free, so callers that batch many writers should bound how many wait. */
 int cfs_store_writer_verify(struct cfs_store_writer *w, uint8_t digest_ret[CFS_DIGEST_SIZE]);
 
 enum cfs_store_commit_flags {

@@ -19,6 +19,7 @@ SERVER_TESTS = \
 	tests/integration/server-hostile.sh \
 	tests/integration/server-tls-upload.sh \
 	tests/integration/server-lifecycle.sh \
-	tests/integration/scale-chain.sh
+	tests/integration/scale-chain.sh \
+	tests/integration/scale-pullthrough.sh
 TESTS += $(SERVER_TESTS)
 EXTRA_DIST += $(SERVER_TESTS)

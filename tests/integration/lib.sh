@@ -10,7 +10,7 @@ CFS_SRCDIR=${CFS_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 CFS_STORE_BIN="$CFS_BUILDDIR/cfs-store"
 CFS_SERVE_BIN="$CFS_BUILDDIR/cfs-serve"
 CFS_CACHE_BIN="$CFS_BUILDDIR/cfs-cache"
-CFS_FAULTD_BIN="$CFS_BUILDDIR/tests/faultd"
+CFS_FAULTD_BIN="$CFS_BUILDDIR/tests/faultd/faultd"
 CFS_TEST_NAME=$(basename "$0" .sh)
 
 _cfs_pids=""
