@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "fetcher/fetch.h"
 #include "fusefs/cmds.h"
+#include "fusefs/fetch-cli.h"
 
 struct fetch_run {
 	pthread_mutex_t lock;
@@ -188,19 +189,6 @@ static void list_unique(struct digest_list *l)
 	l->n = out + 1;
 }
 
-static int parse_uint(const char *s, unsigned *v)
-{
-	char *end;
-	unsigned long x;
-
-	errno = 0;
-	x = strtoul(s, &end, 10);
-	if (errno || end == s || *end || x > 1000000)
-		return -EINVAL;
-	*v = (unsigned)x;
-	return 0;
-}
-
 static void print_stats(struct cfs_fetch *fetch)
 {
 	struct cfs_fetch_stats st;
@@ -236,15 +224,10 @@ static void print_stats(struct cfs_fetch *fetch)
 enum {
 	OPT_MAX_TRANSFERS = 256,
 	OPT_PER_SERVER,
-	OPT_RETRIES,
-	OPT_CONNECT_TIMEOUT,
+
 	OPT_LOW_SPEED_TIME,
 	OPT_MAX_OBJECT_SIZE,
-	OPT_TOKEN_FILE,
-	OPT_CA_FILE,
-	OPT_CERT,
-	OPT_KEY,
-	OPT_NO_ZSTD,
+
 	OPT_NO_PROGRESS,
 	OPT_STATS,
 };
@@ -253,121 +236,73 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"store", required_argument, NULL, 's'},
-	    {"server", required_argument, NULL, 'S'},
 	    {"from", required_argument, NULL, 'f'},
 	    {"jobs", required_argument, NULL, 'j'},
 	    {"max-transfers", required_argument, NULL, OPT_MAX_TRANSFERS},
 	    {"per-server", required_argument, NULL, OPT_PER_SERVER},
-	    {"retries", required_argument, NULL, OPT_RETRIES},
-	    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
 	    {"low-speed-time", required_argument, NULL, OPT_LOW_SPEED_TIME},
 	    {"max-object-size", required_argument, NULL, OPT_MAX_OBJECT_SIZE},
-	    {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
-	    {"ca-file", required_argument, NULL, OPT_CA_FILE},
-	    {"cert", required_argument, NULL, OPT_CERT},
-	    {"key", required_argument, NULL, OPT_KEY},
-	    {"insecure", no_argument, NULL, 'k'},
-	    {"no-zstd", no_argument, NULL, OPT_NO_ZSTD},
 	    {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
 	    {"stats", no_argument, NULL, OPT_STATS},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
+	    FETCH_CLI_LONG_OPTIONS,
 	    {NULL, 0, NULL, 0},
 	};
 	struct fetch_run run = {.lock = PTHREAD_MUTEX_INITIALIZER,
 	                        .cond = PTHREAD_COND_INITIALIZER};
-	struct cfs_fetch_options o;
+	struct fetch_cli cli;
 	struct digest_list list = {0};
 	struct cfs_store *store = NULL;
 	struct cfs_fetch *fetch = NULL;
 	struct cfs_progress progress;
-	const char **servers = NULL;
-	size_t n_servers = 0, submitted = 0;
+	size_t submitted = 0;
 	const char *store_path = NULL, *from = NULL;
 	enum cfs_log_level level = CFS_LOG_NOTICE;
 	bool quiet = false, no_progress = false, want_stats = false;
-	struct rlimit rl;
 	uint64_t v;
 	int c, r, ret = 1;
 
-	cfs_fetch_options_init(&o);
+	fetch_cli_init(&cli);
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "s:S:f:j:kqvhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			store_path = optarg;
 			break;
-		case 'S': {
-			const char **ns = realloc(servers, (n_servers + 1) * sizeof(*ns));
-
-			if (!ns)
-				goto out;
-			servers = ns;
-			servers[n_servers++] = optarg;
-			break;
-		}
 		case 'f':
 			from = optarg;
 			break;
 		case 'j':
 		case OPT_MAX_TRANSFERS:
-			if (parse_uint(optarg, &o.max_transfers) < 0 || o.max_transfers == 0) {
+			if (fetch_cli_parse_count(optarg, &cli.o.max_transfers) < 0 ||
+			    cli.o.max_transfers == 0) {
 				ret = usage_error("bad transfer count", optarg);
 				goto out;
 			}
 			break;
 		case OPT_PER_SERVER:
-			if (parse_uint(optarg, &o.max_per_server) < 0 || o.max_per_server == 0) {
+			if (fetch_cli_parse_count(optarg, &cli.o.max_per_server) < 0 ||
+			    cli.o.max_per_server == 0) {
 				ret = usage_error("bad per-server count", optarg);
 				goto out;
 			}
-			break;
-		case OPT_RETRIES:
-			if (parse_uint(optarg, &o.retries) < 0 || o.retries > 100) {
-				ret = usage_error("bad retry count", optarg);
-				goto out;
-			}
-			break;
-		case OPT_CONNECT_TIMEOUT:
-			if (cfs_parse_duration_ms(optarg, &v) < 0 || v == 0 || v > 3600000) {
-				ret = usage_error("bad duration", optarg);
-				goto out;
-			}
-			o.connect_timeout_ms = (unsigned)v;
 			break;
 		case OPT_LOW_SPEED_TIME:
 			if (cfs_parse_duration_ms(optarg, &v) < 0 || v < 1000 || v > 3600000) {
 				ret = usage_error("bad duration (at least 1s)", optarg);
 				goto out;
 			}
-			o.low_speed_secs = (unsigned)(v / 1000);
+			cli.o.low_speed_secs = (unsigned)(v / 1000);
 			break;
 		case OPT_MAX_OBJECT_SIZE:
 			if (cfs_parse_size(optarg, &v) < 0 || v == 0) {
 				ret = usage_error("bad size", optarg);
 				goto out;
 			}
-			o.max_object_size = v;
-			break;
-		case OPT_TOKEN_FILE:
-			o.token_file = optarg;
-			break;
-		case OPT_CA_FILE:
-			o.ca_file = optarg;
-			break;
-		case OPT_CERT:
-			o.client_cert = optarg;
-			break;
-		case OPT_KEY:
-			o.client_key = optarg;
-			break;
-		case 'k':
-			o.insecure = true;
-			break;
-		case OPT_NO_ZSTD:
-			o.accept_zstd = false;
+			cli.o.max_object_size = v;
 			break;
 		case OPT_NO_PROGRESS:
 			no_progress = true;
@@ -392,8 +327,12 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 			ret = 0;
 			goto out;
 		default:
-			fprintf(stderr, "Try 'cfs-cache fetch --help'.\n");
-			ret = CFS_EXIT_MISUSE;
+			r = fetch_cli_option(&cli, c, optarg, "fetch");
+			if (r == 1)
+				break;
+			if (r == 0)
+				fprintf(stderr, "Try 'cfs-cache fetch --help'.\n");
+			ret = r == -ENOMEM ? 1 : CFS_EXIT_MISUSE;
 			goto out;
 		}
 	}
@@ -402,7 +341,7 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 		ret = usage_error("--store is required", NULL);
 		goto out;
 	}
-	if (n_servers == 0) {
+	if (cli.n_servers == 0) {
 		ret = usage_error("at least one --server is required", NULL);
 		goto out;
 	}
@@ -430,19 +369,16 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 
 	list_unique(&list);
 	/* Objects wait for their group commit with a descriptor open. */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
+	fetch_cli_raise_nofile();
 	r = cfs_store_open(store_path, CFS_STORE_CREATE, &store);
 	if (r < 0) {
 		cfs_err("cannot open store %s: %s", store_path, strerror(-r));
 		goto out;
 	}
-	o.servers = servers;
-	o.n_servers = n_servers;
-	o.store = store;
-	r = cfs_fetch_new(&o, &fetch);
+	cli.o.servers = cli.servers;
+	cli.o.n_servers = cli.n_servers;
+	cli.o.store = store;
+	r = cfs_fetch_new(&cli.o, &fetch);
 	if (r < 0) {
 		cfs_err("cannot start the fetcher: %s", strerror(-r));
 		goto out;
@@ -501,7 +437,7 @@ out:
 	cfs_fetch_free(fetch);
 	cfs_store_free(store);
 	free(list.d);
-	free(servers);
+	fetch_cli_free(&cli);
 	if (fflush(stdout) != 0 && ret == 0)
 		ret = 1;
 	return ret;

@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "fetcher/fetch.h"
 #include "fusefs/cmds.h"
+#include "fusefs/fetch-cli.h"
 #include "image/image.h"
 
 struct object {
@@ -42,42 +43,43 @@ struct prefetch_run {
 
 static void print_help(FILE *f)
 {
-	fprintf(f,
-		"Usage: cfs-cache prefetch --image IMAGE [--image IMAGE]... --store DIR\n"
-		"                          --server URL [--server URL]... [OPTIONS]\n\n"
-		"Fetch the objects that composefs images point at and that a local store lacks,\n"
-		"verifying each against its fs-verity digest. Safe to run while a cfs-cache mount\n"
-		"serves the same store.\n\n"
-		"Options:\n"
-		"  -i, --image IMAGE          composefs (EROFS) image; repeat for several\n"
-		"  -s, --store DIR            local object store (created if missing)\n"
-		"  -S, --server URL           base URL of a server; repeat for fallbacks, in order\n"
-		"  -o, --order TRACE          fetch the objects named at the start of TRACE's lines\n"
-		"                             first, in that order (most important first)\n"
-		"  -r, --rate-limit SIZE      average download rate cap in bytes/s (e.g. 10M)\n"
-		"  -j, --jobs N               concurrent transfers (default 64)\n"
-		"      --retries N            extra attempts per server (default 2)\n"
-		"      --connect-timeout DUR  e.g. 5s, 500ms (default 5s)\n"
-		"      --token-file FILE      send \"Authorization: Bearer <contents>\"\n"
-		"      --ca-file FILE         CA certificates for HTTPS\n"
-		"      --cert FILE            client certificate (PEM)\n"
-		"      --key FILE             client private key (PEM)\n"
-		"  -k, --insecure             do not verify the server's TLS certificate\n"
-		"      --no-zstd              do not ask for zstd-compressed bodies\n"
-		"  -n, --dry-run              print the missing objects in fetch order and stop\n"
-		"      --no-progress          never draw a progress bar\n"
-		"  -q, --quiet                print only errors\n"
-		"  -v, --verbose              more log output (repeat for debug)\n"
-		"  -h, --help                 show this help\n"
-		"  -V, --version              show the version\n\n"
-		"Exit status: 0 when every object of the images is in the store, 1 otherwise,\n"
-		"2 on misuse.\n");
+	fprintf(
+	    f,
+	    "Usage: cfs-cache prefetch --image IMAGE [--image IMAGE]... --store DIR\n"
+	    "                          --server URL [--server URL]... [OPTIONS]\n\n"
+	    "Fetch the objects that composefs images point at and that a local store lacks,\n"
+	    "verifying each against its fs-verity digest. Safe to run while a cfs-cache mount\n"
+	    "serves the same store.\n\n"
+	    "Options:\n"
+	    "  -i, --image IMAGE          composefs (EROFS) image; repeat for several\n"
+	    "  -s, --store DIR            local object store (created if missing)\n"
+	    "  -S, --server URL           base URL of a server; repeat for fallbacks, in order\n"
+	    "  -o, --order TRACE          fetch the objects named at the start of TRACE's lines\n"
+	    "                             first, in that order (most important first)\n"
+	    "  -r, --rate-limit SIZE      average download rate cap in bytes/s (e.g. 10M)\n"
+	    "  -j, --jobs N               concurrent transfers (default 64)\n"
+	    "      --retries N            extra attempts per server (default 2)\n"
+	    "      --connect-timeout DUR  e.g. 5s, 500ms (default 5s)\n"
+	    "      --token-file FILE      send \"Authorization: Bearer <contents>\"\n"
+	    "      --ca-file FILE         CA certificates for HTTPS\n"
+	    "      --cert FILE            client certificate (PEM)\n"
+	    "      --key FILE             client private key (PEM)\n"
+	    "  -k, --insecure             do not verify the server's TLS certificate\n"
+	    "      --no-zstd              do not ask for zstd-compressed bodies\n"
+	    "  -n, --dry-run              print the missing objects in fetch order and stop\n"
+	    "      --no-progress          never draw a progress bar\n"
+	    "  -q, --quiet                print only errors\n"
+	    "  -v, --verbose              more log output (repeat for debug)\n"
+	    "  -h, --help                 show this help\n"
+	    "  -V, --version              show the version\n\n"
+	    "Exit status: 0 when every object of the images is in the store, 1 otherwise,\n"
+	    "2 on misuse.\n");
 }
 
 static int usage_error(const char *what, const char *arg)
 {
 	fprintf(stderr, "cfs-cache prefetch: %s%s%s%s\nTry 'cfs-cache prefetch --help'.\n", what,
-		arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
+	        arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
 	return CFS_EXIT_MISUSE;
 }
 
@@ -125,7 +127,7 @@ static int load_images(char **images, size_t n, struct object_list *l)
 		r = cfs_image_walk(img, 0, collect, l);
 		if (r < 0)
 			cfs_err("%s: %s", images[i],
-				cfs_image_error(img)[0] ? cfs_image_error(img) : strerror(-r));
+			        cfs_image_error(img)[0] ? cfs_image_error(img) : strerror(-r));
 		cfs_image_free(img);
 		if (r < 0)
 			return r;
@@ -143,7 +145,7 @@ static int load_images(char **images, size_t n, struct object_list *l)
 /* Appends to @order the objects of @all named at the start of TRACE's lines, in trace order,
  * each once. Lines that do not start with an object name are skipped. */
 static int read_order(const char *path, struct object_list *all, struct object **order,
-		      size_t *n_order)
+                      size_t *n_order)
 {
 	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
 	char *line = NULL;
@@ -177,7 +179,7 @@ static int read_order(const char *path, struct object_list *all, struct object *
 }
 
 static void on_result(int result, const uint8_t digest[CFS_DIGEST_SIZE],
-		      const struct cfs_fetch_result *info, void *userdata)
+                      const struct cfs_fetch_result *info, void *userdata)
 {
 	struct prefetch_run *run = userdata;
 	char path[CFS_NAME_PATH_LEN + 1];
@@ -188,7 +190,7 @@ static void on_result(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 			cfs_err("%s: not found on any server", path);
 		else
 			cfs_err("%s: %s (%s)", path, info->reason ? info->reason : "failed",
-				strerror(-result));
+			        strerror(-result));
 	}
 	pthread_mutex_lock(&run->lock);
 	if (result == 0 && info->fetched) {
@@ -206,19 +208,6 @@ static void on_result(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 	run->done++;
 	pthread_cond_broadcast(&run->cond);
 	pthread_mutex_unlock(&run->lock);
-}
-
-static int parse_uint(const char *s, unsigned *v)
-{
-	char *end;
-	unsigned long x;
-
-	errno = 0;
-	x = strtoul(s, &end, 10);
-	if (errno || end == s || *end || x > 1000000)
-		return -EINVAL;
-	*v = (unsigned)x;
-	return 0;
 }
 
 /* Waits up to @ms for a completion, feeding the progress bar. Called with run->lock held. */
@@ -244,60 +233,44 @@ static void wait_some(struct prefetch_run *run, struct cfs_progress *progress, u
 }
 
 enum {
-	OPT_RETRIES = 256,
-	OPT_CONNECT_TIMEOUT,
-	OPT_TOKEN_FILE,
-	OPT_CA_FILE,
-	OPT_CERT,
-	OPT_KEY,
-	OPT_NO_ZSTD,
+
 	OPT_NO_PROGRESS,
 };
 
 int cfs_cache_cmd_prefetch(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "image", required_argument, NULL, 'i' },
-		{ "store", required_argument, NULL, 's' },
-		{ "server", required_argument, NULL, 'S' },
-		{ "order", required_argument, NULL, 'o' },
-		{ "rate-limit", required_argument, NULL, 'r' },
-		{ "jobs", required_argument, NULL, 'j' },
-		{ "retries", required_argument, NULL, OPT_RETRIES },
-		{ "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
-		{ "token-file", required_argument, NULL, OPT_TOKEN_FILE },
-		{ "ca-file", required_argument, NULL, OPT_CA_FILE },
-		{ "cert", required_argument, NULL, OPT_CERT },
-		{ "key", required_argument, NULL, OPT_KEY },
-		{ "insecure", no_argument, NULL, 'k' },
-		{ "no-zstd", no_argument, NULL, OPT_NO_ZSTD },
-		{ "dry-run", no_argument, NULL, 'n' },
-		{ "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
+	    {"image", required_argument, NULL, 'i'},
+	    {"store", required_argument, NULL, 's'},
+	    {"order", required_argument, NULL, 'o'},
+	    {"rate-limit", required_argument, NULL, 'r'},
+	    {"jobs", required_argument, NULL, 'j'},
+	    {"dry-run", no_argument, NULL, 'n'},
+	    {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    FETCH_CLI_LONG_OPTIONS,
+	    {NULL, 0, NULL, 0},
 	};
-	struct prefetch_run run = { .lock = PTHREAD_MUTEX_INITIALIZER,
-				    .cond = PTHREAD_COND_INITIALIZER };
-	struct cfs_fetch_options o;
-	struct object_list all = { 0 };
+	struct prefetch_run run = {.lock = PTHREAD_MUTEX_INITIALIZER,
+	                           .cond = PTHREAD_COND_INITIALIZER};
+	struct fetch_cli cli;
+	struct object_list all = {0};
 	struct object **order = NULL;
 	struct cfs_store *store = NULL;
 	struct cfs_fetch *fetch = NULL;
 	struct cfs_progress progress;
-	const char **servers = NULL;
 	char **images = NULL;
-	size_t n_servers = 0, n_images = 0, n_order = 0, n_missing = 0, in_image;
+	size_t n_images = 0, n_order = 0, n_missing = 0, in_image;
 	const char *store_path = NULL, *order_path = NULL;
 	enum cfs_log_level level = CFS_LOG_NOTICE;
 	bool quiet = false, no_progress = false, dry_run = false;
-	uint64_t v, rate = 0, missing_bytes = 0, submitted_bytes = 0, start_ns;
-	struct rlimit rl;
+	uint64_t rate = 0, missing_bytes = 0, submitted_bytes = 0, start_ns;
 	int c, r, ret = 1;
 
-	cfs_fetch_options_init(&o);
+	fetch_cli_init(&cli);
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "i:s:S:o:r:j:knqvhV", opts, NULL)) != -1) {
 		switch (c) {
@@ -313,15 +286,6 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 		case 's':
 			store_path = optarg;
 			break;
-		case 'S': {
-			const char **ns = realloc(servers, (n_servers + 1) * sizeof(*ns));
-
-			if (!ns)
-				goto out;
-			servers = ns;
-			servers[n_servers++] = optarg;
-			break;
-		}
 		case 'o':
 			order_path = optarg;
 			break;
@@ -332,43 +296,13 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 			}
 			break;
 		case 'j':
-			if (parse_uint(optarg, &o.max_transfers) < 0 || o.max_transfers == 0) {
+			if (fetch_cli_parse_count(optarg, &cli.o.max_transfers) < 0 ||
+			    cli.o.max_transfers == 0) {
 				ret = usage_error("bad transfer count", optarg);
 				goto out;
 			}
-			if (o.max_per_server > o.max_transfers)
-				o.max_per_server = o.max_transfers;
-			break;
-		case OPT_RETRIES:
-			if (parse_uint(optarg, &o.retries) < 0 || o.retries > 100) {
-				ret = usage_error("bad retry count", optarg);
-				goto out;
-			}
-			break;
-		case OPT_CONNECT_TIMEOUT:
-			if (cfs_parse_duration_ms(optarg, &v) < 0 || v == 0 || v > 3600000) {
-				ret = usage_error("bad duration", optarg);
-				goto out;
-			}
-			o.connect_timeout_ms = (unsigned)v;
-			break;
-		case OPT_TOKEN_FILE:
-			o.token_file = optarg;
-			break;
-		case OPT_CA_FILE:
-			o.ca_file = optarg;
-			break;
-		case OPT_CERT:
-			o.client_cert = optarg;
-			break;
-		case OPT_KEY:
-			o.client_key = optarg;
-			break;
-		case 'k':
-			o.insecure = true;
-			break;
-		case OPT_NO_ZSTD:
-			o.accept_zstd = false;
+			if (cli.o.max_per_server > cli.o.max_transfers)
+				cli.o.max_per_server = cli.o.max_transfers;
 			break;
 		case 'n':
 			dry_run = true;
@@ -393,8 +327,12 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 			ret = 0;
 			goto out;
 		default:
-			fprintf(stderr, "Try 'cfs-cache prefetch --help'.\n");
-			ret = CFS_EXIT_MISUSE;
+			r = fetch_cli_option(&cli, c, optarg, "prefetch");
+			if (r == 1)
+				break;
+			if (r == 0)
+				fprintf(stderr, "Try 'cfs-cache prefetch --help'.\n");
+			ret = r == -ENOMEM ? 1 : CFS_EXIT_MISUSE;
 			goto out;
 		}
 	}
@@ -403,7 +341,7 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 		ret = usage_error("unexpected argument", argv[optind]);
 		goto out;
 	}
-	if (n_images == 0 || !store_path || (n_servers == 0 && !dry_run)) {
+	if (n_images == 0 || !store_path || (cli.n_servers == 0 && !dry_run)) {
 		ret = usage_error("--image, --store and --server are required", NULL);
 		goto out;
 	}
@@ -446,14 +384,11 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 		ret = 0;
 		goto out;
 	}
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-	o.servers = servers;
-	o.n_servers = n_servers;
-	o.store = store;
-	r = cfs_fetch_new(&o, &fetch);
+	fetch_cli_raise_nofile();
+	cli.o.servers = cli.servers;
+	cli.o.n_servers = cli.n_servers;
+	cli.o.store = store;
+	r = cfs_fetch_new(&cli.o, &fetch);
 	if (r < 0) {
 		cfs_err("cannot start the fetcher: %s", strerror(-r));
 		goto out;
@@ -466,14 +401,14 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 		 * objects only as slots free up. */
 		for (;;) {
 			size_t in_flight = i - run.done;
-			bool window_full = in_flight >= 2 * (size_t)o.max_transfers;
+			bool window_full = in_flight >= 2 * (size_t)cli.o.max_transfers;
 			bool over_rate = false;
 
 			if (rate) {
 				/* A one-second token bucket: the next object starts when the bytes
 				 * started so far, its own included, fit in the time elapsed. */
-				double allowed = (double)rate *
-						 ((double)(cfs_now_ns() - start_ns) / 1e9 + 1.0);
+				double allowed =
+				    (double)rate * ((double)(cfs_now_ns() - start_ns) / 1e9 + 1.0);
 
 				over_rate = (double)(submitted_bytes + order[i]->size) > allowed;
 			}
@@ -501,7 +436,7 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 
 		cfs_format_size(run.fetched_bytes, sz, sizeof(sz));
 		cfs_format_size(secs > 0 ? (uint64_t)((double)run.fetched_bytes / secs) : 0, rt,
-				sizeof(rt));
+		                sizeof(rt));
 		printf("%zu objects in the images, %zu missing: %llu fetched (%s), "
 		       "%llu present meanwhile, %llu not found, %llu failed in %.2fs (%s/s)\n",
 		       in_image, n_missing, (unsigned long long)run.fetched, sz,
@@ -515,7 +450,7 @@ out:
 	free(order);
 	free(all.v);
 	free(images);
-	free(servers);
+	fetch_cli_free(&cli);
 	if (fflush(stdout) != 0 && ret == 0)
 		ret = 1;
 	return ret;

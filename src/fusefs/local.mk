@@ -6,6 +6,7 @@ cfs_cache_SOURCES = \
 	src/fusefs/fs.c src/fusefs/fs.h \
 	src/fusefs/mount.c \
 	src/fusefs/cmd-fetch.c \
+	src/fusefs/fetch-cli.c src/fusefs/fetch-cli.h \
 	src/fusefs/cmd-prefetch.c \
 	src/fusefs/cmd-stats.c \
 	src/fusefs/cmd-mount-image.c

@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+/* cfscache: the fetch-engine options shared by the fetch and prefetch subcommands. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "common/util.h"
+#include "fusefs/fetch-cli.h"
+
+void fetch_cli_init(struct fetch_cli *cli)
+{
+	memset(cli, 0, sizeof(*cli));
+	cfs_fetch_options_init(&cli->o);
+}
+
+void fetch_cli_free(struct fetch_cli *cli)
+{
+	free(cli->servers);
+	cli->servers = NULL;
+	cli->n_servers = 0;
+}
+
+int fetch_cli_parse_count(const char *s, unsigned *v)
+{
+	char *end;
+	unsigned long x;
+
+	errno = 0;
+	x = strtoul(s, &end, 10);
+	if (errno || end == s || *end || x > 1000000 || s[0] == '-')
+		return -EINVAL;
+	*v = (unsigned)x;
+	return 0;
+}
+
+static int bad(const char *cmd, const char *what, const char *arg)
+{
+	fprintf(stderr, "cfs-cache %s: bad %s '%s'\nTry 'cfs-cache %s --help'.\n", cmd, what, arg,
+	        cmd);
+	return -EINVAL;
+}
+
+int fetch_cli_option(struct fetch_cli *cli, int c, const char *arg, const char *cmd)
+{
+	struct cfs_fetch_options *o = &cli->o;
+	uint64_t ms;
+
+	switch (c) {
+	case 'S': {
+		const char **ns = realloc(cli->servers, (cli->n_servers + 1) * sizeof(*ns));
+
+		if (!ns)
+			return -ENOMEM;
+		cli->servers = ns;
+		cli->servers[cli->n_servers++] = arg;
+		return 1;
+	}
+	case FETCH_CLI_RETRIES:
+		if (fetch_cli_parse_count(arg, &o->retries) < 0 || o->retries > 100)
+			return bad(cmd, "retry count", arg);
+		return 1;
+	case FETCH_CLI_CONNECT_TIMEOUT:
+		if (cfs_parse_duration_ms(arg, &ms) < 0 || ms == 0 || ms > 3600000)
+			return bad(cmd, "duration", arg);
+		o->connect_timeout_ms = (unsigned)ms;
+		return 1;
+	case FETCH_CLI_TOKEN_FILE:
+		o->token_file = arg;
+		return 1;
+	case FETCH_CLI_CA_FILE:
+		o->ca_file = arg;
+		return 1;
+	case FETCH_CLI_CERT:
+		o->client_cert = arg;
+		return 1;
+	case FETCH_CLI_KEY:
+		o->client_key = arg;
+		return 1;
+	case 'k':
+		o->insecure = true;
+		return 1;
+	case FETCH_CLI_NO_ZSTD:
+		o->accept_zstd = false;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+void fetch_cli_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
