@@ -25,7 +25,8 @@ FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=u
 FUZZ_TIME = 30
 FUZZ_IMAGE_SRCS = \
 	$(top_srcdir)/tests/fuzz/fuzz-image.c $(top_srcdir)/src/image/image.c \
-	$(top_srcdir)/src/common/name.c $(top_srcdir)/src/common/util.c
+	$(top_srcdir)/src/common/name.c $(top_srcdir)/src/common/util.c \
+	$(top_srcdir)/src/common/log.c
 EXTRA_DIST += tests/fuzz/fuzz-image.c tests/fuzz/make-corpus.sh
 tests/fuzz/fuzz-image: $(FUZZ_IMAGE_SRCS) $(top_srcdir)/src/image/image.h
 	@mkdir -p tests/fuzz
