@@ -41,7 +41,7 @@ bench_ratio() { printf '%.3f\n' "$(echo "$1 / $2" | bc -l)"; }
 bench_free_port() {
 	local p
 	for _ in $(seq 1 50); do
-		p=$(( (RANDOM % 20000) + 20000 ))
+		p=$(( (RANDOM % 20000) + 10000 )) # below the ephemeral port range
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
 	done
 	return 1

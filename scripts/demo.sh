@@ -58,7 +58,7 @@ say "building a composefs image of $rootfs and a content store (the server side)
 "$B/cfs-store" mkimage --store "$work/origin" "$rootfs" "$work/rootfs.cfs"
 "$B/cfs-store" stat "$work/origin"
 
-port=$(( (RANDOM % 20000) + 20000 ))
+port=$(( (RANDOM % 20000) + 10000 )) # below the ephemeral port range
 say "serving the store with cfs-serve on 127.0.0.1:$port"
 "$B/cfs-serve" --store "$work/origin" --listen "127.0.0.1:$port" --quiet &
 serve_pid=$!

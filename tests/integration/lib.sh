@@ -67,6 +67,9 @@ _cfs_cleanup() {
 	done
 	# Mounts again: a killed FUSE daemon leaves its mountpoint behind.
 	for m in $_cfs_mounts; do cfs_umount "$m"; done
+	for d in "$CFS_PORT_DIR"/*; do
+		[ "$(cat "$d/owner" 2>/dev/null)" = "$$" ] && rm -rf "$d"
+	done
 	if [ -n "${CFS_TMP:-}" ] && [ -d "$CFS_TMP" ]; then
 		if [ "$rc" != 0 ] && [ "$rc" != 77 ] && [ -n "${CFS_KEEP_TMP:-}" ]; then
 			echo "# kept $CFS_TMP" >&2
@@ -83,15 +86,30 @@ CFS_TMP=$(mktemp -d "${TMPDIR:-/tmp}/cfs-$CFS_TEST_NAME.XXXXXX")
 # Servers running as an unprivileged user (nginx workers) must reach the stores inside.
 chmod 0755 "$CFS_TMP"
 
-# Picks a free TCP port on 127.0.0.1.
+# Picks a free TCP port on 127.0.0.1, below the kernel's ephemeral range (outgoing connections
+# take ports from there and would collide with a listener), and reserves it for this test run:
+# tests running in parallel never get the same port.
+CFS_PORT_DIR=${TMPDIR:-/tmp}/cfs-test-ports
+# Called in $(...) subshells: the reservation names its owner ($$ is the test's shell there too).
 cfs_free_port() {
-	local p
-	for _ in $(seq 1 50); do
-		p=$(( (RANDOM % 20000) + 20000 ))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
+	local p lo owner
+	lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+	[ "$lo" -gt 12000 ] || lo=32768
+	mkdir -p "$CFS_PORT_DIR"
+	for _ in $(seq 1 100); do
+		p=$(( (RANDOM % (lo - 11000)) + 10000 ))
+		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
+		if ! mkdir "$CFS_PORT_DIR/$p" 2>/dev/null; then
+			# Taken, unless its owner is dead (a test killed before its cleanup).
+			owner=$(cat "$CFS_PORT_DIR/$p/owner" 2>/dev/null || true)
+			# No owner yet: being taken right now.
+			{ [ -z "$owner" ] || kill -0 "$owner" 2>/dev/null; } && continue
+			rm -rf "$CFS_PORT_DIR/$p"
+			mkdir "$CFS_PORT_DIR/$p" 2>/dev/null || continue
 		fi
+		echo $$ >"$CFS_PORT_DIR/$p/owner"
+		echo "$p"
+		return 0
 	done
 	cfs_fail "no free port"
 }
