@@ -467,6 +467,7 @@ out:
 int cfs_digest_fd(int fd, unsigned nthreads, uint8_t digest[CFS_DIGEST_SIZE], uint64_t *size_ret)
 {
 	struct cfs_digest_ctx *ctx = NULL;
+	size_t bufsize = READ_CHUNK;
 	uint8_t *buf = NULL;
 	struct stat st;
 	uint64_t off = 0;
@@ -475,8 +476,17 @@ int cfs_digest_fd(int fd, unsigned nthreads, uint8_t digest[CFS_DIGEST_SIZE], ui
 	if (fstat(fd, &st) < 0)
 		return -errno;
 	if (nthreads == 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		nthreads = n > 0 ? (unsigned)n : 1;
+		/* sysconf reads a sysfs file each time: ask once. */
+		static atomic_uint ncpus;
+		unsigned n = atomic_load(&ncpus);
+
+		if (n == 0) {
+			long v = sysconf(_SC_NPROCESSORS_ONLN);
+
+			n = v > 0 ? (unsigned)v : 1;
+			atomic_store(&ncpus, n);
+		}
+		nthreads = n;
 	}
 	if (S_ISREG(st.st_mode) && nthreads > 1 && (uint64_t)st.st_size >= PARALLEL_MIN) {
 		r = digest_fd_parallel(fd, (uint64_t)st.st_size, nthreads, digest);
@@ -487,13 +497,16 @@ int cfs_digest_fd(int fd, unsigned nthreads, uint8_t digest[CFS_DIGEST_SIZE], ui
 	r = cfs_digest_new(&ctx);
 	if (r < 0)
 		return r;
-	buf = malloc(READ_CHUNK);
+	/* Small files get a small buffer: a 1 MiB one would be mapped and unmapped each time. */
+	if (S_ISREG(st.st_mode) && (uint64_t)st.st_size < READ_CHUNK)
+		bufsize = ((size_t)st.st_size / BLOCK + 1) * BLOCK;
+	buf = malloc(bufsize);
 	if (!buf) {
 		r = -ENOMEM;
 		goto out;
 	}
 	for (;;) {
-		ssize_t n = cfs_pread_full(fd, buf, READ_CHUNK, (off_t)off);
+		ssize_t n = cfs_pread_full(fd, buf, bufsize, (off_t)off);
 
 		if (n < 0) {
 			r = (int)n;
