@@ -22,7 +22,7 @@ bench_wait_port "$port"
 url="http://127.0.0.1:$port/objects"
 total_bytes=$(du -sb --exclude=.cfs-tmp "$origin" | cut -f1)
 total_objects=$("$B/cfs-store" objects "$image" | wc -l)
-workload='dpkg -l >/dev/null; apt-cache policy >/dev/null 2>&1 || true; bash -c "ls -l /usr/bin | wc -l" >/dev/null; perl -e 1 2>/dev/null || true'
+workload='set -e; dpkg -l >/dev/null; apt-cache policy >/dev/null; bash -c "ls -l /usr/bin | wc -l" >/dev/null; perl -e 1'
 
 run_once() { # mode: lazy | eager ; prints "seconds bytes_fetched"
 	local mode=$1 store="$BENCH_TMP/store.$1" remote="$BENCH_TMP/remote.$1" mnt="$BENCH_TMP/mnt.$1"
@@ -39,11 +39,14 @@ run_once() { # mode: lazy | eager ; prints "seconds bytes_fetched"
 	local pid=$!
 	for _ in $(seq 1 100); do mountpoint -q "$remote" && break; sleep 0.02; done
 	"$B/cfs-cache" mount-image "$image" "$mnt" --store "$store" --remote "$remote"
+	# What a container runtime provides: scratch space, /dev and /proc.
 	mount -t tmpfs tmpfs "$mnt/tmp"
+	mount --bind /dev "$mnt/dev"
+	mount -t proc proc "$mnt/proc"
 	chroot "$mnt" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /bin/sh -c "$workload"
 	t1=$(date +%s.%N)
 	fetched=$(du -sb --exclude=.cfs-tmp "$store" | cut -f1)
-	umount "$mnt/tmp"
+	umount "$mnt/proc" "$mnt/dev" "$mnt/tmp"
 	umount "$mnt"
 	umount "$remote"
 	wait "$pid" 2>/dev/null

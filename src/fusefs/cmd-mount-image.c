@@ -172,7 +172,8 @@ static int mount_overlay(int erofs_mfd, const char *const *basedirs, size_t n,
 		drain_fs_messages(fsfd);
 		goto out;
 	}
-	mfd = fsmount(fsfd, FSMOUNT_CLOEXEC, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV);
+	/* Read-only like mount.composefs, device nodes allowed: the image may be a root fs. */
+	mfd = fsmount(fsfd, FSMOUNT_CLOEXEC, MOUNT_ATTR_RDONLY);
 	if (mfd < 0) {
 		r = -errno;
 		goto out;
