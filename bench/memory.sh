@@ -1,0 +1,63 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# cfs-cache memory: peak RSS with 100 000 objects in the local store (indexed by --max-size) and
+# 1 000 misses in flight against a deliberately slow nginx. Target: < 64 MiB.
+. "$(dirname "$0")/lib.sh"
+B="$CFS_BUILDDIR"
+chmod 0755 "$BENCH_TMP"
+store="$BENCH_TMP/store" origin="$BENCH_TMP/origin" mnt="$BENCH_TMP/mnt"
+mkdir -p "$BENCH_TMP/local" "$BENCH_TMP/remote" "$mnt"
+# 100 000 distinct 1000-byte files, then 1 000 of 64 KiB that only the server has.
+head -c 100000000 /dev/urandom | (cd "$BENCH_TMP/local" && split -b 1000 -a 5 - f)
+"$B/cfs-store" -q --no-progress import "$BENCH_TMP/local" "$store"
+rm -rf "$BENCH_TMP/local"
+head -c 65536000 /dev/urandom | (cd "$BENCH_TMP/remote" && split -b 65536 -a 3 - r)
+"$B/cfs-store" -q --no-progress import "$BENCH_TMP/remote" "$origin"
+rm -rf "$BENCH_TMP/remote"
+port=$(bench_free_port)
+cat >"$BENCH_TMP/nginx.conf" <<NGINX
+worker_processes 2;
+pid $BENCH_TMP/nginx.pid;
+error_log $BENCH_TMP/nginx-error.log;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	client_body_temp_path $BENCH_TMP/body;
+	proxy_temp_path $BENCH_TMP/proxy;
+	fastcgi_temp_path $BENCH_TMP/fcgi;
+	uwsgi_temp_path $BENCH_TMP/uwsgi;
+	scgi_temp_path $BENCH_TMP/scgi;
+	server { listen 127.0.0.1:$port; location /objects/ { alias $origin/; limit_rate 8k; } }
+}
+NGINX
+nginx -c "$BENCH_TMP/nginx.conf" -g 'daemon off;' &
+bench_track_pid $!
+bench_wait_port "$port"
+"$B/cfs-cache" --store "$store" --server "http://127.0.0.1:$port/objects" --max-size 100G \
+	--max-transfers 1000 -f "$mnt" 2>/dev/null &
+cache=$!
+bench_track_pid "$cache"
+bench_track_mount "$mnt"
+for _ in $(seq 1 300); do mountpoint -q "$mnt" && break; sleep 0.1; done
+rss_start=$(awk '/VmRSS/ {print $2}' "/proc/$cache/status")
+readers=""
+for o in $(cd "$origin" && ls -d [0-9a-f][0-9a-f]/* | head -1000); do
+	timeout 30 cat "$mnt/$o" >/dev/null 2>&1 &
+	readers="$readers $!"
+done
+peak_pending=0
+for _ in $(seq 1 40); do
+	p=$(getfattr --absolute-names --only-values -n user.cfs.pending "$mnt" 2>/dev/null || echo 0)
+	[ "$p" -gt "$peak_pending" ] && peak_pending=$p
+	sleep 0.25
+done
+hwm=$(awk '/VmHWM/ {print $2}' "/proc/$cache/status")
+objects=$(getfattr --absolute-names --only-values -n user.cfs.store_objects "$mnt")
+for r in $readers; do kill "$r" 2>/dev/null || true; done
+for r in $readers; do wait "$r" 2>/dev/null || true; done
+echo "| case | value | target |"
+echo "|---|---|---|"
+echo "| objects indexed (--max-size) | $objects | 100 000 |"
+echo "| misses in flight (peak of user.cfs.pending) | $peak_pending | 1 000 |"
+echo "| RSS after mount and index | $((rss_start / 1024)) MiB | |"
+echo "| peak RSS (VmHWM) | $((hwm / 1024)) MiB | < 64 MiB |"
