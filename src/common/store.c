@@ -490,6 +490,20 @@ void cfs_store_writer_free(struct cfs_store_writer *w)
 	free(w);
 }
 
+int cfs_store_writer_write_fd(struct cfs_store_writer *w, int fd, void *buf, size_t bufsize)
+{
+	for (;;) {
+		ssize_t n = cfs_read_full(fd, buf, bufsize);
+		int r;
+
+		if (n <= 0)
+			return (int)n;
+		r = cfs_store_writer_write(w, buf, (size_t)n);
+		if (r < 0)
+			return r;
+	}
+}
+
 int cfs_store_insert_fd(struct cfs_store *store, int fd, const uint8_t *expected,
 			uint8_t digest_ret[CFS_DIGEST_SIZE], bool *existed_ret)
 {
@@ -503,19 +517,9 @@ int cfs_store_insert_fd(struct cfs_store *store, int fd, const uint8_t *expected
 	r = cfs_store_writer_new(store, expected, &w);
 	if (r < 0)
 		goto out;
-	for (;;) {
-		ssize_t n = cfs_read_full(fd, buf, bufsize);
-
-		if (n < 0) {
-			r = (int)n;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		r = cfs_store_writer_write(w, buf, (size_t)n);
-		if (r < 0)
-			goto out;
-	}
+	r = cfs_store_writer_write_fd(w, fd, buf, bufsize);
+	if (r < 0)
+		goto out;
 	r = cfs_store_writer_verify(w, digest_ret);
 	if (r < 0)
 		goto out;

@@ -53,6 +53,8 @@ int cfs_store_writer_new(struct cfs_store *store, const uint8_t *expected,
 int cfs_store_writer_write(struct cfs_store_writer *w, const void *buf, size_t len);
 /* Bytes written so far (resume offset). */
 uint64_t cfs_store_writer_size(const struct cfs_store_writer *w);
+/* Writes the rest of @fd (read from its offset to end of file through @buf). 0 or -errno. */
+int cfs_store_writer_write_fd(struct cfs_store_writer *w, int fd, void *buf, size_t bufsize);
 /* Drops everything written so far, to start over. */
 int cfs_store_writer_reset(struct cfs_store_writer *w);
 /* Finishes hashing and compares with the expected digest: 0, or -EBADMSG on mismatch.

@@ -289,19 +289,9 @@ static int mk_object(struct mkimage_state *st, int fd, uint8_t digest[CFS_DIGEST
 	r = cfs_store_writer_new(st->store, NULL, &w);
 	if (r < 0)
 		return r;
-	for (;;) {
-		ssize_t n = cfs_read_full(fd, st->buf, st->bufsize);
-
-		if (n < 0) {
-			r = (int)n;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		r = cfs_store_writer_write(w, st->buf, (size_t)n);
-		if (r < 0)
-			goto out;
-	}
+	r = cfs_store_writer_write_fd(w, fd, st->buf, st->bufsize);
+	if (r < 0)
+		goto out;
 	*size_ret = cfs_store_writer_size(w);
 	r = cfs_store_writer_verify(w, digest);
 	if (r < 0)
