@@ -13,25 +13,7 @@ head -c 1G /dev/urandom >"$src/big"
 obj=$(cd "$origin" && ls -d [0-9a-f][0-9a-f]/* | head -1)
 rm -rf "$src"
 port=$(bench_free_port)
-cat >"$BENCH_TMP/nginx.conf" <<NGINX
-worker_processes 2;
-pid $BENCH_TMP/nginx.pid;
-error_log $BENCH_TMP/nginx-error.log;
-events { worker_connections 1024; }
-http {
-	access_log off;
-	sendfile on;
-	client_body_temp_path $BENCH_TMP/body;
-	proxy_temp_path $BENCH_TMP/proxy;
-	fastcgi_temp_path $BENCH_TMP/fcgi;
-	uwsgi_temp_path $BENCH_TMP/uwsgi;
-	scgi_temp_path $BENCH_TMP/scgi;
-	server { listen 127.0.0.1:$port; location /objects/ { alias $origin/; } }
-}
-NGINX
-nginx -c "$BENCH_TMP/nginx.conf" -g 'daemon off;' &
-bench_track_pid $!
-bench_wait_port "$port"
+bench_start_nginx "$origin" "$port"
 url="http://127.0.0.1:$port/objects"
 cat "$origin/$obj" >/dev/null
 

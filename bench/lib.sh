@@ -53,3 +53,29 @@ bench_wait_port() {
 	done
 	return 1
 }
+
+# bench_start_nginx DOCROOT PORT [LOCATION_DIRECTIVES]: nginx (2 workers, sendfile, no access log)
+# serving DOCROOT at http://127.0.0.1:PORT/objects/, tracked for cleanup; waits until it listens.
+bench_start_nginx() {
+	local docroot=$1 port=$2 extra=${3:-} dir="$BENCH_TMP/nginx-$2"
+	mkdir -p "$dir"
+	cat >"$dir/nginx.conf" <<NGINX
+worker_processes 2;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	sendfile on;
+	client_body_temp_path $dir/body;
+	proxy_temp_path $dir/proxy;
+	fastcgi_temp_path $dir/fcgi;
+	uwsgi_temp_path $dir/uwsgi;
+	scgi_temp_path $dir/scgi;
+	server { listen 127.0.0.1:$port; location /objects/ { alias $docroot/; $extra } }
+}
+NGINX
+	nginx -c "$dir/nginx.conf" -g 'daemon off;' &
+	bench_track_pid $!
+	bench_wait_port "$port"
+}

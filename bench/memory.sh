@@ -15,24 +15,7 @@ head -c 65536000 /dev/urandom | (cd "$BENCH_TMP/remote" && split -b 65536 -a 3 -
 "$B/cfs-store" -q --no-progress import "$BENCH_TMP/remote" "$origin"
 rm -rf "$BENCH_TMP/remote"
 port=$(bench_free_port)
-cat >"$BENCH_TMP/nginx.conf" <<NGINX
-worker_processes 2;
-pid $BENCH_TMP/nginx.pid;
-error_log $BENCH_TMP/nginx-error.log;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	client_body_temp_path $BENCH_TMP/body;
-	proxy_temp_path $BENCH_TMP/proxy;
-	fastcgi_temp_path $BENCH_TMP/fcgi;
-	uwsgi_temp_path $BENCH_TMP/uwsgi;
-	scgi_temp_path $BENCH_TMP/scgi;
-	server { listen 127.0.0.1:$port; location /objects/ { alias $origin/; limit_rate 8k; } }
-}
-NGINX
-nginx -c "$BENCH_TMP/nginx.conf" -g 'daemon off;' &
-bench_track_pid $!
-bench_wait_port "$port"
+bench_start_nginx "$origin" "$port" "limit_rate 8k;"
 "$B/cfs-cache" --store "$store" --server "http://127.0.0.1:$port/objects" --max-size 100G \
 	--max-transfers 1000 -f "$mnt" 2>/dev/null &
 cache=$!
