@@ -23,6 +23,7 @@
 #include "common/name.h"
 #include "common/util.h"
 #include "fusefs/fs.h"
+#include "fusefs/passthrough.h"
 
 #define PREFIX_INO_BASE 2 /* prefix directory p has inode 2 + p */
 #define OBJECT_INO_FLAG (1ULL << 63)
@@ -32,6 +33,8 @@ struct node {
 	struct node *next;
 	fuse_ino_t ino;
 	uint64_t nlookup;
+	/* The kernel allows one backing file per inode: open files share it. */
+	uint32_t backing_id, backing_users;
 	uint8_t digest[CFS_DIGEST_SIZE];
 };
 
@@ -47,8 +50,8 @@ struct cfs_fs {
 	size_t nbuckets, nnodes;
 	FILE *trace;
 
-	atomic_uint_fast64_t lookups, hits, misses, not_found, failures, rejected, opens, reads,
-		read_bytes, pending;
+	atomic_uint_fast64_t lookups, hits, misses, not_found, failures, rejected, opens,
+		passthrough_opens, reads, read_bytes, pending;
 };
 
 enum pending_kind { PENDING_LOOKUP, PENDING_OPEN };
@@ -58,6 +61,7 @@ struct pending {
 	struct cfs_fs *fs;
 	fuse_req_t req;
 	enum pending_kind kind;
+	fuse_ino_t ino; /* of an open */
 	struct fuse_file_info fi;
 	uint8_t digest[CFS_DIGEST_SIZE];
 };
@@ -184,6 +188,45 @@ static bool node_digest(struct cfs_fs *fs, fuse_ino_t ino, uint8_t digest[CFS_DI
 	return found;
 }
 
+/* A passthrough backing id for an open of @ino whose store file is @fd (0: none), shared by all
+ * open files of the inode. */
+static uint32_t node_backing_get(struct cfs_fs *fs, fuse_ino_t ino, int fd)
+{
+	struct node **slot;
+	uint32_t id = 0;
+
+	pthread_mutex_lock(&fs->lock);
+	slot = node_slot(fs, ino);
+	if (*slot) {
+		if (!(*slot)->backing_id)
+			(*slot)->backing_id = cfs_passthrough_attach(fd);
+		if ((*slot)->backing_id) {
+			(*slot)->backing_users++;
+			id = (*slot)->backing_id;
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return id;
+}
+
+static void node_backing_put(struct cfs_fs *fs, fuse_ino_t ino, uint32_t id)
+{
+	struct node **slot;
+	bool last = false;
+
+	if (!id)
+		return;
+	pthread_mutex_lock(&fs->lock);
+	slot = node_slot(fs, ino);
+	if (*slot && (*slot)->backing_id == id && --(*slot)->backing_users == 0) {
+		(*slot)->backing_id = 0;
+		last = true;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (last)
+		cfs_passthrough_detach(id);
+}
+
 /* ---- attributes ---- */
 
 static void dir_attr(fuse_ino_t ino, struct stat *st)
@@ -247,6 +290,35 @@ static int open_object_fd(struct cfs_fs *fs, const uint8_t digest[CFS_DIGEST_SIZ
 	return r == -EUCLEAN ? -EIO : r;
 }
 
+/* An open object's file handle: the store file's descriptor, and in the high half the kernel's
+ * backing id when the open is a passthrough one. */
+static int fh_fd(uint64_t fh)
+{
+	return (int)(uint32_t)fh;
+}
+
+static uint32_t fh_backing_id(uint64_t fh)
+{
+	return (uint32_t)(fh >> 32);
+}
+
+/* Answers an open of an object with its store file, bound to it in the kernel where possible. */
+static void reply_open_object(struct cfs_fs *fs, fuse_req_t req, fuse_ino_t ino,
+			      struct fuse_file_info *fi, int fd)
+{
+	uint32_t id = node_backing_get(fs, ino, fd);
+
+	if (id)
+		atomic_fetch_add(&fs->passthrough_opens, 1);
+	fi->fh = (uint64_t)(uint32_t)fd | (uint64_t)id << 32;
+	fi->keep_cache = 1; /* immutable content (ignored for passthrough) */
+	if (cfs_passthrough_reply_open(req, fi, id) == -ENOENT) {
+		/* The kernel dropped the request meanwhile: no release will come. */
+		node_backing_put(fs, ino, id);
+		close(fd);
+	}
+}
+
 static void fetch_done(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 		       const struct cfs_fetch_result *info, void *userdata)
 {
@@ -286,14 +358,10 @@ static void fetch_done(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 	} else {
 		int r = open_object_fd(fs, digest, &fd);
 
-		if (r < 0) {
+		if (r < 0)
 			fuse_reply_err(p->req, r == -ENOENT ? EIO : -r);
-		} else {
-			p->fi.fh = (uint64_t)fd;
-			p->fi.keep_cache = 1;
-			if (fuse_reply_open(p->req, &p->fi) == -ENOENT)
-				close(fd);
-		}
+		else
+			reply_open_object(fs, p->req, p->ino, &p->fi, fd);
 	}
 out:
 	free(p);
@@ -301,7 +369,8 @@ out:
 
 /* Parks @req until the object is fetched. The reply comes from fetch_done. */
 static void start_fetch(struct cfs_fs *fs, fuse_req_t req, enum pending_kind kind,
-			const uint8_t digest[CFS_DIGEST_SIZE], const struct fuse_file_info *fi)
+			const uint8_t digest[CFS_DIGEST_SIZE], fuse_ino_t ino,
+			const struct fuse_file_info *fi)
 {
 	struct cfs_fetch *fetch = atomic_load(&fs->fetch);
 	struct pending *p;
@@ -319,6 +388,7 @@ static void start_fetch(struct cfs_fs *fs, fuse_req_t req, enum pending_kind kin
 	p->fs = fs;
 	p->req = req;
 	p->kind = kind;
+	p->ino = ino;
 	if (fi)
 		p->fi = *fi;
 	memcpy(p->digest, digest, CFS_DIGEST_SIZE);
@@ -393,7 +463,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	start_fetch(fs, req, PENDING_LOOKUP, digest, NULL);
+	start_fetch(fs, req, PENDING_LOOKUP, digest, 0, NULL);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -430,7 +500,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (fi && fstat((int)fi->fh, &store_st) == 0) {
+	if (fi && fstat(fh_fd(fi->fh), &store_st) == 0) {
 		object_attr(ino, &store_st, &st);
 		fuse_reply_attr(req, &st, fs->timeout);
 		return;
@@ -468,17 +538,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	r = open_object_fd(fs, digest, &fd);
 	if (r == -ENOENT) {
 		/* Evicted after the lookup: fetch it again and answer the open then. */
-		start_fetch(fs, req, PENDING_OPEN, digest, fi);
+		start_fetch(fs, req, PENDING_OPEN, digest, ino, fi);
 		return;
 	}
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
 	}
-	fi->fh = (uint64_t)fd;
-	fi->keep_cache = 1; /* immutable content */
-	if (fuse_reply_open(req, fi) == -ENOENT)
-		close(fd);
+	reply_open_object(fs, req, ino, fi, fd);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -490,14 +557,17 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	atomic_fetch_add(&fs->reads, 1);
 	atomic_fetch_add(&fs->read_bytes, size);
 	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	buf.buf[0].fd = (int)fi->fh;
+	buf.buf[0].fd = fh_fd(fi->fh);
 	buf.buf[0].pos = off;
 	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	close((int)fi->fh);
+	struct cfs_fs *fs = fuse_req_userdata(req);
+
+	close(fh_fd(fi->fh));
+	node_backing_put(fs, ino, fh_backing_id(fi->fh));
 	fuse_reply_err(req, 0);
 }
 
@@ -671,6 +741,8 @@ static size_t collect_stats(struct cfs_fs *fs, struct stat_item *items, size_t m
 	ITEM("failures", s.failures);
 	ITEM("rejected", s.rejected);
 	ITEM("opens", s.opens);
+	ITEM("passthrough", cfs_passthrough_active() ? 1 : 0);
+	ITEM("passthrough_opens", s.passthrough_opens);
 	ITEM("reads", s.reads);
 	ITEM("read_bytes", s.read_bytes);
 	ITEM("pending", s.pending);
@@ -880,6 +952,7 @@ void cfs_fs_get_stats(struct cfs_fs *fs, struct cfs_fs_stats *s)
 	s->failures = atomic_load(&fs->failures);
 	s->rejected = atomic_load(&fs->rejected);
 	s->opens = atomic_load(&fs->opens);
+	s->passthrough_opens = atomic_load(&fs->passthrough_opens);
 	s->reads = atomic_load(&fs->reads);
 	s->read_bytes = atomic_load(&fs->read_bytes);
 	s->pending = atomic_load(&fs->pending);

@@ -30,7 +30,8 @@ struct cfs_fs_stats {
 	uint64_t failures;   /* fetch failures answered with EIO */
 	uint64_t rejected;   /* malformed names, answered ENOENT without I/O */
 	uint64_t opens;
-	uint64_t reads;
+	uint64_t passthrough_opens; /* opens bound to the store file in the kernel */
+	uint64_t reads;             /* reads that reached cfs-cache (not passthrough ones) */
 	uint64_t read_bytes;
 	uint64_t pending;    /* requests waiting for a fetch now */
 };

@@ -20,6 +20,7 @@
 #include "fetcher/fetch.h"
 #include "fusefs/cmds.h"
 #include "fusefs/fs.h"
+#include "fusefs/passthrough.h"
 #include "image/image.h"
 
 #define MAX_SERVERS 16
@@ -34,7 +35,7 @@ struct mount_opts {
 	char *max_size, *low_water;
 	char *pins[MAX_PINS];
 	size_t n_pins;
-	int insecure, no_zstd, use_syslog, show_help, show_version;
+	int insecure, no_zstd, no_passthrough, use_syslog, show_help, show_version;
 	char *nonopts[4];
 	size_t n_nonopts;
 	bool bad;
@@ -74,6 +75,8 @@ static const struct fuse_opt mount_fuse_opts[] = {
 	OPT("insecure", insecure),
 	OPT("no_zstd", no_zstd),
 	OPT("no-zstd", no_zstd),
+	OPT("no_passthrough", no_passthrough),
+	OPT("no-passthrough", no_passthrough),
 	OPT("syslog", use_syslog),
 	FUSE_OPT_KEY("server=", KEY_SERVER),
 	FUSE_OPT_KEY("pin=", KEY_PIN),
@@ -91,7 +94,7 @@ static const char *const long_with_value[] = {
 	"retries", "timeout",	     "low-speed-time", "max-size",	"low-water",
 	"pin",
 };
-static const char *const long_flags[] = { "insecure", "no-zstd", "syslog" };
+static const char *const long_flags[] = { "insecure", "no-zstd", "no-passthrough", "syslog" };
 
 static int mount_opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
@@ -149,6 +152,8 @@ static void usage(FILE *f)
 		"  --cert FILE, --key FILE client certificate and key (PEM)\n"
 		"  --insecure              do not verify TLS peers (testing only)\n"
 		"  --no-zstd               do not ask for zstd-encoded bodies\n"
+		"  --no-passthrough        serve reads through cfs-cache even where the kernel could\n"
+		"                          read the store files directly (FUSE passthrough)\n"
 		"  --max-transfers N       concurrent downloads (default 64)\n"
 		"  --connect-timeout SECS  per connection attempt (default 5)\n"
 		"  --low-speed-time SECS   abort transfers slower than 1 KiB/s this long (default 10)\n"
@@ -424,6 +429,11 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 		goto out;
 	if (fuse_session_mount(se, fopts.mountpoint) != 0)
 		goto out_signals;
+	r = cfs_passthrough_install(se, !mo.no_passthrough);
+	if (r < 0) {
+		fprintf(stderr, "cfs-cache: cannot set up FUSE device I/O: %s\n", strerror(-r));
+		goto out_unmount;
+	}
 	/* Threads do not survive the fork: the fetch engine starts after daemonizing. */
 	if (fuse_daemonize(fopts.foreground) != 0)
 		goto out_unmount;

@@ -7,6 +7,7 @@ INTEGRATION_TESTS = \
 	tests/integration/fuse-faults.sh \
 	tests/integration/fuse-concurrent.sh \
 	tests/integration/fuse-lifecycle.sh \
+	tests/integration/fuse-passthrough.sh \
 	tests/integration/cache-lifecycle.sh
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh

@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: MIT */
+/* cfscache: FUSE passthrough through libfuse's custom device I/O (see passthrough.h). */
+#include "config.h"
+
+#define FUSE_USE_VERSION 312
+
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <linux/fuse.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "fusefs/passthrough.h"
+
+/* Protocol 7.40 parts that Debian 12's kernel headers (7.38) do not name yet. */
+#define CFS_FUSE_PASSTHROUGH (1ULL << 37) /* INIT flag */
+#define CFS_FOPEN_PASSTHROUGH (1u << 7)   /* open_flags */
+#define CFS_MAX_STACK_DEPTH 1             /* the store is a plain filesystem */
+
+struct cfs_backing_map {
+	int32_t fd;
+	uint32_t flags;
+	uint64_t padding;
+};
+
+#define CFS_IOC_BACKING_OPEN _IOW(FUSE_DEV_IOC_MAGIC, 1, struct cfs_backing_map)
+#define CFS_IOC_BACKING_CLOSE _IOW(FUSE_DEV_IOC_MAGIC, 2, uint32_t)
+
+_Static_assert(sizeof(struct cfs_backing_map) == 16, "fuse_backing_map is 16 bytes");
+_Static_assert(sizeof(struct fuse_open_out) == 16, "fuse_open_out is 16 bytes");
+/* 7.40 put max_stack_depth where 7.38 has unused[0], and backing_id where it has padding. */
+_Static_assert(offsetof(struct fuse_init_out, unused) == 36, "max_stack_depth at offset 36");
+_Static_assert(offsetof(struct fuse_open_out, padding) == 12, "backing_id at offset 12");
+
+enum pt_state {
+	PT_OFF,     /* not asked for */
+	PT_WANTED,  /* hooks installed, INIT not seen yet (or passthrough not offered) */
+	PT_ACTIVE,  /* INIT reply carried the flag */
+	PT_REFUSED, /* the kernel refused the first backing file: ordinary reads from now on */
+};
+
+static atomic_int state = PT_OFF;
+static atomic_bool attached_once;
+static int dev_fd = -1;
+static atomic_uint_fast64_t init_unique; /* unique of the FUSE_INIT to patch, 0 = none */
+
+/* What the next reply written by this thread needs (set just around fuse_reply_open). */
+static _Thread_local uint32_t open_backing_id;
+
+static ssize_t hook_read(int fd, void *buf, size_t len, void *userdata)
+{
+	const size_t need = sizeof(struct fuse_in_header) + offsetof(struct fuse_init_in, flags2) +
+			    sizeof(uint32_t);
+	ssize_t n = read(fd, buf, len);
+	const struct fuse_in_header *h = buf;
+
+	(void)userdata;
+	if (n >= (ssize_t)need && h->opcode == FUSE_INIT) {
+		const struct fuse_init_in *in = (const void *)(h + 1);
+		uint64_t flags = in->flags;
+
+		if (flags & FUSE_INIT_EXT)
+			flags |= (uint64_t)in->flags2 << 32;
+		if ((flags & CFS_FUSE_PASSTHROUGH) && atomic_load(&state) == PT_WANTED)
+			atomic_store(&init_unique, h->unique);
+		else if (atomic_load(&state) == PT_WANTED)
+			cfs_info("the kernel does not offer FUSE passthrough: reads go through "
+				 "cfs-cache");
+	}
+	return n;
+}
+
+/* Writes @iov with its payload (iov[1], @len bytes) replaced by @patched. */
+static ssize_t writev_patched(int fd, struct iovec *iov, int count, void *patched, size_t len)
+{
+	struct iovec copy[8];
+
+	if (count > 8)
+		return writev(fd, iov, count);
+	memcpy(copy, iov, (size_t)count * sizeof(*iov));
+	copy[1].iov_base = patched;
+	copy[1].iov_len = len;
+	return writev(fd, copy, count);
+}
+
+static ssize_t hook_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	const struct fuse_out_header *h = iov[0].iov_base;
+	uint64_t want_init = atomic_load(&init_unique);
+
+	(void)userdata;
+	if (count < 2 || iov[0].iov_len < sizeof(*h) || h->error != 0)
+		return writev(fd, iov, count);
+	if (want_init && h->unique == want_init && iov[1].iov_len >= sizeof(struct fuse_init_out)) {
+		struct fuse_init_out out;
+		ssize_t r;
+
+		memcpy(&out, iov[1].iov_base, sizeof(out));
+		if (out.flags & FUSE_INIT_EXT) {
+			out.flags2 |= (uint32_t)(CFS_FUSE_PASSTHROUGH >> 32);
+			out.unused[0] = CFS_MAX_STACK_DEPTH;
+		}
+		atomic_store(&init_unique, 0);
+		r = writev_patched(fd, iov, count, &out, sizeof(out));
+		if (r >= 0 && (out.flags & FUSE_INIT_EXT)) {
+			atomic_store(&state, PT_ACTIVE);
+			cfs_info("FUSE passthrough on: reads of open objects bypass cfs-cache");
+		}
+		return r;
+	}
+	if (open_backing_id && iov[1].iov_len == sizeof(struct fuse_open_out)) {
+		struct fuse_open_out out;
+
+		memcpy(&out, iov[1].iov_base, sizeof(out));
+		/* Passthrough opens allow no caching flags: the store's page cache serves. */
+		out.open_flags = (out.open_flags & ~(uint32_t)FOPEN_KEEP_CACHE) |
+				 CFS_FOPEN_PASSTHROUGH;
+		out.padding = open_backing_id;
+		return writev_patched(fd, iov, count, &out, sizeof(out));
+	}
+	return writev(fd, iov, count);
+}
+
+static ssize_t hook_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
+				unsigned int flags, void *userdata)
+{
+	(void)userdata;
+	return splice(fdin, offin, fdout, offout, len, flags);
+}
+
+int cfs_passthrough_install(struct fuse_session *se, bool enable)
+{
+	static const struct fuse_custom_io io = {
+		.read = hook_read,
+		.writev = hook_writev,
+		.splice_send = hook_splice_send,
+	};
+	int r;
+
+	if (!enable)
+		return 0;
+	dev_fd = fuse_session_fd(se);
+	r = fuse_session_custom_io(se, &io, dev_fd);
+	if (r < 0)
+		return r;
+	atomic_store(&state, PT_WANTED);
+	return 0;
+}
+
+bool cfs_passthrough_active(void)
+{
+	return atomic_load(&state) == PT_ACTIVE;
+}
+
+uint32_t cfs_passthrough_attach(int fd)
+{
+	struct cfs_backing_map map = { .fd = fd };
+	int id;
+
+	if (atomic_load(&state) != PT_ACTIVE)
+		return 0;
+	id = ioctl(dev_fd, CFS_IOC_BACKING_OPEN, &map);
+	if (id > 0) {
+		atomic_store(&attached_once, true);
+		return (uint32_t)id;
+	}
+	if (!atomic_load(&attached_once)) {
+		int e = errno;
+		int expected = PT_ACTIVE;
+
+		/* The same refusal would come for every object: stop asking. */
+		if (atomic_compare_exchange_strong(&state, &expected, PT_REFUSED))
+			cfs_notice("FUSE passthrough refused (%s%s): reads go through cfs-cache",
+				   strerror(e),
+				   e == ELOOP ? ", the store is on a stacked filesystem"
+				   : e == EPERM ? ", needs CAP_SYS_ADMIN" : "");
+	} else {
+		cfs_warn("FUSE passthrough for one open failed: %s", strerror(errno));
+	}
+	return 0;
+}
+
+void cfs_passthrough_detach(uint32_t backing_id)
+{
+	if (backing_id && ioctl(dev_fd, CFS_IOC_BACKING_CLOSE, &backing_id) < 0)
+		cfs_warn("cannot release FUSE backing file %u: %s", backing_id, strerror(errno));
+}
+
+int cfs_passthrough_reply_open(fuse_req_t req, const struct fuse_file_info *fi,
+			       uint32_t backing_id)
+{
+	int r;
+
+	open_backing_id = backing_id;
+	r = fuse_reply_open(req, fi);
+	open_backing_id = 0;
+	return r;
+}
