@@ -23,7 +23,7 @@
 #include "common/name.h"
 #include "common/util.h"
 #include "fusefs/fs.h"
-#include "fusefs/passthrough.h"
+#include "fusefs/devio.h"
 
 #define PREFIX_INO_BASE 2 /* prefix directory p has inode 2 + p */
 #define OBJECT_INO_FLAG (1ULL << 63)

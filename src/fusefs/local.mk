@@ -4,7 +4,7 @@ bin_PROGRAMS += cfs-cache
 cfs_cache_SOURCES = \
 	src/fusefs/main.c src/fusefs/cmds.h \
 	src/fusefs/fs.c src/fusefs/fs.h \
-	src/fusefs/passthrough.c src/fusefs/passthrough.h \
+	src/fusefs/devio.c src/fusefs/devio.h \
 	src/fusefs/mount.c \
 	src/fusefs/cmd-fetch.c \
 	src/fusefs/fetch-cli.c src/fusefs/fetch-cli.h \

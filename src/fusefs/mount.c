@@ -20,7 +20,7 @@
 #include "fetcher/fetch.h"
 #include "fusefs/cmds.h"
 #include "fusefs/fs.h"
-#include "fusefs/passthrough.h"
+#include "fusefs/devio.h"
 #include "image/image.h"
 
 #define MAX_SERVERS 16
@@ -429,7 +429,7 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 		goto out;
 	if (fuse_session_mount(se, fopts.mountpoint) != 0)
 		goto out_signals;
-	r = cfs_passthrough_install(se, !mo.no_passthrough);
+	r = cfs_devio_install(se, !mo.no_passthrough);
 	if (r < 0) {
 		fprintf(stderr, "cfs-cache: cannot set up FUSE device I/O: %s\n", strerror(-r));
 		goto out_unmount;

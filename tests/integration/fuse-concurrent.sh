@@ -46,3 +46,38 @@ for p in $pids; do wait "$p" || true; done
 for i in $(seq 1 64); do [ -e "$CFS_TMP/ok.$i" ] || cfs_fail "many/f$i differs"; done
 dups=$(awk '$1 == "GET" {print $2}' "$log" | sort | uniq -d | head -3)
 [ -z "$dups" ] || cfs_fail "objects fetched twice: $dups"
+
+# Misses for different objects of one prefix directory are pending together: the kernel must
+# not serialize lookups per directory (FUSE_PARALLEL_DIROPS, which libfuse 3.14 forgets to send).
+cfs_umount "$mnt"
+cfs_stop_cache "$remote"
+slow="$CFS_TMP/slow" slow_origin="$CFS_TMP/slow-origin"
+mkdir -p "$slow"
+for i in $(seq 1 600); do cfs_make_file "$slow/s$i" 16384 $((5000 + i)); done
+"$CFS_STORE_BIN" --no-progress -q import "$slow" "$slow_origin" >/dev/null
+dir=$(cd "$slow_origin" && for d in [0-9a-f][0-9a-f]; do echo "$(ls "$d" | wc -l) $d"; done | sort -rn | head -1 | cut -d' ' -f2)
+n=$(ls "$slow_origin/$dir" | wc -l)
+[ "$n" -ge 4 ] || cfs_fail "expected a prefix directory with 4 or more of 600 objects, got $n"
+slow_port=$(cfs_free_port)
+# 16 KiB at 2 KiB/s (above the low-speed limit): each transfer takes about 8 s, so the
+# lookups all wait at once.
+cfs_start_nginx "$slow_origin" "$slow_port" "limit_rate 2k;"
+cfs_start_cache "$CFS_TMP/store2" "$remote" --server "http://127.0.0.1:$slow_port/objects"
+pids=""
+for o in $(ls "$slow_origin/$dir"); do
+	cfs_bounded 60 cat "$remote/$dir/$o" >"$CFS_TMP/slow.$o" &
+	pids="$pids $!"
+done
+peak=0
+for _ in $(seq 1 50); do
+	p=$(cfs_counter "$remote" pending)
+	[ "$p" -gt "$peak" ] && peak=$p
+	[ "$peak" -ge "$n" ] && break
+	sleep 0.1
+done
+cfs_assert_eq "$peak" "$n" "lookups pending at once in one prefix directory"
+for p in $pids; do wait "$p" || cfs_fail "a reader in $dir failed"; done
+for o in $(ls "$slow_origin/$dir"); do
+	cmp -s "$slow_origin/$dir/$o" "$CFS_TMP/slow.$o" || cfs_fail "$dir/$o differs"
+done
+echo "PASS: fuse-concurrent"

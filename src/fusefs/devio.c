@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* cfscache: FUSE passthrough through libfuse's custom device I/O (see passthrough.h). */
+/* cfscache: FUSE INIT flags and passthrough through libfuse's custom device I/O (see devio.h). */
 #include "config.h"
 
 #define FUSE_USE_VERSION 312
@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "fusefs/passthrough.h"
+#include "fusefs/devio.h"
 
 /* Protocol 7.40 parts that Debian 12's kernel headers (7.38) do not name yet. */
 #define CFS_FUSE_PASSTHROUGH (1ULL << 37) /* INIT flag */
@@ -38,8 +38,8 @@ _Static_assert(offsetof(struct fuse_init_out, unused) == 36, "max_stack_depth at
 _Static_assert(offsetof(struct fuse_open_out, padding) == 12, "backing_id at offset 12");
 
 enum pt_state {
-	PT_OFF,     /* not asked for */
-	PT_WANTED,  /* hooks installed, INIT not seen yet (or passthrough not offered) */
+	PT_OFF,     /* not asked for, or not offered by the kernel */
+	PT_WANTED,  /* to be asked for in the INIT reply */
 	PT_ACTIVE,  /* INIT reply carried the flag */
 	PT_REFUSED, /* the kernel refused the first backing file: ordinary reads from now on */
 };
@@ -48,6 +48,7 @@ static atomic_int state = PT_OFF;
 static atomic_bool attached_once;
 static int dev_fd = -1;
 static atomic_uint_fast64_t init_unique; /* unique of the FUSE_INIT to patch, 0 = none */
+static uint64_t init_add;                 /* flags to add to the INIT reply (same thread) */
 
 /* What the next reply written by this thread needs (set just around fuse_reply_open). */
 static _Thread_local uint32_t open_backing_id;
@@ -66,11 +67,18 @@ static ssize_t hook_read(int fd, void *buf, size_t len, void *userdata)
 
 		if (flags & FUSE_INIT_EXT)
 			flags |= (uint64_t)in->flags2 << 32;
-		if ((flags & CFS_FUSE_PASSTHROUGH) && atomic_load(&state) == PT_WANTED)
+		init_add = flags & FUSE_PARALLEL_DIROPS;
+		if (atomic_load(&state) == PT_WANTED) {
+			if (flags & CFS_FUSE_PASSTHROUGH) {
+				init_add |= CFS_FUSE_PASSTHROUGH;
+			} else {
+				atomic_store(&state, PT_OFF);
+				cfs_info("the kernel does not offer FUSE passthrough: reads go "
+					 "through cfs-cache");
+			}
+		}
+		if (init_add)
 			atomic_store(&init_unique, h->unique);
-		else if (atomic_load(&state) == PT_WANTED)
-			cfs_info("the kernel does not offer FUSE passthrough: reads go through "
-				 "cfs-cache");
 	}
 	return n;
 }
@@ -99,15 +107,19 @@ static ssize_t hook_writev(int fd, struct iovec *iov, int count, void *userdata)
 	if (want_init && h->unique == want_init && iov[1].iov_len >= sizeof(struct fuse_init_out)) {
 		struct fuse_init_out out;
 		ssize_t r;
+		bool pt;
 
 		memcpy(&out, iov[1].iov_base, sizeof(out));
-		if (out.flags & FUSE_INIT_EXT) {
+		/* libfuse 3.14 turns parallel dirops on but never tells the kernel. */
+		out.flags |= (uint32_t)(init_add & FUSE_PARALLEL_DIROPS);
+		pt = (init_add & CFS_FUSE_PASSTHROUGH) && (out.flags & FUSE_INIT_EXT);
+		if (pt) {
 			out.flags2 |= (uint32_t)(CFS_FUSE_PASSTHROUGH >> 32);
 			out.unused[0] = CFS_MAX_STACK_DEPTH;
 		}
 		atomic_store(&init_unique, 0);
 		r = writev_patched(fd, iov, count, &out, sizeof(out));
-		if (r >= 0 && (out.flags & FUSE_INIT_EXT)) {
+		if (r >= 0 && pt) {
 			atomic_store(&state, PT_ACTIVE);
 			cfs_info("FUSE passthrough on: reads of open objects bypass cfs-cache");
 		}
@@ -133,7 +145,7 @@ static ssize_t hook_splice_send(int fdin, off_t *offin, int fdout, off_t *offout
 	return splice(fdin, offin, fdout, offout, len, flags);
 }
 
-int cfs_passthrough_install(struct fuse_session *se, bool enable)
+int cfs_devio_install(struct fuse_session *se, bool passthrough)
 {
 	static const struct fuse_custom_io io = {
 		.read = hook_read,
@@ -142,13 +154,11 @@ int cfs_passthrough_install(struct fuse_session *se, bool enable)
 	};
 	int r;
 
-	if (!enable)
-		return 0;
 	dev_fd = fuse_session_fd(se);
 	r = fuse_session_custom_io(se, &io, dev_fd);
 	if (r < 0)
 		return r;
-	atomic_store(&state, PT_WANTED);
+	atomic_store(&state, passthrough ? PT_WANTED : PT_OFF);
 	return 0;
 }
 
