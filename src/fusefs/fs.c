@@ -61,7 +61,9 @@ struct pending {
 	struct cfs_fs *fs;
 	fuse_req_t req;
 	enum pending_kind kind;
-	fuse_ino_t ino; /* of an open */
+	fuse_ino_t ino;        /* of an open */
+	atomic_bool answered;  /* the request got its reply (from the fetch or an interrupt) */
+	bool interrupted_early; /* interrupted before the fetch started */
 	struct fuse_file_info fi;
 	uint8_t digest[CFS_DIGEST_SIZE];
 };
@@ -319,6 +321,35 @@ static void reply_open_object(struct cfs_fs *fs, fuse_req_t req, fuse_ino_t ino,
 	}
 }
 
+/* The reader gave up (a signal): answer EINTR now; the download goes on and the object still
+ * lands in the store. */
+static _Thread_local bool registering_interrupt;
+
+static void pending_interrupted(fuse_req_t req, void *data)
+{
+	struct pending *p = data;
+
+	/* Called from inside fuse_req_interrupt_func: replying there would free the request under
+	 * libfuse's feet, so start_fetch answers instead. */
+	if (registering_interrupt) {
+		p->interrupted_early = true;
+		return;
+	}
+	/* Nothing of @p is used after the exchange: the completion may free it. */
+	if (!atomic_exchange(&p->answered, true))
+		fuse_reply_err(req, EINTR);
+}
+
+/* Takes the right to answer @p's request; false when an interrupt already answered it. After a
+ * true return the interrupt callback is not running and will not run. */
+static bool pending_claim(struct pending *p)
+{
+	if (atomic_exchange(&p->answered, true))
+		return false;
+	fuse_req_interrupt_func(p->req, NULL, NULL);
+	return true;
+}
+
 static void fetch_done(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 		       const struct cfs_fetch_result *info, void *userdata)
 {
@@ -344,6 +375,8 @@ static void fetch_done(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 			info && info->server ? info->server : "none");
 		result = result == -ECANCELED ? -EINTR : -EIO;
 	}
+	if (!pending_claim(p))
+		goto out;
 	if (result < 0) {
 		fuse_reply_err(p->req, -result);
 		goto out;
@@ -392,13 +425,23 @@ static void start_fetch(struct cfs_fs *fs, fuse_req_t req, enum pending_kind kin
 	if (fi)
 		p->fi = *fi;
 	memcpy(p->digest, digest, CFS_DIGEST_SIZE);
+	registering_interrupt = true;
+	fuse_req_interrupt_func(req, pending_interrupted, p);
+	registering_interrupt = false;
+	if (p->interrupted_early) {
+		fuse_req_interrupt_func(req, NULL, NULL);
+		free(p);
+		fuse_reply_err(req, EINTR);
+		return;
+	}
 	atomic_fetch_add(&fs->misses, 1);
 	atomic_fetch_add(&fs->pending, 1);
 	r = cfs_fetch_submit(fetch, digest, 0, fetch_done, p);
 	if (r < 0) {
 		atomic_fetch_sub(&fs->pending, 1);
+		if (pending_claim(p))
+			fuse_reply_err(req, r == -ENOMEM ? ENOMEM : EIO);
 		free(p);
-		fuse_reply_err(req, r == -ENOMEM ? ENOMEM : EIO);
 	}
 }
 

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # cfs-cache as a program: help/version/misuse exit codes, mounting through mount.fuse3 with -o
 # options (the fstab form), SIGTERM during a download (clean exit, no temp files left, the next
-# start serves the object), and unmount ending the daemon.
+# start serves the object), unmount ending the daemon, and a killed reader not waiting for its
+# download.
 . "$(dirname "$0")/lib.sh"
 cfs_require_fuse
 cfs_require_cmd nginx getfattr mount.fuse3
@@ -66,3 +67,27 @@ cfs_assert_eq "$(ls -A "$store/.cfs-tmp" | wc -l)" 0 "temp files after SIGTERM"
 cfs_start_cache "$store" "$remote" --server "$url"
 cfs_bounded 60 cmp "$src/large" "$remote/$large" || cfs_fail "read after restart"
 cfs_stop_cache "$remote"
+
+# A reader killed while its object downloads ends at once (the interrupt is answered with
+# EINTR); the download goes on and the object lands in the store for the next reader.
+rm -f "$store/$large"
+cfs_start_cache "$store" "$remote" --server "$url"
+cat "$remote/$large" >/dev/null 2>&1 &
+reader=$!
+for _ in $(seq 1 100); do
+	[ -n "$(ls -A "$store/.cfs-tmp" 2>/dev/null)" ] && break
+	sleep 0.1
+done
+[ -n "$(ls -A "$store/.cfs-tmp")" ] || cfs_fail "download did not start"
+t0=$(date +%s%N)
+kill -TERM "$reader"
+cfs_bounded 10 tail --pid="$reader" -f /dev/null || cfs_fail "killed reader still waits"
+ms=$((($(date +%s%N) - t0) / 1000000))
+[ "$ms" -lt 3000 ] || cfs_fail "killed reader took ${ms} ms to end (the download takes ~16 s)"
+[ ! -e "$store/$large" ] || cfs_fail "object complete before the reader ended: test too fast"
+for _ in $(seq 1 300); do [ -e "$store/$large" ] && break; sleep 0.1; done
+[ -e "$store/$large" ] || cfs_fail "the download did not finish after the reader left"
+cmp "$src/large" "$remote/$large" || cfs_fail "read after an interrupted wait"
+cfs_assert_eq "$(cfs_counter "$remote" requests)" 1 "GETs for the interrupted object"
+cfs_stop_cache "$remote"
+echo "PASS: fuse-lifecycle"
