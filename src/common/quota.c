@@ -21,6 +21,7 @@ struct entry {
 	uint8_t used;   /* slot state: 0 empty, 1 live, 2 deleted */
 	uint8_t pinned;
 	uint8_t present;
+	uint8_t seen;   /* the refresh mark of the last scan that found it */
 	uint64_t size;
 	int64_t last_use; /* seconds since the epoch */
 };
@@ -34,6 +35,7 @@ struct cfs_quota {
 	size_t nslots, nlive, ndeleted;
 	uint64_t bytes, objects, pinned;
 	uint64_t evictions, bytes_evicted;
+	uint8_t mark; /* flips with each refresh */
 };
 
 static size_t slot_of(const uint8_t digest[CFS_DIGEST_SIZE], size_t nslots)
@@ -109,6 +111,7 @@ static void drop_entry(struct cfs_quota *q, struct entry *e)
 	if (e->present) {
 		q->objects--;
 		q->bytes -= e->size;
+		e->present = 0;
 	}
 	if (e->pinned)
 		return; /* pins outlive presence */
@@ -356,6 +359,93 @@ void cfs_quota_added(struct cfs_quota *q, const uint8_t digest[CFS_DIGEST_SIZE],
 				 (unsigned long long)q->bytes);
 	}
 	pthread_mutex_unlock(&q->lock);
+}
+
+struct found {
+	uint8_t digest[CFS_DIGEST_SIZE];
+	uint64_t size;
+	int64_t atime;
+};
+
+struct found_list {
+	struct found *v;
+	size_t n, cap;
+};
+
+static int collect_cb(const struct cfs_store_entry *se, void *userdata)
+{
+	struct found_list *l = userdata;
+
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 1024;
+		struct found *nv = realloc(l->v, ncap * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		l->v = nv;
+		l->cap = ncap;
+	}
+	memcpy(l->v[l->n].digest, se->digest, CFS_DIGEST_SIZE);
+	l->v[l->n].size = (uint64_t)se->st.st_size;
+	l->v[l->n].atime = (int64_t)se->st.st_atime;
+	l->n++;
+	return 0;
+}
+
+int cfs_quota_refresh(struct cfs_quota *q, struct cfs_quota_refresh *res_ret)
+{
+	struct cfs_quota_refresh res = { 0 };
+	struct found_list l = { 0 };
+	int64_t start = now_s();
+	int r;
+
+	/* The walk runs unlocked: lookups and fetches go on meanwhile. */
+	r = cfs_store_iter(q->store, false, collect_cb, &l);
+	if (r < 0) {
+		free(l.v);
+		return r;
+	}
+	pthread_mutex_lock(&q->lock);
+	q->mark ^= 1;
+	for (size_t i = 0; i < l.n; i++) {
+		struct entry *e = get_entry(q, l.v[i].digest);
+
+		if (!e) {
+			r = -ENOMEM;
+			break;
+		}
+		if (!e->present) {
+			e->present = 1;
+			e->size = l.v[i].size;
+			q->objects++;
+			q->bytes += e->size;
+			res.added++;
+		}
+		if (l.v[i].atime > e->last_use)
+			e->last_use = l.v[i].atime;
+		e->seen = q->mark;
+	}
+	/* Gone from the store, unless recorded since the walk began (added while it ran). */
+	for (size_t i = 0; r == 0 && i < q->nslots; i++) {
+		struct entry *e = &q->slots[i];
+
+		if (e->used == 1 && e->present && e->seen != q->mark && e->last_use < start) {
+			drop_entry(q, e);
+			res.removed++;
+		}
+	}
+	if (r == 0 && q->max_bytes && q->bytes > q->max_bytes) {
+		r = evict_locked(q, q->low_water, NULL);
+		if (r > 0) {
+			res.evicted = (uint64_t)r;
+			r = 0;
+		}
+	}
+	pthread_mutex_unlock(&q->lock);
+	free(l.v);
+	if (r == 0 && res_ret)
+		*res_ret = res;
+	return r;
 }
 
 int cfs_quota_evict_to(struct cfs_quota *q, uint64_t target)

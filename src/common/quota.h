@@ -46,6 +46,12 @@ int cfs_quota_evict_to(struct cfs_quota *quota, uint64_t target);
 int cfs_quota_remove_unpinned(struct cfs_quota *quota);
 /* Re-reads the store (objects added or removed by other processes). */
 int cfs_quota_rescan(struct cfs_quota *quota);
+/* The same without holding the index during the walk of the store, then evicts if the store is
+ * over its quota: for a running daemon whose store other processes write too (prefetch, gc). */
+struct cfs_quota_refresh {
+	uint64_t added, removed, evicted;
+};
+int cfs_quota_refresh(struct cfs_quota *quota, struct cfs_quota_refresh *res_ret);
 void cfs_quota_get_stats(struct cfs_quota *quota, struct cfs_quota_stats *stats_ret);
 
 #endif

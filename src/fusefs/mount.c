@@ -8,9 +8,11 @@
 #include <errno.h>
 #include <fuse_lowlevel.h>
 #include <fuse_opt.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -32,7 +34,7 @@ struct mount_opts {
 	size_t n_servers;
 	char *token_file, *ca_file, *cert, *key, *trace, *log_level;
 	char *max_transfers, *connect_timeout, *retries, *timeout, *low_speed_time;
-	char *max_size, *low_water;
+	char *max_size, *low_water, *rescan;
 	char *pins[MAX_PINS];
 	size_t n_pins;
 	int insecure, no_zstd, no_passthrough, use_syslog, show_help, show_version;
@@ -72,6 +74,7 @@ static const struct fuse_opt mount_fuse_opts[] = {
 	OPT("max-size=%s", max_size),
 	OPT("low_water=%s", low_water),
 	OPT("low-water=%s", low_water),
+	OPT("rescan=%s", rescan),
 	OPT("insecure", insecure),
 	OPT("no_zstd", no_zstd),
 	OPT("no-zstd", no_zstd),
@@ -92,7 +95,7 @@ static const char *const long_with_value[] = {
 	"store",   "server",	     "token-file",	"ca-file", "cert",
 	"key",	   "trace",	     "log-level",	"max-transfers", "connect-timeout",
 	"retries", "timeout",	     "low-speed-time", "max-size",	"low-water",
-	"pin",
+	"pin",	   "rescan",
 };
 static const char *const long_flags[] = { "insecure", "no-zstd", "no-passthrough", "syslog" };
 
@@ -164,6 +167,9 @@ static void usage(FILE *f)
 		"                          used objects are evicted down to the low-water mark\n"
 		"  --low-water SIZE        where eviction stops (default 90%% of --max-size)\n"
 		"  --pin IMAGE             never evict the objects of this composefs image (repeatable)\n"
+		"  --rescan SECS           with --max-size or --pin: re-read the store this often to\n"
+		"                          count objects other processes add or remove (default 60,\n"
+		"                          0 = never)\n"
 		"  --log-level LEVEL       err, warning, notice, info, debug\n"
 		"  --syslog                log to syslog (the default once daemonized)\n"
 		"  -f                      stay in the foreground\n"
@@ -284,6 +290,79 @@ static int pin_images(struct cfs_quota *quota, char *const *images, size_t n)
 	return r < 0 ? r : (int)count;
 }
 
+/* Keeps the quota's index in step with objects other processes (prefetch, gc) add or remove. */
+struct refresher {
+	struct cfs_quota *quota;
+	uint64_t interval_ms;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop, started;
+};
+
+static void *refresher_main(void *arg)
+{
+	struct refresher *rf = arg;
+
+	pthread_mutex_lock(&rf->lock);
+	while (!rf->stop) {
+		struct cfs_quota_refresh res;
+		struct timespec ts;
+		int r;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += (time_t)(rf->interval_ms / 1000);
+		ts.tv_nsec += (long)(rf->interval_ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		while (!rf->stop && pthread_cond_timedwait(&rf->cond, &rf->lock, &ts) == 0)
+			;
+		if (rf->stop)
+			break;
+		pthread_mutex_unlock(&rf->lock);
+		r = cfs_quota_refresh(rf->quota, &res);
+		if (r < 0)
+			cfs_warn("rescan of the store failed: %s", strerror(-r));
+		else if (res.added || res.removed || res.evicted)
+			cfs_info("store rescan: %llu new, %llu gone, %llu evicted",
+				 (unsigned long long)res.added, (unsigned long long)res.removed,
+				 (unsigned long long)res.evicted);
+		pthread_mutex_lock(&rf->lock);
+	}
+	pthread_mutex_unlock(&rf->lock);
+	return NULL;
+}
+
+static void refresher_start(struct refresher *rf, struct cfs_quota *quota, uint64_t interval_ms)
+{
+	int r;
+
+	rf->quota = quota;
+	rf->interval_ms = interval_ms;
+	pthread_mutex_init(&rf->lock, NULL);
+	pthread_cond_init(&rf->cond, NULL);
+	r = pthread_create(&rf->thread, NULL, refresher_main, rf);
+	if (r != 0)
+		cfs_warn("cannot start the store rescan thread: %s", strerror(r));
+	rf->started = r == 0;
+}
+
+static void refresher_stop(struct refresher *rf)
+{
+	if (!rf->started)
+		return;
+	pthread_mutex_lock(&rf->lock);
+	rf->stop = true;
+	pthread_cond_signal(&rf->cond);
+	pthread_mutex_unlock(&rf->lock);
+	pthread_join(rf->thread, NULL);
+	pthread_cond_destroy(&rf->cond);
+	pthread_mutex_destroy(&rf->lock);
+	rf->started = false;
+}
+
 static int setup_quota(const struct mount_opts *mo, struct cfs_store *store,
 		       struct cfs_quota **quota_ret)
 {
@@ -334,6 +413,8 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 	struct cfs_quota *quota = NULL;
 	struct cfs_fetch_options fo;
 	struct cfs_fs_options fso = { 0 };
+	struct refresher rf = { 0 };
+	uint64_t rescan_ms = 60000;
 	enum cfs_log_level level = CFS_LOG_NOTICE;
 	int ret = 1, r;
 
@@ -400,6 +481,11 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 		}
 		fso.entry_timeout = (double)ms / 1000.0;
 	}
+	if (mo.rescan && cfs_parse_duration_ms(mo.rescan, &rescan_ms) < 0) {
+		fprintf(stderr, "cfs-cache: invalid --rescan '%s'\n", mo.rescan);
+		ret = CFS_EXIT_MISUSE;
+		goto out;
+	}
 	r = cfs_store_open(mo.store, CFS_STORE_CREATE, &store);
 	if (r < 0) {
 		fprintf(stderr, "cfs-cache: cannot open store %s: %s\n", mo.store, strerror(-r));
@@ -450,6 +536,8 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 		}
 		cfs_fs_set_fetch(fs, fetch);
 	}
+	if (quota && rescan_ms)
+		refresher_start(&rf, quota, rescan_ms);
 	cfs_notice("serving %s on %s with %zu server(s)", mo.store, fopts.mountpoint, mo.n_servers);
 	if (fopts.singlethread) {
 		r = fuse_session_loop(se);
@@ -483,6 +571,7 @@ out:
 	if (se)
 		fuse_session_destroy(se);
 	fuse_loop_cfg_destroy(loop_cfg);
+	refresher_stop(&rf);
 	cfs_fs_free(fs);
 	cfs_quota_free(quota);
 	cfs_store_free(store);
@@ -496,6 +585,7 @@ out:
 		free(mo.pins[i]);
 	free(mo.max_size);
 	free(mo.low_water);
+	free(mo.rescan);
 	free(mo.store);
 	free(mo.token_file);
 	free(mo.ca_file);

@@ -3,7 +3,8 @@
 # Cache lifecycle through a real composefs mount: the store stays within --max-size (plus one
 # in-flight object) while an image twice that size reads back correctly (evicted objects are
 # refetched), --pin objects survive, gc keeps exactly the referenced set, and a --trace recorded
-# in one run replays in the same order with prefetch --order.
+# in one run replays in the same order with prefetch --order. With --rescan, objects that other
+# processes add or remove are counted, and the store is brought back under its quota.
 . "$(dirname "$0")/lib.sh"
 cfs_require_fuse
 cfs_require_cmd nginx mkfs.erofs setfattr getfattr
@@ -120,3 +121,40 @@ awk '$1 == "GET" {sub("^/objects/", "", $2); print $2}' "$log" | head -6 >"$CFS_
 diff -u "$CFS_TMP/want-order" "$CFS_TMP/replay-order" || cfs_fail "replay order differs"
 "$CFS_STORE_BIN" missing-objects --store "$CFS_TMP/replay" "$CFS_TMP/big.cfs" >"$CFS_TMP/missing"
 [ ! -s "$CFS_TMP/missing" ] || cfs_fail "prefetch left objects missing"
+
+# Objects another process adds to a mounted store's directory (prefetch) are counted at the next
+# rescan and the store is brought back under --max-size; objects it removes stop counting.
+rm -rf "$store"
+cfs_start_cache "$store" "$remote" --server "$url" --max-size "$quota" --rescan 1 \
+	--pin "$CFS_TMP/pinned.cfs" --log-level info
+"$CFS_CACHE_BIN" prefetch --image "$CFS_TMP/pinned.cfs" --store "$store" --server "$url" \
+	--no-progress -q
+pinned_objects=$(cfs_store_count "$store")
+for _ in $(seq 1 50); do
+	[ "$(cfs_counter "$remote" store_objects)" = "$pinned_objects" ] && break
+	sleep 0.1
+done
+cfs_assert_eq "$(cfs_counter "$remote" store_objects)" "$pinned_objects" "objects counted after a prefetch by another process"
+"$CFS_CACHE_BIN" prefetch --image "$CFS_TMP/big.cfs" --store "$store" --server "$url" \
+	--no-progress -q
+[ "$(store_bytes)" -gt "$quota" ] || cfs_fail "the prefetch did not overfill the store (test setup)"
+for _ in $(seq 1 50); do
+	[ "$(store_bytes)" -le "$quota" ] && break
+	sleep 0.1
+done
+[ "$(store_bytes)" -le "$quota" ] || cfs_fail "store still over quota after rescans: $(store_bytes)"
+cfs_assert_eq "$(cfs_counter "$remote" store_objects)" "$(cfs_store_count "$store")" "objects counted after eviction"
+[ "$(cfs_counter "$remote" store_bytes)" -le "$quota" ] || cfs_fail "store_bytes counter over quota"
+for f in "$pinned"/*; do
+	[ -f "$store/$(cfs_object_of "$f")" ] || cfs_fail "rescan evicted pinned object of $(basename "$f")"
+done
+# Removed by another process (gc): no longer counted.
+"$CFS_STORE_BIN" -q gc --keep "$CFS_TMP/pinned.cfs" --unreferenced "$store" >/dev/null
+for _ in $(seq 1 50); do
+	[ "$(cfs_counter "$remote" store_objects)" = "$pinned_objects" ] && break
+	sleep 0.1
+done
+cfs_assert_eq "$(cfs_counter "$remote" store_objects)" "$pinned_objects" "objects counted after gc by another process"
+grep -q "store rescan:" "$CFS_TMP/cfs-cache.log" || cfs_fail "no rescan log line"
+cfs_stop_cache "$remote"
+echo "PASS: cache-lifecycle"
