@@ -75,11 +75,7 @@ mount_all --server "$url"
 slow=$(cfs_object_of "$src/usr/lib/slow.bin")
 (cat "$mnt/usr/lib/slow.bin" >/dev/null 2>&1 || true) &
 reader=$!
-for _ in $(seq 1 100); do
-	[ -n "$(ls -A "$store/.cfs-tmp" 2>/dev/null)" ] && break
-	sleep 0.1
-done
-[ -n "$(ls -A "$store/.cfs-tmp")" ] || cfs_fail "no transfer in progress"
+cfs_wait_download "$store"
 sleep 1
 kill -9 "$CFS_CACHE_PID"
 wait "$reader" 2>/dev/null || true

@@ -48,11 +48,7 @@ cfs_track_pid "$pid"
 cfs_wait_mount "$remote"
 (cat "$remote/$large" >/dev/null 2>&1 || true) &
 reader=$!
-for _ in $(seq 1 100); do
-	[ -n "$(ls -A "$store/.cfs-tmp" 2>/dev/null)" ] && break
-	sleep 0.1
-done
-[ -n "$(ls -A "$store/.cfs-tmp")" ] || cfs_fail "download did not start"
+cfs_wait_download "$store"
 kill -TERM "$pid"
 rc=0
 cfs_bounded 20 tail --pid="$pid" -f /dev/null || cfs_fail "daemon did not exit on SIGTERM"
@@ -74,11 +70,7 @@ rm -f "$store/$large"
 cfs_start_cache "$store" "$remote" --server "$url"
 cat "$remote/$large" >/dev/null 2>&1 &
 reader=$!
-for _ in $(seq 1 100); do
-	[ -n "$(ls -A "$store/.cfs-tmp" 2>/dev/null)" ] && break
-	sleep 0.1
-done
-[ -n "$(ls -A "$store/.cfs-tmp")" ] || cfs_fail "download did not start"
+cfs_wait_download "$store"
 t0=$(date +%s%N)
 kill -TERM "$reader"
 cfs_bounded 10 tail --pid="$reader" -f /dev/null || cfs_fail "killed reader still waits"

@@ -260,6 +260,15 @@ cfs_stop_cache() {
 	fi
 }
 
+# cfs_wait_download STORE: waits (up to 10 s) until a download into STORE has a temp file.
+cfs_wait_download() {
+	for _ in $(seq 1 100); do
+		[ -n "$(ls -A "$1/.cfs-tmp" 2>/dev/null)" ] && return 0
+		sleep 0.1
+	done
+	cfs_fail "no download into $1 in progress"
+}
+
 # Reads one counter of a cfs-cache mount.
 cfs_counter() { getfattr --only-values -n "user.cfs.$2" "$1" 2>/dev/null; }
 
