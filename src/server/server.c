@@ -68,6 +68,17 @@ struct srv_conn {
 	struct srv_thread *t;
 	bool busy;                   /* a request of this connection is being answered */
 	struct cfs_serve_miss *miss; /* handed to the miss handler, not answered yet */
+	struct srv_put *put;         /* a verified upload waiting for the group commit */
+};
+
+/* A verified upload: its answer waits for the thread's next group commit (one syncfs for all
+ * uploads finished in the same loop iteration, then their renames). */
+struct srv_put {
+	struct srv_put *next;
+	struct srv_conn *conn;
+	struct evhttp_request *req; /* NULL once the client has gone */
+	struct cfs_store_writer *w;
+	char hex[CFS_DIGEST_HEX_SIZE + 1];
 };
 
 struct srv_thread {
@@ -80,7 +91,8 @@ struct srv_thread {
 	int *lfds;
 	struct evhttp_bound_socket **bound;
 	int stop_fd;
-	struct event *stop_ev, *deadline_ev, *setup_ev;
+	struct event *stop_ev, *deadline_ev, *setup_ev, *commit_ev;
+	struct srv_put *puts; /* waiting for commit_ev */
 	/* Connections whose bufferevent exists but whose evhttp_connection is not known yet. */
 	struct bufferevent **pending;
 	size_t n_pending, cap_pending;
@@ -154,6 +166,10 @@ static void srv_conn_closed(struct evhttp_connection *evcon, void *arg)
 		/* evhttp frees the request with the connection: the handler's answer is dropped. */
 		c->miss->req = NULL;
 		c->miss->conn = NULL;
+	}
+	if (c->put) {
+		c->put->req = NULL; /* the upload is still committed */
+		c->put->conn = NULL;
 	}
 	atomic_fetch_sub(&t->srv->open_conns, 1);
 	free(c);
@@ -801,16 +817,30 @@ bool cfs_serve_miss_alive(const struct cfs_serve_miss *m)
 	return m->req != NULL;
 }
 
+static void srv_put_failed(struct srv_thread *t, struct evhttp_request *req, const char *hex,
+                           int r)
+{
+	cfs_err("upload of %s failed: %s", hex, strerror(-r));
+	if (!req)
+		return;
+	if (r == -ENOSPC || r == -EDQUOT)
+		srv_error(t, req, 507, "Insufficient Storage");
+	else
+		srv_error(t, req, 500, "Internal Server Error");
+}
+
+static void srv_commit_cb(evutil_socket_t fd, short what, void *arg);
+
 static void srv_object_put(struct srv_thread *t, struct evhttp_request *req,
                            const uint8_t digest[CFS_DIGEST_SIZE])
 {
 	struct cfs_serve *srv = t->srv;
 	struct evbuffer *body = evhttp_request_get_input_buffer(req);
 	struct cfs_store_writer *w = NULL;
+	struct srv_put *p;
 	uint8_t got[CFS_DIGEST_SIZE];
 	char hex[CFS_DIGEST_HEX_SIZE + 1];
 	struct stat st;
-	bool existed = false;
 	size_t n;
 	int r;
 
@@ -841,24 +871,64 @@ static void srv_object_put(struct srv_thread *t, struct evhttp_request *req,
 	}
 	if (r < 0)
 		goto fail;
-	r = cfs_store_writer_commit(w, 0, &existed);
-	if (r < 0)
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		r = -ENOMEM;
 		goto fail;
-	cfs_info("stored %s (%llu bytes)%s", hex, (unsigned long long)cfs_store_writer_size(w),
-	         existed ? ", already present" : "");
-	cfs_store_writer_free(w);
-	if (existed)
-		srv_empty(t, req, 204, "No Content");
-	else
-		srv_empty(t, req, 201, "Created");
+	}
+	p->req = req;
+	p->w = w;
+	memcpy(p->hex, hex, sizeof(p->hex));
+	p->conn = conn_find(t, evhttp_request_get_connection(req));
+	if (p->conn)
+		p->conn->put = p;
+	p->next = t->puts;
+	t->puts = p;
+	/* A zero timeout runs after the requests this loop iteration has ready: they share it. */
+	if (!evtimer_pending(t->commit_ev, NULL)) {
+		static const struct timeval now = { 0, 0 };
+
+		evtimer_add(t->commit_ev, &now);
+	}
 	return;
 fail:
 	cfs_store_writer_free(w);
-	cfs_err("upload of %s failed: %s", hex, strerror(-r));
-	if (r == -ENOSPC || r == -EDQUOT)
-		srv_error(t, req, 507, "Insufficient Storage");
-	else
-		srv_error(t, req, 500, "Internal Server Error");
+	srv_put_failed(t, req, hex, r);
+}
+
+static void srv_commit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct srv_thread *t = arg;
+	struct srv_put *p = t->puts;
+	int rs;
+
+	(void)fd;
+	(void)what;
+	t->puts = NULL;
+	rs = p ? cfs_store_sync(t->srv->store) : 0;
+	while (p) {
+		struct srv_put *next = p->next;
+		bool existed = false;
+		int r = rs;
+
+		if (r == 0)
+			r = cfs_store_writer_commit(p->w, CFS_STORE_NOSYNC, &existed);
+		if (p->conn)
+			p->conn->put = NULL;
+		if (r < 0) {
+			srv_put_failed(t, p->req, p->hex, r);
+		} else {
+			cfs_info("stored %s (%llu bytes)%s", p->hex,
+			         (unsigned long long)cfs_store_writer_size(p->w),
+			         existed ? ", already present" : "");
+			if (p->req)
+				srv_empty(t, p->req, existed ? 204 : 201,
+				          existed ? "No Content" : "Created");
+		}
+		cfs_store_writer_free(p->w);
+		free(p);
+		p = next;
+	}
 }
 
 static void srv_metrics(struct srv_thread *t, struct evhttp_request *req)
@@ -1200,7 +1270,9 @@ static int srv_thread_init(struct cfs_serve *srv, struct srv_thread *t)
 	t->stop_ev = event_new(t->base, t->stop_fd, EV_READ | EV_PERSIST, srv_stop_cb, t);
 	t->deadline_ev = evtimer_new(t->base, srv_deadline_cb, t);
 	t->setup_ev = event_new(t->base, -1, 0, srv_setup_cb, t);
-	if (!t->stop_ev || !t->deadline_ev || !t->setup_ev || event_add(t->stop_ev, NULL) < 0)
+	t->commit_ev = evtimer_new(t->base, srv_commit_cb, t);
+	if (!t->stop_ev || !t->deadline_ev || !t->setup_ev || !t->commit_ev ||
+	    event_add(t->stop_ev, NULL) < 0)
 		return -ENOMEM;
 	if (srv->cfg.cache_size) {
 		r = cfs_ocache_new(srv->cfg.cache_size / srv->nthreads, 512, &t->oc);
@@ -1345,6 +1417,16 @@ void cfs_serve_free(struct cfs_serve *srv)
 			event_free(t->deadline_ev);
 		if (t->setup_ev)
 			event_free(t->setup_ev);
+		if (t->commit_ev)
+			event_free(t->commit_ev);
+		/* Uploads never committed (the loop ended first): their temp files go. */
+		while (t->puts) {
+			struct srv_put *p = t->puts;
+
+			t->puts = p->next;
+			cfs_store_writer_free(p->w);
+			free(p);
+		}
 		if (t->base)
 			event_base_free(t->base);
 		if (t->stop_fd >= 0)
