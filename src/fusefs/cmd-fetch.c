@@ -260,8 +260,7 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 	struct cfs_progress progress;
 	size_t submitted = 0;
 	const char *store_path = NULL, *from = NULL;
-	enum cfs_log_level level = CFS_LOG_NOTICE;
-	bool quiet = false, no_progress = false, want_stats = false;
+	bool no_progress = false, want_stats = false;
 	uint64_t v;
 	int c, r, ret = 1;
 
@@ -310,33 +309,25 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 		case OPT_STATS:
 			want_stats = true;
 			break;
-		case 'q':
-			quiet = true;
-			level = CFS_LOG_ERR;
-			break;
-		case 'v':
-			if (level < CFS_LOG_DEBUG)
-				level++;
-			break;
 		case 'h':
 			print_help(stdout);
-			ret = 0;
-			goto out;
-		case 'V':
-			printf("cfs-cache (cfscache) %s\n", PACKAGE_VERSION);
 			ret = 0;
 			goto out;
 		default:
 			r = fetch_cli_option(&cli, c, optarg, "fetch");
 			if (r == 1)
 				break;
+			if (r == FETCH_CLI_DONE) {
+				ret = 0;
+				goto out;
+			}
 			if (r == 0)
 				fprintf(stderr, "Try 'cfs-cache fetch --help'.\n");
 			ret = r == -ENOMEM ? 1 : CFS_EXIT_MISUSE;
 			goto out;
 		}
 	}
-	cfs_log_set_level(level);
+	cfs_log_set_level(cli.level);
 	if (!store_path) {
 		ret = usage_error("--store is required", NULL);
 		goto out;
@@ -383,7 +374,7 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 		cfs_err("cannot start the fetcher: %s", strerror(-r));
 		goto out;
 	}
-	cfs_progress_init(&progress, "fetch", list.n, 0, quiet || no_progress);
+	cfs_progress_init(&progress, "fetch", list.n, 0, cli.quiet || no_progress);
 	for (size_t i = 0; i < list.n; i++) {
 		r = cfs_fetch_submit(fetch, list.d[i], 0, on_result, &run);
 		if (r < 0) {
@@ -418,7 +409,7 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 	}
 	pthread_mutex_unlock(&run.lock);
 	cfs_progress_done(&progress);
-	if (!quiet) {
+	if (!cli.quiet) {
 		char sz[32], rate[32];
 		double secs = cfs_progress_elapsed(&progress);
 

@@ -265,8 +265,7 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 	char **images = NULL;
 	size_t n_images = 0, n_order = 0, n_missing = 0, in_image;
 	const char *store_path = NULL, *order_path = NULL;
-	enum cfs_log_level level = CFS_LOG_NOTICE;
-	bool quiet = false, no_progress = false, dry_run = false;
+	bool no_progress = false, dry_run = false;
 	uint64_t rate = 0, missing_bytes = 0, submitted_bytes = 0, start_ns;
 	int c, r, ret = 1;
 
@@ -310,33 +309,25 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 		case OPT_NO_PROGRESS:
 			no_progress = true;
 			break;
-		case 'q':
-			quiet = true;
-			level = CFS_LOG_ERR;
-			break;
-		case 'v':
-			if (level < CFS_LOG_DEBUG)
-				level++;
-			break;
 		case 'h':
 			print_help(stdout);
-			ret = 0;
-			goto out;
-		case 'V':
-			printf("cfs-cache (cfscache) %s\n", PACKAGE_VERSION);
 			ret = 0;
 			goto out;
 		default:
 			r = fetch_cli_option(&cli, c, optarg, "prefetch");
 			if (r == 1)
 				break;
+			if (r == FETCH_CLI_DONE) {
+				ret = 0;
+				goto out;
+			}
 			if (r == 0)
 				fprintf(stderr, "Try 'cfs-cache prefetch --help'.\n");
 			ret = r == -ENOMEM ? 1 : CFS_EXIT_MISUSE;
 			goto out;
 		}
 	}
-	cfs_log_set_level(level);
+	cfs_log_set_level(cli.level);
 	if (optind < argc) {
 		ret = usage_error("unexpected argument", argv[optind]);
 		goto out;
@@ -393,7 +384,7 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 		cfs_err("cannot start the fetcher: %s", strerror(-r));
 		goto out;
 	}
-	cfs_progress_init(&progress, "prefetch", n_missing, missing_bytes, quiet || no_progress);
+	cfs_progress_init(&progress, "prefetch", n_missing, missing_bytes, cli.quiet || no_progress);
 	start_ns = cfs_now_ns();
 	pthread_mutex_lock(&run.lock);
 	for (size_t i = 0; i < n_order; i++) {
@@ -430,7 +421,7 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 		wait_some(&run, &progress, 100);
 	pthread_mutex_unlock(&run.lock);
 	cfs_progress_done(&progress);
-	if (!quiet) {
+	if (!cli.quiet) {
 		char sz[32], rt[32];
 		double secs = cfs_progress_elapsed(&progress);
 

@@ -15,6 +15,7 @@ void fetch_cli_init(struct fetch_cli *cli)
 {
 	memset(cli, 0, sizeof(*cli));
 	cfs_fetch_options_init(&cli->o);
+	cli->level = CFS_LOG_NOTICE;
 }
 
 void fetch_cli_free(struct fetch_cli *cli)
@@ -50,6 +51,17 @@ int fetch_cli_option(struct fetch_cli *cli, int c, const char *arg, const char *
 	uint64_t ms;
 
 	switch (c) {
+	case 'q':
+		cli->quiet = true;
+		cli->level = CFS_LOG_ERR;
+		return 1;
+	case 'v':
+		if (cli->level < CFS_LOG_DEBUG)
+			cli->level++;
+		return 1;
+	case 'V':
+		printf("cfs-cache (cfscache) %s\n", PACKAGE_VERSION);
+		return FETCH_CLI_DONE;
 	case 'S': {
 		const char **ns = realloc(cli->servers, (cli->n_servers + 1) * sizeof(*ns));
 

@@ -5,8 +5,10 @@
 #define CFS_FUSEFS_FETCH_CLI_H
 
 #include <getopt.h>
+#include <stdbool.h>
 #include <stddef.h>
 
+#include "common/log.h"
 #include "fetcher/fetch.h"
 
 enum {
@@ -36,12 +38,16 @@ struct fetch_cli {
 	struct cfs_fetch_options o; /* defaults, then what the options said */
 	const char **servers;       /* --server values, in order (point into argv) */
 	size_t n_servers;
+	bool quiet;                 /* -q */
+	enum cfs_log_level level;   /* notice, err with -q, one step more per -v */
 };
 
 void fetch_cli_init(struct fetch_cli *cli);
 void fetch_cli_free(struct fetch_cli *cli);
-/* Applies option @c if it is one of the shared ones. Returns 1 when it was, 0 when it is not
- * shared, -EINVAL after printing "cfs-cache CMD: bad ..." for a bad value, or -ENOMEM. */
+/* Applies option @c if it is one of the shared ones (these, -q, -v and -V). Returns 1 when it
+ * was, FETCH_CLI_DONE after -V printed the version (exit 0), 0 when it is not shared, -EINVAL
+ * after printing "cfs-cache CMD: bad ..." for a bad value, or -ENOMEM. */
+#define FETCH_CLI_DONE 2
 int fetch_cli_option(struct fetch_cli *cli, int c, const char *arg, const char *cmd);
 /* Parses a transfer count (1..1000000) for --jobs and friends. Returns 0 or -EINVAL. */
 int fetch_cli_parse_count(const char *s, unsigned *v);
