@@ -35,6 +35,8 @@
 #define STAGE_FLUSH_NS (20 * 1000000ULL)
 /* Bytes handed to the stager and not yet written: the engine waits above this. */
 #define STAGE_MAX_BYTES (16u << 20)
+/* Full-size chunk buffers kept for reuse rather than freed and faulted in again. */
+#define STAGE_SPARE_MAX 32
 #define RETRY_DELAY_MAX_MS 10000
 
 struct list {
@@ -158,7 +160,7 @@ struct stage_op {
 	struct stage *st;
 	struct job *job; /* SOP_FINAL only */
 	uint8_t *data;   /* owned by the op */
-	size_t len;
+	size_t len, cap;
 };
 
 struct server {
@@ -215,6 +217,10 @@ struct cfs_fetch {
 	struct list sdone;
 	bool sbusy, sstop, sidle;
 	unsigned swaiters;
+	void *spare[STAGE_SPARE_MAX];
+	size_t nspare;
+	/* Engine only: ops gathered during one loop step, handed over together. */
+	struct stage_op *lq, **lq_tail;
 	size_t staging; /* engine only: jobs in JOB_STAGING */
 
 	pthread_mutex_t stats_lock;
@@ -483,7 +489,10 @@ static void *stager_main(void *arg)
 		/* Wakeups cost a system call each: only when someone waits. */
 		if (f->swaiters)
 			pthread_cond_broadcast(&f->sprog);
-		free(op->data);
+		if (op->cap == STAGE_CHUNK && f->nspare < STAGE_SPARE_MAX)
+			f->spare[f->nspare++] = op->data;
+		else
+			free(op->data);
 		free(op);
 		if (wake) {
 			/* The engine drains every result at once: wake it for the first only. */
@@ -496,8 +505,10 @@ static void *stager_main(void *arg)
 	return NULL;
 }
 
-/* Hands the job's gathered bytes to the stager as an op of @kind (engine thread only). Without
- * a stager thread the op runs right here. Returns 0 or -ENOMEM. */
+static void stage_flush(struct cfs_fetch *f);
+
+/* Queues the job's gathered bytes for the stager as an op of @kind (engine thread only); the
+ * op is handed over by the next stage_flush. Returns 0 or -ENOMEM. */
 static int stage_post(struct cfs_fetch *f, struct job *job, enum stage_op_kind kind)
 {
 	struct stage_op *op;
@@ -516,6 +527,7 @@ static int stage_post(struct cfs_fetch *f, struct job *job, enum stage_op_kind k
 	if (kind == SOP_DATA || kind == SOP_FINAL) {
 		op->data = job->buf;
 		op->len = job->buf_len;
+		op->cap = job->buf_cap;
 		job->handed += job->buf_len;
 		job->buf = NULL;
 		job->buf_len = job->buf_cap = 0;
@@ -526,19 +538,42 @@ static int stage_post(struct cfs_fetch *f, struct job *job, enum stage_op_kind k
 	}
 	if (kind == SOP_FREE)
 		job->st = NULL;
+	*f->lq_tail = op;
+	f->lq_tail = &op->next;
+	if (op->cap == STAGE_CHUNK)
+		stage_flush(f); /* a large body: keep the disk busy while curl runs on */
+	return 0;
+}
+
+/* Hands the ops gathered by stage_post to the stager: one lock and at most one wakeup for all
+ * transfers that made progress in a loop step. Without a stager thread they run here. */
+static void stage_flush(struct cfs_fetch *f)
+{
+	struct stage_op *op = f->lq, *next;
+	size_t bytes = 0;
+
+	if (!op)
+		return;
+	f->lq = NULL;
+	f->lq_tail = &f->lq;
 	pthread_mutex_lock(&f->slock);
 	if (!f->stager_started) {
 		pthread_mutex_unlock(&f->slock);
-		if (stage_run(f, op))
-			list_add_tail(&f->sdone, &job->link);
-		free(op->data);
-		free(op);
-		return 0;
+		for (; op; op = next) {
+			next = op->next;
+			if (stage_run(f, op))
+				list_add_tail(&f->sdone, &op->job->link);
+			free(op->data);
+			free(op);
+		}
+		return;
 	}
-	op->next = NULL;
 	*f->sq_tail = op;
-	f->sq_tail = &op->next;
-	f->sq_bytes += op->len;
+	for (; op; op = op->next) {
+		bytes += op->len;
+		f->sq_tail = &op->next;
+	}
+	f->sq_bytes += bytes;
 	if (f->sidle)
 		pthread_cond_signal(&f->scond);
 	/* Back-pressure: the network must not outrun the disk by more than the budget. */
@@ -547,12 +582,12 @@ static int stage_post(struct cfs_fetch *f, struct job *job, enum stage_op_kind k
 		pthread_cond_wait(&f->sprog, &f->slock);
 	f->swaiters--;
 	pthread_mutex_unlock(&f->slock);
-	return 0;
 }
 
 /* Waits until the stager has applied every queued op. */
 static void stager_quiesce(struct cfs_fetch *f)
 {
+	stage_flush(f);
 	pthread_mutex_lock(&f->slock);
 	f->swaiters++;
 	while (f->stager_started && (f->sq || f->sbusy))
@@ -572,7 +607,7 @@ static void stage_release(struct cfs_fetch *f, struct job *job)
 	if (!job->st)
 		return;
 	pthread_mutex_lock(&f->slock);
-	idle = !f->stager_started || (!f->sq && !f->sbusy);
+	idle = !f->lq && (!f->stager_started || (!f->sq && !f->sbusy));
 	pthread_mutex_unlock(&f->slock);
 	if (idle || stage_post(f, job, SOP_FREE) < 0) {
 		/* Nothing of it queued (or no memory for the op: the stager is then drained first). */
@@ -587,6 +622,7 @@ static void stage_release(struct cfs_fetch *f, struct job *job)
 
 static void stager_stop(struct cfs_fetch *f)
 {
+	stage_flush(f);
 	pthread_mutex_lock(&f->slock);
 	f->sstop = true;
 	pthread_cond_broadcast(&f->scond);
@@ -753,7 +789,7 @@ static size_t on_header(char *buf, size_t size, size_t n, void *userdata)
 }
 
 /* Makes room for @want more gathered bytes (the buffer never exceeds STAGE_CHUNK). */
-static int job_buf_reserve(struct job *job, size_t want)
+static int job_buf_reserve(struct cfs_fetch *f, struct job *job, size_t want)
 {
 	size_t cap = job->buf_cap ? job->buf_cap : 16 * 1024;
 	curl_off_t cl = -1;
@@ -768,7 +804,20 @@ static int job_buf_reserve(struct job *job, size_t want)
 	while (cap < job->buf_len + want)
 		cap *= 2;
 	cap = CFS_MIN(cap, (size_t)STAGE_CHUNK);
-	nb = realloc(job->buf, cap);
+	nb = NULL;
+	if (cap == STAGE_CHUNK) {
+		pthread_mutex_lock(&f->slock);
+		if (f->nspare)
+			nb = f->spare[--f->nspare];
+		pthread_mutex_unlock(&f->slock);
+		if (nb) {
+			if (job->buf_len)
+				memcpy(nb, job->buf, job->buf_len);
+			free(job->buf);
+		}
+	}
+	if (!nb)
+		nb = realloc(job->buf, cap);
 	if (!nb)
 		return -ENOMEM;
 	job->buf = nb;
@@ -817,7 +866,7 @@ static size_t on_body(char *buf, size_t size, size_t n, void *userdata)
 	while (r == 0 && left) {
 		size_t k;
 
-		r = job_buf_reserve(job, CFS_MIN(left, (size_t)STAGE_CHUNK - job->buf_len));
+		r = job_buf_reserve(f, job, CFS_MIN(left, (size_t)STAGE_CHUNK - job->buf_len));
 		if (r < 0)
 			break;
 		k = CFS_MIN(left, job->buf_cap - job->buf_len);
@@ -1446,11 +1495,13 @@ static void *engine_main(void *arg)
 		start_transfers(f);
 		curl_multi_perform(f->multi, &running);
 		drain_curl(f);
+		stage_flush(f);
 		maybe_commit(f, false);
 		start_transfers(f);
 		curl_multi_poll(f->multi, NULL, 0, poll_timeout_ms(f), NULL);
 		curl_multi_perform(f->multi, &running);
 		drain_curl(f);
+		stage_flush(f);
 	}
 	shutdown_engine(f);
 	return NULL;
@@ -1531,6 +1582,7 @@ int cfs_fetch_new(const struct cfs_fetch_options *o, struct cfs_fetch **fetch_re
 	pthread_cond_init(&f->scond, NULL);
 	pthread_cond_init(&f->sprog, NULL);
 	f->sq_tail = &f->sq;
+	f->lq_tail = &f->lq;
 	list_init(&f->sdone);
 	list_init(&f->pending);
 	list_init(&f->cbatch);
@@ -1677,6 +1729,8 @@ void cfs_fetch_free(struct cfs_fetch *f)
 	pthread_mutex_destroy(&f->clock);
 	pthread_mutex_destroy(&f->stats_lock);
 	pthread_cond_destroy(&f->ccond);
+	for (size_t i = 0; i < f->nspare; i++)
+		free(f->spare[i]);
 	pthread_mutex_destroy(&f->slock);
 	pthread_cond_destroy(&f->scond);
 	pthread_cond_destroy(&f->sprog);
