@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* cfscache: fetch engine: a curl multi loop on one thread, single flight, failover, group commit.
- */
+/* cfscache: fetch engine: a curl multi loop on one thread, single flight, failover; temp files
+ * written and verified on a stager thread, group commit on a committer thread. */
 #include "config.h"
 
 #include <curl/curl.h>
@@ -120,7 +120,6 @@ struct job {
 	CURL *easy;
 	/* The temp file side, owned by the stager thread while ops for it are queued. */
 	struct stage *st;
-	bool stage_busy;   /* ops posted whose final result has not come back */
 	int stage_result;  /* of the final op: 0 verified, -EBADMSG mismatch, other local */
 	uint64_t handed;   /* body bytes handed to the stager (after the last reset) */
 	uint8_t *buf;      /* body bytes not handed over yet */
@@ -532,10 +531,8 @@ static int stage_post(struct cfs_fetch *f, struct job *job, enum stage_op_kind k
 		job->buf = NULL;
 		job->buf_len = job->buf_cap = 0;
 	}
-	if (kind == SOP_FINAL) {
+	if (kind == SOP_FINAL)
 		op->job = job;
-		job->stage_busy = true;
-	}
 	if (kind == SOP_FREE)
 		job->st = NULL;
 	*f->lq_tail = op;
@@ -1094,7 +1091,6 @@ static void on_staged(struct cfs_fetch *f, struct job *job)
 	struct server *s = &f->servers[job->server];
 	int r = job->stage_result;
 
-	job->stage_busy = false;
 	f->staging--;
 	if (r == 0) {
 		server_success(f, s);
