@@ -34,9 +34,9 @@
  * their temp file while they run. */
 #define STAGE_FLUSH_NS (20 * 1000000ULL)
 /* Bytes handed to the stager and not yet written: the engine waits above this. */
-#define STAGE_MAX_BYTES (16u << 20)
+#define STAGE_MAX_BYTES (2u << 20)
 /* Full-size chunk buffers kept for reuse rather than freed and faulted in again. */
-#define STAGE_SPARE_MAX 32
+#define STAGE_SPARE_MAX 8
 #define RETRY_DELAY_MAX_MS 10000
 
 struct list {
