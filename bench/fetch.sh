@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: MIT
 # Bulk fetch of a real tree's objects into an empty store over loopback from nginx, side by side
 # with (a) one tar of the same files with curl (downloaded, and downloaded + extracted) and
-# (b) one curl per object with xargs -P 16. Prints a table of times and ratios.
+# (b) one curl per object with xargs -P 16. Prints a table of times and ratios. (a+) syncs the
+# downloaded tar with `sync -f` (syncfs of its filesystem): the same durability cfs-cache gives
+# its objects before they get their names.
 . "$(dirname "$0")/lib.sh"
 command -v nginx >/dev/null || { echo "(needs nginx)"; exit 1; }
 RUNS=${BENCH_RUNS:-3}
@@ -66,6 +68,7 @@ best_of() {
 # cfs-cache time / baseline time, three decimals.
 ratio() { echo "scale=3; $1 / $2" | bc -l | sed 's/^\./0./'; }
 tar_download() { curl -sf -o "$dst/objects.tar" "$base/objects.tar"; }
+tar_download_sync() { tar_download && sync -f "$dst/objects.tar"; }
 tar_extract() { curl -sf "$base/objects.tar" | tar -x -C "$dst"; }
 tar_extract_sync() { tar_extract && sync -f "$dst"; }
 per_object() {
@@ -77,6 +80,7 @@ cfs_fetch() {
 }
 
 t_tar=$(best_of tar_download)
+t_tars=$(best_of tar_download_sync)
 t_tarx=$(best_of tar_extract)
 t_tarxs=$(best_of tar_extract_sync)
 t_xargs=$(RUNS=1 best_of per_object)
@@ -97,6 +101,7 @@ echo
 echo "| method | time (s) | cfs-cache / method |"
 echo "|---|---|---|"
 echo "| (a) curl one tar to a file | $t_tar | $(ratio "$t_cfs" "$t_tar") |"
+echo "| (a+) curl one tar to a file, then sync -f | $t_tars | $(ratio "$t_cfs" "$t_tars") |"
 echo "| (a') curl one tar \| tar -x | $t_tarx | $(ratio "$t_cfs" "$t_tarx") |"
 echo "| (a'') curl one tar \| tar -x, then sync | $t_tarxs | $(ratio "$t_cfs" "$t_tarxs") |"
 echo "| (b) curl per object, xargs -P 16 | $t_xargs | $(ratio "$t_cfs" "$t_xargs") |"

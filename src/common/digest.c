@@ -93,10 +93,14 @@ void cfs_sha256(const void *data, size_t len, uint8_t out[32])
 
 int cfs_digest_new(struct cfs_digest_ctx **ctx_ret)
 {
-	struct cfs_digest_ctx *ctx = calloc(1, sizeof(*ctx));
+	/* Not calloc: the block and level buffers (36 KiB) are only read where written, and
+	 * zeroing them cost as much as hashing a small object. */
+	struct cfs_digest_ctx *ctx = malloc(sizeof(*ctx));
 
 	if (!ctx)
 		return -ENOMEM;
+	ctx->async = NULL;
+	cfs_digest_reset(ctx);
 	ctx->md = EVP_MD_CTX_new();
 	if (!ctx->md || !EVP_DigestInit_ex(ctx->md, sha256_get(), NULL)) {
 		cfs_digest_free(ctx);

@@ -46,6 +46,7 @@ struct cfs_store_writer {
 	int fd;
 	char tmpname[64];
 	bool has_expected, verified, committed, async_tried;
+	uint64_t size;
 	uint64_t writeback_from; /* bytes before this offset were handed to writeback */
 	uint8_t expected[CFS_DIGEST_SIZE];
 	uint8_t computed[CFS_DIGEST_SIZE];
@@ -326,13 +327,14 @@ int cfs_store_writer_write(struct cfs_store_writer *w, const void *buf, size_t l
 	r = cfs_write_full(w->fd, buf, len);
 	if (r < 0)
 		return r;
-	size = cfs_digest_size(w->digest);
+	size = w->size;
 	if (!w->async_tried && size + len >= ASYNC_HASH_AT) {
 		w->async_tried = true;
 		cfs_digest_start_async(w->digest); /* stays synchronous if it cannot */
 	}
 	cfs_digest_update(w->digest, buf, len);
 	size += len;
+	w->size = size;
 	if (size - w->writeback_from >= WRITEBACK_CHUNK) {
 		sync_file_range(w->fd, (off_t)w->writeback_from, (off_t)(size - w->writeback_from),
 				SYNC_FILE_RANGE_WRITE);
@@ -343,7 +345,7 @@ int cfs_store_writer_write(struct cfs_store_writer *w, const void *buf, size_t l
 
 uint64_t cfs_store_writer_size(const struct cfs_store_writer *w)
 {
-	return cfs_digest_size(w->digest);
+	return w->size;
 }
 
 int cfs_store_writer_reset(struct cfs_store_writer *w)
@@ -353,6 +355,7 @@ int cfs_store_writer_reset(struct cfs_store_writer *w)
 	if (ftruncate(w->fd, 0) < 0 || lseek(w->fd, 0, SEEK_SET) < 0)
 		return -errno;
 	cfs_digest_reset(w->digest);
+	w->size = 0;
 	w->async_tried = false;
 	w->writeback_from = 0;
 	return 0;
@@ -368,6 +371,9 @@ int cfs_store_writer_verify(struct cfs_store_writer *w, uint8_t digest_ret[CFS_D
 	if (w->has_expected && memcmp(w->computed, w->expected, CFS_DIGEST_SIZE) != 0)
 		return -EBADMSG;
 	w->verified = true;
+	/* Verified writers may wait long for a group commit: keep them small. */
+	cfs_digest_free(w->digest);
+	w->digest = NULL;
 	return 0;
 }
 

@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* cfscache: fetch engine: a curl multi loop on one thread, single flight, failover, group commit.
- */
+/* cfscache: fetch engine: a curl multi loop on one thread, single flight, failover; temp files
+ * written and verified on a stager thread, group commit on a committer thread. */
 #include "config.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,15 @@
 /* Error pages are read and dropped, up to this size. */
 #define ERROR_BODY_MAX (1024 * 1024)
 #define COMMIT_BATCH_MAX 512
+/* Bodies are gathered in memory and handed to the stager thread in chunks of up to this size. */
+#define STAGE_CHUNK (256 * 1024)
+/* A chunk is handed over early once its transfer has run this long, so slow transfers reach
+ * their temp file while they run. */
+#define STAGE_FLUSH_NS (20 * 1000000ULL)
+/* Bytes handed to the stager and not yet written: the engine waits above this. */
+#define STAGE_MAX_BYTES (2u << 20)
+/* Full-size chunk buffers kept for reuse rather than freed and faulted in again. */
+#define STAGE_SPARE_MAX 8
 #define RETRY_DELAY_MAX_MS 10000
 
 struct list {
@@ -85,6 +95,7 @@ enum job_state {
 	JOB_QUEUED,     /* in a server's queue, waiting for a transfer slot */
 	JOB_RUNNING,    /* easy handle in the multi handle */
 	JOB_WAITING,    /* in the retry heap */
+	JOB_STAGING,    /* body received, the stager writes and verifies what is left */
 	JOB_VERIFIED,   /* verified, waiting for the next group commit */
 	JOB_COMMITTING, /* handed to the committer thread */
 };
@@ -107,7 +118,13 @@ struct job {
 	char reason[REASON_LEN];
 	uint64_t retry_at;
 	CURL *easy;
-	struct cfs_store_writer *w;
+	/* The temp file side, owned by the stager thread while ops for it are queued. */
+	struct stage *st;
+	int stage_result;  /* of the final op: 0 verified, -EBADMSG mismatch, other local */
+	uint64_t handed;   /* body bytes handed to the stager (after the last reset) */
+	uint8_t *buf;      /* body bytes not handed over yet */
+	size_t buf_len, buf_cap;
+	uint64_t attempt_start;
 	/* Per attempt. */
 	uint64_t range_from;
 	bool checked, discard, encoded, have_crange, local_err, bad_range;
@@ -119,6 +136,30 @@ struct job {
 	bool existed;
 	uint64_t size;
 	char errbuf[CURL_ERROR_SIZE];
+};
+
+/* A job's temp file. Only the stager thread touches @w while ops for it are queued; @err
+ * latches its first local failure so the engine can abort the transfer early. */
+struct stage {
+	struct cfs_store_writer *w;
+	uint8_t digest[CFS_DIGEST_SIZE];
+	_Atomic int err;
+};
+
+enum stage_op_kind {
+	SOP_DATA,  /* append @data */
+	SOP_FINAL, /* append @data, then verify and report the job back */
+	SOP_RESET, /* drop what was written */
+	SOP_FREE,  /* remove the temp file (unless committed) and free the stage */
+};
+
+struct stage_op {
+	struct stage_op *next;
+	enum stage_op_kind kind;
+	struct stage *st;
+	struct job *job; /* SOP_FINAL only */
+	uint8_t *data;   /* owned by the op */
+	size_t len, cap;
 };
 
 struct server {
@@ -138,8 +179,8 @@ struct cfs_fetch {
 	CURLM *multi;
 	struct curl_slist *headers;
 	bool zstd;
-	pthread_t thread, committer;
-	bool thread_started, committer_started;
+	pthread_t thread, committer, stager;
+	bool thread_started, committer_started, stager_started;
 
 	/* Submissions from any thread. */
 	pthread_mutex_t lock;
@@ -165,6 +206,21 @@ struct cfs_fetch {
 	pthread_cond_t ccond;
 	struct list cbatch, cdone;
 	bool cbusy, cstop;
+
+	/* Stager thread hand-over: temp file creation, writes and hashing off the engine. */
+	pthread_mutex_t slock;
+	pthread_cond_t scond; /* work for the stager */
+	pthread_cond_t sprog; /* progress, for an engine waiting on the stager */
+	struct stage_op *sq, **sq_tail;
+	size_t sq_bytes;
+	struct list sdone;
+	bool sbusy, sstop, sidle;
+	unsigned swaiters;
+	void *spare[STAGE_SPARE_MAX];
+	size_t nspare;
+	/* Engine only: ops gathered during one loop step, handed over together. */
+	struct stage_op *lq, **lq_tail;
+	size_t staging; /* engine only: jobs in JOB_STAGING */
 
 	pthread_mutex_t stats_lock;
 	struct cfs_fetch_stats stats;
@@ -349,6 +405,248 @@ static void server_failure(struct cfs_fetch *f, struct server *s)
 		pthread_mutex_unlock(&(f)->stats_lock);                                            \
 	} while (0)
 
+/* ---- stager ------------------------------------------------------------------------------ */
+
+/* Applies one op to its stage; returns true when it produced a result for op->job. */
+static bool stage_run(struct cfs_fetch *f, struct stage_op *op)
+{
+	struct stage *st = op->st;
+	int r;
+
+	switch (op->kind) {
+	case SOP_DATA:
+	case SOP_FINAL:
+		if (op->len && !atomic_load(&st->err)) {
+			r = st->w ? 0 : cfs_store_writer_new(f->store, st->digest, &st->w);
+			if (r == 0)
+				r = cfs_store_writer_write(st->w, op->data, op->len);
+			if (r < 0)
+				atomic_store(&st->err, r);
+		}
+		if (op->kind == SOP_DATA)
+			return false;
+		r = atomic_load(&st->err);
+		if (r == 0 && !st->w)
+			r = cfs_store_writer_new(f->store, st->digest, &st->w); /* empty object */
+		if (r == 0) {
+			r = cfs_store_writer_verify(st->w, NULL);
+			if (r == -EBADMSG) {
+				/* Never kept: the next server's body starts a new temp file. */
+				cfs_store_writer_free(st->w);
+				st->w = NULL;
+			}
+		}
+		op->job->stage_result = r;
+		return true;
+	case SOP_RESET:
+		if (st->w && !atomic_load(&st->err)) {
+			r = cfs_store_writer_reset(st->w);
+			if (r < 0)
+				atomic_store(&st->err, r);
+		}
+		return false;
+	case SOP_FREE:
+		cfs_store_writer_free(st->w);
+		free(st);
+		return false;
+	}
+	return false;
+}
+
+static void *stager_main(void *arg)
+{
+	struct cfs_fetch *f = arg;
+
+	pthread_mutex_lock(&f->slock);
+	for (;;) {
+		struct stage_op *op;
+		bool done, wake = false;
+
+		while (!f->sq && !f->sstop) {
+			f->sidle = true;
+			pthread_cond_wait(&f->scond, &f->slock);
+			f->sidle = false;
+		}
+		op = f->sq;
+		if (!op)
+			break;
+		f->sq = op->next;
+		if (!f->sq)
+			f->sq_tail = &f->sq;
+		f->sbusy = true;
+		pthread_mutex_unlock(&f->slock);
+
+		done = stage_run(f, op);
+
+		pthread_mutex_lock(&f->slock);
+		f->sq_bytes -= op->len;
+		f->sbusy = false;
+		if (done) {
+			wake = list_empty(&f->sdone);
+			list_add_tail(&f->sdone, &op->job->link);
+		}
+		/* Wakeups cost a system call each: only when someone waits. */
+		if (f->swaiters)
+			pthread_cond_broadcast(&f->sprog);
+		if (op->cap == STAGE_CHUNK && f->nspare < STAGE_SPARE_MAX)
+			f->spare[f->nspare++] = op->data;
+		else
+			free(op->data);
+		free(op);
+		if (wake) {
+			/* The engine drains every result at once: wake it for the first only. */
+			pthread_mutex_unlock(&f->slock);
+			curl_multi_wakeup(f->multi);
+			pthread_mutex_lock(&f->slock);
+		}
+	}
+	pthread_mutex_unlock(&f->slock);
+	return NULL;
+}
+
+static void stage_flush(struct cfs_fetch *f);
+
+/* Queues the job's gathered bytes for the stager as an op of @kind (engine thread only); the
+ * op is handed over by the next stage_flush. Returns 0 or -ENOMEM. */
+static int stage_post(struct cfs_fetch *f, struct job *job, enum stage_op_kind kind)
+{
+	struct stage_op *op;
+
+	if (!job->st) {
+		job->st = calloc(1, sizeof(*job->st));
+		if (!job->st)
+			return -ENOMEM;
+		memcpy(job->st->digest, job->digest, CFS_DIGEST_SIZE);
+	}
+	op = calloc(1, sizeof(*op));
+	if (!op)
+		return -ENOMEM;
+	op->kind = kind;
+	op->st = job->st;
+	if (kind == SOP_DATA || kind == SOP_FINAL) {
+		op->data = job->buf;
+		op->len = job->buf_len;
+		op->cap = job->buf_cap;
+		job->handed += job->buf_len;
+		job->buf = NULL;
+		job->buf_len = job->buf_cap = 0;
+	}
+	if (kind == SOP_FINAL)
+		op->job = job;
+	if (kind == SOP_FREE)
+		job->st = NULL;
+	*f->lq_tail = op;
+	f->lq_tail = &op->next;
+	if (op->cap == STAGE_CHUNK)
+		stage_flush(f); /* a large body: keep the disk busy while curl runs on */
+	return 0;
+}
+
+/* Hands the ops gathered by stage_post to the stager: one lock and at most one wakeup for all
+ * transfers that made progress in a loop step. Without a stager thread they run here. */
+static void stage_flush(struct cfs_fetch *f)
+{
+	struct stage_op *op = f->lq, *next;
+	size_t bytes = 0;
+
+	if (!op)
+		return;
+	f->lq = NULL;
+	f->lq_tail = &f->lq;
+	pthread_mutex_lock(&f->slock);
+	if (!f->stager_started) {
+		pthread_mutex_unlock(&f->slock);
+		for (; op; op = next) {
+			next = op->next;
+			if (stage_run(f, op))
+				list_add_tail(&f->sdone, &op->job->link);
+			free(op->data);
+			free(op);
+		}
+		return;
+	}
+	*f->sq_tail = op;
+	for (; op; op = op->next) {
+		bytes += op->len;
+		f->sq_tail = &op->next;
+	}
+	f->sq_bytes += bytes;
+	if (f->sidle)
+		pthread_cond_signal(&f->scond);
+	/* Back-pressure: the network must not outrun the disk by more than the budget. */
+	f->swaiters++;
+	while (f->sq_bytes > STAGE_MAX_BYTES && f->stager_started)
+		pthread_cond_wait(&f->sprog, &f->slock);
+	f->swaiters--;
+	pthread_mutex_unlock(&f->slock);
+}
+
+/* Waits until the stager has applied every queued op. */
+static void stager_quiesce(struct cfs_fetch *f)
+{
+	stage_flush(f);
+	pthread_mutex_lock(&f->slock);
+	f->swaiters++;
+	while (f->stager_started && (f->sq || f->sbusy))
+		pthread_cond_wait(&f->sprog, &f->slock);
+	f->swaiters--;
+	pthread_mutex_unlock(&f->slock);
+}
+
+/* Frees the job's stage, through the stager when ops for it may still be queued. */
+static void stage_release(struct cfs_fetch *f, struct job *job)
+{
+	bool idle;
+
+	free(job->buf);
+	job->buf = NULL;
+	job->buf_len = job->buf_cap = 0;
+	if (!job->st)
+		return;
+	pthread_mutex_lock(&f->slock);
+	idle = !f->lq && (!f->stager_started || (!f->sq && !f->sbusy));
+	pthread_mutex_unlock(&f->slock);
+	if (idle || stage_post(f, job, SOP_FREE) < 0) {
+		/* Nothing of it queued (or no memory for the op: the stager is then drained first). */
+		stager_quiesce(f);
+		if (job->st) {
+			cfs_store_writer_free(job->st->w);
+			free(job->st);
+			job->st = NULL;
+		}
+	}
+}
+
+static void stager_stop(struct cfs_fetch *f)
+{
+	stage_flush(f);
+	pthread_mutex_lock(&f->slock);
+	f->sstop = true;
+	pthread_cond_broadcast(&f->scond);
+	pthread_mutex_unlock(&f->slock);
+	if (f->stager_started)
+		pthread_join(f->stager, NULL);
+	pthread_mutex_lock(&f->slock);
+	f->stager_started = false;
+	pthread_mutex_unlock(&f->slock);
+}
+
+/* Bytes of the body so far: handed over plus gathered. */
+static uint64_t job_bytes(const struct job *job)
+{
+	return job->handed + job->buf_len;
+}
+
+/* Drops the body so far (a new full body follows). 0 or -ENOMEM. */
+static int job_body_reset(struct cfs_fetch *f, struct job *job)
+{
+	job->buf_len = 0;
+	if (job->handed == 0)
+		return 0;
+	job->handed = 0;
+	return stage_post(f, job, SOP_RESET);
+}
+
 /* ---- job completion ---------------------------------------------------------------------- */
 
 static void pool_put(struct cfs_fetch *f, CURL *easy)
@@ -385,8 +683,7 @@ static void job_finish(struct cfs_fetch *f, struct job *job, int result)
 	pthread_mutex_unlock(&f->stats_lock);
 	if (result != 0 && result != -ECANCELED)
 		cfs_debug("fetch %s: %s", job->path, job->reason);
-	cfs_store_writer_free(job->w);
-	job->w = NULL;
+	stage_release(f, job);
 	pool_put(f, job->easy);
 	job->easy = NULL;
 	for (w = job->waiters; w; w = next) {
@@ -488,31 +785,66 @@ static size_t on_header(char *buf, size_t size, size_t n, void *userdata)
 	return len;
 }
 
+/* Makes room for @want more gathered bytes (the buffer never exceeds STAGE_CHUNK). */
+static int job_buf_reserve(struct cfs_fetch *f, struct job *job, size_t want)
+{
+	size_t cap = job->buf_cap ? job->buf_cap : 16 * 1024;
+	curl_off_t cl = -1;
+	uint8_t *nb;
+
+	if (job->buf_len + want <= job->buf_cap)
+		return 0;
+	if (!job->buf_cap && job->buf_len == 0 &&
+	    curl_easy_getinfo(job->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK &&
+	    cl > 0)
+		cap = (size_t)CFS_MIN((uint64_t)cl, (uint64_t)STAGE_CHUNK);
+	while (cap < job->buf_len + want)
+		cap *= 2;
+	cap = CFS_MIN(cap, (size_t)STAGE_CHUNK);
+	nb = NULL;
+	if (cap == STAGE_CHUNK) {
+		pthread_mutex_lock(&f->slock);
+		if (f->nspare)
+			nb = f->spare[--f->nspare];
+		pthread_mutex_unlock(&f->slock);
+		if (nb) {
+			if (job->buf_len)
+				memcpy(nb, job->buf, job->buf_len);
+			free(job->buf);
+		}
+	}
+	if (!nb)
+		nb = realloc(job->buf, cap);
+	if (!nb)
+		return -ENOMEM;
+	job->buf = nb;
+	job->buf_cap = cap;
+	return 0;
+}
+
 static size_t on_body(char *buf, size_t size, size_t n, void *userdata)
 {
 	struct job *job = userdata;
-	size_t len = size * n;
+	struct cfs_fetch *f = job->f;
+	size_t len = size * n, left = len;
 	int r;
 
 	if (!job->checked) {
 		job->checked = true;
 		curl_easy_getinfo(job->easy, CURLINFO_RESPONSE_CODE, &job->status);
 		if (job->status == 206) {
-			if (!job->have_crange ||
-			    job->crange_start != cfs_store_writer_size(job->w)) {
+			if (!job->have_crange || job->crange_start != job_bytes(job)) {
 				job->abort_err = -EIO;
 				job->bad_range = true;
 				return 0;
 			}
-			STAT_ADD(job->f, resumed, 1);
+			STAT_ADD(f, resumed, 1);
 		} else if (job->status == 200 || job->status == 0) {
-			if (cfs_store_writer_size(job->w) > 0) {
-				r = cfs_store_writer_reset(job->w);
-				if (r < 0) {
-					job->abort_err = r;
-					job->local_err = true;
-					return 0;
-				}
+			r = job_body_reset(f, job);
+			if (r < 0) {
+				job->abort_err = r;
+				job->local_err = true;
+				return 0;
 			}
 		} else {
 			job->discard = true;
@@ -522,11 +854,27 @@ static size_t on_body(char *buf, size_t size, size_t n, void *userdata)
 		job->discarded += len;
 		return job->discarded > ERROR_BODY_MAX ? 0 : len;
 	}
-	if (cfs_store_writer_size(job->w) + len > job->f->o.max_object_size) {
+	if (job_bytes(job) + len > f->o.max_object_size) {
 		job->abort_err = -EFBIG;
 		return 0;
 	}
-	r = cfs_store_writer_write(job->w, buf, len);
+	/* A write error of the stager ends the transfer as the writer's own error would. */
+	r = job->st ? atomic_load(&job->st->err) : 0;
+	while (r == 0 && left) {
+		size_t k;
+
+		r = job_buf_reserve(f, job, CFS_MIN(left, (size_t)STAGE_CHUNK - job->buf_len));
+		if (r < 0)
+			break;
+		k = CFS_MIN(left, job->buf_cap - job->buf_len);
+		memcpy(job->buf + job->buf_len, buf + (len - left), k);
+		job->buf_len += k;
+		left -= k;
+		if (job->buf_len == STAGE_CHUNK)
+			r = stage_post(f, job, SOP_DATA);
+	}
+	if (r == 0 && job->buf_len && cfs_now_ns() - job->attempt_start >= STAGE_FLUSH_NS)
+		r = stage_post(f, job, SOP_DATA);
 	if (r < 0) {
 		job->abort_err = r;
 		job->local_err = true;
@@ -586,15 +934,7 @@ static void job_start(struct cfs_fetch *f, struct job *job)
 	struct server *s = &f->servers[job->server];
 	char url[4096];
 	char range[32];
-	int r;
 
-	if (!job->w) {
-		r = cfs_store_writer_new(f->store, job->digest, &job->w);
-		if (r < 0) {
-			job_fail_local(f, job, r, "store");
-			return;
-		}
-	}
 	if (!job->easy) {
 		job->easy = f->npool ? f->pool[--f->npool] : easy_new(f);
 		if (!job->easy) {
@@ -603,7 +943,8 @@ static void job_start(struct cfs_fetch *f, struct job *job)
 		}
 	}
 	snprintf(url, sizeof(url), "%s/%s", s->url, job->path);
-	job->range_from = cfs_store_writer_size(job->w);
+	job->range_from = job_bytes(job);
+	job->attempt_start = cfs_now_ns();
 	job->checked = job->discard = job->encoded = job->have_crange = job->local_err = false;
 	job->bad_range = false;
 	job->status = 0;
@@ -643,7 +984,8 @@ static void job_start(struct cfs_fetch *f, struct job *job)
 
 static void start_transfers(struct cfs_fetch *f)
 {
-	while (f->active < f->o.max_transfers && f->uncommitted < f->max_uncommitted) {
+	while (f->active < f->o.max_transfers &&
+	       f->uncommitted + f->staging < f->max_uncommitted) {
 		bool started = false;
 
 		for (int prio = 0; prio < 2 && !started; prio++) {
@@ -682,7 +1024,7 @@ static uint64_t retry_delay_ms(struct cfs_fetch *f, unsigned attempt)
 static void job_to_commit(struct cfs_fetch *f, struct job *job)
 {
 	job->state = JOB_VERIFIED;
-	job->size = cfs_store_writer_size(job->w);
+	job->size = job->handed;
 	if (f->npending == 0)
 		f->commit_deadline = cfs_now_ns() + (uint64_t)f->o.commit_delay_ms * 1000000ULL;
 	list_add_tail(&f->pending, &job->link);
@@ -698,11 +1040,12 @@ static bool curl_code_is_tls_config(CURLcode cc)
 	       cc == CURLE_URL_MALFORMAT;
 }
 
+static void on_attempt_failed(struct cfs_fetch *f, struct job *job, CURLcode cc);
+
 static void on_transfer_done(struct cfs_fetch *f, struct job *job, CURLcode cc)
 {
 	struct server *s = &f->servers[job->server];
-	bool retryable = true, keep_partial;
-	int err, r;
+	int r;
 
 	curl_multi_remove_handle(f->multi, job->easy);
 	f->active--;
@@ -720,29 +1063,14 @@ static void on_transfer_done(struct cfs_fetch *f, struct job *job, CURLcode cc)
 	}
 	if (cc == CURLE_OK && !job->discard &&
 	    (job->status == 200 || job->status == 206 || job->status == 0)) {
-		r = cfs_store_writer_verify(job->w, NULL);
-		if (r == 0) {
-			server_success(f, s);
-			job_to_commit(f, job);
-			return;
-		}
-		cfs_store_writer_free(job->w);
-		job->w = NULL;
-		if (r != -EBADMSG) {
+		/* The stager writes the rest, verifies and reports back (on_staged). */
+		r = stage_post(f, job, SOP_FINAL);
+		if (r < 0) {
 			job_fail_local(f, job, r, "store");
 			return;
 		}
-		cfs_warn("digest mismatch for %s from %s (not saved)", job->path, s->url);
-		pthread_mutex_lock(&f->stats_lock);
-		f->stats.verify_failures++;
-		s->verify_failures++;
-		pthread_mutex_unlock(&f->stats_lock);
-		server_failure(f, s);
-		job->any_failure = true;
-		job->err = -EBADMSG;
-		job_set_reason(job, "digest mismatch from %s", s->url);
-		/* That server is bad for this object: no retry there. */
-		job_next_server(f, job);
+		job->state = JOB_STAGING;
+		f->staging++;
 		return;
 	}
 	if (job->status == 404 || job->status == 410 || cc == CURLE_FILE_COULDNT_READ_FILE ||
@@ -754,8 +1082,62 @@ static void on_transfer_done(struct cfs_fetch *f, struct job *job, CURLcode cc)
 		job_next_server(f, job);
 		return;
 	}
+	on_attempt_failed(f, job, cc);
+}
 
-	/* A failure of this server for this attempt. */
+/* The stager's verdict on a complete body. */
+static void on_staged(struct cfs_fetch *f, struct job *job)
+{
+	struct server *s = &f->servers[job->server];
+	int r = job->stage_result;
+
+	f->staging--;
+	if (r == 0) {
+		server_success(f, s);
+		job_to_commit(f, job);
+		return;
+	}
+	job->handed = 0;
+	if (r != -EBADMSG) {
+		job_fail_local(f, job, r, "store");
+		return;
+	}
+	cfs_warn("digest mismatch for %s from %s (not saved)", job->path, s->url);
+	pthread_mutex_lock(&f->stats_lock);
+	f->stats.verify_failures++;
+	s->verify_failures++;
+	pthread_mutex_unlock(&f->stats_lock);
+	server_failure(f, s);
+	job->any_failure = true;
+	job->err = -EBADMSG;
+	job_set_reason(job, "digest mismatch from %s", s->url);
+	/* That server is bad for this object: no retry there. */
+	job_next_server(f, job);
+}
+
+static void drain_staged(struct cfs_fetch *f)
+{
+	struct list done;
+
+	list_init(&done);
+	pthread_mutex_lock(&f->slock);
+	list_splice_tail(&done, &f->sdone);
+	pthread_mutex_unlock(&f->slock);
+	while (!list_empty(&done)) {
+		struct job *job = job_of(done.next);
+
+		list_del(&job->link);
+		on_staged(f, job);
+	}
+}
+
+/* A failure of this server for this attempt: retry later, next server, or give up. */
+static void on_attempt_failed(struct cfs_fetch *f, struct job *job, CURLcode cc)
+{
+	struct server *s = &f->servers[job->server];
+	bool retryable = true, keep_partial;
+	int err, r;
+
 	if (job->abort_err == -EFBIG || cc == CURLE_FILESIZE_EXCEEDED) {
 		err = -EFBIG;
 		retryable = false;
@@ -796,15 +1178,14 @@ static void on_transfer_done(struct cfs_fetch *f, struct job *job, CURLcode cc)
 	job->err = err;
 
 	/* Keep a large identity-encoded partial body to resume it with Range. */
-	keep_partial = job->w && !job->encoded && !job->discard && !job->bad_range &&
-	               err != -EFBIG && (job->status == 200 || job->status == 206) &&
-	               cfs_store_writer_size(job->w) >= RESUME_MIN;
-	if (job->w && !keep_partial && cfs_store_writer_size(job->w) > 0) {
-		r = cfs_store_writer_reset(job->w);
-		if (r < 0) {
-			job_fail_local(f, job, r, "store");
-			return;
-		}
+	keep_partial = !job->encoded && !job->discard && !job->bad_range && err != -EFBIG &&
+	               (job->status == 200 || job->status == 206) && job_bytes(job) >= RESUME_MIN;
+	/* Kept bytes go to the temp file now; the resumed body continues after them. */
+	r = keep_partial ? (job->buf_len ? stage_post(f, job, SOP_DATA) : 0)
+	                 : job_body_reset(f, job);
+	if (r < 0) {
+		job_fail_local(f, job, r, "store");
+		return;
 	}
 	if (retryable && job->attempt <= f->o.retries) {
 		uint64_t delay = retry_delay_ms(f, job->attempt);
@@ -863,7 +1244,8 @@ static void *committer_main(void *arg)
 			job->commit_result =
 			    r < 0
 			        ? r
-			        : cfs_store_writer_commit(job->w, CFS_STORE_NOSYNC, &job->existed);
+			        : cfs_store_writer_commit(job->st->w, CFS_STORE_NOSYNC,
+			                                  &job->existed);
 		}
 		STAT_ADD(f, commits, 1);
 
@@ -1036,6 +1418,9 @@ static int poll_timeout_ms(struct cfs_fetch *f)
 
 static void shutdown_engine(struct cfs_fetch *f)
 {
+	/* Complete bodies still being written are finished and verified first. */
+	stager_quiesce(f);
+	drain_staged(f);
 	/* Verified objects are complete: commit them rather than throw them away. */
 	pthread_mutex_lock(&f->clock);
 	while (f->committer_started) {
@@ -1061,7 +1446,7 @@ static void shutdown_engine(struct cfs_fetch *f)
 		list_del(&job->link);
 		f->npending--;
 		f->uncommitted--;
-		r = cfs_store_writer_commit(job->w, 0, NULL);
+		r = cfs_store_writer_commit(job->st->w, 0, NULL);
 		if (r < 0)
 			job_fail_local(f, job, r, "store commit");
 		else
@@ -1087,6 +1472,8 @@ static void shutdown_engine(struct cfs_fetch *f)
 		}
 	}
 	f->heap_len = 0;
+	/* The stager applies the last frees before it ends. */
+	stager_stop(f);
 	drain_submissions(f);
 }
 
@@ -1098,16 +1485,19 @@ static void *engine_main(void *arg)
 	for (;;) {
 		if (drain_submissions(f))
 			break;
+		drain_staged(f);
 		drain_committed(f);
 		run_timers(f);
 		start_transfers(f);
 		curl_multi_perform(f->multi, &running);
 		drain_curl(f);
+		stage_flush(f);
 		maybe_commit(f, false);
 		start_transfers(f);
 		curl_multi_poll(f->multi, NULL, 0, poll_timeout_ms(f), NULL);
 		curl_multi_perform(f->multi, &running);
 		drain_curl(f);
+		stage_flush(f);
 	}
 	shutdown_engine(f);
 	return NULL;
@@ -1184,6 +1574,12 @@ int cfs_fetch_new(const struct cfs_fetch_options *o, struct cfs_fetch **fetch_re
 	pthread_mutex_init(&f->clock, NULL);
 	pthread_mutex_init(&f->stats_lock, NULL);
 	pthread_cond_init(&f->ccond, NULL);
+	pthread_mutex_init(&f->slock, NULL);
+	pthread_cond_init(&f->scond, NULL);
+	pthread_cond_init(&f->sprog, NULL);
+	f->sq_tail = &f->sq;
+	f->lq_tail = &f->lq;
+	list_init(&f->sdone);
 	list_init(&f->pending);
 	list_init(&f->cbatch);
 	list_init(&f->cdone);
@@ -1270,6 +1666,10 @@ int cfs_fetch_new(const struct cfs_fetch_options *o, struct cfs_fetch **fetch_re
 	if (r < 0)
 		goto fail;
 	f->committer_started = true;
+	r = -pthread_create(&f->stager, NULL, stager_main, f);
+	if (r < 0)
+		goto fail;
+	f->stager_started = true;
 	r = -pthread_create(&f->thread, NULL, engine_main, f);
 	if (r < 0)
 		goto fail;
@@ -1296,12 +1696,15 @@ void cfs_fetch_free(struct cfs_fetch *f)
 	if (f->thread_started) {
 		curl_multi_wakeup(f->multi);
 		pthread_join(f->thread, NULL);
-	} else if (f->committer_started) {
-		pthread_mutex_lock(&f->clock);
-		f->cstop = true;
-		pthread_cond_broadcast(&f->ccond);
-		pthread_mutex_unlock(&f->clock);
-		pthread_join(f->committer, NULL);
+	} else {
+		if (f->committer_started) {
+			pthread_mutex_lock(&f->clock);
+			f->cstop = true;
+			pthread_cond_broadcast(&f->ccond);
+			pthread_mutex_unlock(&f->clock);
+			pthread_join(f->committer, NULL);
+		}
+		stager_stop(f);
 	}
 	for (size_t i = 0; i < f->npool; i++)
 		curl_easy_cleanup(f->pool[i]);
@@ -1322,6 +1725,11 @@ void cfs_fetch_free(struct cfs_fetch *f)
 	pthread_mutex_destroy(&f->clock);
 	pthread_mutex_destroy(&f->stats_lock);
 	pthread_cond_destroy(&f->ccond);
+	for (size_t i = 0; i < f->nspare; i++)
+		free(f->spare[i]);
+	pthread_mutex_destroy(&f->slock);
+	pthread_cond_destroy(&f->scond);
+	pthread_cond_destroy(&f->sprog);
 	free(f);
 	curl_global_cleanup();
 }

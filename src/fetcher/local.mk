@@ -16,6 +16,7 @@ FETCH_INTEGRATION_TESTS = \
 	tests/integration/fetch-basic.sh \
 	tests/integration/fetch-crash.sh \
 	tests/integration/fetch-faults.sh \
+	tests/integration/fetch-resume.sh \
 	tests/integration/fetch-servers.sh
 TESTS += $(FETCH_INTEGRATION_TESTS)
 EXTRA_DIST += $(FETCH_INTEGRATION_TESTS) tests/integration/fetch-lib.sh
