@@ -671,3 +671,42 @@ int cfs_store_usage(struct cfs_store *store, struct cfs_store_usage *usage_ret)
 	*usage_ret = u;
 	return 0;
 }
+
+int cfs_store_batch_commit(struct cfs_store_batch *b)
+{
+	int r;
+
+	if (b->n == 0)
+		return 0;
+	r = cfs_store_sync(b->store);
+	for (size_t i = 0; i < b->n; i++) {
+		uint64_t size = cfs_store_writer_size(b->w[i]);
+		bool existed = false;
+
+		if (r == 0)
+			r = cfs_store_writer_commit(b->w[i], CFS_STORE_NOSYNC, &existed);
+		if (r == 0 && existed) {
+			b->present++;
+			b->bytes_present += size;
+		} else if (r == 0) {
+			b->added++;
+			b->bytes_added += size;
+		}
+		cfs_store_writer_free(b->w[i]);
+	}
+	b->n = 0;
+	return r;
+}
+
+int cfs_store_batch_add(struct cfs_store_batch *b, struct cfs_store_writer *w)
+{
+	b->w[b->n++] = w;
+	return b->n == CFS_STORE_BATCH_MAX ? cfs_store_batch_commit(b) : 0;
+}
+
+void cfs_store_batch_discard(struct cfs_store_batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		cfs_store_writer_free(b->w[i]);
+	b->n = 0;
+}

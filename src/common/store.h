@@ -73,6 +73,24 @@ int cfs_store_writer_commit(struct cfs_store_writer *w, unsigned flags, bool *ex
 /* Frees the writer and removes its temporary file unless committed. */
 void cfs_store_writer_free(struct cfs_store_writer *w);
 
+/* Verified writers committed together: one flush of the store's filesystem makes all their temp
+ * files durable, then each is moved under its name. Zero-initialize, then set @store. */
+#define CFS_STORE_BATCH_MAX 256
+struct cfs_store_batch {
+	struct cfs_store *store;
+	struct cfs_store_writer *w[CFS_STORE_BATCH_MAX];
+	size_t n;
+	/* What the commits so far found: objects (and their bytes) added, or present already. */
+	uint64_t added, bytes_added, present, bytes_present;
+};
+/* Takes the verified writer @w, committing the batch when it is full. Returns 0 or -errno. */
+int cfs_store_batch_add(struct cfs_store_batch *b, struct cfs_store_writer *w);
+/* Commits what the batch holds (nothing to do is fine). Returns 0 or the first -errno; the
+ * writers are freed either way. */
+int cfs_store_batch_commit(struct cfs_store_batch *b);
+/* Frees the writers not committed (their temp files go). */
+void cfs_store_batch_discard(struct cfs_store_batch *b);
+
 /* Verify + commit with flush, for callers without batches. */
 int cfs_store_insert_fd(struct cfs_store *store, int fd, const uint8_t *expected,
 			uint8_t digest_ret[CFS_DIGEST_SIZE], bool *existed_ret);

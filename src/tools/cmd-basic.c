@@ -94,15 +94,11 @@ int cmd_digest(int argc, char **argv)
 
 /* ---- import ---------------------------------------------------------------------------- */
 
-/* Verified writers waiting for one shared flush before their renames. */
-#define IMPORT_BATCH 256
 
 struct import_state {
 	struct cfs_store *store;
 	struct cfs_progress progress;
-	struct cfs_store_writer *pending[IMPORT_BATCH];
-	uint64_t pending_bytes[IMPORT_BATCH];
-	size_t npending;
+	struct cfs_store_batch batch; /* verified writers waiting for one shared flush */
 	uint8_t *buf;
 	size_t bufsize;
 	bool dry_run;
@@ -111,33 +107,6 @@ struct import_state {
 };
 
 static struct import_state *import_st; /* nftw has no user pointer */
-
-static int import_flush(struct import_state *st)
-{
-	int r = 0;
-
-	if (st->npending == 0)
-		return 0;
-	r = cfs_store_sync(st->store);
-	for (size_t i = 0; i < st->npending; i++) {
-		bool existed = false;
-
-		if (r == 0)
-			r = cfs_store_writer_commit(st->pending[i], CFS_STORE_NOSYNC, &existed);
-		if (r == 0) {
-			if (existed) {
-				st->files_dedup++;
-				st->bytes_dedup += st->pending_bytes[i];
-			} else {
-				st->files_added++;
-				st->bytes_added += st->pending_bytes[i];
-			}
-		}
-		cfs_store_writer_free(st->pending[i]);
-	}
-	st->npending = 0;
-	return r;
-}
 
 static int import_file(struct import_state *st, const char *path, const struct stat *sb)
 {
@@ -171,10 +140,7 @@ static int import_file(struct import_state *st, const char *path, const struct s
 	r = cfs_store_writer_verify(w, digest);
 	if (r < 0)
 		goto out;
-	st->pending_bytes[st->npending] = cfs_store_writer_size(w);
-	st->pending[st->npending++] = cfs_steal_pointer(&w);
-	if (st->npending == IMPORT_BATCH)
-		r = import_flush(st);
+	r = cfs_store_batch_add(&st->batch, cfs_steal_pointer(&w));
 out:
 	cfs_store_writer_free(w);
 	close(fd);
@@ -243,6 +209,7 @@ int cmd_import(int argc, char **argv)
 		cfs_err("cannot open store %s: %s", argv[argc - 1], strerror(-r));
 		return 1;
 	}
+	st.batch.store = st.store;
 	st.buf = malloc(st.bufsize);
 	if (!st.buf) {
 		cfs_store_free(st.store);
@@ -263,13 +230,18 @@ int cmd_import(int argc, char **argv)
 			ret = 1;
 		}
 	}
-	r = import_flush(&st);
+	r = cfs_store_batch_commit(&st.batch);
 	if (r < 0 && !st.err) {
 		cfs_err("cannot commit objects: %s", strerror(-r));
 		st.err = r;
 	}
-	for (size_t i = 0; i < st.npending; i++)
-		cfs_store_writer_free(st.pending[i]);
+	cfs_store_batch_discard(&st.batch);
+	if (!st.dry_run) {
+		st.files_added = st.batch.added;
+		st.bytes_added = st.batch.bytes_added;
+		st.files_dedup = st.batch.present;
+		st.bytes_dedup = st.batch.bytes_present;
+	}
 	cfs_progress_done(&st.progress);
 	if (!tool_quiet)
 		printf("%s%llu files added (%s), %llu deduplicated (%s), %llu empty skipped, "

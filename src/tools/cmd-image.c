@@ -216,7 +216,6 @@ int cmd_ls(int argc, char **argv)
 
 /* Files up to this size stay inline in the image, as mkcomposefs does. */
 #define MKIMAGE_INLINE_MAX 64
-#define MKIMAGE_BATCH 256
 
 struct mk_dir {
 	char *path, *src;
@@ -237,45 +236,17 @@ struct mkimage_state {
 	ino_t skip_ino[2]; /* the shadow tree and an old image, when they sit inside the source */
 	struct cfs_store *store;
 	struct cfs_progress progress;
-	struct cfs_store_writer *pending[MKIMAGE_BATCH];
-	uint64_t pending_bytes[MKIMAGE_BATCH];
-	size_t npending;
+	struct cfs_store_batch batch; /* verified writers waiting for one shared flush */
 	struct mk_dir *dirs;
 	size_t ndirs, dirs_cap;
 	void *links; /* tsearch tree of struct mk_link */
 	uint8_t *buf;
 	size_t bufsize;
 	int err;
-	uint64_t files, objects, bytes, added, bytes_added, dedup, inlined, others, warnings;
+	uint64_t files, objects, bytes, inlined, others, warnings;
 };
 
 static struct mkimage_state *mk_st; /* nftw has no user pointer */
-
-static int mk_flush(struct mkimage_state *st)
-{
-	int r = 0;
-
-	if (st->npending == 0)
-		return 0;
-	r = cfs_store_sync(st->store);
-	for (size_t i = 0; i < st->npending; i++) {
-		bool existed = false;
-
-		if (r == 0)
-			r = cfs_store_writer_commit(st->pending[i], CFS_STORE_NOSYNC, &existed);
-		if (r == 0) {
-			if (existed) {
-				st->dedup++;
-			} else {
-				st->added++;
-				st->bytes_added += st->pending_bytes[i];
-			}
-		}
-		cfs_store_writer_free(st->pending[i]);
-	}
-	st->npending = 0;
-	return r;
-}
 
 /* Hashes @fd (and copies it into the store when there is one); *size_ret is what was read. */
 static int mk_object(struct mkimage_state *st, int fd, uint8_t digest[CFS_DIGEST_SIZE],
@@ -296,10 +267,7 @@ static int mk_object(struct mkimage_state *st, int fd, uint8_t digest[CFS_DIGEST
 	r = cfs_store_writer_verify(w, digest);
 	if (r < 0)
 		goto out;
-	st->pending_bytes[st->npending] = *size_ret;
-	st->pending[st->npending++] = cfs_steal_pointer(&w);
-	if (st->npending == MKIMAGE_BATCH)
-		r = mk_flush(st);
+	r = cfs_store_batch_add(&st->batch, cfs_steal_pointer(&w));
 out:
 	cfs_store_writer_free(w);
 	return r;
@@ -678,6 +646,7 @@ int cmd_mkimage(int argc, char **argv)
 			cfs_err("cannot open store %s: %s", store_path, strerror(-r));
 			goto out;
 		}
+		st.batch.store = st.store;
 	}
 	st.buf = malloc(st.bufsize);
 	if (!st.buf)
@@ -688,7 +657,7 @@ int cmd_mkimage(int argc, char **argv)
 		cfs_err("%s: %s", src, strerror(errno));
 		st.err = -errno;
 	}
-	r = st.store ? mk_flush(&st) : 0;
+	r = cfs_store_batch_commit(&st.batch);
 	if (r < 0 && !st.err) {
 		cfs_err("cannot commit objects: %s", strerror(-r));
 		st.err = r;
@@ -718,9 +687,9 @@ int cmd_mkimage(int argc, char **argv)
 		       "%llu inline, %llu other inodes, %llu warnings in %.1fs\n",
 		       image, (unsigned long long)st.files,
 		       cfs_format_size(st.bytes, b1, sizeof(b1)), (unsigned long long)st.objects,
-		       (unsigned long long)st.added,
-		       cfs_format_size(st.bytes_added, b2, sizeof(b2)),
-		       (unsigned long long)st.dedup, (unsigned long long)st.inlined,
+		       (unsigned long long)st.batch.added,
+		       cfs_format_size(st.batch.bytes_added, b2, sizeof(b2)),
+		       (unsigned long long)st.batch.present, (unsigned long long)st.inlined,
 		       (unsigned long long)st.others, (unsigned long long)st.warnings,
 		       cfs_progress_elapsed(&st.progress));
 	else if (!tool_quiet)
@@ -732,8 +701,7 @@ int cmd_mkimage(int argc, char **argv)
 		       (unsigned long long)st.warnings, cfs_progress_elapsed(&st.progress));
 	ret = 0;
 out:
-	for (size_t i = 0; i < st.npending; i++)
-		cfs_store_writer_free(st.pending[i]);
+	cfs_store_batch_discard(&st.batch);
 	for (size_t i = 0; i < st.ndirs; i++) {
 		free(st.dirs[i].path);
 		free(st.dirs[i].src);

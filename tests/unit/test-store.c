@@ -288,6 +288,57 @@ static void test_iter_and_hostile_entries(void **state)
 	assert_int_equal(u.bytes, 7);
 }
 
+static struct cfs_store_writer *verified_writer(struct cfs_store *s, const char *text)
+{
+	struct cfs_store_writer *w;
+
+	assert_int_equal(cfs_store_writer_new(s, NULL, &w), 0);
+	assert_int_equal(cfs_store_writer_write(w, text, strlen(text)), 0);
+	assert_int_equal(cfs_store_writer_verify(w, NULL), 0);
+	return w;
+}
+
+/* A batch commits its writers only when full or told; it counts new and present objects; what
+ * it still holds when discarded leaves no temp file and no object. */
+static void test_batch(void **state)
+{
+	struct fixture *f = *state;
+	struct cfs_store_batch *b = calloc(1, sizeof(*b));
+	uint8_t d[32];
+	char text[32];
+	bool existed;
+
+	assert_non_null(b);
+	b->store = f->store;
+	insert_bytes(f->store, "object 0", 8, d, &existed);
+	for (int i = 0; i < CFS_STORE_BATCH_MAX - 1; i++) {
+		snprintf(text, sizeof(text), "object %d", i);
+		assert_int_equal(cfs_store_batch_add(b, verified_writer(f->store, text)), 0);
+	}
+	/* Not full yet: nothing is visible. */
+	assert_int_equal(b->n, CFS_STORE_BATCH_MAX - 1);
+	assert_int_equal(cfs_digest_buffer("object 1", 8, d), 0);
+	assert_int_equal(cfs_store_lookup(f->store, d, NULL), -ENOENT);
+	assert_int_equal(count_temp(f), CFS_STORE_BATCH_MAX - 1);
+	/* The last one fills it: all committed. */
+	assert_int_equal(cfs_store_batch_add(b, verified_writer(f->store, "the last one")), 0);
+	assert_int_equal(b->n, 0);
+	assert_int_equal(cfs_store_lookup(f->store, d, NULL), 0);
+	assert_int_equal(b->added, CFS_STORE_BATCH_MAX - 1);
+	assert_int_equal(b->present, 1); /* "object 0" was stored before */
+	assert_int_equal(b->bytes_present, 8);
+	assert_int_equal(count_temp(f), 0);
+	/* An explicit commit of an empty batch is fine; a discarded writer leaves nothing. */
+	assert_int_equal(cfs_store_batch_commit(b), 0);
+	assert_int_equal(cfs_store_batch_add(b, verified_writer(f->store, "never kept")), 0);
+	assert_int_equal(count_temp(f), 1);
+	cfs_store_batch_discard(b);
+	assert_int_equal(count_temp(f), 0);
+	assert_int_equal(cfs_digest_buffer("never kept", 10, d), 0);
+	assert_int_equal(cfs_store_lookup(f->store, d, NULL), -ENOENT);
+	free(b);
+}
+
 static void test_insert_fd(void **state)
 {
 	struct fixture *f = *state;
@@ -321,6 +372,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_crash_and_cleanup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_iter_and_hostile_entries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_insert_fd, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
 	};
 
 	umask(077);
