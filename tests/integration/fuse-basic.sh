@@ -4,16 +4,7 @@
 # reads back identical, `ls -lR` fetches nothing, one read fetches exactly one object, and after
 # a remount reads are local-store hits that never reach FUSE.
 . "$(dirname "$0")/lib.sh"
-cfs_require_fuse
-cfs_require_cmd nginx mkfs.erofs setfattr getfattr
-
-src="$CFS_TMP/src" origin="$CFS_TMP/origin" image="$CFS_TMP/image.erofs"
-store="$CFS_TMP/store" remote="$CFS_TMP/remote" mnt="$CFS_TMP/mnt"
-cfs_make_tree "$src"
-cfs_mkimage "$src" "$origin" "$image"
-port=$(cfs_free_port)
-cfs_start_nginx "$origin" "$port"
-log="$CFS_TMP/nginx-$port/access.log"
+cfs_tree_fixture
 
 cfs_start_cache "$store" "$remote" --server "http://127.0.0.1:$port/objects"
 mkdir -p "$mnt"

@@ -4,17 +4,8 @@
 # server gives EIO quickly and a read succeeds once it is back, without remounting; with two
 # servers one dead reads succeed; kill -9 mid-fetch leaves a store that verifies after restart.
 . "$(dirname "$0")/lib.sh"
-cfs_require_fuse
-cfs_require_cmd nginx mkfs.erofs setfattr getfattr
-
-src="$CFS_TMP/src" origin="$CFS_TMP/origin" image="$CFS_TMP/image.erofs"
-store="$CFS_TMP/store" remote="$CFS_TMP/remote" mnt="$CFS_TMP/mnt"
-cfs_make_tree "$src"
-cfs_make_file "$src/usr/lib/slow.bin" $((24 * 1048576)) 77
-cfs_mkimage "$src" "$origin" "$image"
-port=$(cfs_free_port)
-cfs_start_nginx "$origin" "$port"
-url="http://127.0.0.1:$port/objects"
+add_slow() { cfs_make_file "$src/usr/lib/slow.bin" $((24 * 1048576)) 77; }
+cfs_tree_fixture add_slow
 
 mount_all() {
 	cfs_start_cache "$store" "$remote" --connect-timeout 2 --low-speed-time 3 --retries 1 "$@"

@@ -6,16 +6,7 @@
 # and with a store on a stacked filesystem (the kernel refuses it), reads fall back to the
 # daemon and still return the right bytes.
 . "$(dirname "$0")/lib.sh"
-cfs_require_fuse
-cfs_require_cmd nginx mkfs.erofs setfattr getfattr
-
-src="$CFS_TMP/src" origin="$CFS_TMP/origin" image="$CFS_TMP/image.erofs"
-store="$CFS_TMP/store" remote="$CFS_TMP/remote" mnt="$CFS_TMP/mnt"
-cfs_make_tree "$src"
-cfs_mkimage "$src" "$origin" "$image"
-port=$(cfs_free_port)
-cfs_start_nginx "$origin" "$port"
-url="http://127.0.0.1:$port/objects"
+cfs_tree_fixture
 big=$(cfs_object_of "$src/usr/lib/libbig.so")
 
 # Does this kernel have FUSE passthrough? (Linux 6.9+, CONFIG_FUSE_PASSTHROUGH.)

@@ -260,6 +260,24 @@ cfs_stop_cache() {
 	fi
 }
 
+# cfs_tree_fixture [HOOK]: the set-up of the FUSE tests: the test tree in $src (HOOK, a command,
+# may add to it), made into a composefs image $image over the object store $origin, which nginx
+# serves at $url (port $port, access log $log). $store, $remote and $mnt name the local store,
+# the FUSE mount and the composefs mount, none of them made yet.
+cfs_tree_fixture() {
+	cfs_require_fuse
+	cfs_require_cmd nginx mkfs.erofs setfattr getfattr
+	src="$CFS_TMP/src" origin="$CFS_TMP/origin" image="$CFS_TMP/image.erofs"
+	store="$CFS_TMP/store" remote="$CFS_TMP/remote" mnt="$CFS_TMP/mnt"
+	cfs_make_tree "$src"
+	if [ $# -gt 0 ]; then "$@"; fi
+	cfs_mkimage "$src" "$origin" "$image"
+	port=$(cfs_free_port)
+	cfs_start_nginx "$origin" "$port"
+	url="http://127.0.0.1:$port/objects"
+	log="$CFS_TMP/nginx-$port/access.log"
+}
+
 # cfs_wait_download STORE: waits (up to 10 s) until a download into STORE has a temp file.
 cfs_wait_download() {
 	for _ in $(seq 1 100); do
