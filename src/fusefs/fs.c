@@ -51,7 +51,7 @@ struct cfs_fs {
 	FILE *trace;
 
 	atomic_uint_fast64_t lookups, hits, misses, not_found, failures, rejected, opens,
-		passthrough_opens, reads, read_bytes, pending;
+		passthrough_opens, backing_files, reads, read_bytes, pending;
 };
 
 enum pending_kind { PENDING_LOOKUP, PENDING_OPEN };
@@ -200,8 +200,11 @@ static uint32_t node_backing_get(struct cfs_fs *fs, fuse_ino_t ino, int fd)
 	pthread_mutex_lock(&fs->lock);
 	slot = node_slot(fs, ino);
 	if (*slot) {
-		if (!(*slot)->backing_id)
+		if (!(*slot)->backing_id) {
 			(*slot)->backing_id = cfs_passthrough_attach(fd);
+			if ((*slot)->backing_id)
+				atomic_fetch_add(&fs->backing_files, 1);
+		}
 		if ((*slot)->backing_id) {
 			(*slot)->backing_users++;
 			id = (*slot)->backing_id;
@@ -225,8 +228,10 @@ static void node_backing_put(struct cfs_fs *fs, fuse_ino_t ino, uint32_t id)
 		last = true;
 	}
 	pthread_mutex_unlock(&fs->lock);
-	if (last)
+	if (last) {
 		cfs_passthrough_detach(id);
+		atomic_fetch_sub(&fs->backing_files, 1);
+	}
 }
 
 /* ---- attributes ---- */
@@ -786,6 +791,7 @@ static size_t collect_stats(struct cfs_fs *fs, struct stat_item *items, size_t m
 	ITEM("opens", s.opens);
 	ITEM("passthrough", cfs_passthrough_active() ? 1 : 0);
 	ITEM("passthrough_opens", s.passthrough_opens);
+	ITEM("backing_files", s.backing_files);
 	ITEM("reads", s.reads);
 	ITEM("read_bytes", s.read_bytes);
 	ITEM("pending", s.pending);
@@ -996,6 +1002,7 @@ void cfs_fs_get_stats(struct cfs_fs *fs, struct cfs_fs_stats *s)
 	s->rejected = atomic_load(&fs->rejected);
 	s->opens = atomic_load(&fs->opens);
 	s->passthrough_opens = atomic_load(&fs->passthrough_opens);
+	s->backing_files = atomic_load(&fs->backing_files);
 	s->reads = atomic_load(&fs->reads);
 	s->read_bytes = atomic_load(&fs->read_bytes);
 	s->pending = atomic_load(&fs->pending);

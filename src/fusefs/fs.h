@@ -31,6 +31,7 @@ struct cfs_fs_stats {
 	uint64_t rejected;   /* malformed names, answered ENOENT without I/O */
 	uint64_t opens;
 	uint64_t passthrough_opens; /* opens bound to the store file in the kernel */
+	uint64_t backing_files;     /* store files registered with the kernel now (one per inode) */
 	uint64_t reads;             /* reads that reached cfs-cache (not passthrough ones) */
 	uint64_t read_bytes;
 	uint64_t pending;    /* requests waiting for a fetch now */

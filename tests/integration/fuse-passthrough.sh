@@ -17,7 +17,17 @@ if [ -n "$kconfig" ]; then
 fi
 cfs_log "kernel FUSE passthrough: $kernel_pt"
 
-# reads_at FILE: bytes at a few offsets, compared with the source file.
+# counter_becomes NAME VALUE: waits (up to 5 s) for a counter; releases reach cfs-cache
+# asynchronously after the last close.
+counter_becomes() {
+	for _ in $(seq 1 100); do
+		[ "$(cfs_counter "$remote" "$1")" = "$2" ] && return 0
+		sleep 0.05
+	done
+	cfs_fail "counter $1 is $(cfs_counter "$remote" "$1"), expected $2"
+}
+
+# check_offsets WANT GOT: bytes at a few offsets, compared.
 check_offsets() {
 	local want=$1 got=$2 off
 	for off in 0 1 4095 4096 65537 1048576 $((3 * 1048576)); do
@@ -43,6 +53,8 @@ for p in $pids; do cfs_bounded 60 tail --pid="$p" -f /dev/null || cfs_fail "a re
 for i in $(seq 1 40); do [ -e "$CFS_TMP/ok.$i" ] || cfs_fail "concurrent reader $i got wrong bytes"; done
 opens=$(cfs_counter "$remote" opens)
 pt_opens=$(cfs_counter "$remote" passthrough_opens)
+# Every backing file went back to the kernel with the last close of its object.
+counter_becomes backing_files 0
 if [ "$(cfs_counter "$remote" passthrough)" = 1 ]; then
 	cfs_assert_eq "$pt_opens" "$opens" "passthrough opens"
 	cfs_assert_eq "$(cfs_counter "$remote" reads)" "$reads0" "reads that reached cfs-cache"
@@ -61,7 +73,14 @@ check_offsets "$src/usr/lib/libbig.so" "$mnt/usr/lib/libbig.so"
 if [ "$(cfs_counter "$remote" passthrough)" = 1 ]; then
 	cfs_assert_eq "$(cfs_counter "$remote" reads)" "$reads0" "reads through composefs that reached cfs-cache"
 fi
+# While a file is open its object holds one backing file, whatever the number of opens.
+exec 7<"$mnt/usr/lib/libbig.so" 8<"$mnt/usr/lib/libbig.so" 9<"$remote/$big"
+if [ "$(cfs_counter "$remote" passthrough)" = 1 ]; then
+	counter_becomes backing_files 1
+fi
+exec 7<&- 8<&- 9<&-
 cfs_umount "$mnt"
+counter_becomes backing_files 0
 cfs_stop_cache "$remote"
 "$CFS_STORE_BIN" --no-progress verify "$store" >/dev/null || cfs_fail "store does not verify"
 
