@@ -125,51 +125,6 @@ static int64_t now_s(void)
 	return (int64_t)time(NULL);
 }
 
-static int scan_cb(const struct cfs_store_entry *se, void *userdata)
-{
-	struct cfs_quota *q = userdata;
-	struct entry *e = get_entry(q, se->digest);
-
-	if (!e)
-		return -ENOMEM;
-	if (!e->present) {
-		q->objects++;
-		q->bytes += (uint64_t)se->st.st_size;
-	} else {
-		q->bytes = q->bytes - e->size + (uint64_t)se->st.st_size;
-	}
-	e->present = 1;
-	e->size = (uint64_t)se->st.st_size;
-	if ((int64_t)se->st.st_atime > e->last_use)
-		e->last_use = (int64_t)se->st.st_atime;
-	return 0;
-}
-
-int cfs_quota_rescan(struct cfs_quota *q)
-{
-	int r;
-
-	pthread_mutex_lock(&q->lock);
-	/* Forget presence, then mark what the store holds now. */
-	for (size_t i = 0; i < q->nslots; i++) {
-		struct entry *e = &q->slots[i];
-
-		if (e->used == 1 && e->present) {
-			e->present = 0;
-			q->objects--;
-			q->bytes -= e->size;
-			if (!e->pinned) {
-				e->used = 2;
-				q->nlive--;
-				q->ndeleted++;
-			}
-		}
-	}
-	r = cfs_store_iter(q->store, false, scan_cb, q);
-	pthread_mutex_unlock(&q->lock);
-	return r;
-}
-
 int cfs_quota_new(struct cfs_store *store, uint64_t max_bytes, uint64_t low_water,
 		  struct cfs_quota **quota_ret)
 {
@@ -392,49 +347,59 @@ static int collect_cb(const struct cfs_store_entry *se, void *userdata)
 	return 0;
 }
 
-int cfs_quota_refresh(struct cfs_quota *q, struct cfs_quota_refresh *res_ret)
+/* Merges a walk of the store that began at @start into the index (lock held): objects found are
+ * present with their size and at least their atime; present ones not found are gone, unless
+ * recorded since the walk began (added while it ran). */
+static int merge_locked(struct cfs_quota *q, const struct found_list *l, int64_t start,
+			struct cfs_quota_refresh *res)
+{
+	q->mark ^= 1;
+	for (size_t i = 0; i < l->n; i++) {
+		struct entry *e = get_entry(q, l->v[i].digest);
+
+		if (!e)
+			return -ENOMEM;
+		if (!e->present) {
+			e->present = 1;
+			q->objects++;
+			res->added++;
+		} else {
+			q->bytes -= e->size;
+		}
+		e->size = l->v[i].size;
+		q->bytes += e->size;
+		if (l->v[i].atime > e->last_use)
+			e->last_use = l->v[i].atime;
+		e->seen = q->mark;
+	}
+	for (size_t i = 0; i < q->nslots; i++) {
+		struct entry *e = &q->slots[i];
+
+		if (e->used == 1 && e->present && e->seen != q->mark && e->last_use < start) {
+			drop_entry(q, e);
+			res->removed++;
+		}
+	}
+	return 0;
+}
+
+/* Walks the store without holding the index (lookups and fetches go on meanwhile), merges the
+ * result, and with @evict brings the store back under its quota. */
+static int refresh(struct cfs_quota *q, bool evict, struct cfs_quota_refresh *res_ret)
 {
 	struct cfs_quota_refresh res = { 0 };
 	struct found_list l = { 0 };
 	int64_t start = now_s();
 	int r;
 
-	/* The walk runs unlocked: lookups and fetches go on meanwhile. */
 	r = cfs_store_iter(q->store, false, collect_cb, &l);
 	if (r < 0) {
 		free(l.v);
 		return r;
 	}
 	pthread_mutex_lock(&q->lock);
-	q->mark ^= 1;
-	for (size_t i = 0; i < l.n; i++) {
-		struct entry *e = get_entry(q, l.v[i].digest);
-
-		if (!e) {
-			r = -ENOMEM;
-			break;
-		}
-		if (!e->present) {
-			e->present = 1;
-			e->size = l.v[i].size;
-			q->objects++;
-			q->bytes += e->size;
-			res.added++;
-		}
-		if (l.v[i].atime > e->last_use)
-			e->last_use = l.v[i].atime;
-		e->seen = q->mark;
-	}
-	/* Gone from the store, unless recorded since the walk began (added while it ran). */
-	for (size_t i = 0; r == 0 && i < q->nslots; i++) {
-		struct entry *e = &q->slots[i];
-
-		if (e->used == 1 && e->present && e->seen != q->mark && e->last_use < start) {
-			drop_entry(q, e);
-			res.removed++;
-		}
-	}
-	if (r == 0 && q->max_bytes && q->bytes > q->max_bytes) {
+	r = merge_locked(q, &l, start, &res);
+	if (r == 0 && evict && q->max_bytes && q->bytes > q->max_bytes) {
 		r = evict_locked(q, q->low_water, NULL);
 		if (r > 0) {
 			res.evicted = (uint64_t)r;
@@ -446,6 +411,16 @@ int cfs_quota_refresh(struct cfs_quota *q, struct cfs_quota_refresh *res_ret)
 	if (r == 0 && res_ret)
 		*res_ret = res;
 	return r;
+}
+
+int cfs_quota_refresh(struct cfs_quota *q, struct cfs_quota_refresh *res_ret)
+{
+	return refresh(q, true, res_ret);
+}
+
+int cfs_quota_rescan(struct cfs_quota *q)
+{
+	return refresh(q, false, NULL);
 }
 
 int cfs_quota_evict_to(struct cfs_quota *q, uint64_t target)

@@ -44,10 +44,11 @@ void cfs_quota_added(struct cfs_quota *quota, const uint8_t digest[CFS_DIGEST_SI
 int cfs_quota_evict_to(struct cfs_quota *quota, uint64_t target);
 /* Removes every object that is not pinned. Returns the count or -errno. */
 int cfs_quota_remove_unpinned(struct cfs_quota *quota);
-/* Re-reads the store (objects added or removed by other processes). */
+/* Re-reads the store (objects added or removed by other processes); the walk does not hold the
+ * index, so lookups and fetches go on meanwhile. */
 int cfs_quota_rescan(struct cfs_quota *quota);
-/* The same without holding the index during the walk of the store, then evicts if the store is
- * over its quota: for a running daemon whose store other processes write too (prefetch, gc). */
+/* The same, then evicts if the store is over its quota: for a running daemon whose store other
+ * processes write too (prefetch, gc). */
 struct cfs_quota_refresh {
 	uint64_t added, removed, evicted;
 };
