@@ -453,51 +453,90 @@ static bool stage_run(struct cfs_fetch *f, struct stage_op *op)
 	return false;
 }
 
+/* Returns an op's buffer to the spare chunks or frees it, and frees the op (stager lock held). */
+static void stage_op_free_locked(struct cfs_fetch *f, struct stage_op *op)
+{
+	if (op->cap == STAGE_CHUNK && f->nspare < STAGE_SPARE_MAX)
+		f->spare[f->nspare++] = op->data;
+	else
+		free(op->data);
+	free(op);
+}
+
+/* Reports progress to the engine (stager lock held): @bytes of queued data applied, @done jobs
+ * with a verdict. Wakeups cost a system call and a switch each: the engine is woken for the
+ * first verdict it has not seen yet, and an engine held back by the byte budget once half of
+ * it has drained or the queue is empty. */
+static void stage_progress_locked(struct cfs_fetch *f, size_t bytes, struct list *done)
+{
+	bool wake = false;
+
+	f->sq_bytes -= bytes;
+	if (!list_empty(done)) {
+		wake = list_empty(&f->sdone);
+		list_splice_tail(&f->sdone, done);
+	}
+	if (f->swaiters && (!f->sq || f->sq_bytes <= STAGE_MAX_BYTES / 2))
+		pthread_cond_broadcast(&f->sprog);
+	if (wake) {
+		pthread_mutex_unlock(&f->slock);
+		curl_multi_wakeup(f->multi);
+		pthread_mutex_lock(&f->slock);
+	}
+}
+
+/* Takes everything queued at once and applies it outside the lock, so the engine and the
+ * stager meet on the lock about once per loop step rather than twice per op. */
 static void *stager_main(void *arg)
 {
 	struct cfs_fetch *f = arg;
+	struct list done;
 
+	list_init(&done);
 	pthread_mutex_lock(&f->slock);
 	for (;;) {
-		struct stage_op *op;
-		bool done, wake = false;
+		struct stage_op *batch, *op, *used = NULL;
+		size_t bytes = 0;
 
 		while (!f->sq && !f->sstop) {
 			f->sidle = true;
 			pthread_cond_wait(&f->scond, &f->slock);
 			f->sidle = false;
 		}
-		op = f->sq;
-		if (!op)
+		batch = f->sq;
+		if (!batch)
 			break;
-		f->sq = op->next;
-		if (!f->sq)
-			f->sq_tail = &f->sq;
+		f->sq = NULL;
+		f->sq_tail = &f->sq;
 		f->sbusy = true;
 		pthread_mutex_unlock(&f->slock);
 
-		done = stage_run(f, op);
-
-		pthread_mutex_lock(&f->slock);
-		f->sq_bytes -= op->len;
-		f->sbusy = false;
-		if (done) {
-			wake = list_empty(&f->sdone);
-			list_add_tail(&f->sdone, &op->job->link);
-		}
-		/* Wakeups cost a system call each: only when someone waits. */
-		if (f->swaiters)
-			pthread_cond_broadcast(&f->sprog);
-		if (op->cap == STAGE_CHUNK && f->nspare < STAGE_SPARE_MAX)
-			f->spare[f->nspare++] = op->data;
-		else
-			free(op->data);
-		free(op);
-		if (wake) {
-			/* The engine drains every result at once: wake it for the first only. */
-			pthread_mutex_unlock(&f->slock);
-			curl_multi_wakeup(f->multi);
-			pthread_mutex_lock(&f->slock);
+		while ((op = batch)) {
+			batch = op->next;
+			if (stage_run(f, op))
+				list_add_tail(&done, &op->job->link);
+			bytes += op->len;
+			if (op->cap == STAGE_CHUNK) {
+				op->next = used; /* for the spare chunks, under the lock */
+				used = op;
+			} else {
+				free(op->data);
+				free(op);
+			}
+			/* A held-back engine gets its budget back as the disk takes the bytes. */
+			if (bytes >= STAGE_MAX_BYTES / 4 || !batch) {
+				pthread_mutex_lock(&f->slock);
+				while ((op = used)) {
+					used = op->next;
+					stage_op_free_locked(f, op);
+				}
+				if (!batch)
+					f->sbusy = false;
+				stage_progress_locked(f, bytes, &done);
+				if (batch)
+					pthread_mutex_unlock(&f->slock);
+				bytes = 0;
+			}
 		}
 	}
 	pthread_mutex_unlock(&f->slock);
@@ -573,11 +612,14 @@ static void stage_flush(struct cfs_fetch *f)
 	f->sq_bytes += bytes;
 	if (f->sidle)
 		pthread_cond_signal(&f->scond);
-	/* Back-pressure: the network must not outrun the disk by more than the budget. */
-	f->swaiters++;
-	while (f->sq_bytes > STAGE_MAX_BYTES && f->stager_started)
-		pthread_cond_wait(&f->sprog, &f->slock);
-	f->swaiters--;
+	/* Back-pressure: the network must not outrun the disk by more than the budget. Once over
+	 * it, wait until half has drained rather than trading one wakeup per op with the stager. */
+	if (f->sq_bytes > STAGE_MAX_BYTES) {
+		f->swaiters++;
+		while (f->sq_bytes > STAGE_MAX_BYTES / 2 && f->stager_started)
+			pthread_cond_wait(&f->sprog, &f->slock);
+		f->swaiters--;
+	}
 	pthread_mutex_unlock(&f->slock);
 }
 
@@ -593,27 +635,20 @@ static void stager_quiesce(struct cfs_fetch *f)
 	pthread_mutex_unlock(&f->slock);
 }
 
-/* Frees the job's stage, through the stager when ops for it may still be queued. */
+/* Frees the job's stage through the stager, after the ops still queued for it. */
 static void stage_release(struct cfs_fetch *f, struct job *job)
 {
-	bool idle;
-
 	free(job->buf);
 	job->buf = NULL;
 	job->buf_len = job->buf_cap = 0;
 	if (!job->st)
 		return;
-	pthread_mutex_lock(&f->slock);
-	idle = !f->lq && (!f->stager_started || (!f->sq && !f->sbusy));
-	pthread_mutex_unlock(&f->slock);
-	if (idle || stage_post(f, job, SOP_FREE) < 0) {
-		/* Nothing of it queued (or no memory for the op: the stager is then drained first). */
+	if (stage_post(f, job, SOP_FREE) < 0) {
+		/* No memory for the op: drain the stager, then free it here. */
 		stager_quiesce(f);
-		if (job->st) {
-			cfs_store_writer_free(job->st->w);
-			free(job->st);
-			job->st = NULL;
-		}
+		cfs_store_writer_free(job->st->w);
+		free(job->st);
+		job->st = NULL;
 	}
 }
 
@@ -1268,12 +1303,14 @@ static void hand_over_locked(struct cfs_fetch *f)
 	pthread_cond_broadcast(&f->ccond);
 }
 
-/* Hands the pending batch to the committer when it is idle and the batch is due. */
+/* Hands the pending batch to the committer when it is idle and the batch is due: full, past
+ * its window, or with nothing left running that could join it (a lone miss does not wait). */
 static void maybe_commit(struct cfs_fetch *f, bool force)
 {
 	if (f->npending == 0)
 		return;
-	if (!force && f->npending < COMMIT_BATCH_MAX && cfs_now_ns() < f->commit_deadline)
+	if (!force && f->npending < COMMIT_BATCH_MAX && (f->active || f->staging) &&
+	    cfs_now_ns() < f->commit_deadline)
 		return;
 	pthread_mutex_lock(&f->clock);
 	if (!f->cbusy && list_empty(&f->cbatch))

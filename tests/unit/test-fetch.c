@@ -329,6 +329,39 @@ static void test_many_group_commit(void **state)
 	free(d);
 }
 
+/* A lone object is committed at once: nothing else running could share its flush, so it does
+ * not wait out the group-commit window (a minute here; the bound below is far under it). */
+static void test_lone_commit_at_once(void **state)
+{
+	struct fixture *f = *state;
+	const char *servers[] = {f->src_url};
+	struct cfs_fetch_options o;
+	struct cfs_fetch *fetch = NULL;
+	struct cfs_fetch_result info;
+	struct cfs_fetch_stats st;
+	uint64_t t0;
+
+	cfs_fetch_options_init(&o);
+	o.servers = servers;
+	o.n_servers = 1;
+	o.store = f->store;
+	o.commit_delay_ms = 60000;
+	assert_int_equal(cfs_fetch_new(&o, &fetch), 0);
+	t0 = cfs_now_ns();
+	for (unsigned i = 0; i < 3; i++) {
+		uint8_t d[CFS_DIGEST_SIZE];
+
+		add_object(f->srcstore, 5000 + i, 50 + i, d);
+		assert_int_equal(cfs_fetch_sync(fetch, d, &info), 0);
+		assert_true(info.fetched);
+		assert_int_equal(cfs_store_lookup(f->store, d, NULL), 0);
+	}
+	assert_true(cfs_now_ns() - t0 < 30ULL * 1000000000ULL);
+	cfs_fetch_get_stats(fetch, &st);
+	assert_int_equal(st.commits, 3);
+	cfs_fetch_free(fetch);
+}
+
 /* A server that accepts connections and never answers. */
 static int silent_server(char *url, size_t len)
 {
@@ -548,6 +581,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_absent, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mismatch_failover, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_many_group_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lone_commit_at_once, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cancel_on_free, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_server_backoff, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_single_flight_200, setup, teardown),
