@@ -20,15 +20,6 @@
 #include "fusefs/cmds.h"
 #include "fusefs/fetch-cli.h"
 
-struct fetch_run {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	size_t done;
-	uint64_t fetched, fetched_bytes, present, missing, failed;
-	uint64_t bytes_pending; /* for the progress bar, consumed by the main thread */
-	size_t items_pending;
-};
-
 struct digest_list {
 	uint8_t (*d)[CFS_DIGEST_SIZE];
 	size_t n, cap;
@@ -138,38 +129,6 @@ static int read_list(const char *path, struct digest_list *l)
 	return r;
 }
 
-static void on_result(int result, const uint8_t digest[CFS_DIGEST_SIZE],
-                      const struct cfs_fetch_result *info, void *userdata)
-{
-	struct fetch_run *run = userdata;
-	char path[CFS_NAME_PATH_LEN + 1];
-
-	if (result == -ENOENT || (result < 0 && result != -ENOENT)) {
-		cfs_name_format_path(digest, path);
-		if (result == -ENOENT)
-			cfs_err("%s: not found on any server", path);
-		else
-			cfs_err("%s: %s (%s)", path, info->reason ? info->reason : "failed",
-			        strerror(-result));
-	}
-	pthread_mutex_lock(&run->lock);
-	if (result == 0 && info->fetched) {
-		run->fetched++;
-		run->fetched_bytes += info->size;
-		run->bytes_pending += info->size;
-	} else if (result == 0) {
-		run->present++;
-	} else if (result == -ENOENT) {
-		run->missing++;
-	} else {
-		run->failed++;
-	}
-	run->items_pending++;
-	run->done++;
-	pthread_cond_signal(&run->cond);
-	pthread_mutex_unlock(&run->lock);
-}
-
 static int digest_cmp(const void *a, const void *b)
 {
 	return memcmp(a, b, CFS_DIGEST_SIZE);
@@ -251,8 +210,7 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 	    FETCH_CLI_LONG_OPTIONS,
 	    {NULL, 0, NULL, 0},
 	};
-	struct fetch_run run = {.lock = PTHREAD_MUTEX_INITIALIZER,
-	                        .cond = PTHREAD_COND_INITIALIZER};
+	struct fetch_tally run = FETCH_TALLY_INIT;
 	struct fetch_cli cli;
 	struct digest_list list = {0};
 	struct cfs_store *store = NULL;
@@ -376,7 +334,7 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 	}
 	cfs_progress_init(&progress, "fetch", list.n, 0, cli.quiet || no_progress);
 	for (size_t i = 0; i < list.n; i++) {
-		r = cfs_fetch_submit(fetch, list.d[i], 0, on_result, &run);
+		r = cfs_fetch_submit(fetch, list.d[i], 0, fetch_tally_cb, &run);
 		if (r < 0) {
 			cfs_err("cannot submit: %s", strerror(-r));
 			pthread_mutex_lock(&run.lock);
@@ -388,25 +346,8 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 		submitted++;
 	}
 	pthread_mutex_lock(&run.lock);
-	while (run.done < list.n) {
-		struct timespec ts;
-		uint64_t items, bytes;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&run.cond, &run.lock, &ts);
-		items = run.items_pending;
-		bytes = run.bytes_pending;
-		run.items_pending = 0;
-		run.bytes_pending = 0;
-		pthread_mutex_unlock(&run.lock);
-		cfs_progress_add(&progress, items, bytes);
-		pthread_mutex_lock(&run.lock);
-	}
+	while (run.done < list.n)
+		fetch_tally_wait(&run, &progress, list.n, 100);
 	pthread_mutex_unlock(&run.lock);
 	cfs_progress_done(&progress);
 	if (!cli.quiet) {

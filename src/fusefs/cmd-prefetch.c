@@ -32,15 +32,6 @@ struct object_list {
 	size_t n, cap;
 };
 
-struct prefetch_run {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	size_t done;
-	uint64_t fetched, fetched_bytes, present, missing, failed;
-	uint64_t bytes_pending;
-	size_t items_pending;
-};
-
 static void print_help(FILE *f)
 {
 	fprintf(
@@ -178,60 +169,6 @@ static int read_order(const char *path, struct object_list *all, struct object *
 	return 0;
 }
 
-static void on_result(int result, const uint8_t digest[CFS_DIGEST_SIZE],
-                      const struct cfs_fetch_result *info, void *userdata)
-{
-	struct prefetch_run *run = userdata;
-	char path[CFS_NAME_PATH_LEN + 1];
-
-	if (result < 0) {
-		cfs_name_format_path(digest, path);
-		if (result == -ENOENT)
-			cfs_err("%s: not found on any server", path);
-		else
-			cfs_err("%s: %s (%s)", path, info->reason ? info->reason : "failed",
-			        strerror(-result));
-	}
-	pthread_mutex_lock(&run->lock);
-	if (result == 0 && info->fetched) {
-		run->fetched++;
-		run->fetched_bytes += info->size;
-		run->bytes_pending += info->size;
-	} else if (result == 0) {
-		run->present++; /* a mount on the same store got it first */
-	} else if (result == -ENOENT) {
-		run->missing++;
-	} else {
-		run->failed++;
-	}
-	run->items_pending++;
-	run->done++;
-	pthread_cond_broadcast(&run->cond);
-	pthread_mutex_unlock(&run->lock);
-}
-
-/* Waits up to @ms for a completion, feeding the progress bar. Called with run->lock held. */
-static void wait_some(struct prefetch_run *run, struct cfs_progress *progress, unsigned ms)
-{
-	struct timespec ts;
-	uint64_t items, bytes;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += (long)ms * 1000000L;
-	while (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_cond_timedwait(&run->cond, &run->lock, &ts);
-	items = run->items_pending;
-	bytes = run->bytes_pending;
-	run->items_pending = 0;
-	run->bytes_pending = 0;
-	pthread_mutex_unlock(&run->lock);
-	cfs_progress_add(progress, items, bytes);
-	pthread_mutex_lock(&run->lock);
-}
-
 enum {
 
 	OPT_NO_PROGRESS,
@@ -254,8 +191,7 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 	    FETCH_CLI_LONG_OPTIONS,
 	    {NULL, 0, NULL, 0},
 	};
-	struct prefetch_run run = {.lock = PTHREAD_MUTEX_INITIALIZER,
-	                           .cond = PTHREAD_COND_INITIALIZER};
+	struct fetch_tally run = FETCH_TALLY_INIT;
 	struct fetch_cli cli;
 	struct object_list all = {0};
 	struct object **order = NULL;
@@ -405,10 +341,14 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 			}
 			if (!window_full && !over_rate)
 				break;
-			wait_some(&run, &progress, over_rate ? 20 : 100);
+			/* A full window is woken once half of it is free. */
+			fetch_tally_wait(&run, &progress,
+			                 window_full && !over_rate ? i - cli.o.max_transfers
+			                                           : SIZE_MAX,
+			                 over_rate ? 20 : 100);
 		}
 		pthread_mutex_unlock(&run.lock);
-		r = cfs_fetch_submit(fetch, order[i]->digest, 0, on_result, &run);
+		r = cfs_fetch_submit(fetch, order[i]->digest, 0, fetch_tally_cb, &run);
 		pthread_mutex_lock(&run.lock);
 		if (r < 0) {
 			cfs_err("cannot submit: %s", strerror(-r));
@@ -418,7 +358,7 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 		submitted_bytes += order[i]->size;
 	}
 	while (run.done < n_order)
-		wait_some(&run, &progress, 100);
+		fetch_tally_wait(&run, &progress, n_order, 100);
 	pthread_mutex_unlock(&run.lock);
 	cfs_progress_done(&progress);
 	if (!cli.quiet) {

@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
+#include "common/name.h"
 #include "common/util.h"
 #include "fusefs/fetch-cli.h"
 
@@ -111,4 +113,63 @@ void fetch_cli_raise_nofile(void)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+}
+
+void fetch_tally_cb(int result, const uint8_t digest[CFS_DIGEST_SIZE],
+                    const struct cfs_fetch_result *info, void *userdata)
+{
+	struct fetch_tally *t = userdata;
+	char path[CFS_NAME_PATH_LEN + 1];
+
+	if (result < 0) {
+		cfs_name_format_path(digest, path);
+		if (result == -ENOENT)
+			cfs_err("%s: not found on any server", path);
+		else
+			cfs_err("%s: %s (%s)", path, info->reason ? info->reason : "failed",
+			        strerror(-result));
+	}
+	pthread_mutex_lock(&t->lock);
+	if (result == 0 && info->fetched) {
+		t->fetched++;
+		t->fetched_bytes += info->size;
+		t->bytes_pending += info->size;
+	} else if (result == 0) {
+		t->present++; /* a mount on the same store got it first */
+	} else if (result == -ENOENT) {
+		t->missing++;
+	} else {
+		t->failed++;
+	}
+	t->items_pending++;
+	t->done++;
+	if (t->done >= t->wake_at)
+		pthread_cond_signal(&t->cond);
+	pthread_mutex_unlock(&t->lock);
+}
+
+void fetch_tally_wait(struct fetch_tally *t, struct cfs_progress *progress, size_t wake_at,
+                      unsigned ms)
+{
+	struct timespec ts;
+	uint64_t items, bytes;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += (long)ms * 1000000L;
+	while (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	t->wake_at = wake_at;
+	while (t->done < wake_at &&
+	       pthread_cond_timedwait(&t->cond, &t->lock, &ts) != ETIMEDOUT) {
+	}
+	t->wake_at = SIZE_MAX;
+	items = t->items_pending;
+	bytes = t->bytes_pending;
+	t->items_pending = 0;
+	t->bytes_pending = 0;
+	pthread_mutex_unlock(&t->lock);
+	cfs_progress_add(progress, items, bytes);
+	pthread_mutex_lock(&t->lock);
 }

@@ -5,10 +5,13 @@
 #define CFS_FUSEFS_FETCH_CLI_H
 
 #include <getopt.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/log.h"
+#include "common/progress.h"
 #include "fetcher/fetch.h"
 
 enum {
@@ -53,5 +56,31 @@ int fetch_cli_option(struct fetch_cli *cli, int c, const char *arg, const char *
 int fetch_cli_parse_count(const char *s, unsigned *v);
 /* Raises the soft limit on open files: many objects may wait for one shared flush. */
 void fetch_cli_raise_nofile(void);
+
+/* What a command's fetches came to, counted by the engine's callbacks (fetch_tally_cb, with
+ * the tally as userdata) and read by the command's thread under @lock. */
+struct fetch_tally {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	size_t done;
+	uint64_t fetched, fetched_bytes, present, missing, failed;
+	uint64_t bytes_pending; /* for the progress bar, consumed by fetch_tally_wait */
+	size_t items_pending;
+	size_t wake_at; /* the waiter wants a signal once done reaches this */
+};
+
+#define FETCH_TALLY_INIT                                                                           \
+	{                                                                                          \
+		.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,               \
+		.wake_at = SIZE_MAX                                                                \
+	}
+/* The cfs_fetch callback: logs a failure with the object's name and counts the result. */
+void fetch_tally_cb(int result, const uint8_t digest[CFS_DIGEST_SIZE],
+                    const struct cfs_fetch_result *info, void *userdata);
+/* Waits (with @lock held) until @done reaches @wake_at or @ms pass, then feeds the progress bar
+ * what completed meanwhile. Completions signal only the one the waiter asked for: a bulk fetch
+ * does not wake the command's thread once per object. */
+void fetch_tally_wait(struct fetch_tally *t, struct cfs_progress *progress, size_t wake_at,
+                      unsigned ms);
 
 #endif
