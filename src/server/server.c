@@ -92,7 +92,7 @@ struct srv_thread {
 	struct evhttp_bound_socket **bound;
 	int stop_fd;
 	struct event *stop_ev, *deadline_ev, *setup_ev, *commit_ev;
-	struct srv_put *puts; /* waiting for commit_ev */
+	struct srv_put *puts, **puts_tail; /* waiting for commit_ev, in order of arrival */
 	/* Connections whose bufferevent exists but whose evhttp_connection is not known yet. */
 	struct bufferevent **pending;
 	size_t n_pending, cap_pending;
@@ -882,8 +882,10 @@ static void srv_object_put(struct srv_thread *t, struct evhttp_request *req,
 	p->conn = conn_find(t, evhttp_request_get_connection(req));
 	if (p->conn)
 		p->conn->put = p;
-	p->next = t->puts;
-	t->puts = p;
+	if (!t->puts)
+		t->puts_tail = &t->puts;
+	*t->puts_tail = p;
+	t->puts_tail = &p->next;
 	/* A zero timeout runs after the requests this loop iteration has ready: they share it. */
 	if (!evtimer_pending(t->commit_ev, NULL)) {
 		static const struct timeval now = { 0, 0 };
