@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # First read of a 1 GiB object through a cfs-cache mount (fetch, verify, store, read) vs curl
 # downloading it to disk from the same nginx; re-read through FUSE vs a direct read of the store
-# file, cold (caches dropped) and warm.
+# file, cold (caches dropped) and warm; the latency of a miss of a small object, one after the
+# other, vs curl fetching the same objects one after the other over one connection.
 . "$(dirname "$0")/lib.sh"
 B="$CFS_BUILDDIR"
 chmod 0755 "$BENCH_TMP"
@@ -66,6 +67,34 @@ reread --no-passthrough
 # The disk's own caches warm up as the runs go on: take the direct baseline again, keep the best.
 t2=$(bench_time cold "$store/$obj")
 if [ "$(echo "$t2 < $t_direct_cold" | bc -l)" = 1 ]; then t_direct_cold=$t2; fi
+
+# Small misses, one at a time: what a process reading its files one by one waits per object.
+small="$BENCH_TMP/small" sstore="$BENCH_TMP/sstore"
+mkdir -p "$small"
+for i in $(seq 1 300); do head -c $((RANDOM % 16384 + 1)) /dev/urandom >"$small/f$i"; done
+"$B/cfs-store" -q --no-progress import "$small" "$BENCH_TMP/sorigin"
+(cd "$BENCH_TMP/sorigin" && ls -d [0-9a-f][0-9a-f]/*) >"$BENCH_TMP/slist"
+nsmall=$(wc -l <"$BENCH_TMP/slist")
+sport=$(bench_free_port)
+bench_start_nginx "$BENCH_TMP/sorigin" "$sport"
+surl="http://127.0.0.1:$sport/objects"
+(cd "$BENCH_TMP/sorigin" && xargs cat <"$BENCH_TMP/slist" >/dev/null)
+mkdir -p "$BENCH_TMP/sdl"
+awk -v u="$surl" -v d="$BENCH_TMP/sdl" '{print "url = \"" u "/" $1 "\"\noutput = \"" d "/" NR "\""}' \
+	"$BENCH_TMP/slist" >"$BENCH_TMP/sget.cfg"
+TIMEFORMAT=%3R
+t_scurl=$( { time curl -sf -K "$BENCH_TMP/sget.cfg" >/dev/null; } 2>&1)
+"$B/cfs-cache" --store "$sstore" --server "$surl" -f "$mnt" 2>/dev/null &
+spid=$!
+bench_track_pid "$spid"
+for _ in $(seq 1 100); do mountpoint -q "$mnt" && break; sleep 0.05; done
+# Opening is enough: the lookup waits until the object is fetched, verified and stored.
+t_smiss=$( { time while read -r o; do : <"$mnt/$o"; done <"$BENCH_TMP/slist"; } 2>&1)
+sfetched=$(getfattr --only-values -n user.cfs.fetched "$mnt" 2>/dev/null || echo "?")
+umount "$mnt"
+wait "$spid" 2>/dev/null || true
+ms_each() { echo "scale=2; 1000 * $1 / $nsmall" | bc -l | sed 's/^\./0./'; }
+
 mbs() { echo "scale=0; 1073.741824 / $1" | bc -l; }
 echo "Passthrough in use by default: $([ "$pt_default" = 1 ] && echo yes || echo no)"
 echo
@@ -76,3 +105,4 @@ echo "| re-read, cold cache (throughput) | direct $(mbs "$t_direct_cold") MB/s |
 echo "| re-read, warm cache (throughput) | direct $(mbs "$t_direct_warm") MB/s | FUSE $(mbs "$t_pt_warm") MB/s | $(bench_ratio "$t_direct_warm" "$t_pt_warm")x | >= 0.8x |"
 echo "| re-read, cold, --no-passthrough | direct $(mbs "$t_direct_cold") MB/s | FUSE $(mbs "$t_fuse_cold") MB/s | $(bench_ratio "$t_direct_cold" "$t_fuse_cold")x | |"
 echo "| re-read, warm, --no-passthrough | direct $(mbs "$t_direct_warm") MB/s | FUSE $(mbs "$t_fuse_warm") MB/s | $(bench_ratio "$t_direct_warm" "$t_fuse_warm")x | |"
+echo "| $nsmall misses of 1 B-16 KiB objects, one after the other (per object) | curl, one connection $(ms_each "$t_scurl") ms | $(ms_each "$t_smiss") ms ($sfetched fetched) | $(bench_ratio "$t_smiss" "$t_scurl")x time | |"
