@@ -1150,19 +1150,21 @@ static void on_staged(struct cfs_fetch *f, struct job *job)
 	job_next_server(f, job);
 }
 
-static void drain_staged(struct cfs_fetch *f)
+/* Takes the jobs another thread left on @from (under @lock) and hands each to @handle. */
+static void drain_jobs(struct cfs_fetch *f, pthread_mutex_t *lock, struct list *from,
+                       void (*handle)(struct cfs_fetch *, struct job *))
 {
 	struct list done;
 
 	list_init(&done);
-	pthread_mutex_lock(&f->slock);
-	list_splice_tail(&done, &f->sdone);
-	pthread_mutex_unlock(&f->slock);
+	pthread_mutex_lock(lock);
+	list_splice_tail(&done, from);
+	pthread_mutex_unlock(lock);
 	while (!list_empty(&done)) {
 		struct job *job = job_of(done.next);
 
 		list_del(&job->link);
-		on_staged(f, job);
+		handle(f, job);
 	}
 }
 
@@ -1318,24 +1320,15 @@ static void maybe_commit(struct cfs_fetch *f, bool force)
 	pthread_mutex_unlock(&f->clock);
 }
 
-static void drain_committed(struct cfs_fetch *f)
+/* The committer's verdict: the object is in the store under its name, or the flush or rename
+ * failed. */
+static void on_committed(struct cfs_fetch *f, struct job *job)
 {
-	struct list done;
-
-	list_init(&done);
-	pthread_mutex_lock(&f->clock);
-	list_splice_tail(&done, &f->cdone);
-	pthread_mutex_unlock(&f->clock);
-	while (!list_empty(&done)) {
-		struct job *job = job_of(done.next);
-
-		list_del(&job->link);
-		f->uncommitted--;
-		if (job->commit_result < 0)
-			job_fail_local(f, job, job->commit_result, "store commit");
-		else
-			job_finish(f, job, 0);
-	}
+	f->uncommitted--;
+	if (job->commit_result < 0)
+		job_fail_local(f, job, job->commit_result, "store commit");
+	else
+		job_finish(f, job, 0);
 }
 
 /* ---- submissions ------------------------------------------------------------------------- */
@@ -1457,7 +1450,7 @@ static void shutdown_engine(struct cfs_fetch *f)
 {
 	/* Complete bodies still being written are finished and verified first. */
 	stager_quiesce(f);
-	drain_staged(f);
+	drain_jobs(f, &f->slock, &f->sdone, on_staged);
 	/* Verified objects are complete: commit them rather than throw them away. */
 	pthread_mutex_lock(&f->clock);
 	while (f->committer_started) {
@@ -1474,7 +1467,7 @@ static void shutdown_engine(struct cfs_fetch *f)
 	if (f->committer_started)
 		pthread_join(f->committer, NULL);
 	f->committer_started = false;
-	drain_committed(f);
+	drain_jobs(f, &f->clock, &f->cdone, on_committed);
 	/* Anything still pending (committer gone) is committed here, with its own flush. */
 	while (!list_empty(&f->pending)) {
 		struct job *job = job_of(f->pending.next);
@@ -1522,8 +1515,8 @@ static void *engine_main(void *arg)
 	for (;;) {
 		if (drain_submissions(f))
 			break;
-		drain_staged(f);
-		drain_committed(f);
+		drain_jobs(f, &f->slock, &f->sdone, on_staged);
+		drain_jobs(f, &f->clock, &f->cdone, on_committed);
 		run_timers(f);
 		start_transfers(f);
 		curl_multi_perform(f->multi, &running);
