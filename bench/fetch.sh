@@ -6,7 +6,7 @@
 # the downloaded tar with `sync -f` (syncfs of its filesystem): the same durability cfs-cache
 # gives its objects before they get their names. Two rows split the work into its parts: (c) the
 # same per-object GETs by curl's parallel mode with the bodies thrown away (no files, no hashing),
-# and (d) extracting the tar from a local file (the files, no network).
+# (d) extracting the tar from a local file (the files, no network), and (e) both at once.
 . "$(dirname "$0")/lib.sh"
 command -v nginx >/dev/null || { echo "(needs nginx)"; exit 1; }
 RUNS=${BENCH_RUNS:-3}
@@ -106,6 +106,16 @@ per_object() {
 awk -v b="$base" '{print "url = \"" b "/objects/" $1 "\"\noutput = \"/dev/null\""}' \
 	"$BENCH_TMP/list" >"$BENCH_TMP/get-all.cfg"
 per_object_discard() { curl -s --parallel --parallel-max 64 -K "$BENCH_TMP/get-all.cfg"; }
+# (c) and (d) at once: the GETs and the files with no hashing, no flush and nothing to coordinate,
+# sharing the two cores as a client that did both would.
+gets_and_files() {
+	local pid r=0
+	per_object_discard &
+	pid=$!
+	tar_extract_local || r=$?
+	wait "$pid" || r=$?
+	return "$r"
+}
 cfs_fetch() {
 	"$CFS_BUILDDIR/cfs-cache" fetch -q --no-progress --store "$dst/store" --server "$base/objects" \
 		--from "$BENCH_TMP/list"
@@ -114,7 +124,7 @@ cfs_fetch() {
 # Rounds: every method once per round, in turn, so a machine that slows down or speeds up
 # during the benchmark weighs on all rows alike. Per-object curl (minutes) runs once.
 methods="tar:tar_download tars:tar_download_sync tarx:tar_extract tarxs:tar_extract_sync"
-methods="$methods tarxl:tar_extract_local get:per_object_discard cfs:cfs_fetch"
+methods="$methods tarxl:tar_extract_local get:per_object_discard both:gets_and_files cfs:cfs_fetch"
 for round in $(seq 1 "$RUNS"); do
 	for m in $methods; do
 		measure "${m%%:*}" "${m#*:}" || exit 1
@@ -122,10 +132,11 @@ for round in $(seq 1 "$RUNS"); do
 done
 measure xargs per_object || exit 1
 t_tar=$(best tar) t_tars=$(best tars) t_tarx=$(best tarx) t_tarxs=$(best tarxs)
-t_tarxl=$(best tarxl) t_get=$(best get) t_xargs=$(best xargs) t_cfs=$(best cfs)
-# cfs-cache / (a) within each round, for the spread.
-per_round=$(paste -d' ' "$BENCH_TMP/m.cfs" "$BENCH_TMP/m.tar" |
-	awk '{printf "%s%.2fx", (NR > 1 ? ", " : ""), $1 / $4}')
+t_tarxl=$(best tarxl) t_get=$(best get) t_both=$(best both) t_xargs=$(best xargs) t_cfs=$(best cfs)
+# cfs-cache / (a) and (e) / (a) within each round, for the spread.
+per_round() {
+	paste -d' ' "$BENCH_TMP/m.$1" "$BENCH_TMP/m.tar" | awk '{printf "%s%.2fx", (NR > 1 ? ", " : ""), $1 / $4}'
+}
 # Peak RSS of one more cfs-cache run.
 dst="$BENCH_TMP/dst.rss"
 mkdir -p "$dst" && sync
@@ -149,6 +160,7 @@ row "(a') curl one tar \| tar -x" tarx "$t_tarx"
 row "(a'') curl one tar \| tar -x, then sync" tarxs "$t_tarxs"
 row "(d) tar -x of the local tar (no network)" tarxl "$t_tarxl"
 row "(c) curl --parallel per object (64), bodies discarded" get "$t_get"
+row "(e) (c) and (d) at once" both "$t_both"
 row "(b) curl per object, xargs -P 16" xargs "$t_xargs"
 row "cfs-cache fetch" cfs "$t_cfs"
 echo
@@ -156,5 +168,5 @@ echo "CPU columns: mean per run, user + system time of the command (all processe
 echo "and of the nginx workers. With two cores, no method can take less wall time than"
 echo "(its CPU + nginx CPU) / 2."
 echo
-echo "cfs-cache / (a) within each round: $per_round."
+echo "Within each round, cfs-cache / (a): $(per_round cfs); (e) / (a): $(per_round both)."
 echo "Targets: cfs-cache <= 1.5x (a), < 0.3x (b)."
