@@ -198,6 +198,24 @@ int cfs_store_open_object(struct cfs_store *store, const uint8_t digest[CFS_DIGE
 	return 0;
 }
 
+void cfs_store_remove_derived(struct cfs_store *store, const char *relpath)
+{
+	char dir[sizeof(CFS_STORE_ZSTD_DIR) + 3], name[CFS_NAME_PATH_LEN + 8];
+	int fd;
+
+	if (strlen(relpath) != CFS_NAME_PATH_LEN || relpath[2] != '/')
+		return;
+	snprintf(dir, sizeof(dir), "%s/%.2s", CFS_STORE_ZSTD_DIR, relpath);
+	fd = cfs_store_openat_beneath(store->dirfd, dir, O_RDONLY | O_DIRECTORY);
+	if (fd < 0)
+		return;
+	snprintf(name, sizeof(name), "%s.zst", relpath + 3);
+	unlinkat(fd, name, 0);
+	snprintf(name, sizeof(name), "%s.raw", relpath + 3);
+	unlinkat(fd, name, 0);
+	close(fd);
+}
+
 int cfs_store_remove(struct cfs_store *store, const uint8_t digest[CFS_DIGEST_SIZE])
 {
 	char rel[CFS_NAME_PATH_LEN + 1];
@@ -205,6 +223,7 @@ int cfs_store_remove(struct cfs_store *store, const uint8_t digest[CFS_DIGEST_SI
 	cfs_name_format_path(digest, rel);
 	if (unlinkat(store->dirfd, rel, 0) < 0)
 		return errno == ENOTDIR ? -ENOENT : -errno;
+	cfs_store_remove_derived(store, rel);
 	return 0;
 }
 

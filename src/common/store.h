@@ -41,8 +41,14 @@ int cfs_store_openat_beneath(int dirfd, const char *rel, int flags);
 /* Opens an object read-only, refusing symlinks and non-regular files. Caller closes *fd_ret. */
 int cfs_store_open_object(struct cfs_store *store, const uint8_t digest[CFS_DIGEST_SIZE],
 			  int *fd_ret);
-/* Removes an object. 0 or -ENOENT / -errno. */
+/* Removes an object, and what was derived from it (cfs_store_remove_derived). 0 or -ENOENT /
+ * -errno. */
 int cfs_store_remove(struct cfs_store *store, const uint8_t digest[CFS_DIGEST_SIZE]);
+/* Files derived from objects that cfs-serve keeps inside the store, never at an object path:
+ * XX/<62hex>.zst (the zstd encoding) and XX/<62hex>.raw (not worth compressing). */
+#define CFS_STORE_ZSTD_DIR ".cfs-zstd"
+/* Removes what was derived from the object at @relpath (XX/<62hex>); none is fine. */
+void cfs_store_remove_derived(struct cfs_store *store, const char *relpath);
 /* Flushes the store's filesystem (one syncfs for a batch of writers committed with NOSYNC). */
 int cfs_store_sync(struct cfs_store *store);
 

@@ -47,6 +47,7 @@ struct cfs_zcache {
 
 struct cfs_zcache_ctx {
 	ZSTD_CCtx *cctx;
+	struct cfs_digest_ctx *dctx; /* checks that the bytes compressed are the object's */
 	void *in, *out;
 };
 
@@ -106,6 +107,7 @@ void cfs_zcache_ctx_free(struct cfs_zcache_ctx *ctx)
 	if (!ctx)
 		return;
 	ZSTD_freeCCtx(ctx->cctx);
+	cfs_digest_free(ctx->dctx);
 	free(ctx->in);
 	free(ctx->out);
 	free(ctx);
@@ -148,12 +150,14 @@ static int zc_mark_raw(struct cfs_zcache *zc, const char *rel_raw)
 	return 0;
 }
 
-/* Streams the object through the compressor into @out_fd. Returns the compressed size, or
- * -ENOENT as soon as it is clear the result is not worth keeping, or -errno. */
+/* Streams the object through the compressor into @out_fd, hashing what it reads. Returns the
+ * compressed size, -ENOENT as soon as it is clear the result is not worth keeping, -EBADMSG
+ * when the bytes read do not have the object's @digest, or -errno. */
 static int64_t zc_compress(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, int in_fd,
-                           uint64_t size, int out_fd)
+                           uint64_t size, const uint8_t digest[CFS_DIGEST_SIZE], int out_fd)
 {
 	uint64_t off = 0, total = 0;
+	uint8_t got[CFS_DIGEST_SIZE];
 	size_t zr;
 	int r;
 
@@ -164,6 +168,12 @@ static int64_t zc_compress(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, in
 		if (!ctx->cctx || !ctx->in || !ctx->out)
 			return -ENOMEM;
 	}
+	if (!ctx->dctx) {
+		r = cfs_digest_new(&ctx->dctx);
+		if (r < 0)
+			return r;
+	}
+	cfs_digest_reset(ctx->dctx);
 	ZSTD_CCtx_reset(ctx->cctx, ZSTD_reset_session_and_parameters);
 	ZSTD_CCtx_setParameter(ctx->cctx, ZSTD_c_compressionLevel, zc->level);
 	ZSTD_CCtx_setParameter(ctx->cctx, ZSTD_c_checksumFlag, 1);
@@ -179,6 +189,7 @@ static int64_t zc_compress(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, in
 			return n;
 		if ((size_t)n != want)
 			return -EIO; /* the object changed size under us */
+		cfs_digest_update(ctx->dctx, ctx->in, (size_t)n);
 		off += (uint64_t)n;
 		mode = off == size ? ZSTD_e_end : ZSTD_e_continue;
 		in = (ZSTD_inBuffer){ctx->in, (size_t)n, 0};
@@ -197,8 +208,10 @@ static int64_t zc_compress(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, in
 			done = mode == ZSTD_e_end ? zr == 0 : in.pos == in.size;
 		} while (!done);
 		if (mode == ZSTD_e_end)
-			return (int64_t)total;
+			break;
 	}
+	cfs_digest_final(ctx->dctx, got);
+	return memcmp(got, digest, CFS_DIGEST_SIZE) == 0 ? (int64_t)total : -EBADMSG;
 }
 
 static int zc_schedule(struct cfs_zcache *zc, const uint8_t digest[CFS_DIGEST_SIZE]);
@@ -239,10 +252,17 @@ int cfs_zcache_get(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, int obj_fd
 	fd = cfs_store_openat_beneath(zc->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL);
 	if (fd < 0)
 		return fd;
-	csize = zc_compress(zc, ctx, obj_fd, (uint64_t)st->st_size, fd);
+	csize = zc_compress(zc, ctx, obj_fd, (uint64_t)st->st_size, digest, fd);
 	if (csize == -ENOENT) {
 		cfs_debug("zstd: %s not worth compressing", path);
 		zc_mark_raw(zc, raw);
+		r = -ENOENT;
+		goto fail;
+	}
+	if (csize == -EBADMSG) {
+		/* Served as it is (clients verify); no encoding is kept of damaged bytes. */
+		cfs_warn("object %s in the store does not match its name (run cfs-store verify)",
+		         path);
 		r = -ENOENT;
 		goto fail;
 	}
@@ -250,7 +270,8 @@ int cfs_zcache_get(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, int obj_fd
 		r = (int)csize;
 		goto fail;
 	}
-	if (renameat(zc->dirfd, tmp, zc->dirfd, rel) < 0) {
+	/* Durable before it has its name: a crash must not leave a torn side file behind it. */
+	if (fsync(fd) < 0 || renameat(zc->dirfd, tmp, zc->dirfd, rel) < 0) {
 		r = -errno;
 		goto fail;
 	}
@@ -304,6 +325,7 @@ static void *zc_worker(void *arg)
 	}
 	pthread_mutex_unlock(&zc->lock);
 	ZSTD_freeCCtx(zc_worker_ctx.cctx);
+	cfs_digest_free(zc_worker_ctx.dctx);
 	free(zc_worker_ctx.in);
 	free(zc_worker_ctx.out);
 	return NULL;

@@ -7,8 +7,9 @@
 #include <sys/stat.h>
 
 #include "common/digest.h"
+#include "common/store.h"
 
-#define CFS_ZCACHE_DIR ".cfs-zstd"
+#define CFS_ZCACHE_DIR CFS_STORE_ZSTD_DIR
 
 struct cfs_zcache;
 struct cfs_zcache_ctx; /* per-thread compression state */
@@ -20,8 +21,10 @@ void cfs_zcache_free(struct cfs_zcache *zc);
 int cfs_zcache_ctx_new(struct cfs_zcache_ctx **ctx_ret);
 void cfs_zcache_ctx_free(struct cfs_zcache_ctx *ctx);
 
-/* Finds or makes the zstd encoding of the object open at @obj_fd (size @st->st_size).
- * Returns 0 with *fd_ret (caller closes) and *size_ret of the compressed file, -ENOENT when
+/* Finds or makes the zstd encoding of the object open at @obj_fd (size @st->st_size). A new
+ * encoding is kept only if the bytes it was made from have the object's digest, and only once
+ * it is on disk (fsync before its rename): a damaged object or a crash never leaves a side file
+ * that would outlive the repair. Returns 0 with *fd_ret (caller closes) and *size_ret of the compressed file, -ENOENT when
  * compression does not pay off for this object, -EAGAIN when a background thread has been
  * asked to make it (objects over 1 MiB: the event loop never compresses those), or another
  * -errno. The result (or "not worth it") is remembered on disk. */

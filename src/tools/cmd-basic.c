@@ -317,6 +317,8 @@ static int verify_visit(const struct cfs_store_entry *e, void *userdata)
 	}
 	if (bad && st->delete_bad) {
 		if (unlinkat(dirfd, e->relpath, 0) == 0) {
+			/* A zstd side file cfs-serve made of it must not outlive it. */
+			cfs_store_remove_derived(st->store, e->relpath);
 			printf("deleted: %s\n", e->relpath);
 			st->deleted++;
 		} else {

@@ -35,6 +35,8 @@ done
 cfs_make_file "$src/big" $((100 << 20)) 99
 yes 'compressible line of text for zstd' | head -c 300000 >"$src/text"
 yes 'a larger compressible text, compressed in the background' | head -c 3000000 >"$src/bigtext"
+yes 'a text damaged on disk, then repaired' | head -c 200000 >"$src/dmgtext"
+yes 'a text damaged on disk, then deleted by verify' | head -c 200000 >"$src/gonetext"
 "$CFS_STORE_BIN" -q --no-progress import "$src" "$store" >/dev/null
 # The empty object (import skips empty files).
 empty=3d248ca542a24fc62d1c43b916eae5016878e2533c88238480b26128a1f1af95
@@ -175,6 +177,28 @@ for s in $sizes; do
 	curl -sSf --compressed -o "$CFS_TMP/zd" "$base/objects/$(path_of "$src/f$s")"
 	cmp -s "$CFS_TMP/zd" "$src/f$s" || cfs_fail "decoded bytes differ ($s)"
 done
+
+# A damaged object is served as it is (clients verify), but no encoding is kept of it: once it
+# is repaired, the zstd answer decodes to the repaired bytes.
+p=$(path_of "$src/dmgtext")
+cp "$store/$p" "$CFS_TMP/dmg.good"
+printf 'X' | dd of="$store/$p" bs=1 seek=1000 conv=notrunc status=none
+curl -sSf -D "$CFS_TMP/zh" -H 'Accept-Encoding: zstd' -o "$CFS_TMP/zd" "$base/objects/$p"
+! tr -d '\r' <"$CFS_TMP/zh" | grep -qi '^Content-Encoding' || cfs_fail "a damaged object was encoded"
+[ ! -e "$store/.cfs-zstd/$p.zst" ] || cfs_fail "a side file was kept of a damaged object"
+grep -q "does not match its name" "$CFS_TMP/serve.err" || cfs_fail "no warning for a damaged object"
+cp "$CFS_TMP/dmg.good" "$store/$p"
+curl -sSf -D "$CFS_TMP/zh" -H 'Accept-Encoding: zstd' -o "$CFS_TMP/zd" "$base/objects/$p"
+tr -d '\r' <"$CFS_TMP/zh" | grep -qx 'Content-Encoding: zstd' || cfs_fail "no zstd after the repair"
+zstd -q -d -c "$CFS_TMP/zd" | cmp -s - "$src/dmgtext" || cfs_fail "zstd bytes after the repair"
+# cfs-store verify --delete-bad removes an object's side file with the object.
+p=$(path_of "$src/gonetext")
+curl -sSf -H 'Accept-Encoding: zstd' -o /dev/null "$base/objects/$p"
+[ -s "$store/.cfs-zstd/$p.zst" ] || cfs_fail "no side file for gonetext"
+printf 'X' | dd of="$store/$p" bs=1 seek=10 conv=notrunc status=none
+"$CFS_STORE_BIN" --no-progress verify --delete-bad "$store" >"$CFS_TMP/verify.out" || true
+grep -qx "deleted: $p" "$CFS_TMP/verify.out" || cfs_fail "verify did not delete the damaged object"
+[ ! -e "$store/.cfs-zstd/$p.zst" ] || cfs_fail "a side file outlived its deleted object"
 
 # --- methods, 404, health, metrics ---
 p=$(path_of "$src/f100")

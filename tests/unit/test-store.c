@@ -109,7 +109,28 @@ static void test_insert_lookup_remove(void **state)
 	assert_int_equal(cfs_store_open_object(f->store, d, &fd), 0);
 	close(fd);
 	assert_int_equal(count_temp(f), 0);
-	assert_int_equal(cfs_store_remove(f->store, d), 0);
+	/* What cfs-serve derived from the object goes with it; a neighbour's stays. */
+	{
+		char zdir[300], side[400], raw[400], other[400];
+
+		snprintf(zdir, sizeof(zdir), "%s/" CFS_STORE_ZSTD_DIR, f->path);
+		mkdir(zdir, 0755);
+		snprintf(zdir, sizeof(zdir), "%s/" CFS_STORE_ZSTD_DIR "/%.2s", f->path, rel);
+		assert_int_equal(mkdir(zdir, 0755), 0);
+		snprintf(side, sizeof(side), "%s/%s.zst", zdir, rel + 3);
+		snprintf(raw, sizeof(raw), "%s/%s.raw", zdir, rel + 3);
+		snprintf(other, sizeof(other), "%s/%.61s%c.zst", zdir, rel + 3,
+		         rel[64] == '0' ? '1' : '0');
+		for (const char *p = side; p; p = p == side ? raw : p == raw ? other : NULL) {
+			fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
+			assert_true(fd >= 0);
+			close(fd);
+		}
+		assert_int_equal(cfs_store_remove(f->store, d), 0);
+		assert_int_equal(access(side, F_OK), -1);
+		assert_int_equal(access(raw, F_OK), -1);
+		assert_int_equal(access(other, F_OK), 0);
+	}
 	assert_int_equal(cfs_store_lookup(f->store, d, NULL), -ENOENT);
 	assert_int_equal(cfs_store_remove(f->store, d), -ENOENT);
 	/* A prefix directory removed behind the store's back is made again. */
