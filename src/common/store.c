@@ -15,6 +15,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/openat2.h>
@@ -214,6 +215,77 @@ void cfs_store_remove_derived(struct cfs_store *store, const char *relpath)
 	snprintf(name, sizeof(name), "%s.raw", relpath + 3);
 	unlinkat(fd, name, 0);
 	close(fd);
+}
+
+/* Sweeps one prefix directory of derived files (see cfs_store_sweep_derived). */
+static int sweep_derived_dir(struct cfs_store *store, int zfd, const char *prefix, time_t tmp_before,
+                             uint64_t *bytes)
+{
+	char rel[CFS_NAME_PATH_LEN + 1];
+	struct dirent *de;
+	struct stat st;
+	int fd, removed = 0;
+	DIR *dir;
+
+	fd = cfs_store_openat_beneath(zfd, prefix, O_RDONLY | O_DIRECTORY);
+	if (fd < 0)
+		return 0;
+	dir = fdopendir(fd);
+	if (!dir) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(dir))) {
+		const char *n = de->d_name;
+		size_t len = strlen(n);
+		bool orphan = false;
+
+		if (fstatat(fd, n, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		if (strncmp(n, ".tmp-", 5) == 0) {
+			/* A compression a crashed server never finished (a live one renames soon). */
+			orphan = st.st_mtime < tmp_before;
+		} else if (len == CFS_NAME_PATH_LEN - 3 + 4 &&
+		           (strcmp(n + len - 4, ".zst") == 0 || strcmp(n + len - 4, ".raw") == 0)) {
+			uint8_t d[CFS_DIGEST_SIZE];
+
+			snprintf(rel, sizeof(rel), "%.2s/%.62s", prefix, n);
+			orphan = cfs_name_parse_path(rel, strlen(rel), d) == 0 &&
+			         cfs_store_lookup(store, d, NULL) == -ENOENT;
+		}
+		if (orphan && unlinkat(fd, n, 0) == 0) {
+			*bytes += (uint64_t)st.st_size;
+			removed++;
+		}
+	}
+	closedir(dir);
+	return removed;
+}
+
+int cfs_store_sweep_derived(struct cfs_store *store, unsigned tmp_age_secs, uint64_t *bytes_ret)
+{
+	time_t tmp_before = time(NULL) - (time_t)tmp_age_secs;
+	uint64_t bytes = 0;
+	int zfd, removed = 0;
+
+	zfd = cfs_store_openat_beneath(store->dirfd, CFS_STORE_ZSTD_DIR, O_RDONLY | O_DIRECTORY);
+	if (zfd < 0) {
+		if (bytes_ret)
+			*bytes_ret = 0;
+		return zfd == -ENOENT ? 0 : zfd;
+	}
+	for (unsigned i = 0; i < 256 && removed >= 0; i++) {
+		char prefix[3];
+		int r;
+
+		snprintf(prefix, sizeof(prefix), "%02x", i);
+		r = sweep_derived_dir(store, zfd, prefix, tmp_before, &bytes);
+		removed = r < 0 ? r : removed + r;
+	}
+	close(zfd);
+	if (bytes_ret)
+		*bytes_ret = bytes;
+	return removed;
 }
 
 int cfs_store_remove(struct cfs_store *store, const uint8_t digest[CFS_DIGEST_SIZE])

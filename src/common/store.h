@@ -49,6 +49,10 @@ int cfs_store_remove(struct cfs_store *store, const uint8_t digest[CFS_DIGEST_SI
 #define CFS_STORE_ZSTD_DIR ".cfs-zstd"
 /* Removes what was derived from the object at @relpath (XX/<62hex>); none is fine. */
 void cfs_store_remove_derived(struct cfs_store *store, const char *relpath);
+/* Removes derived files whose object is gone (objects removed by hand or by older versions),
+ * and derived temp files not touched for @tmp_age_secs (a crashed server's). Returns how many
+ * were removed, or -errno; *bytes_ret (may be NULL) gets their size. */
+int cfs_store_sweep_derived(struct cfs_store *store, unsigned tmp_age_secs, uint64_t *bytes_ret);
 /* Flushes the store's filesystem (one syncfs for a batch of writers committed with NOSYNC). */
 int cfs_store_sync(struct cfs_store *store);
 

@@ -46,7 +46,8 @@ int cmd_gc(int argc, char **argv)
 	struct cfs_quota_stats after;
 	struct cfs_quota *quota = NULL;
 	struct cfs_store *store = NULL;
-	uint64_t max = 0;
+	uint64_t max = 0, side_bytes = 0;
+	int side;
 	char b1[32], b2[32], b3[32];
 	int c, r, ret = 1;
 
@@ -105,6 +106,10 @@ int cmd_gc(int argc, char **argv)
 			goto out;
 		}
 	}
+	/* zstd side files whose object is gone, and a crashed server's unfinished ones. */
+	side = cfs_store_sweep_derived(store, 3600, &side_bytes);
+	if (side < 0)
+		cfs_warn("cleaning side files: %s", strerror(-side));
 	cfs_quota_get_stats(quota, &after);
 	if (!tool_quiet)
 		printf("removed %llu objects (%s); kept %llu objects (%s) of which %llu pinned by "
@@ -115,6 +120,9 @@ int cmd_gc(int argc, char **argv)
 		       cfs_format_size(after.bytes, b2, sizeof(b2)), (unsigned long long)after.pinned,
 		       nkeep, have_max ? "; limit " : "",
 		       have_max ? cfs_format_size(max, b3, sizeof(b3)) : "");
+	if (!tool_quiet && side > 0)
+		printf("removed %d zstd side files of absent objects (%s)\n", side,
+		       cfs_format_size(side_bytes, b1, sizeof(b1)));
 	ret = 0;
 	if (have_max && after.bytes > max) {
 		cfs_warn("kept objects alone exceed --max-size");

@@ -81,8 +81,31 @@ cfs_stop_cache "$remote"
 # gc --unreferenced keeps exactly the objects of the kept image.
 gcstore="$CFS_TMP/gcstore"
 cp -a "$origin" "$gcstore"
+# zstd side files as cfs-serve leaves them: of a kept object, of one gc removes, of one already
+# gone, and unfinished ones of a crashed server, old and fresh.
+keep_obj=$("$CFS_STORE_BIN" objects "$CFS_TMP/pinned.cfs" | head -1)
+drop_obj=$(cd "$gcstore" && find . -mindepth 2 -type f -path './[0-9a-f][0-9a-f]/*' | sed 's|^\./||' |
+	grep -vxF -f <("$CFS_STORE_BIN" objects "$CFS_TMP/pinned.cfs") | head -1)
+gone_obj=ff/$(printf '%062d' 0)
+[ -n "$keep_obj" ] && [ -n "$drop_obj" ] || cfs_fail "no objects to test side files with"
+for o in "$keep_obj" "$drop_obj" "$gone_obj"; do
+	mkdir -p "$gcstore/.cfs-zstd/${o%%/*}"
+	echo side >"$gcstore/.cfs-zstd/$o.zst"
+done
+echo raw >"$gcstore/.cfs-zstd/$gone_obj.raw"
+echo old >"$gcstore/.cfs-zstd/ff/.tmp-old-1-1"
+touch -d '2 hours ago' "$gcstore/.cfs-zstd/ff/.tmp-old-1-1"
+echo new >"$gcstore/.cfs-zstd/ff/.tmp-new-1-2"
 "$CFS_STORE_BIN" gc --keep "$CFS_TMP/pinned.cfs" --unreferenced "$gcstore" >"$CFS_TMP/gc.out"
 cat "$CFS_TMP/gc.out" >&2
+[ -f "$gcstore/.cfs-zstd/$keep_obj.zst" ] || cfs_fail "gc removed the side file of a kept object"
+[ ! -e "$gcstore/.cfs-zstd/$drop_obj.zst" ] || cfs_fail "gc left the side file of a removed object"
+[ ! -e "$gcstore/.cfs-zstd/$gone_obj.zst" ] || cfs_fail "gc left the side file of an absent object"
+[ ! -e "$gcstore/.cfs-zstd/$gone_obj.raw" ] || cfs_fail "gc left the marker of an absent object"
+[ ! -e "$gcstore/.cfs-zstd/ff/.tmp-old-1-1" ] || cfs_fail "gc left an old unfinished side file"
+[ -f "$gcstore/.cfs-zstd/ff/.tmp-new-1-2" ] || cfs_fail "gc removed a fresh unfinished side file"
+grep -q 'removed 3 zstd side files of absent objects' "$CFS_TMP/gc.out" ||
+	cfs_fail "gc did not report the side files it removed"
 (cd "$gcstore" && find . -mindepth 2 -type f -path './[0-9a-f][0-9a-f]/*' | sed 's|^\./||' | sort) >"$CFS_TMP/after-gc"
 "$CFS_STORE_BIN" objects "$CFS_TMP/pinned.cfs" | sort >"$CFS_TMP/want-gc"
 diff -u "$CFS_TMP/want-gc" "$CFS_TMP/after-gc" || cfs_fail "gc kept the wrong set"
