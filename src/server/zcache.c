@@ -32,6 +32,12 @@
 #define ZC_INLINE_MAX (1024 * 1024)
 #define ZC_QUEUE 64
 
+/* A finished side file to flush and rename: names relative to the side-file directory. */
+struct zc_commit {
+	char tmp[CFS_NAME_PATH_LEN + 48];
+	char rel[CFS_NAME_PATH_LEN + 8];
+};
+
 struct cfs_zcache {
 	int dirfd, store_fd;
 	int level;
@@ -43,6 +49,10 @@ struct cfs_zcache {
 	bool started, stopping;
 	unsigned qhead, qlen;
 	uint8_t queue[ZC_QUEUE][CFS_DIGEST_SIZE];
+	/* Side files made by an event loop, waiting for the background thread to flush and name
+	 * them (the loop serves them from their temp file meanwhile). */
+	unsigned chead, clen;
+	struct zc_commit commits[ZC_QUEUE];
 };
 
 struct cfs_zcache_ctx {
@@ -215,6 +225,7 @@ static int64_t zc_compress(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, in
 }
 
 static int zc_schedule(struct cfs_zcache *zc, const uint8_t digest[CFS_DIGEST_SIZE]);
+static int zc_defer_commit(struct cfs_zcache *zc, const char *tmp, const char *rel);
 /* The background thread's context (there is one such thread per cache). */
 static __thread struct cfs_zcache_ctx zc_worker_ctx;
 
@@ -270,8 +281,11 @@ int cfs_zcache_get(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, int obj_fd
 		r = (int)csize;
 		goto fail;
 	}
-	/* Durable before it has its name: a crash must not leave a torn side file behind it. */
-	if (fsync(fd) < 0 || renameat(zc->dirfd, tmp, zc->dirfd, rel) < 0) {
+	/* Durable before it has its name: a crash must not leave a torn side file behind it. An
+	 * event loop hands the flush and the rename to the background thread and serves the temp
+	 * file meanwhile; a crash before the rename leaves only a temp file (cfs-store gc). */
+	if (!(ctx != &zc_worker_ctx && zc_defer_commit(zc, tmp, rel) == 0) &&
+	    (fsync(fd) < 0 || renameat(zc->dirfd, tmp, zc->dirfd, rel) < 0)) {
 		r = -errno;
 		goto fail;
 	}
@@ -282,6 +296,54 @@ int cfs_zcache_get(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, int obj_fd
 fail:
 	unlinkat(zc->dirfd, tmp, 0);
 	close(fd);
+	return r;
+}
+
+/* Flushes a finished side file and gives it its name. */
+static void zc_commit_now(struct cfs_zcache *zc, const struct zc_commit *c)
+{
+	int fd = cfs_store_openat_beneath(zc->dirfd, c->tmp, O_RDONLY);
+
+	if (fd >= 0 && fsync(fd) == 0 && renameat(zc->dirfd, c->tmp, zc->dirfd, c->rel) == 0) {
+		close(fd);
+		return;
+	}
+	cfs_warn("zstd: keeping %s: %s", c->rel, strerror(fd < 0 ? -fd : errno));
+	unlinkat(zc->dirfd, c->tmp, 0);
+	if (fd >= 0)
+		close(fd);
+}
+
+static void *zc_worker(void *arg);
+
+/* Starts the background thread if it is not running (lock held). 0 or -errno. */
+static int zc_start_locked(struct cfs_zcache *zc)
+{
+	if (zc->started)
+		return 0;
+	if (zc->stopping || pthread_create(&zc->tid, NULL, zc_worker, zc) != 0)
+		return -EAGAIN;
+	zc->started = true;
+	return 0;
+}
+
+/* Queues a finished side file for the background thread to flush and rename. 0, or -EAGAIN
+ * when it cannot (queue full, no thread): the caller then does it itself. */
+static int zc_defer_commit(struct cfs_zcache *zc, const char *tmp, const char *rel)
+{
+	struct zc_commit *c;
+	int r = -EAGAIN;
+
+	pthread_mutex_lock(&zc->lock);
+	if (zc->clen < ZC_QUEUE && zc_start_locked(zc) == 0) {
+		c = &zc->commits[(zc->chead + zc->clen) % ZC_QUEUE];
+		snprintf(c->tmp, sizeof(c->tmp), "%s", tmp);
+		snprintf(c->rel, sizeof(c->rel), "%s", rel);
+		zc->clen++;
+		pthread_cond_signal(&zc->cond);
+		r = 0;
+	}
+	pthread_mutex_unlock(&zc->lock);
 	return r;
 }
 
@@ -297,8 +359,19 @@ static void *zc_worker(void *arg)
 		uint64_t zsize;
 		int fd, zfd, r;
 
-		while (!zc->qlen && !zc->stopping)
+		while (!zc->qlen && !zc->clen && !zc->stopping)
 			pthread_cond_wait(&zc->cond, &zc->lock);
+		if (zc->clen) {
+			/* Naming finished side files first, even when stopping. */
+			struct zc_commit c = zc->commits[zc->chead];
+
+			zc->chead = (zc->chead + 1) % ZC_QUEUE;
+			zc->clen--;
+			pthread_mutex_unlock(&zc->lock);
+			zc_commit_now(zc, &c);
+			pthread_mutex_lock(&zc->lock);
+			continue;
+		}
 		if (zc->stopping)
 			break;
 		memcpy(digest, zc->queue[zc->qhead], CFS_DIGEST_SIZE);
@@ -341,11 +414,8 @@ static int zc_schedule(struct cfs_zcache *zc, const uint8_t digest[CFS_DIGEST_SI
 			goto out;
 	if (zc->qlen == ZC_QUEUE || zc->stopping)
 		goto out;
-	if (!zc->started) {
-		if (pthread_create(&zc->tid, NULL, zc_worker, zc) != 0)
-			goto out;
-		zc->started = true;
-	}
+	if (zc_start_locked(zc) < 0)
+		goto out;
 	memcpy(zc->queue[(zc->qhead + zc->qlen) % ZC_QUEUE], digest, CFS_DIGEST_SIZE);
 	zc->qlen++;
 	pthread_cond_signal(&zc->cond);

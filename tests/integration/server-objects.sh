@@ -194,7 +194,10 @@ zstd -q -d -c "$CFS_TMP/zd" | cmp -s - "$src/dmgtext" || cfs_fail "zstd bytes af
 # cfs-store verify --delete-bad removes an object's side file with the object.
 p=$(path_of "$src/gonetext")
 curl -sSf -H 'Accept-Encoding: zstd' -o /dev/null "$base/objects/$p"
+# The background thread flushes and names it.
+for _ in $(seq 1 50); do [ -s "$store/.cfs-zstd/$p.zst" ] && break; sleep 0.1; done
 [ -s "$store/.cfs-zstd/$p.zst" ] || cfs_fail "no side file for gonetext"
+[ -z "$(ls -A "$store/.cfs-zstd/${p%%/*}" | grep '^\.tmp-')" ] || cfs_fail "an unnamed side file is left"
 printf 'X' | dd of="$store/$p" bs=1 seek=10 conv=notrunc status=none
 "$CFS_STORE_BIN" --no-progress verify --delete-bad "$store" >"$CFS_TMP/verify.out" || true
 grep -qx "deleted: $p" "$CFS_TMP/verify.out" || cfs_fail "verify did not delete the damaged object"
