@@ -224,6 +224,14 @@ static int64_t zc_compress(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, in
 	return memcmp(got, digest, CFS_DIGEST_SIZE) == 0 ? (int64_t)total : -EBADMSG;
 }
 
+/* Flushes the finished side file open at @fd and gives it its name. 0 or -errno. */
+static int zc_name(struct cfs_zcache *zc, int fd, const char *tmp, const char *rel)
+{
+	if (fsync(fd) < 0 || renameat(zc->dirfd, tmp, zc->dirfd, rel) < 0)
+		return -errno;
+	return 0;
+}
+
 static int zc_schedule(struct cfs_zcache *zc, const uint8_t digest[CFS_DIGEST_SIZE]);
 static int zc_defer_commit(struct cfs_zcache *zc, const char *tmp, const char *rel);
 /* The background thread's context (there is one such thread per cache). */
@@ -284,10 +292,10 @@ int cfs_zcache_get(struct cfs_zcache *zc, struct cfs_zcache_ctx *ctx, int obj_fd
 	/* Durable before it has its name: a crash must not leave a torn side file behind it. An
 	 * event loop hands the flush and the rename to the background thread and serves the temp
 	 * file meanwhile; a crash before the rename leaves only a temp file (cfs-store gc). */
-	if (!(ctx != &zc_worker_ctx && zc_defer_commit(zc, tmp, rel) == 0) &&
-	    (fsync(fd) < 0 || renameat(zc->dirfd, tmp, zc->dirfd, rel) < 0)) {
-		r = -errno;
-		goto fail;
+	if (ctx == &zc_worker_ctx || zc_defer_commit(zc, tmp, rel) < 0) {
+		r = zc_name(zc, fd, tmp, rel);
+		if (r < 0)
+			goto fail;
 	}
 	cfs_debug("zstd: %s %lld -> %lld bytes", path, (long long)st->st_size, (long long)csize);
 	*fd_ret = fd;
@@ -299,17 +307,16 @@ fail:
 	return r;
 }
 
-/* Flushes a finished side file and gives it its name. */
+/* zc_name for a side file an event loop handed over. */
 static void zc_commit_now(struct cfs_zcache *zc, const struct zc_commit *c)
 {
 	int fd = cfs_store_openat_beneath(zc->dirfd, c->tmp, O_RDONLY);
+	int r = fd < 0 ? fd : zc_name(zc, fd, c->tmp, c->rel);
 
-	if (fd >= 0 && fsync(fd) == 0 && renameat(zc->dirfd, c->tmp, zc->dirfd, c->rel) == 0) {
-		close(fd);
-		return;
+	if (r < 0) {
+		cfs_warn("zstd: keeping %s: %s", c->rel, strerror(-r));
+		unlinkat(zc->dirfd, c->tmp, 0);
 	}
-	cfs_warn("zstd: keeping %s: %s", c->rel, strerror(fd < 0 ? -fd : errno));
-	unlinkat(zc->dirfd, c->tmp, 0);
 	if (fd >= 0)
 		close(fd);
 }
