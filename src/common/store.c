@@ -218,8 +218,8 @@ void cfs_store_remove_derived(struct cfs_store *store, const char *relpath)
 }
 
 /* Sweeps one prefix directory of derived files (see cfs_store_sweep_derived). */
-static int sweep_derived_dir(struct cfs_store *store, int zfd, const char *prefix, time_t tmp_before,
-                             uint64_t *bytes)
+static int sweep_derived_dir(struct cfs_store *store, int zfd, const char *prefix,
+                             time_t tmp_before, uint64_t *bytes)
 {
 	char rel[CFS_NAME_PATH_LEN + 1];
 	struct dirent *de;
@@ -243,7 +243,7 @@ static int sweep_derived_dir(struct cfs_store *store, int zfd, const char *prefi
 		if (fstatat(fd, n, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
 			continue;
 		if (strncmp(n, ".tmp-", 5) == 0) {
-			/* A compression a crashed server never finished (a live one renames soon). */
+			/* Left by a crashed server (a live one renames its own soon). */
 			orphan = st.st_mtime < tmp_before;
 		} else if (len == CFS_NAME_PATH_LEN - 3 + 4 &&
 		           (strcmp(n + len - 4, ".zst") == 0 || strcmp(n + len - 4, ".raw") == 0)) {

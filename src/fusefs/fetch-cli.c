@@ -161,8 +161,7 @@ void fetch_tally_wait(struct fetch_tally *t, struct cfs_progress *progress, size
 		ts.tv_nsec -= 1000000000L;
 	}
 	t->wake_at = wake_at;
-	while (t->done < wake_at &&
-	       pthread_cond_timedwait(&t->cond, &t->lock, &ts) != ETIMEDOUT) {
+	while (t->done < wake_at && pthread_cond_timedwait(&t->cond, &t->lock, &ts) != ETIMEDOUT) {
 	}
 	t->wake_at = SIZE_MAX;
 	items = t->items_pending;
