@@ -33,8 +33,10 @@
 /* A chunk is handed over early once its transfer has run this long, so slow transfers reach
  * their temp file while they run. */
 #define STAGE_FLUSH_NS (20 * 1000000ULL)
-/* Bytes handed to the stager and not yet written: the engine waits above this. */
+/* Bytes handed to the stager and not yet written: the engine waits above this, until they
+ * are down to STAGE_RESUME_BYTES (the stager wakes it there, or when its queue is empty). */
 #define STAGE_MAX_BYTES (2u << 20)
+#define STAGE_RESUME_BYTES (STAGE_MAX_BYTES / 2)
 /* Full-size chunk buffers kept for reuse rather than freed and faulted in again. */
 #define STAGE_SPARE_MAX 8
 #define RETRY_DELAY_MAX_MS 10000
@@ -476,7 +478,7 @@ static void stage_progress_locked(struct cfs_fetch *f, size_t bytes, struct list
 		wake = list_empty(&f->sdone);
 		list_splice_tail(&f->sdone, done);
 	}
-	if (f->swaiters && (!f->sq || f->sq_bytes <= STAGE_MAX_BYTES / 2))
+	if (f->swaiters && (!f->sq || f->sq_bytes <= STAGE_RESUME_BYTES))
 		pthread_cond_broadcast(&f->sprog);
 	if (wake) {
 		pthread_mutex_unlock(&f->slock);
@@ -616,7 +618,7 @@ static void stage_flush(struct cfs_fetch *f)
 	 * it, wait until half has drained rather than trading one wakeup per op with the stager. */
 	if (f->sq_bytes > STAGE_MAX_BYTES) {
 		f->swaiters++;
-		while (f->sq_bytes > STAGE_MAX_BYTES / 2 && f->stager_started)
+		while (f->sq_bytes > STAGE_RESUME_BYTES && f->stager_started)
 			pthread_cond_wait(&f->sprog, &f->slock);
 		f->swaiters--;
 	}
