@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #define CFS_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define CFS_MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -27,6 +28,8 @@ int cfs_parse_duration_ms(const char *s, uint64_t *ms_ret);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t cfs_now_ns(void);
+/* The CLOCK_REALTIME time @ms from now, as pthread_cond_timedwait takes it. */
+void cfs_deadline_ms(struct timespec *ts, uint64_t ms);
 
 /* Hex helpers; lower case only. */
 void cfs_hex_encode(const uint8_t *in, size_t len, char *out /* 2*len+1 */);

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "common/name.h"
 #include "common/util.h"
@@ -154,12 +153,7 @@ void fetch_tally_wait(struct fetch_tally *t, struct cfs_progress *progress, size
 	struct timespec ts;
 	uint64_t items, bytes;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += (long)ms * 1000000L;
-	while (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	cfs_deadline_ms(&ts, ms);
 	t->wake_at = wake_at;
 	while (t->done < wake_at && pthread_cond_timedwait(&t->cond, &t->lock, &ts) != ETIMEDOUT) {
 	}

@@ -310,13 +310,7 @@ static void *refresher_main(void *arg)
 		struct timespec ts;
 		int r;
 
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += (time_t)(rf->interval_ms / 1000);
-		ts.tv_nsec += (long)(rf->interval_ms % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		cfs_deadline_ms(&ts, rf->interval_ms);
 		while (!rf->stop && pthread_cond_timedwait(&rf->cond, &rf->lock, &ts) == 0)
 			;
 		if (rf->stop)

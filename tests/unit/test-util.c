@@ -53,6 +53,22 @@ static void test_parse_duration(void **state)
 	assert_int_equal(cfs_parse_duration_ms("5q", &ms), -EINVAL);
 }
 
+/* A deadline carries nanoseconds over into seconds and lands ms after now. */
+static void test_deadline(void **state)
+{
+	struct timespec now, ts;
+	int64_t diff_ms;
+
+	(void)state;
+	for (uint64_t ms = 0; ms < 3000; ms += 333) {
+		clock_gettime(CLOCK_REALTIME, &now);
+		cfs_deadline_ms(&ts, ms);
+		assert_true(ts.tv_nsec >= 0 && ts.tv_nsec < 1000000000L);
+		diff_ms = (int64_t)(ts.tv_sec - now.tv_sec) * 1000 + (ts.tv_nsec - now.tv_nsec) / 1000000;
+		assert_true(diff_ms >= (int64_t)ms && diff_ms <= (int64_t)ms + 1000);
+	}
+}
+
 static void test_const_time_eq(void **state)
 {
 	assert_true(cfs_const_time_eq("secret", 6, "secret", 6));
@@ -87,7 +103,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_size),    cmocka_unit_test(test_parse_duration),
 		cmocka_unit_test(test_const_time_eq), cmocka_unit_test(test_format_size),
-		cmocka_unit_test(test_log_levels),
+		cmocka_unit_test(test_log_levels),    cmocka_unit_test(test_deadline),
 	};
 
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
