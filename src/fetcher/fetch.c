@@ -1770,6 +1770,7 @@ int cfs_fetch_submit(struct cfs_fetch *f, const uint8_t digest[CFS_DIGEST_SIZE],
                      cfs_fetch_cb cb, void *userdata)
 {
 	struct waiter *w;
+	bool first;
 
 	if (!f || !digest || !cb)
 		return -EINVAL;
@@ -1786,11 +1787,15 @@ int cfs_fetch_submit(struct cfs_fetch *f, const uint8_t digest[CFS_DIGEST_SIZE],
 		free(w);
 		return -ECANCELED;
 	}
+	/* The engine takes the whole queue at once: only the first entry of a queue needs to
+	 * wake it, the others are taken along (a bulk submission costs one wakeup, not one each). */
+	first = !f->subq;
 	*f->subq_tail = w;
 	f->subq_tail = &w->next;
 	pthread_mutex_unlock(&f->lock);
 	STAT_ADD(f, submitted, 1);
-	curl_multi_wakeup(f->multi);
+	if (first)
+		curl_multi_wakeup(f->multi);
 	return 0;
 }
 
