@@ -39,6 +39,7 @@ struct cfs_store {
 	_Atomic unsigned char have_prefix[256];
 	/* Whether FS_IOC_ENABLE_VERITY is worth trying on this filesystem. */
 	_Atomic int verity_state; /* 0 unknown, 1 works, -1 unsupported */
+	pid_t pid; /* in temp names, read once (a name taken already is only retried) */
 };
 
 struct cfs_store_writer {
@@ -74,6 +75,7 @@ int cfs_store_open(const char *path, unsigned flags, struct cfs_store **store_re
 	if (!store)
 		return -ENOMEM;
 	store->dirfd = store->tmpfd = -1;
+	store->pid = getpid();
 	store->path = strdup(path);
 	if (!store->path) {
 		r = -ENOMEM;
@@ -348,7 +350,7 @@ static int writer_create_tmp(struct cfs_store_writer *w)
 		unsigned n = atomic_fetch_add(&tmp_counter, 1);
 		int fd;
 
-		snprintf(w->tmpname, sizeof(w->tmpname), TMP_PREFIX "%d.%u.%lx", (int)getpid(), n,
+		snprintf(w->tmpname, sizeof(w->tmpname), TMP_PREFIX "%d.%u.%lx", (int)store->pid, n,
 			 (unsigned long)(cfs_now_ns() & 0xffffff));
 		fd = openat(store->tmpfd, w->tmpname, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 		if (fd < 0) {
@@ -367,8 +369,8 @@ static int writer_create_tmp(struct cfs_store_writer *w)
 			close(fd);
 			continue;
 		}
-		/* Modes are those of mkcomposefs, whatever the umask. */
-		if (fchmod(fd, 0644) < 0) {
+		/* Modes are those of mkcomposefs, whatever the umask (usually it took nothing). */
+		if ((st.st_mode & 07777) != 0644 && fchmod(fd, 0644) < 0) {
 			int r = -errno;
 			close(fd);
 			unlinkat(store->tmpfd, w->tmpname, 0);
