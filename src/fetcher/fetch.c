@@ -30,8 +30,8 @@
 #define COMMIT_BATCH_MAX 512
 /* Bodies are gathered in memory and handed to the stager thread in chunks of up to this size. */
 #define STAGE_CHUNK (256 * 1024)
-/* A chunk is handed over early once its transfer has run this long, so slow transfers reach
- * their temp file while they run. */
+/* Gathered bytes are handed over early once the oldest of them has waited this long, so slow
+ * transfers reach their temp file while they run (a fast body still goes over as one op). */
 #define STAGE_FLUSH_NS (20 * 1000000ULL)
 /* Bytes handed to the stager and not yet written: the engine waits above this, until they
  * are down to STAGE_RESUME_BYTES (the stager wakes it there, or when its queue is empty). */
@@ -126,7 +126,7 @@ struct job {
 	uint64_t handed;   /* body bytes handed to the stager (after the last reset) */
 	uint8_t *buf;      /* body bytes not handed over yet */
 	size_t buf_len, buf_cap;
-	uint64_t attempt_start;
+	uint64_t buf_since; /* when the oldest byte of buf arrived */
 	/* Per attempt. */
 	uint64_t range_from;
 	bool checked, discard, encoded, have_crange, local_err, bad_range;
@@ -864,6 +864,7 @@ static size_t on_body(char *buf, size_t size, size_t n, void *userdata)
 	struct job *job = userdata;
 	struct cfs_fetch *f = job->f;
 	size_t len = size * n, left = len;
+	uint64_t now;
 	int r;
 
 	if (!job->checked) {
@@ -897,6 +898,9 @@ static size_t on_body(char *buf, size_t size, size_t n, void *userdata)
 	}
 	/* A write error of the stager ends the transfer as the writer's own error would. */
 	r = job->st ? atomic_load(&job->st->err) : 0;
+	now = cfs_now_ns();
+	if (job->buf_len == 0)
+		job->buf_since = now;
 	while (r == 0 && left) {
 		size_t k;
 
@@ -907,10 +911,12 @@ static size_t on_body(char *buf, size_t size, size_t n, void *userdata)
 		memcpy(job->buf + job->buf_len, buf + (len - left), k);
 		job->buf_len += k;
 		left -= k;
-		if (job->buf_len == STAGE_CHUNK)
+		if (job->buf_len == STAGE_CHUNK) {
 			r = stage_post(f, job, SOP_DATA);
+			job->buf_since = now;
+		}
 	}
-	if (r == 0 && job->buf_len && cfs_now_ns() - job->attempt_start >= STAGE_FLUSH_NS)
+	if (r == 0 && job->buf_len && now - job->buf_since >= STAGE_FLUSH_NS)
 		r = stage_post(f, job, SOP_DATA);
 	if (r < 0) {
 		job->abort_err = r;
@@ -981,7 +987,6 @@ static void job_start(struct cfs_fetch *f, struct job *job)
 	}
 	snprintf(url, sizeof(url), "%s/%s", s->url, job->path);
 	job->range_from = job_bytes(job);
-	job->attempt_start = cfs_now_ns();
 	job->checked = job->discard = job->encoded = job->have_crange = job->local_err = false;
 	job->bad_range = false;
 	job->status = 0;
