@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* cfscache: unit tests for the fetch engine: file:// servers, failover, group commit, cancel,
- * and 200 concurrent requests for one digest against faultd (one GET). */
+ * 200 concurrent requests for one digest against faultd (one GET), and a dripping body reaching
+ * its temp file while it runs. */
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -499,20 +501,14 @@ static int count_lines(const char *path, const char *needle)
 	return n;
 }
 
-static void test_single_flight_200(void **state)
+/* Starts faultd over the source store with @extra arguments (NULL-terminated) and writes its
+ * objects URL to @url; skips the test when faultd was not built. */
+static pid_t faultd_start(struct fixture *f, const char *const *extra, char *url, size_t len)
 {
-	struct fixture *f = *state;
-	enum { N = 200 };
 	const char *builddir = getenv("CFS_BUILDDIR");
-	char faultd[512], portfile[160], logfile[160], url[128], needle[128];
-	char rel[CFS_NAME_PATH_LEN + 1];
-	const char *servers[] = {url};
-	struct sf_arg args[N];
-	pthread_t th[N];
-	pthread_barrier_t barrier;
-	struct cfs_fetch_stats st;
-	struct cfs_fetch *fetch;
-	uint8_t d[CFS_DIGEST_SIZE];
+	char faultd[512], portfile[160], logfile[160];
+	const char *argv[32];
+	size_t n = 0;
 	pid_t pid;
 	int port = 0;
 
@@ -521,15 +517,24 @@ static void test_single_flight_200(void **state)
 		fprintf(stderr, "# skipped: no %s\n", faultd);
 		skip();
 	}
-	add_object(f->srcstore, 100000, 7, d);
 	snprintf(portfile, sizeof(portfile), "%s/port", f->dir);
 	snprintf(logfile, sizeof(logfile), "%s/faultd.log", f->dir);
+	argv[n++] = faultd;
+	argv[n++] = "--root";
+	argv[n++] = f->src;
+	argv[n++] = "--port";
+	argv[n++] = "0";
+	argv[n++] = "--port-file";
+	argv[n++] = portfile;
+	argv[n++] = "--log";
+	argv[n++] = logfile;
+	while (*extra && n < sizeof(argv) / sizeof(argv[0]) - 1)
+		argv[n++] = *extra++;
+	argv[n] = NULL;
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		/* Every request waits 300 ms, so all 200 submits overlap the transfer. */
-		execl(faultd, faultd, "--root", f->src, "--port", "0", "--port-file", portfile,
-		      "--log", logfile, "--fault", "*=delay", "--delay-ms", "300", (char *)NULL);
+		execv(faultd, (char *const *)argv);
 		_exit(127);
 	}
 	for (int i = 0; i < 100 && port == 0; i++) {
@@ -548,7 +553,35 @@ static void test_single_flight_200(void **state)
 		waitpid(pid, NULL, 0);
 		fail_msg("faultd did not start");
 	}
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d/objects", port);
+	snprintf(url, len, "http://127.0.0.1:%d/objects", port);
+	return pid;
+}
+
+static void faultd_stop(pid_t pid)
+{
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+}
+
+static void test_single_flight_200(void **state)
+{
+	struct fixture *f = *state;
+	enum { N = 200 };
+	/* Every request waits 300 ms, so all 200 submits overlap the transfer. */
+	const char *const extra[] = {"--fault", "*=delay", "--delay-ms", "300", NULL};
+	char url[128], logfile[160], needle[128];
+	char rel[CFS_NAME_PATH_LEN + 1];
+	const char *servers[] = {url};
+	struct sf_arg args[N];
+	pthread_t th[N];
+	pthread_barrier_t barrier;
+	struct cfs_fetch_stats st;
+	struct cfs_fetch *fetch;
+	uint8_t d[CFS_DIGEST_SIZE];
+	pid_t pid;
+
+	add_object(f->srcstore, 100000, 7, d);
+	pid = faultd_start(f, extra, url, sizeof(url));
 	fetch = start(f, servers, 1);
 	pthread_barrier_init(&barrier, NULL, N);
 	for (int i = 0; i < N; i++) {
@@ -562,15 +595,74 @@ static void test_single_flight_200(void **state)
 	pthread_barrier_destroy(&barrier);
 	cfs_fetch_get_stats(fetch, &st);
 	cfs_fetch_free(fetch);
-	kill(pid, SIGTERM);
-	waitpid(pid, NULL, 0);
+	faultd_stop(pid);
 	assert_int_equal(st.requests, 1);
 	assert_int_equal(st.submitted, N);
 	assert_int_equal(st.joined + st.already_present, N - 1);
 	cfs_name_format_path(d, rel);
 	snprintf(needle, sizeof(needle), "GET /objects/%s ", rel);
+	snprintf(logfile, sizeof(logfile), "%s/faultd.log", f->dir);
 	assert_int_equal(count_lines(logfile, needle), 1);
 	assert_int_equal(cfs_store_lookup(f->store, d, NULL), 0);
+}
+
+/* Size of the largest temp file in @store, or -1 if there is none. */
+static long long largest_temp(const char *store)
+{
+	char path[200];
+	struct dirent *de;
+	long long max = -1;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "%s/" CFS_STORE_TMPDIR, store);
+	dir = opendir(path);
+	if (!dir)
+		return -1;
+	while ((de = readdir(dir))) {
+		struct stat st;
+
+		if (de->d_name[0] != '.' && fstatat(dirfd(dir), de->d_name, &st, 0) == 0 &&
+		    st.st_size > max)
+			max = st.st_size;
+	}
+	closedir(dir);
+	return max;
+}
+
+/* A body that drips in is written to its temp file as it comes, not held in memory until it
+ * ends: 2 000 bytes arrive every 100 ms (a 100 000-byte object takes 5 s), and several of those
+ * pieces must be on disk within 2 s, while the transfer still runs. */
+static void test_slow_body_reaches_temp_file(void **state)
+{
+	struct fixture *f = *state;
+	const char *const extra[] = {"--fault", "*=drip", "--drip-bps", "20000", NULL};
+	struct counter c = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0};
+	char url[128];
+	const char *servers[] = {url};
+	struct cfs_fetch *fetch;
+	uint8_t d[CFS_DIGEST_SIZE];
+	long long on_disk = -1;
+	uint64_t t0;
+	pid_t pid;
+	int done;
+
+	add_object(f->srcstore, 100000, 11, d);
+	pid = faultd_start(f, extra, url, sizeof(url));
+	fetch = start(f, servers, 1);
+	t0 = cfs_now_ns();
+	assert_int_equal(cfs_fetch_submit(fetch, d, 0, count_cb, &c), 0);
+	while (cfs_now_ns() - t0 < 2000000000ULL && on_disk < 6000) {
+		usleep(50 * 1000);
+		on_disk = largest_temp(f->dst);
+	}
+	pthread_mutex_lock(&c.lock);
+	done = c.done;
+	pthread_mutex_unlock(&c.lock);
+	cfs_fetch_free(fetch);
+	faultd_stop(pid);
+	assert_int_equal(done, 0);
+	assert_true(on_disk >= 6000);
+	assert_int_equal(count_temp(f->dst), 0);
 }
 
 int main(void)
@@ -585,6 +677,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_cancel_on_free, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_server_backoff, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_single_flight_200, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_slow_body_reaches_temp_file, setup, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
