@@ -190,7 +190,8 @@ echo "(its CPU + nginx CPU) / 2."
 echo
 echo "Within each round, cfs-cache / (a): $(per_round cfs); (e) / (a): $(per_round both);"
 echo "(f) / (a): $(per_round floor)."
-read -r -a fc <<<"$(cpu floor)"
 echo "Targets: cfs-cache <= 1.5x (a) = $(echo "scale=3; 1.5 * $t_tar" | bc -l | sed 's/^\./0./') s, < 0.3x (b)."
-echo "Floor: (f) / (a) = $(ratio "$t_floor" "$t_tar")x best against best; (f) is bound by the two cores:"
-echo "(its CPU + nginx CPU) / 2 = $(echo "scale=3; (${fc[0]} + ${fc[1]}) / 2" | bc -l | sed 's/^\./0./') s."
+# The two-core bound of a run, (its CPU + nginx CPU) / 2, lowest over NAME's runs.
+bound() { awk '{b = ($2 + $3) / 2; if (NR == 1 || b < m) m = b} END {printf "%.3f\n", m}' "$BENCH_TMP/m.$1"; }
+echo "Floor: (f) / (a) = $(ratio "$t_floor" "$t_tar")x best against best. Lowest two-core bound of a run,"
+echo "(its CPU + nginx CPU) / 2: (f) $(bound floor) s, cfs-cache $(bound cfs) s, (a) $(bound tar) s."
