@@ -37,6 +37,10 @@
  * are down to STAGE_RESUME_BYTES (the stager wakes it there, or when its queue is empty). */
 #define STAGE_MAX_BYTES (2u << 20)
 #define STAGE_RESUME_BYTES (STAGE_MAX_BYTES / 2)
+/* A lone miss (nothing else in flight) of at most this many bytes is written, verified and
+ * committed by the engine itself: the hand-overs to the stager and the committer and back
+ * cost more than the work. */
+#define INLINE_MAX_BYTES (64 * 1024)
 /* Full-size chunk buffers kept for reuse rather than freed and faulted in again. */
 #define STAGE_SPARE_MAX 8
 #define RETRY_DELAY_MAX_MS 10000
@@ -223,6 +227,7 @@ struct cfs_fetch {
 	/* Engine only: ops gathered during one loop step, handed over together. */
 	struct stage_op *lq, **lq_tail;
 	size_t staging; /* engine only: jobs in JOB_STAGING */
+	bool ran_inline; /* engine only: a verdict waits in sdone, do not sleep */
 
 	pthread_mutex_t stats_lock;
 	struct cfs_fetch_stats stats;
@@ -594,23 +599,37 @@ static void stage_flush(struct cfs_fetch *f)
 		return;
 	f->lq = NULL;
 	f->lq_tail = &f->lq;
+	for (struct stage_op *o = op; o; o = o->next)
+		bytes += o->len;
 	pthread_mutex_lock(&f->slock);
-	if (!f->stager_started) {
+	/* Without a stager thread, or for a lone small body while the stager has nothing queued
+	 * (so no op of the same stage can be pending), the engine applies the ops itself. */
+	if (!f->stager_started ||
+	    (f->active == 0 && bytes <= INLINE_MAX_BYTES && !f->sq && !f->sbusy)) {
+		struct list done;
+
+		list_init(&done);
+		f->sbusy = true;
 		pthread_mutex_unlock(&f->slock);
 		for (; op; op = next) {
 			next = op->next;
 			if (stage_run(f, op))
-				list_add_tail(&f->sdone, &op->job->link);
+				list_add_tail(&done, &op->job->link);
 			free(op->data);
 			free(op);
 		}
+		pthread_mutex_lock(&f->slock);
+		f->sbusy = false;
+		if (!list_empty(&done)) {
+			list_splice_tail(&f->sdone, &done);
+			f->ran_inline = true;
+		}
+		pthread_mutex_unlock(&f->slock);
 		return;
 	}
 	*f->sq_tail = op;
-	for (; op; op = op->next) {
-		bytes += op->len;
+	for (; op; op = op->next)
 		f->sq_tail = &op->next;
-	}
 	f->sq_bytes += bytes;
 	if (f->sidle)
 		pthread_cond_signal(&f->scond);
@@ -1262,6 +1281,22 @@ static void drain_curl(struct cfs_fetch *f)
 
 /* ---- group commit ------------------------------------------------------------------------ */
 
+/* One flush makes every temp file of @batch durable before any rename; then each gets its
+ * name, and its result in commit_result. */
+static void commit_batch(struct cfs_fetch *f, struct list *batch)
+{
+	int r = cfs_store_sync(f->store);
+
+	for (struct list *l = batch->next; l != batch; l = l->next) {
+		struct job *job = job_of(l);
+
+		job->commit_result =
+		    r < 0 ? r
+		          : cfs_store_writer_commit(job->st->w, CFS_STORE_NOSYNC, &job->existed);
+	}
+	STAT_ADD(f, commits, 1);
+}
+
 static void *committer_main(void *arg)
 {
 	struct cfs_fetch *f = arg;
@@ -1270,8 +1305,6 @@ static void *committer_main(void *arg)
 	list_init(&batch);
 	pthread_mutex_lock(&f->clock);
 	for (;;) {
-		int r;
-
 		while (list_empty(&f->cbatch) && !f->cstop)
 			pthread_cond_wait(&f->ccond, &f->clock);
 		if (list_empty(&f->cbatch))
@@ -1280,18 +1313,7 @@ static void *committer_main(void *arg)
 		f->cbusy = true;
 		pthread_mutex_unlock(&f->clock);
 
-		/* One flush makes every temp file of the batch durable before any rename. */
-		r = cfs_store_sync(f->store);
-		for (struct list *l = batch.next; l != &batch; l = l->next) {
-			struct job *job = job_of(l);
-
-			job->commit_result =
-			    r < 0
-			        ? r
-			        : cfs_store_writer_commit(job->st->w, CFS_STORE_NOSYNC,
-			                                  &job->existed);
-		}
-		STAT_ADD(f, commits, 1);
+		commit_batch(f, &batch);
 
 		pthread_mutex_lock(&f->clock);
 		list_splice_tail(&f->cdone, &batch);
@@ -1303,28 +1325,48 @@ static void *committer_main(void *arg)
 	return NULL;
 }
 
-static void hand_over_locked(struct cfs_fetch *f)
+/* Moves the pending batch to @to, as committing. */
+static void take_pending(struct cfs_fetch *f, struct list *to)
 {
 	for (struct list *l = f->pending.next; l != &f->pending; l = l->next)
 		job_of(l)->state = JOB_COMMITTING;
-	list_splice_tail(&f->cbatch, &f->pending);
+	list_splice_tail(to, &f->pending);
 	f->npending = 0;
-	pthread_cond_broadcast(&f->ccond);
 }
 
+static void on_committed(struct cfs_fetch *f, struct job *job);
+
 /* Hands the pending batch to the committer when it is idle and the batch is due: full, past
- * its window, or with nothing left running that could join it (a lone miss does not wait). */
-static void maybe_commit(struct cfs_fetch *f, bool force)
+ * its window, or with nothing left running that could join it (a lone miss does not wait; one
+ * small enough to have been staged here is committed here too). */
+static void maybe_commit(struct cfs_fetch *f)
 {
+	bool lone = !f->active && !f->staging, inline_commit = false;
+	struct list batch;
+
 	if (f->npending == 0)
 		return;
-	if (!force && f->npending < COMMIT_BATCH_MAX && (f->active || f->staging) &&
-	    cfs_now_ns() < f->commit_deadline)
+	if (f->npending < COMMIT_BATCH_MAX && !lone && cfs_now_ns() < f->commit_deadline)
 		return;
+	list_init(&batch);
 	pthread_mutex_lock(&f->clock);
-	if (!f->cbusy && list_empty(&f->cbatch))
-		hand_over_locked(f);
+	if (!f->cbusy && list_empty(&f->cbatch)) {
+		inline_commit = lone && f->npending == 1 &&
+		                job_of(f->pending.next)->size <= INLINE_MAX_BYTES;
+		take_pending(f, inline_commit ? &batch : &f->cbatch);
+		if (!inline_commit)
+			pthread_cond_broadcast(&f->ccond);
+	}
 	pthread_mutex_unlock(&f->clock);
+	if (!inline_commit)
+		return;
+	commit_batch(f, &batch);
+	while (!list_empty(&batch)) {
+		struct job *job = job_of(batch.next);
+
+		list_del(&job->link);
+		on_committed(f, job);
+	}
 }
 
 /* The committer's verdict: the object is in the store under its name, or the flush or rename
@@ -1464,7 +1506,8 @@ static void shutdown_engine(struct cfs_fetch *f)
 		if (!f->cbusy && list_empty(&f->cbatch)) {
 			if (f->npending == 0)
 				break;
-			hand_over_locked(f);
+			take_pending(f, &f->cbatch);
+			pthread_cond_broadcast(&f->ccond);
 		}
 		pthread_cond_wait(&f->ccond, &f->clock);
 	}
@@ -1522,6 +1565,7 @@ static void *engine_main(void *arg)
 	for (;;) {
 		if (drain_submissions(f))
 			break;
+		f->ran_inline = false;
 		drain_jobs(f, &f->slock, &f->sdone, on_staged);
 		drain_jobs(f, &f->clock, &f->cdone, on_committed);
 		run_timers(f);
@@ -1529,9 +1573,11 @@ static void *engine_main(void *arg)
 		curl_multi_perform(f->multi, &running);
 		drain_curl(f);
 		stage_flush(f);
-		maybe_commit(f, false);
+		maybe_commit(f);
 		start_transfers(f);
-		curl_multi_poll(f->multi, NULL, 0, poll_timeout_ms(f), NULL);
+		/* Not while a verdict the engine made itself waits (nobody would wake it). */
+		if (!f->ran_inline)
+			curl_multi_poll(f->multi, NULL, 0, poll_timeout_ms(f), NULL);
 		curl_multi_perform(f->multi, &running);
 		drain_curl(f);
 		stage_flush(f);
