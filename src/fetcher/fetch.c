@@ -104,6 +104,7 @@ enum job_state {
 	JOB_STAGING,    /* body received, the stager writes and verifies what is left */
 	JOB_VERIFIED,   /* verified, waiting for the next group commit */
 	JOB_COMMITTING, /* handed to the committer thread */
+	JOB_NOSPACE,    /* out of space while others held some: waits to be tried alone */
 };
 
 /* One distinct object being fetched; all submits of its digest wait on it. */
@@ -120,6 +121,7 @@ struct job {
 	unsigned attempt;   /* attempts made on that server */
 	uint64_t done_mask; /* servers given up for this object */
 	bool any_failure;   /* some server failed in a way other than 404 */
+	bool nospace_tried; /* had its try alone after running out of space */
 	int err;            /* last failure */
 	char reason[REASON_LEN];
 	uint64_t retry_at;
@@ -200,6 +202,7 @@ struct cfs_fetch {
 	struct job **heap;
 	size_t heap_len, heap_cap;
 	struct list pending;
+	struct list nospace; /* JOB_NOSPACE, oldest first */
 	size_t npending, uncommitted, max_uncommitted;
 	uint64_t commit_deadline;
 	CURL **pool;
@@ -984,8 +987,44 @@ static CURL *easy_new(struct cfs_fetch *f)
 	return e;
 }
 
+/* Out of space while other objects hold some (their temp files, or verified ones not yet
+ * committed): the space may be theirs only for a while, and several large bodies can fill a
+ * disk together where each alone would fit. Such an object drops what it has written and waits
+ * to be fetched again alone (retry_nospace); out of space alone, it fails. */
+static bool job_park_nospace(struct cfs_fetch *f, struct job *job, int err)
+{
+	if ((err != -ENOSPC && err != -EDQUOT) || job->nospace_tried ||
+	    !(f->active || f->staging || f->uncommitted || !list_empty(&f->nospace)))
+		return false;
+	cfs_debug("fetch %s: out of space with other objects in flight, will retry alone",
+	          job->path);
+	stage_release(f, job);
+	job->handed = 0;
+	pool_put(f, job->easy);
+	job->easy = NULL;
+	job->state = JOB_NOSPACE;
+	list_add_tail(&f->nospace, &job->link);
+	return true;
+}
+
+/* Starts the oldest object waiting for space once nothing else is in flight. */
+static void retry_nospace(struct cfs_fetch *f)
+{
+	struct job *job;
+
+	if (list_empty(&f->nospace) || f->active || f->staging || f->uncommitted)
+		return;
+	stager_quiesce(f); /* the temp files of the dropped bodies are gone */
+	job = job_of(f->nospace.next);
+	list_del(&job->link);
+	job->nospace_tried = true;
+	job_enqueue(f, job);
+}
+
 static void job_fail_local(struct cfs_fetch *f, struct job *job, int err, const char *what)
 {
+	if (job_park_nospace(f, job, err))
+		return;
 	STAT_ADD(f, fail_local, 1);
 	job_set_reason(job, "%s: %s", what, strerror(-err));
 	job_finish(f, job, err);
@@ -1045,6 +1084,7 @@ static void job_start(struct cfs_fetch *f, struct job *job)
 
 static void start_transfers(struct cfs_fetch *f)
 {
+	retry_nospace(f);
 	while (f->active < f->o.max_transfers &&
 	       f->uncommitted + f->staging < f->max_uncommitted) {
 		bool started = false;
@@ -1546,6 +1586,8 @@ static void shutdown_engine(struct cfs_fetch *f)
 			} else if (job->state == JOB_QUEUED) {
 				list_del(&job->link);
 				STAT_ADD(f, queued, -1);
+			} else if (job->state == JOB_NOSPACE) {
+				list_del(&job->link);
 			}
 			job_set_reason(job, "fetch engine shut down");
 			job_finish(f, job, -ECANCELED);
@@ -1664,6 +1706,7 @@ int cfs_fetch_new(const struct cfs_fetch_options *o, struct cfs_fetch **fetch_re
 	f->lq_tail = &f->lq;
 	list_init(&f->sdone);
 	list_init(&f->pending);
+	list_init(&f->nospace);
 	list_init(&f->cbatch);
 	list_init(&f->cdone);
 	f->subq_tail = &f->subq;

@@ -125,8 +125,8 @@ void fetch_tally_cb(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 		if (result == -ENOENT)
 			cfs_err("%s: not found on any server", path);
 		else
-			cfs_err("%s: %s (%s)", path, info->reason ? info->reason : "failed",
-			        strerror(-result));
+			/* The reason names the error already (errno text or the server's answer). */
+			cfs_err("%s: %s", path, info->reason ? info->reason : strerror(-result));
 	}
 	pthread_mutex_lock(&t->lock);
 	if (result == 0 && info->fetched) {

@@ -8,6 +8,7 @@ INTEGRATION_TESTS = \
 	tests/integration/fuse-concurrent.sh \
 	tests/integration/fuse-lifecycle.sh \
 	tests/integration/fuse-passthrough.sh \
-	tests/integration/cache-lifecycle.sh
+	tests/integration/cache-lifecycle.sh \
+	tests/integration/store-full.sh
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh
