@@ -3,11 +3,12 @@
 # A full disk under the store (a 32 MiB ext4 on a loop device, filled with fallocate): an import,
 # a bulk fetch, a miss read through the mount and an upload to cfs-serve each fail with a clear
 # error, leave no partial or unverified object and no temp file, keep what the store held, and
-# succeed once there is room again.
+# succeed once there is room again; a zstd side file that does not fit leaves the object served
+# as it is.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/fetch-lib.sh"
 cfs_require_fuse
-cfs_require_cmd mkfs.ext4 fallocate curl cmp
+cfs_require_cmd mkfs.ext4 fallocate curl cmp base64
 fetch_need_faultd
 
 img=$CFS_TMP/fs.img disk=$CFS_TMP/disk
@@ -118,9 +119,15 @@ cfs_umount "$mnt"
 cfs_stop_pid "$fpid"
 rm -rf "$store"
 
-# 4. An upload to cfs-serve into a full store: 507, nothing kept; with room, 201.
+# 4. cfs-serve on a full store: an upload is refused with 507 and nothing is kept (with room,
+# 201); a zstd side file that does not fit is dropped and the object is served as it is (with
+# room, compressed).
 store=$disk/serve
-mkdir -p "$store"
+mkdir -p "$store" "$CFS_TMP/text"
+cfs_make_file "$CFS_TMP/rand" 600000 7
+base64 <"$CFS_TMP/rand" | head -c 800000 >"$CFS_TMP/text/t"
+"$CFS_STORE_BIN" -q --no-progress import "$CFS_TMP/text" "$store" >/dev/null
+text=$(cfs_object_of "$CFS_TMP/text/t")
 printf 'upload-token\n' >"$CFS_TMP/token"
 port=$(cfs_free_port)
 "$CFS_SERVE_BIN" --store "$store" --listen "127.0.0.1:$port" --allow-upload \
@@ -131,11 +138,27 @@ put() {
 	curl -s -o /dev/null -w '%{http_code}' -X PUT -H "Authorization: Bearer upload-token" \
 		--data-binary "@$origin/$big" "http://127.0.0.1:$port/objects/$big"
 }
+# get_zstd: GET of the text object asking for zstd; prints the Content-Encoding (or "identity")
+# and leaves the decoded body in $CFS_TMP/got.
+get_zstd() {
+	curl -sf --compressed -H "Accept-Encoding: zstd" -H "Authorization: Bearer upload-token" \
+		-D "$CFS_TMP/headers" -o "$CFS_TMP/got" "http://127.0.0.1:$port/objects/$text" ||
+		cfs_fail "GET of the text object: $(head -1 "$CFS_TMP/headers" 2>/dev/null)"
+	enc=$(tr -d '\r' <"$CFS_TMP/headers" | sed -n 's/^[Cc]ontent-[Ee]ncoding: *//p')
+	echo "${enc:-identity}"
+}
 leave 2000000
 cfs_assert_eq "$(put)" 507 "upload into a full store"
 grep -q "No space left on device" "$CFS_TMP/serve.err" || cfs_fail "server log: $(cat "$CFS_TMP/serve.err")"
-check_store "$store" 0
+check_store "$store" 1
+leave 100000
+cfs_assert_eq "$(get_zstd)" identity "encoding with no room for the side file"
+cmp -s "$CFS_TMP/got" "$store/$text" || cfs_fail "identity body with a full disk"
+left=$(find "$store/.cfs-zstd" -type f | wc -l)
+cfs_assert_eq "$left" 0 "side files or their temp files on a full disk"
 room
 cfs_assert_eq "$(put)" 201 "upload with room again"
-check_store "$store" 1
+check_store "$store" 2
 cmp -s "$store/$big" "$origin/$big" || cfs_fail "uploaded bytes"
+cfs_assert_eq "$(get_zstd)" zstd "encoding with room again"
+cmp -s "$CFS_TMP/got" "$store/$text" || cfs_fail "zstd body with room again"
