@@ -41,6 +41,9 @@
  * committed by the engine itself: the hand-overs to the stager and the committer and back
  * cost more than the work. */
 #define INLINE_MAX_BYTES (64 * 1024)
+/* An object out of space waits at most this long for the others to finish before it is tried
+ * again anyway (a mount that is never idle must not leave its lookup waiting). */
+#define NOSPACE_WAIT_MS 5000
 /* Full-size chunk buffers kept for reuse rather than freed and faulted in again. */
 #define STAGE_SPARE_MAX 8
 #define RETRY_DELAY_MAX_MS 10000
@@ -124,7 +127,7 @@ struct job {
 	bool nospace_tried; /* had its try alone after running out of space */
 	int err;            /* last failure */
 	char reason[REASON_LEN];
-	uint64_t retry_at;
+	uint64_t retry_at; /* JOB_WAITING: when to retry; JOB_NOSPACE: when to stop waiting */
 	CURL *easy;
 	/* The temp file side, owned by the stager thread while ops for it are queued. */
 	struct stage *st;
@@ -1003,19 +1006,23 @@ static bool job_park_nospace(struct cfs_fetch *f, struct job *job, int err)
 	pool_put(f, job->easy);
 	job->easy = NULL;
 	job->state = JOB_NOSPACE;
+	job->retry_at = cfs_now_ns() + NOSPACE_WAIT_MS * 1000000ULL;
 	list_add_tail(&f->nospace, &job->link);
 	return true;
 }
 
-/* Starts the oldest object waiting for space once nothing else is in flight. */
+/* Starts the oldest object waiting for space once nothing else is in flight, or once it has
+ * waited NOSPACE_WAIT_MS. */
 static void retry_nospace(struct cfs_fetch *f)
 {
 	struct job *job;
 
-	if (list_empty(&f->nospace) || f->active || f->staging || f->uncommitted)
+	if (list_empty(&f->nospace))
+		return;
+	job = job_of(f->nospace.next);
+	if ((f->active || f->staging || f->uncommitted) && cfs_now_ns() < job->retry_at)
 		return;
 	stager_quiesce(f); /* the temp files of the dropped bodies are gone */
-	job = job_of(f->nospace.next);
 	list_del(&job->link);
 	job->nospace_tried = true;
 	job_enqueue(f, job);
@@ -1518,6 +1525,12 @@ static int poll_timeout_ms(struct cfs_fetch *f)
 		ms = (int)t;
 	if (f->heap_len) {
 		uint64_t at = f->heap[0]->retry_at;
+		int d = at <= now ? 0 : (int)CFS_MIN((at - now) / 1000000 + 1, 1000);
+
+		ms = CFS_MIN(ms, d);
+	}
+	if (!list_empty(&f->nospace)) {
+		uint64_t at = job_of(f->nospace.next)->retry_at;
 		int d = at <= now ? 0 : (int)CFS_MIN((at - now) / 1000000 + 1, 1000);
 
 		ms = CFS_MIN(ms, d);

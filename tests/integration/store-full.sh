@@ -119,6 +119,35 @@ cfs_umount "$mnt"
 cfs_stop_pid "$fpid"
 rm -rf "$store"
 
+# 3b. A mount that is never idle: a miss out of space does not wait for a slow transfer (20 s
+# here) to end before it is tried again and fails.
+slow=$(cfs_object_of "$src/small2")
+fetch_start_faultd drip "$origin" --fault "${slow/\//}=drip" --drip-bps 5000
+store=$disk/busy
+mkdir -p "$store"
+"$CFS_CACHE_BIN" --store "$store" --server "$FAULTD_URL" -f "$mnt" 2>"$CFS_TMP/busy.err" &
+fpid=$!
+cfs_track_pid "$fpid"
+cfs_wait_mount "$mnt"
+cat "$mnt/$slow" >/dev/null 2>&1 &
+rpid=$!
+cfs_track_pid "$rpid"
+sleep 1
+leave 2000000
+t0=$(date +%s)
+rc=0
+cfs_bounded 60 cat "$mnt/$big" >/dev/null 2>"$CFS_TMP/cat.err" || rc=$?
+t=$(($(date +%s) - t0))
+[ "$rc" != 0 ] && [ "$rc" != 124 ] || cfs_fail "read of an object that does not fit, mount busy: status $rc"
+[ "$t" -lt 15 ] || cfs_fail "a miss out of space waited ${t} s for another transfer to end"
+kill -0 "$rpid" 2>/dev/null || cfs_fail "the slow read ended first: the mount was not busy"
+cfs_umount "$mnt"
+cfs_stop_pid "$fpid"
+cfs_stop_pid "$rpid"
+room
+check_store "$store"
+rm -rf "$store"
+
 # 4. cfs-serve on a full store: an upload is refused with 507 and nothing is kept (with room,
 # 201); a zstd side file that does not fit is dropped and the object is served as it is (with
 # room, compressed).
