@@ -1515,6 +1515,12 @@ static void run_timers(struct cfs_fetch *f)
 	}
 }
 
+/* Milliseconds from @now until @at (0 if past), at most 1000. */
+static int ms_until(uint64_t at, uint64_t now)
+{
+	return at <= now ? 0 : (int)CFS_MIN((at - now) / 1000000 + 1, 1000);
+}
+
 static int poll_timeout_ms(struct cfs_fetch *f)
 {
 	uint64_t now = cfs_now_ns();
@@ -1523,26 +1529,15 @@ static int poll_timeout_ms(struct cfs_fetch *f)
 
 	if (curl_multi_timeout(f->multi, &t) == CURLM_OK && t >= 0 && t < ms)
 		ms = (int)t;
-	if (f->heap_len) {
-		uint64_t at = f->heap[0]->retry_at;
-		int d = at <= now ? 0 : (int)CFS_MIN((at - now) / 1000000 + 1, 1000);
-
-		ms = CFS_MIN(ms, d);
-	}
-	if (!list_empty(&f->nospace)) {
-		uint64_t at = job_of(f->nospace.next)->retry_at;
-		int d = at <= now ? 0 : (int)CFS_MIN((at - now) / 1000000 + 1, 1000);
-
-		ms = CFS_MIN(ms, d);
-	}
+	if (f->heap_len)
+		ms = CFS_MIN(ms, ms_until(f->heap[0]->retry_at, now));
+	if (!list_empty(&f->nospace))
+		ms = CFS_MIN(ms, ms_until(job_of(f->nospace.next)->retry_at, now));
 	if (f->npending) {
-		uint64_t at = f->commit_deadline;
-		int d = at <= now ? 0 : (int)CFS_MIN((at - now) / 1000000 + 1, 1000);
-
 		/* A busy committer wakes us when it is done. */
 		pthread_mutex_lock(&f->clock);
 		if (!f->cbusy)
-			ms = CFS_MIN(ms, d);
+			ms = CFS_MIN(ms, ms_until(f->commit_deadline, now));
 		pthread_mutex_unlock(&f->clock);
 	}
 	return ms;
