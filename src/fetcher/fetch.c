@@ -125,6 +125,7 @@ struct job {
 	uint64_t done_mask; /* servers given up for this object */
 	bool any_failure;   /* some server failed in a way other than 404 */
 	bool nospace_tried; /* had its try alone after running out of space */
+	bool room_made;     /* make_room freed space for it once */
 	int err;            /* last failure */
 	char reason[REASON_LEN];
 	uint64_t retry_at; /* JOB_WAITING: when to retry; JOB_NOSPACE: when to stop waiting */
@@ -990,17 +991,39 @@ static CURL *easy_new(struct cfs_fetch *f)
 	return e;
 }
 
+/* Bytes the object needs in the store, as far as it is known, with room for its directory. */
+static uint64_t job_space_needed(struct job *job)
+{
+	curl_off_t cl = -1;
+	uint64_t need = job_bytes(job);
+
+	if (job->easy &&
+	    curl_easy_getinfo(job->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK &&
+	    cl > 0 && !job->encoded)
+		need = CFS_MAX(need, job->range_from + (uint64_t)cl);
+	return need + (1u << 20);
+}
+
 /* Out of space while other objects hold some (their temp files, or verified ones not yet
  * committed): the space may be theirs only for a while, and several large bodies can fill a
  * disk together where each alone would fit. Such an object drops what it has written and waits
- * to be fetched again alone (retry_nospace); out of space alone, it fails. */
+ * to be fetched again alone (retry_nospace). Out of space alone, it fails, unless the store's
+ * owner makes room (make_room, once per object). */
 static bool job_park_nospace(struct cfs_fetch *f, struct job *job, int err)
 {
-	if ((err != -ENOSPC && err != -EDQUOT) || job->nospace_tried ||
-	    !(f->active || f->staging || f->uncommitted || !list_empty(&f->nospace)))
+	bool others = f->active || f->staging || f->uncommitted || !list_empty(&f->nospace);
+
+	if (err != -ENOSPC && err != -EDQUOT)
 		return false;
-	cfs_debug("fetch %s: out of space with other objects in flight, will retry alone",
-	          job->path);
+	if (others && !job->nospace_tried) {
+		cfs_debug("fetch %s: out of space with other objects in flight, will retry alone",
+		          job->path);
+	} else if (!others && !job->room_made && f->o.make_room &&
+	           f->o.make_room(f->o.make_room_ctx, job_space_needed(job)) > 0) {
+		job->room_made = true;
+	} else {
+		return false;
+	}
 	stage_release(f, job);
 	job->handed = 0;
 	pool_put(f, job->easy);

@@ -38,6 +38,11 @@ struct cfs_fetch_options {
 	const char *client_key;         /* optional, PEM */
 	const char *token_file;         /* optional: "Authorization: Bearer <contents>" */
 	const char *user_agent;         /* optional */
+	/* Optional: called on the engine's thread when an object does not fit in the store and
+	 * nothing else is being written; frees about @bytes (a cache evicts objects) and returns
+	 * how many objects it removed. More than 0: the object is tried once more. */
+	int (*make_room)(void *ctx, uint64_t bytes);
+	void *make_room_ctx;
 };
 
 /* Fills @o with the defaults above (servers and store left empty). */

@@ -3,8 +3,8 @@
 # A full disk under the store (a 32 MiB ext4 on a loop device, filled with fallocate): an import,
 # a bulk fetch, a miss read through the mount and an upload to cfs-serve each fail with a clear
 # error, leave no partial or unverified object and no temp file, keep what the store held, and
-# succeed once there is room again; a zstd side file that does not fit leaves the object served
-# as it is.
+# succeed once there is room again; a mount with --max-size evicts to make room for a miss; a
+# zstd side file that does not fit leaves the object served as it is.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/fetch-lib.sh"
 cfs_require_fuse
@@ -146,6 +146,29 @@ cfs_stop_pid "$fpid"
 cfs_stop_pid "$rpid"
 room
 check_store "$store"
+rm -rf "$store"
+
+# 3c. With --max-size the store is a cache: a miss that does not fit evicts least recently used
+# objects worth its size, and is served (without --max-size, above, nothing is evicted).
+store=$disk/cache
+mkdir -p "$store"
+cp -a "$origin/." "$store/"
+rm "$store/$big"
+before=$(count "$store")
+"$CFS_CACHE_BIN" --store "$store" --server "$FAULTD_URL" --max-size 1G -f "$mnt" \
+	2>"$CFS_TMP/cache.err" &
+fpid=$!
+cfs_track_pid "$fpid"
+cfs_wait_mount "$mnt"
+leave 2000000
+cfs_bounded 60 cmp -s "$mnt/$big" "$origin/$big" || cfs_fail "a miss with a full cache: $(cat "$CFS_TMP/cache.err")"
+grep -q "filesystem full: evicted" "$CFS_TMP/cache.err" || cfs_fail "no eviction: $(cat "$CFS_TMP/cache.err")"
+cfs_umount "$mnt"
+cfs_stop_pid "$fpid"
+check_store "$store"
+after=$(count "$store")
+[ -f "$store/$big" ] && [ "$after" -lt "$before" ] || cfs_fail "cache: $before objects before, $after after"
+room
 rm -rf "$store"
 
 # 4. cfs-serve on a full store: an upload is refused with 507 and nothing is kept (with room,
