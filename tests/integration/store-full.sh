@@ -94,9 +94,15 @@ check_store "$store" 13
 rm -rf "$store"
 
 # 3. A miss through the mount that does not fit: the reader gets an error at once, the mount
-# stays up and serves what fits; with room again the same read gives the right bytes.
+# stays up, serves what fits and evicts nothing (no --max-size: the two objects the store had
+# stay); with room again the same read gives the right bytes.
 store=$disk/fuse mnt=$CFS_TMP/mnt
 mkdir -p "$store" "$mnt"
+for f in small3 small4; do
+	o=$(cfs_object_of "$src/$f")
+	mkdir -p "$store/${o%/*}"
+	cp "$origin/$o" "$store/$o"
+done
 "$CFS_CACHE_BIN" --store "$store" --server "$FAULTD_URL" -f "$mnt" 2>"$CFS_TMP/fuse.err" &
 fpid=$!
 cfs_track_pid "$fpid"
@@ -111,10 +117,10 @@ grep -q "No space left on device" "$CFS_TMP/fuse.err" || cfs_fail "daemon log: $
 mountpoint -q "$mnt" || cfs_fail "the mount went away"
 kill -0 "$fpid" || cfs_fail "cfs-cache exited"
 cmp -s "$mnt/$small" "$origin/$small" || cfs_fail "a small object through a full store"
-check_store "$store" 1
+check_store "$store" 3
 room
 cmp -s "$mnt/$big" "$origin/$big" || cfs_fail "the big object with room again"
-check_store "$store" 2
+check_store "$store" 4
 cfs_umount "$mnt"
 cfs_stop_pid "$fpid"
 rm -rf "$store"
