@@ -433,6 +433,20 @@ int cfs_quota_evict_to(struct cfs_quota *q, uint64_t target)
 	return r;
 }
 
+int cfs_quota_make_room(void *ctx, uint64_t bytes)
+{
+	struct cfs_quota *q = ctx;
+	struct cfs_quota_stats st;
+	int r;
+
+	cfs_quota_get_stats(q, &st);
+	r = cfs_quota_evict_to(q, st.bytes > bytes ? st.bytes - bytes : 0);
+	if (r > 0)
+		cfs_notice("store's filesystem full: evicted %d object(s) to make room for %llu bytes",
+		           r, (unsigned long long)bytes);
+	return r;
+}
+
 int cfs_quota_remove_unpinned(struct cfs_quota *q)
 {
 	int removed = 0;

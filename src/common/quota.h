@@ -42,6 +42,9 @@ void cfs_quota_added(struct cfs_quota *quota, const uint8_t digest[CFS_DIGEST_SI
  * removal, so objects read directly by the kernel (never seen here) count as used.
  * Returns the number of objects removed or -errno. */
 int cfs_quota_evict_to(struct cfs_quota *quota, uint64_t target);
+/* The fetch engine's make_room (@ctx is the quota): the store's filesystem is full, so least
+ * recently used, unpinned objects worth @bytes go. Returns the number removed or -errno. */
+int cfs_quota_make_room(void *ctx, uint64_t bytes);
 /* Removes every object that is not pinned. Returns the count or -errno. */
 int cfs_quota_remove_unpinned(struct cfs_quota *quota);
 /* Re-reads the store (objects added or removed by other processes); the walk does not hold the

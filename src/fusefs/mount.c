@@ -357,23 +357,6 @@ static void refresher_stop(struct refresher *rf)
 	rf->started = false;
 }
 
-/* A miss that does not fit in the store's filesystem while nothing else is being written:
- * with --max-size the store is a cache whose objects may go, so the least recently used
- * unpinned ones worth @bytes make room for it. */
-static int make_room(void *ctx, uint64_t bytes)
-{
-	struct cfs_quota *quota = ctx;
-	struct cfs_quota_stats st;
-	int r;
-
-	cfs_quota_get_stats(quota, &st);
-	r = cfs_quota_evict_to(quota, st.bytes > bytes ? st.bytes - bytes : 0);
-	if (r > 0)
-		cfs_notice("store's filesystem full: evicted %d object(s) to make room for %llu bytes",
-		           r, (unsigned long long)bytes);
-	return r;
-}
-
 static int setup_quota(const struct mount_opts *mo, struct cfs_store *store,
 		       struct cfs_quota **quota_ret)
 {
@@ -540,8 +523,10 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 		fo.servers = (const char *const *)mo.servers;
 		fo.n_servers = mo.n_servers;
 		fo.store = store;
+		/* With --max-size the store is a cache whose objects may go to make room for a miss
+		 * when its filesystem is full. */
 		if (quota && mo.max_size) {
-			fo.make_room = make_room;
+			fo.make_room = cfs_quota_make_room;
 			fo.make_room_ctx = quota;
 		}
 		r = cfs_fetch_new(&fo, &fetch);

@@ -798,6 +798,8 @@ void cfs_serve_miss_done(struct cfs_serve_miss *m, bool present, int status)
 		m->conn->miss = NULL;
 	if (!m->req)
 		; /* the connection closed while the handler worked */
+	else if (status == 507)
+		srv_error(m->t, m->req, status, "Insufficient Storage");
 	else if (status >= 500)
 		srv_error(m->t, m->req, status, "Upstream Error");
 	else if (present)

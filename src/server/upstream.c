@@ -33,11 +33,14 @@ static void miss_answer(evutil_socket_t fd, short what, void *arg)
 {
 	struct pending_miss *p = arg;
 
-	/* Absent upstream is a 404 here too; any other failure is the upstream's: 502. */
+	/* Absent upstream is a 404 here too; no room for it here is 507; any other failure is the
+	 * upstream's: 502. */
 	if (p->result == 0)
 		cfs_serve_miss_done(p->miss, true, 0);
 	else if (p->result == -ENOENT)
 		cfs_serve_miss_done(p->miss, false, 0);
+	else if (p->result == -ENOSPC || p->result == -EDQUOT)
+		cfs_serve_miss_done(p->miss, false, 507);
 	else
 		cfs_serve_miss_done(p->miss, false, p->result == -ECANCELED ? 503 : 502);
 	free(p);
@@ -116,6 +119,10 @@ int cfs_upstream_new(const struct cfs_upstream_options *o, struct cfs_upstream *
 	fo.insecure = o->insecure;
 	fo.accept_zstd = o->accept_zstd;
 	fo.user_agent = "cfs-serve (pull-through)";
+	if (up->quota) {
+		fo.make_room = cfs_quota_make_room;
+		fo.make_room_ctx = up->quota;
+	}
 	r = cfs_fetch_new(&fo, &up->fetch);
 	if (r < 0)
 		goto fail;

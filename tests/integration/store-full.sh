@@ -3,8 +3,9 @@
 # A full disk under the store (a 32 MiB ext4 on a loop device, filled with fallocate): an import,
 # a bulk fetch, a miss read through the mount and an upload to cfs-serve each fail with a clear
 # error, leave no partial or unverified object and no temp file, keep what the store held, and
-# succeed once there is room again; a mount with --max-size evicts to make room for a miss; a
-# zstd side file that does not fit leaves the object served as it is.
+# succeed once there is room again; a mount or a pull-through tier with --max-size evicts to
+# make room for a miss (a tier without it answers 507); a zstd side file that does not fit
+# leaves the object served as it is.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/fetch-lib.sh"
 cfs_require_fuse
@@ -220,3 +221,41 @@ check_store "$store" 2
 cmp -s "$store/$big" "$origin/$big" || cfs_fail "uploaded bytes"
 cfs_assert_eq "$(get_zstd)" zstd "encoding with room again"
 cmp -s "$CFS_TMP/got" "$store/$text" || cfs_fail "zstd body with room again"
+
+# 5. A pull-through cfs-serve tier on a full disk: a miss that does not fit is 507 (not the
+# upstream's 502) and nothing is kept; with --max-size the tier evicts least recently used
+# objects to make room and serves it.
+store=$disk/tier
+mkdir -p "$store"
+tport=$(cfs_free_port)
+"$CFS_SERVE_BIN" --store "$store" --listen "127.0.0.1:$tport" --upstream "$FAULTD_URL" \
+	2>"$CFS_TMP/tier.err" &
+tpid=$!
+cfs_track_pid "$tpid"
+cfs_wait_port "$tport"
+leave 2000000
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$tport/objects/$big")
+cfs_assert_eq "$code" 507 "pull-through miss into a full store"
+grep -q "No space left on device" "$CFS_TMP/tier.err" || cfs_fail "tier log: $(cat "$CFS_TMP/tier.err")"
+check_store "$store" 0
+cfs_stop_pid "$tpid"
+room
+cp -a "$origin/." "$store/"
+rm "$store/$big"
+before=$(count "$store")
+tport=$(cfs_free_port)
+"$CFS_SERVE_BIN" --store "$store" --listen "127.0.0.1:$tport" --upstream "$FAULTD_URL" \
+	--max-size 1G 2>"$CFS_TMP/tier2.err" &
+tpid=$!
+cfs_track_pid "$tpid"
+cfs_wait_port "$tport"
+leave 2000000
+curl -sf -o "$CFS_TMP/got" "http://127.0.0.1:$tport/objects/$big" ||
+	cfs_fail "pull-through miss with --max-size: $(cat "$CFS_TMP/tier2.err")"
+cmp -s "$CFS_TMP/got" "$origin/$big" || cfs_fail "bytes served by the tier"
+grep -q "filesystem full: evicted" "$CFS_TMP/tier2.err" || cfs_fail "no eviction: $(cat "$CFS_TMP/tier2.err")"
+cfs_stop_pid "$tpid"
+check_store "$store"
+after=$(count "$store")
+[ -f "$store/$big" ] && [ "$after" -lt "$before" ] || cfs_fail "tier: $before objects before, $after after"
+room
