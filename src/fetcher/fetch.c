@@ -1004,6 +1004,13 @@ static uint64_t job_space_needed(struct job *job)
 	return need + (1u << 20);
 }
 
+/* Whether other objects hold space in the store: bodies being received or written, verified
+ * ones not yet committed. */
+static bool others_hold_space(const struct cfs_fetch *f)
+{
+	return f->active || f->staging || f->uncommitted;
+}
+
 /* Out of space while other objects hold some (their temp files, or verified ones not yet
  * committed): the space may be theirs only for a while, and several large bodies can fill a
  * disk together where each alone would fit. Such an object drops what it has written and waits
@@ -1011,7 +1018,7 @@ static uint64_t job_space_needed(struct job *job)
  * owner makes room (make_room, once per object). */
 static bool job_park_nospace(struct cfs_fetch *f, struct job *job, int err)
 {
-	bool others = f->active || f->staging || f->uncommitted || !list_empty(&f->nospace);
+	bool others = others_hold_space(f) || !list_empty(&f->nospace);
 
 	if (err != -ENOSPC && err != -EDQUOT)
 		return false;
@@ -1043,7 +1050,7 @@ static void retry_nospace(struct cfs_fetch *f)
 	if (list_empty(&f->nospace))
 		return;
 	job = job_of(f->nospace.next);
-	if ((f->active || f->staging || f->uncommitted) && cfs_now_ns() < job->retry_at)
+	if (others_hold_space(f) && cfs_now_ns() < job->retry_at)
 		return;
 	stager_quiesce(f); /* the temp files of the dropped bodies are gone */
 	list_del(&job->link);
@@ -1246,6 +1253,18 @@ static void on_staged(struct cfs_fetch *f, struct job *job)
 	job_next_server(f, job);
 }
 
+/* Takes each job off @jobs and hands it to @handle. */
+static void handle_each(struct cfs_fetch *f, struct list *jobs,
+                        void (*handle)(struct cfs_fetch *, struct job *))
+{
+	while (!list_empty(jobs)) {
+		struct job *job = job_of(jobs->next);
+
+		list_del(&job->link);
+		handle(f, job);
+	}
+}
+
 /* Takes the jobs another thread left on @from (under @lock) and hands each to @handle. */
 static void drain_jobs(struct cfs_fetch *f, pthread_mutex_t *lock, struct list *from,
                        void (*handle)(struct cfs_fetch *, struct job *))
@@ -1256,12 +1275,7 @@ static void drain_jobs(struct cfs_fetch *f, pthread_mutex_t *lock, struct list *
 	pthread_mutex_lock(lock);
 	list_splice_tail(&done, from);
 	pthread_mutex_unlock(lock);
-	while (!list_empty(&done)) {
-		struct job *job = job_of(done.next);
-
-		list_del(&job->link);
-		handle(f, job);
-	}
+	handle_each(f, &done, handle);
 }
 
 /* A failure of this server for this attempt: retry later, next server, or give up. */
@@ -1431,12 +1445,7 @@ static void maybe_commit(struct cfs_fetch *f)
 	if (!inline_commit)
 		return;
 	commit_batch(f, &batch);
-	while (!list_empty(&batch)) {
-		struct job *job = job_of(batch.next);
-
-		list_del(&job->link);
-		on_committed(f, job);
-	}
+	handle_each(f, &batch, on_committed);
 }
 
 /* The committer's verdict: the object is in the store under its name, or the flush or rename
