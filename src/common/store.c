@@ -47,7 +47,7 @@ struct cfs_store_writer {
 	struct cfs_digest_ctx *digest;
 	int fd;
 	char tmpname[64];
-	bool has_expected, verified, committed, async_tried;
+	bool has_expected, verified, committed, async_tried, sealed;
 	uint64_t size;
 	uint64_t writeback_from; /* bytes before this offset were handed to writeback */
 	uint8_t expected[CFS_DIGEST_SIZE];
@@ -529,6 +529,47 @@ static int link_noreplace(struct cfs_store *store, const char *tmpname, const ch
 	return 0;
 }
 
+/* Enables fs-verity (where the filesystem has it) on a verified temp file before anything else
+ * may open it by another name. Verity refuses files open for writing, so the writer's descriptor
+ * becomes a read-only one that holds the temp file's lock. 0 or -errno. */
+static int writer_seal(struct cfs_store_writer *w)
+{
+	struct stat st;
+	int fd;
+
+	if (w->sealed)
+		return 0;
+	if (atomic_load(&w->store->verity_state) >= 0 && w->fd >= 0) {
+		fd = openat(w->store->tmpfd, w->tmpname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		close(w->fd);
+		w->fd = fd;
+		/* A cleaner may take the lock between the two: it removes the name, seen here. */
+		if (flock(fd, LOCK_EX) < 0 || fstat(fd, &st) < 0)
+			return -errno;
+		if (st.st_nlink == 0)
+			return -ENOENT;
+		try_enable_verity(w);
+	}
+	w->sealed = true;
+	return 0;
+}
+
+int cfs_store_writer_link(struct cfs_store_writer *w, int dirfd, const char *rel)
+{
+	int r;
+
+	if (!w->verified || w->committed)
+		return -EINVAL;
+	r = writer_seal(w);
+	if (r < 0)
+		return r;
+	if (linkat(w->store->tmpfd, w->tmpname, dirfd, rel, 0) < 0)
+		return -errno;
+	return 0;
+}
+
 int cfs_store_writer_commit(struct cfs_store_writer *w, unsigned flags, bool *existed_ret)
 {
 	struct cfs_store *store = w->store;
@@ -545,7 +586,8 @@ int cfs_store_writer_commit(struct cfs_store_writer *w, unsigned flags, bool *ex
 		close(w->fd);
 		w->fd = -1;
 	}
-	try_enable_verity(w);
+	if (!w->sealed)
+		try_enable_verity(w);
 	r = ensure_prefix(store, w->computed[0]);
 	if (r < 0)
 		return r;

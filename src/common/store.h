@@ -72,6 +72,11 @@ int cfs_store_writer_reset(struct cfs_store_writer *w);
  * or free, so callers that batch many writers should bound how many wait. */
 int cfs_store_writer_verify(struct cfs_store_writer *w, uint8_t digest_ret[CFS_DIGEST_SIZE]);
 
+/* After a successful verify: enables fs-verity where the filesystem supports it and hard-links
+ * the temp file as @rel under @dirfd (same filesystem), before the commit gives it its name in
+ * the store. The temp file stays the writer's. Returns 0 or -errno (-EEXIST: @rel exists). */
+int cfs_store_writer_link(struct cfs_store_writer *w, int dirfd, const char *rel);
+
 enum cfs_store_commit_flags {
 	/* The caller has made the data durable already (cfs_store_sync after verify). */
 	CFS_STORE_NOSYNC = 1 << 0,

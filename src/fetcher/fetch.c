@@ -126,6 +126,7 @@ struct job {
 	bool any_failure;   /* some server failed in a way other than 404 */
 	bool nospace_tried; /* had its try alone after running out of space */
 	bool room_made;     /* make_room freed space for it once */
+	bool handed_off;    /* linked into the hand-off directory, waiters answered */
 	int err;            /* last failure */
 	char reason[REASON_LEN];
 	uint64_t retry_at; /* JOB_WAITING: when to retry; JOB_NOSPACE: when to stop waiting */
@@ -723,6 +724,20 @@ static void pool_put(struct cfs_fetch *f, CURL *easy)
 	curl_easy_cleanup(easy);
 }
 
+/* Runs the callbacks of every waiter so far and takes them off the job. */
+static void job_answer(struct job *job, int result, const struct cfs_fetch_result *info)
+{
+	struct waiter *w, *next;
+
+	for (w = job->waiters; w; w = next) {
+		next = w->next;
+		w->cb(result, job->digest, info, w->userdata);
+		free(w);
+	}
+	job->waiters = NULL;
+	job->wtail = &job->waiters;
+}
+
 /* Runs the callbacks of every waiter and frees the job. */
 static void job_finish(struct cfs_fetch *f, struct job *job, int result)
 {
@@ -732,7 +747,6 @@ static void job_finish(struct cfs_fetch *f, struct job *job, int result)
 	    .reason = result == 0 ? NULL : job->reason,
 	    .server = f->servers[job->server < f->n_servers ? job->server : 0].url,
 	};
-	struct waiter *w, *next;
 
 	hash_remove(f, job);
 	pthread_mutex_lock(&f->stats_lock);
@@ -749,11 +763,7 @@ static void job_finish(struct cfs_fetch *f, struct job *job, int result)
 	stage_release(f, job);
 	pool_put(f, job->easy);
 	job->easy = NULL;
-	for (w = job->waiters; w; w = next) {
-		next = w->next;
-		w->cb(result, job->digest, &info, w->userdata);
-		free(w);
-	}
+	job_answer(job, result, &info);
 	free(job);
 }
 
@@ -1159,10 +1169,34 @@ static uint64_t retry_delay_ms(struct cfs_fetch *f, unsigned attempt)
 	return d / 2 + (d ? rng_next(f) % (d / 2 + 1) : 0);
 }
 
+/* Links a verified object into the hand-off directory and answers its waiters: the object is
+ * readable there now, its commit follows. On failure the waiters wait for the commit. */
+static void job_hand_off(struct cfs_fetch *f, struct job *job)
+{
+	struct cfs_fetch_result info = {
+	    .size = job->size,
+	    .fetched = true,
+	    .server = f->servers[job->server].url,
+	    .handed_off = true,
+	};
+	int r = cfs_handoff_add_writer(f->o.handoff, job->st->w, job->digest);
+
+	if (r < 0) {
+		cfs_warn("cannot hand %s over through %s: %s (answered after its commit)", job->path,
+		         cfs_handoff_path(f->o.handoff), strerror(-r));
+		return;
+	}
+	job->handed_off = true;
+	STAT_ADD(f, handoffs, 1);
+	job_answer(job, 0, &info);
+}
+
 static void job_to_commit(struct cfs_fetch *f, struct job *job)
 {
 	job->state = JOB_VERIFIED;
 	job->size = job->handed;
+	if (f->o.handoff)
+		job_hand_off(f, job);
 	if (f->npending == 0)
 		f->commit_deadline = cfs_now_ns() + (uint64_t)f->o.commit_delay_ms * 1000000ULL;
 	list_add_tail(&f->pending, &job->link);
@@ -1425,7 +1459,8 @@ static void on_committed(struct cfs_fetch *f, struct job *job);
  * small enough to have been staged here is committed here too). */
 static void maybe_commit(struct cfs_fetch *f)
 {
-	bool lone = !f->active && !f->staging, inline_commit = false;
+	/* Nobody waits for the commit of a handed-off object: it keeps its window. */
+	bool lone = !f->o.handoff && !f->active && !f->staging, inline_commit = false;
 	struct list batch;
 
 	if (f->npending == 0)
@@ -1453,6 +1488,14 @@ static void maybe_commit(struct cfs_fetch *f)
 static void on_committed(struct cfs_fetch *f, struct job *job)
 {
 	f->uncommitted--;
+	if (job->handed_off) {
+		/* Durable now: its hand-off name may go; or it never made it, and goes now. */
+		if (job->commit_result < 0)
+			cfs_handoff_drop(f->o.handoff, job->digest);
+		else
+			cfs_handoff_release(f->o.handoff, job->digest);
+		job->handed_off = false;
+	}
 	if (job->commit_result < 0)
 		job_fail_local(f, job, job->commit_result, "store commit");
 	else
@@ -1476,6 +1519,14 @@ static void handle_submit(struct cfs_fetch *f, struct waiter *w)
 	size_t idx;
 
 	w->next = NULL;
+	if (job && job->handed_off) {
+		struct cfs_fetch_result info = {.size = job->size, .handed_off = true};
+
+		STAT_ADD(f, joined, 1);
+		w->cb(0, w->digest, &info, w->userdata);
+		free(w);
+		return;
+	}
 	if (job) {
 		*job->wtail = w;
 		job->wtail = &w->next;
@@ -1601,16 +1652,11 @@ static void shutdown_engine(struct cfs_fetch *f)
 	/* Anything still pending (committer gone) is committed here, with its own flush. */
 	while (!list_empty(&f->pending)) {
 		struct job *job = job_of(f->pending.next);
-		int r;
 
 		list_del(&job->link);
 		f->npending--;
-		f->uncommitted--;
-		r = cfs_store_writer_commit(job->st->w, 0, NULL);
-		if (r < 0)
-			job_fail_local(f, job, r, "store commit");
-		else
-			job_finish(f, job, 0);
+		job->commit_result = cfs_store_writer_commit(job->st->w, 0, NULL);
+		on_committed(f, job);
 	}
 	/* Everything else is abandoned. */
 	for (size_t b = 0; b < f->nbuckets; b++) {

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "common/digest.h"
+#include "common/handoff.h"
 #include "common/store.h"
 
 struct cfs_fetch;
@@ -43,6 +44,9 @@ struct cfs_fetch_options {
 	 * how many objects it removed. More than 0: the object is tried once more. */
 	int (*make_room)(void *ctx, uint64_t bytes);
 	void *make_room_ctx;
+	/* Optional, not owned: a verified object is linked here and its callbacks run at once; it
+	 * gets its name in the store after the next group commit, off the caller's path. */
+	struct cfs_handoff *handoff;
 };
 
 /* Fills @o with the defaults above (servers and store left empty). */
@@ -54,10 +58,11 @@ struct cfs_fetch_result {
 	bool fetched;       /* false when it was in the store already */
 	const char *reason; /* human-readable cause of a failure, NULL on success */
 	const char *server; /* server that delivered it, or the last one tried */
+	bool handed_off;    /* in the hand-off directory; in the store after its commit */
 };
 
 /* Called exactly once per successful submit, on the engine's thread. @result is 0 (object now
- * in the store), -ENOENT (absent on every server), or a failure: -EIO (network/server),
+ * in the store, or with a hand-off directory, there: see info->handed_off), -ENOENT (absent on every server), or a failure: -EIO (network/server),
  * -EBADMSG (digest mismatch everywhere), -ETIMEDOUT, -EFBIG (too large), -ENOSPC,
  * -ECANCELED (engine shut down). Must not block for long. */
 typedef void (*cfs_fetch_cb)(int result, const uint8_t digest[CFS_DIGEST_SIZE],
@@ -99,6 +104,7 @@ struct cfs_fetch_stats {
 	uint64_t in_flight;       /* distinct objects being fetched now */
 	uint64_t queued;          /* waiting for a transfer slot */
 	uint64_t commits;         /* shared flushes (group commits) */
+	uint64_t handoffs;        /* verified objects linked into the hand-off directory */
 	/* Failed attempts by kind (an object may fail several attempts and still arrive). */
 	uint64_t fail_http;      /* HTTP error status other than 404/410 (5xx, 401, ...) */
 	uint64_t fail_network;   /* refused, reset, short body, TLS, protocol errors */

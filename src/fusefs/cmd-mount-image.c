@@ -5,6 +5,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <sys/xattr.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <linux/loop.h>
@@ -21,15 +24,16 @@
 
 #define MAX_BASEDIRS 8
 
-/* Prints the messages the kernel queued on a filesystem context. */
-static void drain_fs_messages(int fsfd)
+/* Prints (or with !@show, drops) the messages the kernel queued on a filesystem context. */
+static void drain_fs_messages(int fsfd, bool show)
 {
 	char buf[512];
 	ssize_t n;
 
 	while ((n = read(fsfd, buf, sizeof(buf) - 1)) > 0) {
 		buf[n] = '\0';
-		fprintf(stderr, "cfs-cache mount-image: kernel: %s\n", buf);
+		if (show)
+			fprintf(stderr, "cfs-cache mount-image: kernel: %s\n", buf);
 	}
 }
 
@@ -40,7 +44,7 @@ static int set_string(int fsfd, const char *key, const char *value)
 
 		fprintf(stderr, "cfs-cache mount-image: %s=%s: %s\n", key, value ? value : "",
 			strerror(-r));
-		drain_fs_messages(fsfd);
+		drain_fs_messages(fsfd, true);
 		return r;
 	}
 	return 0;
@@ -130,7 +134,7 @@ static int mount_erofs(const char *image)
 		r = -errno;
 		fprintf(stderr, "cfs-cache mount-image: %s is not an EROFS image: %s\n", image,
 			strerror(-r));
-		drain_fs_messages(fsfd);
+		drain_fs_messages(fsfd, true);
 		goto out;
 	}
 created:
@@ -141,6 +145,59 @@ out:
 		close(loopfd); /* autoclear: the loop device goes with the mount */
 	if (fsfd >= 0)
 		close(fsfd);
+	return r;
+}
+
+/* Appends @path to @buf with the escapes the legacy lowerdir= syntax needs. */
+static int append_escaped(char *buf, size_t size, size_t *len, const char *path)
+{
+	for (const char *p = path; *p; p++) {
+		bool esc = *p == ':' || *p == ',' || *p == '\\';
+
+		if (*len + (esc ? 2 : 1) >= size)
+			return -ENAMETOOLONG;
+		if (esc)
+			buf[(*len)++] = '\\';
+		buf[(*len)++] = *p;
+	}
+	buf[*len] = '\0';
+	return 0;
+}
+
+/* Sets the layers: lowerdir+/datadir+ (Linux 6.8+) where the kernel has them, else the older
+ * "lowerdir=META::DATA1::DATA2" form of data-only layers (Linux 6.5+). */
+static int set_layers(int fsfd, const char *lower, const char *const *basedirs, size_t n)
+{
+	char legacy[16384];
+	size_t len = 0;
+	int r;
+
+	if (fsconfig(fsfd, FSCONFIG_SET_STRING, "lowerdir+", lower, 0) == 0) {
+		r = 0;
+		for (size_t i = 0; r == 0 && i < n; i++)
+			r = set_string(fsfd, "datadir+", basedirs[i]);
+		return r;
+	}
+	if (errno != EINVAL)
+		return set_string(fsfd, "lowerdir+", lower);
+	drain_fs_messages(fsfd, false);
+	r = append_escaped(legacy, sizeof(legacy), &len, lower);
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		if (len + 2 >= sizeof(legacy))
+			return -ENAMETOOLONG;
+		legacy[len++] = ':';
+		legacy[len++] = ':';
+		r = append_escaped(legacy, sizeof(legacy), &len, basedirs[i]);
+	}
+	if (r < 0)
+		return r;
+	r = fsconfig(fsfd, FSCONFIG_SET_STRING, "lowerdir", legacy, 0) < 0 ? -errno : 0;
+	if (r < 0) {
+		fprintf(stderr, "cfs-cache mount-image: this kernel's overlayfs has no data-only "
+				"layers (Linux 6.5 or later is needed): %s\n",
+			strerror(-r));
+		drain_fs_messages(fsfd, true);
+	}
 	return r;
 }
 
@@ -156,9 +213,7 @@ static int mount_overlay(int erofs_mfd, const char *const *basedirs, size_t n,
 	snprintf(lower, sizeof(lower), "/proc/self/fd/%d", erofs_mfd);
 	r = set_string(fsfd, "source", "composefs");
 	if (r == 0)
-		r = set_string(fsfd, "lowerdir+", lower);
-	for (size_t i = 0; r == 0 && i < n; i++)
-		r = set_string(fsfd, "datadir+", basedirs[i]);
+		r = set_layers(fsfd, lower, basedirs, n);
 	if (r == 0)
 		r = set_string(fsfd, "metacopy", "on");
 	if (r == 0)
@@ -169,7 +224,7 @@ static int mount_overlay(int erofs_mfd, const char *const *basedirs, size_t n,
 		r = -errno;
 		fprintf(stderr, "cfs-cache mount-image: overlayfs refused the layers: %s\n",
 			strerror(-r));
-		drain_fs_messages(fsfd);
+		drain_fs_messages(fsfd, true);
 		goto out;
 	}
 	/* Read-only like mount.composefs, device nodes allowed: the image may be a root fs. */
@@ -192,19 +247,57 @@ out:
 	return r;
 }
 
+/* Checks that @remote is a live cfs-cache mount and finds its hand-off directory. Returns 1
+ * with the path in @buf, 0 when the daemon hands nothing off (--no-handoff), or -errno after
+ * saying why. */
+static int remote_handoff(const char *remote, char *buf, size_t size)
+{
+	char flag[8];
+	ssize_t len;
+
+	len = getxattr(remote, "user.cfs.handoff", flag, sizeof(flag) - 1);
+	if (len < 0) {
+		int r = -errno;
+
+		if (r == -ENOTCONN)
+			fprintf(stderr, "cfs-cache mount-image: %s: its cfs-cache is gone (transport "
+					"endpoint not connected): unmount it and start cfs-cache again\n",
+				remote);
+		else
+			fprintf(stderr, "cfs-cache mount-image: %s is not a live cfs-cache mount "
+					"(%s): start cfs-cache on it first, or give it as --basedir\n",
+				remote, r == -ENODATA || r == -ENOTSUP ? "no cfs-cache counters"
+								       : strerror(-r));
+		return r;
+	}
+	flag[len] = '\0';
+	if (strcmp(flag, "1") != 0)
+		return 0;
+	len = getxattr(remote, "user.cfs.handoff_dir", buf, size - 1);
+	if (len <= 0) {
+		fprintf(stderr, "cfs-cache mount-image: %s: cannot read its hand-off directory: %s\n",
+			remote, len < 0 ? strerror(errno) : "empty");
+		return -EIO;
+	}
+	buf[len] = '\0';
+	return 1;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: cfs-cache mount-image IMAGE MOUNTPOINT --store DIR [--remote FUSE_MOUNT]\n"
 		"                             [--basedir DIR]...\n\n"
 		"Mounts a composefs image read-only: the EROFS metadata image under overlayfs\n"
-		"(metacopy=on, redirect_dir=on) with the local store as the first data-only layer\n"
-		"and the cfs-cache FUSE mount as the second, so objects present locally never\n"
-		"reach FUSE. Equivalent to:\n"
-		"  mount -t composefs IMAGE -o basedir=STORE:FUSE_MOUNT MOUNTPOINT\n"
+		"(metacopy=on, redirect_dir=on) with the local store as the first data-only layer,\n"
+		"the cfs-cache FUSE mount as the second and its hand-off directory as the third, so\n"
+		"objects present locally never reach FUSE and fetched ones are read from the local\n"
+		"filesystem. Equivalent to:\n"
+		"  mount -t composefs IMAGE -o basedir=STORE:FUSE_MOUNT:HANDOFF MOUNTPOINT\n"
 		"Unmount with umount MOUNTPOINT.\n\n"
 		"  --store DIR          local object store (first basedir)\n"
-		"  --remote DIR         cfs-cache FUSE mount (next basedir)\n"
+		"  --remote DIR         cfs-cache FUSE mount (next basedir, then its hand-off\n"
+		"                       directory, read from the mount)\n"
 		"  --basedir DIR        further basedirs, tried in the order given\n"
 		"  -h, --help           this help\n");
 }
@@ -221,6 +314,8 @@ int cfs_cache_cmd_mount_image(int argc, char **argv)
 	const char *basedirs[MAX_BASEDIRS];
 	const char *store = NULL;
 	const char *extra[MAX_BASEDIRS];
+	bool is_remote[MAX_BASEDIRS] = { false };
+	char handoff[MAX_BASEDIRS][PATH_MAX];
 	size_t n = 0, nextra = 0;
 	struct stat st;
 	int c, mfd, r;
@@ -232,10 +327,11 @@ int cfs_cache_cmd_mount_image(int argc, char **argv)
 			break;
 		case 'r':
 		case 'b':
-			if (nextra == MAX_BASEDIRS - 1) {
+			if (nextra >= MAX_BASEDIRS - 2) {
 				fprintf(stderr, "cfs-cache mount-image: too many basedirs\n");
 				return CFS_EXIT_MISUSE;
 			}
+			is_remote[nextra] = c == 'r';
 			extra[nextra++] = optarg;
 			break;
 		case 'h':
@@ -252,8 +348,17 @@ int cfs_cache_cmd_mount_image(int argc, char **argv)
 	}
 	if (store)
 		basedirs[n++] = store;
-	for (size_t i = 0; i < nextra; i++)
+	for (size_t i = 0; i < nextra; i++) {
 		basedirs[n++] = extra[i];
+		if (!is_remote[i])
+			continue;
+		r = remote_handoff(extra[i], handoff[i], sizeof(handoff[i]));
+		if (r < 0)
+			return 1;
+		/* The daemon's hand-off directory is the layer after it (see cfs-cache(1)). */
+		if (r > 0 && n < MAX_BASEDIRS)
+			basedirs[n++] = handoff[i];
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (stat(basedirs[i], &st) < 0 || !S_ISDIR(st.st_mode)) {
 			fprintf(stderr, "cfs-cache mount-image: %s is not a directory\n", basedirs[i]);

@@ -41,6 +41,7 @@ struct node {
 struct cfs_fs {
 	struct cfs_store *store;
 	struct cfs_quota *quota;
+	struct cfs_handoff *handoff;
 	_Atomic(struct cfs_fetch *) fetch;
 	double timeout;
 	uint64_t start_ns;
@@ -50,7 +51,7 @@ struct cfs_fs {
 	size_t nbuckets, nnodes;
 	FILE *trace;
 
-	atomic_uint_fast64_t lookups, hits, misses, not_found, failures, rejected, opens,
+	atomic_uint_fast64_t lookups, hits, misses, handoffs, not_found, failures, rejected, opens,
 		passthrough_opens, backing_files, reads, read_bytes, pending;
 };
 
@@ -274,6 +275,27 @@ static void reply_object_entry(struct cfs_fs *fs, fuse_req_t req,
 		node_unref(fs, e.ino, 1);
 }
 
+/* Answers a lookup of an object that has (@linked) or is given a name in the hand-off
+ * directory: ENOENT, not cached, so overlayfs goes on to the hand-off layer and opens the real
+ * file there. Nothing of the object ever goes through FUSE. */
+static void reply_handed_off(struct cfs_fs *fs, fuse_req_t req,
+			     const uint8_t digest[CFS_DIGEST_SIZE], bool linked)
+{
+	int r = linked ? 0 : cfs_handoff_ensure(fs->handoff, digest);
+
+	if (r < 0) {
+		char name[CFS_NAME_PATH_LEN + 1];
+
+		cfs_name_format_path(digest, name);
+		cfs_err("cannot hand %s over through %s: %s", name, cfs_handoff_path(fs->handoff),
+			strerror(-r));
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	atomic_fetch_add(&fs->handoffs, 1);
+	fuse_reply_err(req, ENOENT);
+}
+
 /* ---- fetch completions (run on the fetcher's thread) ---- */
 
 static void trace_fetch(struct cfs_fs *fs, const uint8_t digest[CFS_DIGEST_SIZE], uint64_t size)
@@ -386,7 +408,9 @@ static void fetch_done(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 		fuse_reply_err(p->req, -result);
 		goto out;
 	}
-	if (p->kind == PENDING_LOOKUP) {
+	if (p->kind == PENDING_LOOKUP && fs->handoff) {
+		reply_handed_off(fs, p->req, digest, info && info->handed_off);
+	} else if (p->kind == PENDING_LOOKUP) {
 		int r = cfs_store_lookup(fs->store, digest, &st);
 
 		if (r < 0)
@@ -499,6 +523,22 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	atomic_fetch_add(&fs->lookups, 1);
+	if (fs->handoff) {
+		/* In the store (a commit just raced overlayfs' look there) or handed off already. */
+		r = cfs_handoff_ensure(fs->handoff, digest);
+		if (r == 0) {
+			atomic_fetch_add(&fs->hits, 1);
+			atomic_fetch_add(&fs->handoffs, 1);
+			fuse_reply_err(req, ENOENT);
+			return;
+		}
+		if (r != -ENOENT) {
+			fuse_reply_err(req, EIO);
+			return;
+		}
+		start_fetch(fs, req, PENDING_LOOKUP, digest, 0, NULL);
+		return;
+	}
 	r = cfs_store_lookup(fs->store, digest, &st);
 	if (r == 0) {
 		atomic_fetch_add(&fs->hits, 1);
@@ -760,7 +800,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 struct stat_item {
 	char name[64];
-	char value[512];
+	char value[1024];
 };
 
 static size_t collect_stats(struct cfs_fs *fs, struct stat_item *items, size_t max)
@@ -785,6 +825,7 @@ static size_t collect_stats(struct cfs_fs *fs, struct stat_item *items, size_t m
 	ITEM("lookups", s.lookups);
 	ITEM("hits", s.hits);
 	ITEM("misses", s.misses);
+	ITEM("handoffs", s.handoffs);
 	ITEM("not_found", s.not_found);
 	ITEM("failures", s.failures);
 	ITEM("rejected", s.rejected);
@@ -805,6 +846,7 @@ static size_t collect_stats(struct cfs_fs *fs, struct stat_item *items, size_t m
 	ITEM("in_flight", f.in_flight);
 	ITEM("queued", f.queued);
 	ITEM("commits", f.commits);
+	ITEM("handoff", fs->handoff ? 1 : 0);
 	if (fs->quota) {
 		struct cfs_quota_stats q;
 
@@ -817,6 +859,21 @@ static size_t collect_stats(struct cfs_fs *fs, struct stat_item *items, size_t m
 		ITEM("pinned", q.pinned);
 	}
 #undef ITEM
+	if (fs->handoff && n < max) {
+		struct cfs_handoff_stats h;
+
+		cfs_handoff_get_stats(fs->handoff, &h);
+		snprintf(items[n].name, sizeof(items[n].name), XATTR_PREFIX "handoff_names");
+		snprintf(items[n].value, sizeof(items[n].value), "%" PRIu64, h.names);
+		n++;
+		/* Where mount-image finds the third data-only layer. */
+		if (n < max) {
+			snprintf(items[n].name, sizeof(items[n].name), XATTR_PREFIX "handoff_dir");
+			snprintf(items[n].value, sizeof(items[n].value), "%s",
+				 cfs_handoff_path(fs->handoff));
+			n++;
+		}
+	}
 	if (fetch) {
 		size_t ns = cfs_fetch_server_count(fetch);
 
@@ -945,6 +1002,7 @@ int cfs_fs_new(const struct cfs_fs_options *o, struct cfs_fs **fs_ret)
 		return -ENOMEM;
 	fs->store = o->store;
 	fs->quota = o->quota;
+	fs->handoff = o->handoff;
 	atomic_init(&fs->fetch, o->fetch);
 	fs->timeout = o->entry_timeout > 0 ? o->entry_timeout : 86400.0;
 	fs->start_ns = cfs_now_ns();
@@ -997,6 +1055,7 @@ void cfs_fs_get_stats(struct cfs_fs *fs, struct cfs_fs_stats *s)
 	s->lookups = atomic_load(&fs->lookups);
 	s->hits = atomic_load(&fs->hits);
 	s->misses = atomic_load(&fs->misses);
+	s->handoffs = atomic_load(&fs->handoffs);
 	s->not_found = atomic_load(&fs->not_found);
 	s->failures = atomic_load(&fs->failures);
 	s->rejected = atomic_load(&fs->rejected);

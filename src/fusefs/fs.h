@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/handoff.h"
 #include "common/quota.h"
 #include "common/store.h"
 #include "fetcher/fetch.h"
@@ -19,6 +20,9 @@ struct cfs_fs_options {
 	double entry_timeout;     /* seconds the kernel may cache names and attributes */
 	const char *trace_path;   /* optional: append first fetches here */
 	struct cfs_quota *quota;  /* optional, not owned: use records and eviction */
+	/* Optional, not owned: objects are answered through this hand-off directory (lookups get
+	 * ENOENT once the object is linked there); NULL: as FUSE inodes, read through FUSE. */
+	struct cfs_handoff *handoff;
 };
 
 /* Counters of the filesystem layer (the fetcher keeps its own). */
@@ -26,6 +30,7 @@ struct cfs_fs_stats {
 	uint64_t lookups;    /* object lookups */
 	uint64_t hits;       /* answered from the local store */
 	uint64_t misses;     /* needed a fetch */
+	uint64_t handoffs;   /* lookups answered through the hand-off directory */
 	uint64_t not_found;  /* absent on every server */
 	uint64_t failures;   /* fetch failures answered with EIO */
 	uint64_t rejected;   /* malformed names, answered ENOENT without I/O */

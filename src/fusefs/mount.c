@@ -34,10 +34,11 @@ struct mount_opts {
 	size_t n_servers;
 	char *token_file, *ca_file, *cert, *key, *trace, *log_level;
 	char *max_transfers, *connect_timeout, *retries, *timeout, *low_speed_time;
-	char *max_size, *low_water, *rescan;
+	char *max_size, *low_water, *rescan, *handoff, *commit_delay;
 	char *pins[MAX_PINS];
 	size_t n_pins;
-	int insecure, no_zstd, no_passthrough, use_syslog, show_help, show_version;
+	int insecure, no_zstd, no_passthrough, passthrough, no_handoff, use_syslog, show_help,
+		show_version;
 	char *nonopts[4];
 	size_t n_nonopts;
 	bool bad;
@@ -75,6 +76,12 @@ static const struct fuse_opt mount_fuse_opts[] = {
 	OPT("low_water=%s", low_water),
 	OPT("low-water=%s", low_water),
 	OPT("rescan=%s", rescan),
+	OPT("handoff=%s", handoff),
+	OPT("commit_delay=%s", commit_delay),
+	OPT("commit-delay=%s", commit_delay),
+	OPT("no_handoff", no_handoff),
+	OPT("no-handoff", no_handoff),
+	OPT("passthrough", passthrough),
 	OPT("insecure", insecure),
 	OPT("no_zstd", no_zstd),
 	OPT("no-zstd", no_zstd),
@@ -95,9 +102,10 @@ static const char *const long_with_value[] = {
 	"store",   "server",	     "token-file",	"ca-file", "cert",
 	"key",	   "trace",	     "log-level",	"max-transfers", "connect-timeout",
 	"retries", "timeout",	     "low-speed-time", "max-size",	"low-water",
-	"pin",	   "rescan",
+	"pin",	   "rescan", "handoff", "commit-delay",
 };
-static const char *const long_flags[] = { "insecure", "no-zstd", "no-passthrough", "syslog" };
+static const char *const long_flags[] = { "insecure",	  "no-zstd",	"no-passthrough",
+					  "passthrough", "no-handoff", "syslog" };
 
 static int mount_opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
@@ -155,8 +163,16 @@ static void usage(FILE *f)
 		"  --cert FILE, --key FILE client certificate and key (PEM)\n"
 		"  --insecure              do not verify TLS peers (testing only)\n"
 		"  --no-zstd               do not ask for zstd-encoded bodies\n"
-		"  --no-passthrough        serve reads through cfs-cache even where the kernel could\n"
-		"                          read the store files directly (FUSE passthrough)\n"
+		"  --handoff DIR           hand-off directory: verified objects are linked here and\n"
+		"                          the lookup answered ENOENT, so overlayfs (basedir\n"
+		"                          STORE:MOUNTPOINT:DIR) opens the real file; on the store's\n"
+		"                          filesystem, outside it (default: STORE.handoff)\n"
+		"  --no-handoff            answer objects as FUSE files instead (direct reads and\n"
+		"                          two-layer basedirs; no verity=on, no stacked overlays)\n"
+		"  --passthrough           with --no-handoff: let the kernel read open objects from\n"
+		"                          the store file (FUSE passthrough; deepens the fs stack)\n"
+		"  --commit-delay DURATION group-commit window before objects get their store names\n"
+		"                          (default 2ms)\n"
 		"  --max-transfers N       concurrent downloads (default 64)\n"
 		"  --connect-timeout SECS  per connection attempt (default 5)\n"
 		"  --low-speed-time SECS   abort transfers slower than 1 KiB/s this long (default 10)\n"
@@ -272,6 +288,13 @@ static int apply_fetch_opts(const struct mount_opts *mo, struct cfs_fetch_option
 	fo->client_cert = mo->cert;
 	fo->client_key = mo->key;
 	fo->insecure = mo->insecure;
+	if (mo->commit_delay) {
+		if (cfs_parse_duration_ms(mo->commit_delay, &ms) < 0 || ms > 3600000) {
+			fprintf(stderr, "cfs-cache: invalid --commit-delay '%s'\n", mo->commit_delay);
+			return -EINVAL;
+		}
+		fo->commit_delay_ms = (unsigned)ms;
+	}
 	if (mo->no_zstd)
 		fo->accept_zstd = false;
 	return 0;
@@ -405,6 +428,7 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 	struct cfs_fetch *fetch = NULL;
 	struct cfs_fs *fs = NULL;
 	struct cfs_quota *quota = NULL;
+	struct cfs_handoff *handoff = NULL;
 	struct cfs_fetch_options fo;
 	struct cfs_fs_options fso = { 0 };
 	struct refresher rf = { 0 };
@@ -487,6 +511,17 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 	}
 	fso.store = store;
 	fso.trace_path = mo.trace;
+	if (!mo.no_handoff) {
+		const char *msg = NULL;
+
+		r = cfs_handoff_open(store, mo.handoff, 0, &handoff, &msg);
+		if (r < 0) {
+			fprintf(stderr, "cfs-cache: hand-off directory of %s: %s%s%s\n", mo.store,
+				msg ? msg : "", msg ? ": " : "", strerror(-r));
+			goto out;
+		}
+		fso.handoff = handoff;
+	}
 	if (mo.max_size || mo.n_pins) {
 		r = setup_quota(&mo, store, &quota);
 		if (r < 0) {
@@ -509,7 +544,9 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 		goto out;
 	if (fuse_session_mount(se, fopts.mountpoint) != 0)
 		goto out_signals;
-	r = cfs_devio_install(se, !mo.no_passthrough);
+	/* Passthrough makes the FUSE mount one level deep, and a composefs mount over it could
+	 * then carry no overlay of its own: only asked for, and only without hand-off. */
+	r = cfs_devio_install(se, mo.passthrough && !handoff);
 	if (r < 0) {
 		fprintf(stderr, "cfs-cache: cannot set up FUSE device I/O: %s\n", strerror(-r));
 		goto out_unmount;
@@ -523,6 +560,7 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 		fo.servers = (const char *const *)mo.servers;
 		fo.n_servers = mo.n_servers;
 		fo.store = store;
+		fo.handoff = handoff;
 		/* With --max-size the store is a cache whose objects may go to make room for a miss
 		 * when its filesystem is full. */
 		if (quota && mo.max_size) {
@@ -538,7 +576,9 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 	}
 	if (quota && rescan_ms)
 		refresher_start(&rf, quota, rescan_ms);
-	cfs_notice("serving %s on %s with %zu server(s)", mo.store, fopts.mountpoint, mo.n_servers);
+	cfs_notice("serving %s on %s with %zu server(s)%s%s", mo.store, fopts.mountpoint,
+		   mo.n_servers, handoff ? ", hand-off through " : "",
+		   handoff ? cfs_handoff_path(handoff) : "");
 	if (fopts.singlethread) {
 		r = fuse_session_loop(se);
 	} else {
@@ -572,6 +612,7 @@ out:
 		fuse_session_destroy(se);
 	fuse_loop_cfg_destroy(loop_cfg);
 	refresher_stop(&rf);
+	cfs_handoff_free(handoff);
 	cfs_fs_free(fs);
 	cfs_quota_free(quota);
 	cfs_store_free(store);
@@ -586,6 +627,8 @@ out:
 	free(mo.max_size);
 	free(mo.low_water);
 	free(mo.rescan);
+	free(mo.handoff);
+	free(mo.commit_delay);
 	free(mo.store);
 	free(mo.token_file);
 	free(mo.ca_file);

@@ -290,6 +290,16 @@ cfs_wait_download() {
 # Reads one counter of a cfs-cache mount.
 cfs_counter() { getfattr --only-values -n "user.cfs.$2" "$1" 2>/dev/null; }
 
+# cfs_settle MOUNT: waits (up to 10 s) until the daemon has nothing in flight: every object it
+# handed off has its name in the store.
+cfs_settle() {
+	for _ in $(seq 1 100); do
+		[ "$(cfs_counter "$1" in_flight)" = 0 ] && [ "$(cfs_counter "$1" queued)" = 0 ] && return 0
+		sleep 0.1
+	done
+	cfs_fail "$1 still has objects in flight"
+}
+
 # Number of objects in a store.
 cfs_store_count() {
 	find "$1" -mindepth 2 -maxdepth 2 -type f -path "$1/[0-9a-f][0-9a-f]/*" | wc -l

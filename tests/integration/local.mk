@@ -4,6 +4,7 @@ INTEGRATION_TESTS = \
 	tests/integration/store-digest.sh \
 	tests/integration/store-import-verify.sh \
 	tests/integration/fuse-basic.sh \
+	tests/integration/handoff.sh \
 	tests/integration/fuse-faults.sh \
 	tests/integration/fuse-concurrent.sh \
 	tests/integration/fuse-lifecycle.sh \
