@@ -415,13 +415,19 @@ int cfs_handoff_ensure(struct cfs_handoff *h, const uint8_t digest[CFS_DIGEST_SI
 
 	pthread_mutex_lock(&h->lock);
 	e = entry_find(h, digest);
-	if (e) {
-		if (e->deadline != HELD)
-			entry_linger(h, e);
-		goto out;
-	}
+	if (e && e->deadline == HELD)
+		goto out; /* being committed */
 	/* Only a regular file of the store is linked (linkat never follows a symlink anyway). */
 	r = cfs_store_lookup(h->store, digest, &st);
+	if (e) {
+		/* A lingering name of an object evicted from the store since is not kept alive: the
+		 * object is fetched again (and counted again), and the name stays until then. */
+		if (r == 0)
+			entry_linger(h, e);
+		else if (r == -EUCLEAN)
+			r = -EIO;
+		goto out;
+	}
 	if (r == -EUCLEAN)
 		r = -EIO;
 	if (r == 0)

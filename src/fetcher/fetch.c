@@ -1496,10 +1496,13 @@ static void on_committed(struct cfs_fetch *f, struct job *job)
 			cfs_handoff_release(f->o.handoff, job->digest);
 		job->handed_off = false;
 	}
-	if (job->commit_result < 0)
+	if (job->commit_result < 0) {
 		job_fail_local(f, job, job->commit_result, "store commit");
-	else
-		job_finish(f, job, 0);
+		return;
+	}
+	if (f->o.stored)
+		f->o.stored(f->o.stored_ctx, job->digest, job->size);
+	job_finish(f, job, 0);
 }
 
 /* ---- submissions ------------------------------------------------------------------------- */

@@ -389,9 +389,6 @@ static void fetch_done(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 	atomic_fetch_sub(&fs->pending, 1);
 	if (result == 0 && info && info->fetched)
 		trace_fetch(fs, digest, info->size);
-	/* Make room before answering, so the store stays within its quota. */
-	if (result == 0 && fs->quota && info)
-		cfs_quota_added(fs->quota, digest, info->size);
 	if (result == -ENOENT) {
 		atomic_fetch_add(&fs->not_found, 1);
 	} else if (result < 0) {

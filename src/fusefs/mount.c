@@ -300,6 +300,13 @@ static int apply_fetch_opts(const struct mount_opts *mo, struct cfs_fetch_option
 	return 0;
 }
 
+/* The fetcher's word that an object got its store name: the quota counts it (and makes room)
+ * before the object is answered, or with hand-off, once it is durable. */
+static void quota_stored(void *ctx, const uint8_t digest[CFS_DIGEST_SIZE], uint64_t size)
+{
+	cfs_quota_added(ctx, digest, size);
+}
+
 /* Pins every object of the images. Returns the number pinned or -errno. */
 static int pin_images(struct cfs_quota *quota, char *const *images, size_t n)
 {
@@ -563,6 +570,10 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 		fo.handoff = handoff;
 		/* With --max-size the store is a cache whose objects may go to make room for a miss
 		 * when its filesystem is full. */
+		if (quota) {
+			fo.stored = quota_stored;
+			fo.stored_ctx = quota;
+		}
 		if (quota && mo.max_size) {
 			fo.make_room = cfs_quota_make_room;
 			fo.make_room_ctx = quota;

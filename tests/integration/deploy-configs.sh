@@ -292,7 +292,7 @@ cfs_track_mount "$rmnt"
 unit_run "$units/cfs-cache.service" ExecStartPre "$CFS_TMP/default-cfs-cache"
 unit_run "$units/cfs-cache.service" ExecStart "$CFS_TMP/default-cfs-cache"
 cfs_wait_mount "$rmnt"
-cfs_bounded 60 cmp "$store/$big" "$rmnt/$big" || cfs_fail "cfs-cache.service read"
+cfs_bounded 60 cmp "$store/$big" "$(cfs_object_via "$rmnt" "$big")" || cfs_fail "cfs-cache.service read"
 mkdir -p "$CFS_TMP/mnt3"
 "$CFS_CACHE_BIN" mount-image "$image" "$CFS_TMP/mnt3" --store "$CFS_TMP/node3" --remote "$rmnt"
 cfs_track_mount "$CFS_TMP/mnt3"
@@ -308,12 +308,15 @@ cfs_wait_mount "$rmnt"
 kill -KILL "$CFS_UNIT_PID"
 wait "$CFS_UNIT_PID" 2>/dev/null || true
 cfs_untrack_pid "$CFS_UNIT_PID"
-if stat "$rmnt/$tool" >/dev/null 2>&1; then cfs_fail "the mount still answers after SIGKILL"; fi
+# (A live mount answers ENOENT too, with the hand-off layer: what counts is the dead connection.)
+stat "$rmnt/$tool" >"$CFS_TMP/stat.out" 2>&1 && cfs_fail "the mount still answers after SIGKILL"
+grep -q "not connected" "$CFS_TMP/stat.out" || cfs_fail "after SIGKILL: $(cat "$CFS_TMP/stat.out")"
 grep -q " $rmnt fuse" /proc/self/mounts || cfs_fail "no dead mount left to clear after SIGKILL"
 unit_run "$units/cfs-cache.service" ExecStartPre "$CFS_TMP/default-cfs-cache"
 unit_run "$units/cfs-cache.service" ExecStart "$CFS_TMP/default-cfs-cache"
 cfs_wait_mount "$rmnt"
-cfs_bounded 60 cmp "$store/$tool" "$rmnt/$tool" || cfs_fail "cfs-cache.service read after a crash"
+cfs_bounded 60 cmp "$store/$tool" "$(cfs_object_via "$rmnt" "$tool")" ||
+	cfs_fail "cfs-cache.service read after a crash"
 unit_stop "$CFS_UNIT_PID"
 unit_run "$units/cfs-cache.service" ExecStopPost "$CFS_TMP/default-cfs-cache"
 unit_stop "$tls_pid"
@@ -327,7 +330,8 @@ mount_fuse() {
 	cfs_track_mount "$where"
 	printf '%s %s fuse %s 0 0\n' "$CFS_CACHE_BIN#$what" "$where" "$opts" >"$fstab"
 	cfs_bounded 30 mount -T "$fstab" "$where" || cfs_fail "mount -T $fstab: $(cat "$fstab")"
-	cfs_bounded 60 cmp "$store/$tool" "$where/$tool" || cfs_fail "read through $what on $where"
+	cfs_bounded 60 cmp "$store/$tool" "$(cfs_object_via "$where" "$tool")" ||
+		cfs_fail "read through $what on $where"
 	umount "$where"
 }
 subst() {

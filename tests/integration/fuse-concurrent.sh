@@ -62,7 +62,7 @@ slow_port=$(cfs_free_port)
 # 16 KiB at 2 KiB/s (above the low-speed limit): each transfer takes about 8 s, so the
 # lookups all wait at once.
 cfs_start_nginx "$slow_origin" "$slow_port" "limit_rate 2k;"
-cfs_start_cache "$CFS_TMP/store2" "$remote" --server "http://127.0.0.1:$slow_port/objects"
+cfs_start_cache "$CFS_TMP/store2" "$remote" --server "http://127.0.0.1:$slow_port/objects" --no-handoff
 pids=""
 for o in $(ls "$slow_origin/$dir"); do
 	cfs_bounded 60 cat "$remote/$dir/$o" >"$CFS_TMP/slow.$o" &

@@ -30,7 +30,7 @@ cfs_start_nginx "$origin" "$port" "limit_rate 2m;"
 url="http://127.0.0.1:$port/objects"
 
 # fstab form: mount.fuse3 runs "cfs-cache SOURCE MOUNTPOINT -o ...", daemonized.
-mount -t fuse "$CFS_CACHE_BIN#$url" "$remote" -o "store=$store,allow_other,max_transfers=8"
+mount -t fuse "$CFS_CACHE_BIN#$url" "$remote" -o "store=$store,allow_other,max_transfers=8,no_handoff"
 cfs_track_mount "$remote"
 cmp "$src/small" "$remote/$small" || cfs_fail "read through the fstab-style mount"
 getfattr --absolute-names --only-values -n user.cfs.server.0 "$remote" | grep -q "^$url state=up" ||
@@ -42,7 +42,7 @@ for _ in $(seq 1 50); do kill -0 "$daemon" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$daemon" 2>/dev/null; then cfs_fail "daemon still running after umount"; fi
 
 # SIGTERM during a download: the daemon exits 0, unmounts, leaves no temp file.
-"$CFS_CACHE_BIN" --store "$store" --server "$url" -f "$remote" 2>"$CFS_TMP/term.log" &
+"$CFS_CACHE_BIN" --store "$store" --server "$url" --no-handoff -f "$remote" 2>"$CFS_TMP/term.log" &
 pid=$!
 cfs_track_pid "$pid"
 cfs_wait_mount "$remote"
@@ -60,14 +60,14 @@ mountpoint -q "$remote" && cfs_fail "still mounted after SIGTERM"
 cfs_assert_eq "$(ls -A "$store/.cfs-tmp" | wc -l)" 0 "temp files after SIGTERM"
 [ ! -e "$store/$large" ] || cfs_fail "a partial object was saved"
 # The next start serves it.
-cfs_start_cache "$store" "$remote" --server "$url"
+cfs_start_cache "$store" "$remote" --server "$url" --no-handoff
 cfs_bounded 60 cmp "$src/large" "$remote/$large" || cfs_fail "read after restart"
 cfs_stop_cache "$remote"
 
 # A reader killed while its object downloads ends at once (the interrupt is answered with
 # EINTR); the download goes on and the object lands in the store for the next reader.
 rm -f "$store/$large"
-cfs_start_cache "$store" "$remote" --server "$url"
+cfs_start_cache "$store" "$remote" --server "$url" --no-handoff
 cat "$remote/$large" >/dev/null 2>&1 &
 reader=$!
 cfs_wait_download "$store"

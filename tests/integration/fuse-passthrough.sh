@@ -38,7 +38,7 @@ check_offsets() {
 }
 
 # 1. Default mount.
-cfs_start_cache "$store" "$remote" --server "$url"
+cfs_start_cache "$store" "$remote" --server "$url" --no-handoff --passthrough
 cmp "$origin/$big" "$remote/$big" || cfs_fail "first read (fetch) through the mount differs"
 reads0=$(cfs_counter "$remote" reads)
 for _ in 1 2 3; do cmp "$origin/$big" "$remote/$big" || cfs_fail "re-read differs"; done
@@ -85,7 +85,7 @@ cfs_stop_cache "$remote"
 "$CFS_STORE_BIN" --no-progress verify "$store" >/dev/null || cfs_fail "store does not verify"
 
 # 2. --no-passthrough: reads are served by cfs-cache (splice from the store file).
-cfs_start_cache "$store" "$remote" --server "$url" --no-passthrough
+cfs_start_cache "$store" "$remote" --server "$url" --no-handoff --no-passthrough
 cmp "$origin/$big" "$remote/$big" || cfs_fail "read without passthrough differs"
 check_offsets "$origin/$big" "$remote/$big"
 cfs_assert_eq "$(cfs_counter "$remote" passthrough)" 0 "passthrough with --no-passthrough"
@@ -100,7 +100,7 @@ mkdir -p "$ovl/lower" "$ovl/upper" "$ovl/work" "$ovl/merged"
 mount -t overlay overlay -o "lowerdir=$ovl/lower,upperdir=$ovl/upper,workdir=$ovl/work" "$ovl/merged"
 cfs_track_mount "$ovl/merged"
 : >"$CFS_TMP/cfs-cache.log"
-cfs_start_cache "$ovl/merged/store" "$remote" --server "$url"
+cfs_start_cache "$ovl/merged/store" "$remote" --server "$url" --no-handoff --passthrough
 cmp "$origin/$big" "$remote/$big" || cfs_fail "read with a stacked store differs"
 check_offsets "$origin/$big" "$remote/$big"
 cfs_assert_eq "$(cfs_counter "$remote" passthrough_opens)" 0 "passthrough opens on a stacked store"

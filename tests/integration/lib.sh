@@ -190,7 +190,11 @@ cfs_mount_composefs() {
 	mount -t erofs -o ro,loop "$image" "$meta"
 	cfs_track_mount "$meta"
 	lower="$meta"
-	for d in "$@"; do lower="$lower::$d"; done
+	for d in "$@"; do
+		lower="$lower::$d"
+		# A cfs-cache mount is followed by its hand-off directory, as mount-image does.
+		if [ "$(cfs_counter "$d" handoff)" = 1 ]; then lower="$lower::$(cfs_counter "$d" handoff_dir)"; fi
+	done
 	mount -t overlay overlay -o "ro,metacopy=on,redirect_dir=on,lowerdir=$lower" "$mnt"
 	cfs_track_mount "$mnt"
 }
@@ -289,6 +293,18 @@ cfs_wait_download() {
 
 # Reads one counter of a cfs-cache mount.
 cfs_counter() { getfattr --only-values -n "user.cfs.$2" "$1" 2>/dev/null; }
+
+# cfs_object_via MOUNT XX/62HEX: asks a cfs-cache mount for an object the way overlayfs does
+# and prints the path to read it from. With the hand-off layer the lookup fetches the object,
+# links it into the hand-off directory and answers ENOENT; without it the mount's file is read.
+cfs_object_via() {
+	if [ "$(cfs_counter "$1" handoff)" = 1 ]; then
+		cfs_bounded 120 stat "$1/$2" >/dev/null 2>&1 || true
+		echo "$(cfs_counter "$1" handoff_dir)/$2"
+	else
+		echo "$1/$2"
+	fi
+}
 
 # cfs_settle MOUNT: waits (up to 10 s) until the daemon has nothing in flight: every object it
 # handed off has its name in the store.

@@ -104,7 +104,7 @@ for f in small3 small4; do
 	mkdir -p "$store/${o%/*}"
 	cp "$origin/$o" "$store/$o"
 done
-"$CFS_CACHE_BIN" --store "$store" --server "$FAULTD_URL" -f "$mnt" 2>"$CFS_TMP/fuse.err" &
+"$CFS_CACHE_BIN" --store "$store" --server "$FAULTD_URL" --no-handoff -f "$mnt" 2>"$CFS_TMP/fuse.err" &
 fpid=$!
 cfs_track_pid "$fpid"
 cfs_track_mount "$mnt"
@@ -132,7 +132,7 @@ slow=$(cfs_object_of "$src/small2")
 fetch_start_faultd drip "$origin" --fault "${slow/\//}=drip" --drip-bps 5000
 store=$disk/busy
 mkdir -p "$store"
-"$CFS_CACHE_BIN" --store "$store" --server "$FAULTD_URL" -f "$mnt" 2>"$CFS_TMP/busy.err" &
+"$CFS_CACHE_BIN" --store "$store" --server "$FAULTD_URL" --no-handoff -f "$mnt" 2>"$CFS_TMP/busy.err" &
 fpid=$!
 cfs_track_pid "$fpid"
 cfs_wait_mount "$mnt"
@@ -162,7 +162,7 @@ mkdir -p "$store"
 cp -a "$origin/." "$store/"
 rm "$store/$big"
 before=$(count "$store")
-"$CFS_CACHE_BIN" --store "$store" --server "$FAULTD_URL" --max-size 1G -f "$mnt" \
+"$CFS_CACHE_BIN" --store "$store" --server "$FAULTD_URL" --no-handoff --max-size 1G -f "$mnt" \
 	2>"$CFS_TMP/cache.err" &
 fpid=$!
 cfs_track_pid "$fpid"
