@@ -59,6 +59,7 @@ for pass in 1 2; do
 		cmp "$big/d/f$i" "$mnt/d/f$i" || cfs_fail "pass $pass: d/f$i differs"
 	done
 done
+cfs_settle "$remote"
 touch "$CFS_TMP/stop-sampler"
 wait "$sampler" || true
 max_sampled=$(cat "$CFS_TMP/max-sampled")

@@ -1,6 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# A real composefs mount (EROFS + overlayfs) over an empty local store and cfs-cache: the tree
+# A real composefs mount (EROFS + overlayfs) over an empty local store, cfs-cache and its hand-off
+# directory: the tree
 # reads back identical, `ls -lR` fetches nothing, one read fetches exactly one object, and after
 # a remount reads are local-store hits that never reach FUSE.
 . "$(dirname "$0")/lib.sh"
@@ -31,6 +32,7 @@ cfs_assert_eq "$(grep -c . "$log" || true)" 0 "requests after ls -lR"
 # One read fetches exactly that object.
 cmp "$src/usr/lib/libbig.so" "$mnt/usr/lib/libbig.so" || cfs_fail "libbig.so differs"
 obj=$(cfs_object_of "$src/usr/lib/libbig.so")
+cfs_settle "$remote"
 cfs_assert_eq "$(cfs_store_count "$store")" 1 "objects after one read"
 [ -f "$store/$obj" ] || cfs_fail "fetched object is not the one read"
 cfs_assert_eq "$(cfs_nginx_gets "$log" "$obj")" 1 "GETs of the object"
@@ -39,6 +41,7 @@ cfs_assert_eq "$(cfs_counter "$remote" misses)" 1 "misses after one read"
 # Everything reads back identical (inline, empty, hard links, symlinks included).
 diff -r --no-dereference "$src" "$mnt" || cfs_fail "tree differs"
 want=$(cd "$src" && find . -type f -size +64c -exec "$CFS_STORE_BIN" digest {} + | cut -d' ' -f1 | sort -u | wc -l)
+cfs_settle "$remote"
 cfs_assert_eq "$(cfs_store_count "$store")" "$want" "objects after diff -r"
 # Each object crossed the network once.
 dups=$(awk '$1 == "GET" {print $2}' "$log" | sort | uniq -d | head -3)

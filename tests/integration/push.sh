@@ -210,6 +210,7 @@ cfs_track_mount "$mnt"
 ls -lR "$mnt" >/dev/null
 cfs_assert_eq "$(cfs_store_count "$node")" 0 "objects fetched by ls -lR"
 cfs_bounded 60 diff -r --no-dereference "$src" "$mnt" || cfs_fail "tree differs through the mount"
+cfs_settle "$remote"
 cfs_assert_eq "$(cfs_store_count "$node")" "$n" "objects fetched by reading everything"
 cfs_umount "$mnt"
 cfs_stop_cache "$remote"
