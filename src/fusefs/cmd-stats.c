@@ -15,6 +15,21 @@
 
 #define PREFIX "user.cfs."
 
+/* Prints @v as a JSON string: quotes, backslashes and control characters escaped. */
+static void print_json_string(const char *v)
+{
+	putchar('"');
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			printf("\\%c", *p);
+		else if (*p < 0x20)
+			printf("\\u%04x", *p);
+		else
+			putchar(*p);
+	}
+	putchar('"');
+}
+
 int cfs_cache_cmd_stats(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -64,8 +79,11 @@ int cfs_cache_cmd_stats(int argc, char **argv)
 		if (json) {
 			bool numeric = vl > 0 && strspn(value, "0123456789") == (size_t)vl;
 
-			printf("%s\"%s\": %s%s%s", first ? "" : ", ", n + strlen(PREFIX),
-			       numeric ? "" : "\"", value, numeric ? "" : "\"");
+			printf("%s\"%s\": ", first ? "" : ", ", n + strlen(PREFIX));
+			if (numeric)
+				fputs(value, stdout);
+			else
+				print_json_string(value);
 		} else {
 			printf("%-18s %s\n", n + strlen(PREFIX), value);
 		}

@@ -21,6 +21,8 @@
 #define CFS_FUSE_PASSTHROUGH (1ULL << 37) /* INIT flag */
 #define CFS_FOPEN_PASSTHROUGH (1u << 7)   /* open_flags */
 #define CFS_MAX_STACK_DEPTH 1             /* the store is a plain filesystem */
+#define CFS_FUSE_NOTIFY_RESEND 7          /* Linux 6.9+: requeue requests read, not answered */
+#define INIT_KEEP_MAX 256                 /* a FUSE_INIT request is 64-104 bytes */
 
 struct cfs_backing_map {
 	int32_t fd;
@@ -53,15 +55,48 @@ static uint64_t init_add;                 /* flags to add to the INIT reply (sam
 /* What the next reply written by this thread needs (set just around fuse_reply_open). */
 static _Thread_local uint32_t open_backing_id;
 
+/* Connection hand-over (see cfs_devio_keep_init / cfs_devio_adopt). */
+static int keep_fd = -1;             /* where the kernel's FUSE_INIT request is kept */
+static uint8_t replay[INIT_KEEP_MAX]; /* an adopted connection's INIT, replayed to libfuse */
+static size_t replay_len;
+static atomic_bool replay_pending;
+static atomic_uint_fast64_t replay_unique; /* its reply goes nowhere: the kernel had one */
+
+/* Asks the kernel to queue again every request a previous daemon read and never answered. */
+static void send_resend(int fd)
+{
+	struct fuse_out_header h = { .len = sizeof(h), .error = CFS_FUSE_NOTIFY_RESEND };
+
+	if (write(fd, &h, sizeof(h)) == (ssize_t)sizeof(h)) {
+		cfs_notice("adopted the FUSE connection; the kernel resends what was in flight");
+		return;
+	}
+	cfs_warn("adopted the FUSE connection, but the kernel cannot resend requests in flight "
+		 "(%s; Linux 6.9+ can): their readers wait until interrupted",
+		 strerror(errno));
+}
+
 static ssize_t hook_read(int fd, void *buf, size_t len, void *userdata)
 {
 	const size_t need = sizeof(struct fuse_in_header) + offsetof(struct fuse_init_in, flags2) +
 			    sizeof(uint32_t);
-	ssize_t n = read(fd, buf, len);
 	const struct fuse_in_header *h = buf;
+	bool replayed = false;
+	ssize_t n;
 
 	(void)userdata;
+	if (atomic_exchange(&replay_pending, false) && replay_len <= len) {
+		memcpy(buf, replay, replay_len);
+		n = (ssize_t)replay_len;
+		atomic_store(&replay_unique, h->unique);
+		replayed = true;
+	} else {
+		n = read(fd, buf, len);
+	}
 	if (n >= (ssize_t)need && h->opcode == FUSE_INIT) {
+		if (!replayed && keep_fd >= 0 && n <= INIT_KEEP_MAX &&
+		    (pwrite(keep_fd, buf, (size_t)n, 0) != n || ftruncate(keep_fd, n) < 0))
+			cfs_warn("cannot keep the FUSE_INIT for a restart: %s", strerror(errno));
 		const struct fuse_init_in *in = (const void *)(h + 1);
 		uint64_t flags = in->flags;
 
@@ -100,8 +135,27 @@ static ssize_t hook_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
 	const struct fuse_out_header *h = iov[0].iov_base;
 	uint64_t want_init = atomic_load(&init_unique);
+	uint64_t replayed = atomic_load(&replay_unique);
 
 	(void)userdata;
+	if (replayed && iov[0].iov_len >= sizeof(*h) && h->unique == replayed) {
+		/* The reply to the replayed INIT: the kernel negotiated with the first daemon. */
+		ssize_t total = 0;
+
+		for (int i = 0; i < count; i++)
+			total += (ssize_t)iov[i].iov_len;
+		if (count >= 2 && h->error == 0 && iov[1].iov_len >= sizeof(struct fuse_init_out)) {
+			struct fuse_init_out out;
+
+			memcpy(&out, iov[1].iov_base, sizeof(out));
+			if ((init_add & CFS_FUSE_PASSTHROUGH) && (out.flags & FUSE_INIT_EXT))
+				atomic_store(&state, PT_ACTIVE);
+		}
+		atomic_store(&replay_unique, 0);
+		atomic_store(&init_unique, 0);
+		send_resend(fd);
+		return total;
+	}
 	if (count < 2 || iov[0].iov_len < sizeof(*h) || h->error != 0)
 		return writev(fd, iov, count);
 	if (want_init && h->unique == want_init && iov[1].iov_len >= sizeof(struct fuse_init_out)) {
@@ -159,6 +213,31 @@ int cfs_devio_install(struct fuse_session *se, bool passthrough)
 	if (r < 0)
 		return r;
 	atomic_store(&state, passthrough ? PT_WANTED : PT_OFF);
+	return 0;
+}
+
+void cfs_devio_keep_init(int fd)
+{
+	keep_fd = fd;
+}
+
+int cfs_devio_adopt(struct fuse_session *se, int init_fd)
+{
+	ssize_t n = pread(init_fd, replay, sizeof(replay), 0);
+
+	if (n < 0)
+		return -errno;
+	keep_fd = init_fd;
+	if (n == 0) {
+		/* The first daemon died before it answered INIT: the kernel resends that too. */
+		send_resend(fuse_session_fd(se));
+		return 0;
+	}
+	if ((size_t)n < sizeof(struct fuse_in_header) + offsetof(struct fuse_init_in, flags2) ||
+	    ((const struct fuse_in_header *)replay)->opcode != FUSE_INIT)
+		return -EBADMSG;
+	replay_len = (size_t)n;
+	atomic_store(&replay_pending, true);
 	return 0;
 }
 

@@ -28,6 +28,18 @@ typedef struct fuse_req *fuse_req_t;
  * @passthrough false, passthrough is never asked for. Returns 0 or -errno. */
 int cfs_devio_install(struct fuse_session *se, bool passthrough);
 
+/* Connection hand-over, so that a new process (a restart after a crash, an upgrade) can go on
+ * serving a mount without mounting again. libfuse 3.14 serves only a connection whose FUSE_INIT
+ * it sees, and the kernel sends INIT once: the first daemon keeps the kernel's INIT request in
+ * @fd (a memfd stored beside the connection); an adopting daemon replays it to libfuse, drops
+ * libfuse's reply, and asks the kernel to resend every request the dead process had read but
+ * not answered (FUSE_NOTIFY_RESEND, Linux 6.9+). The negotiation is the first daemon's: an
+ * adopting one must run with the same options. */
+void cfs_devio_keep_init(int fd);
+/* Call after cfs_devio_install on a session over an inherited connection. Returns 0, -EBADMSG
+ * (@init_fd holds no INIT) or -errno. */
+int cfs_devio_adopt(struct fuse_session *se, int init_fd);
+
 /* True once the kernel accepted passthrough in FUSE_INIT and no backing file was refused. */
 bool cfs_passthrough_active(void);
 

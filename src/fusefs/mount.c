@@ -7,6 +7,9 @@
 
 #include <errno.h>
 #include <fuse_lowlevel.h>
+#include <limits.h>
+#include <signal.h>
+#include <sys/mount.h>
 #include <fuse_opt.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -23,10 +26,12 @@
 #include "fusefs/cmds.h"
 #include "fusefs/fs.h"
 #include "fusefs/devio.h"
+#include "fusefs/handover.h"
 #include "image/image.h"
 
 #define MAX_SERVERS 16
 #define MAX_PINS 32
+#define HANDOFF_COMMIT_DELAY_MS 50
 
 struct mount_opts {
 	char *store;
@@ -37,8 +42,8 @@ struct mount_opts {
 	char *max_size, *low_water, *rescan, *handoff, *commit_delay;
 	char *pins[MAX_PINS];
 	size_t n_pins;
-	int insecure, no_zstd, no_passthrough, passthrough, no_handoff, use_syslog, show_help,
-		show_version;
+	int insecure, no_zstd, no_passthrough, passthrough, no_handoff, supervise, use_syslog,
+		show_help, show_version;
 	char *nonopts[4];
 	size_t n_nonopts;
 	bool bad;
@@ -82,6 +87,7 @@ static const struct fuse_opt mount_fuse_opts[] = {
 	OPT("no_handoff", no_handoff),
 	OPT("no-handoff", no_handoff),
 	OPT("passthrough", passthrough),
+	OPT("supervise", supervise),
 	OPT("insecure", insecure),
 	OPT("no_zstd", no_zstd),
 	OPT("no-zstd", no_zstd),
@@ -105,7 +111,8 @@ static const char *const long_with_value[] = {
 	"pin",	   "rescan", "handoff", "commit-delay",
 };
 static const char *const long_flags[] = { "insecure",	  "no-zstd",	"no-passthrough",
-					  "passthrough", "no-handoff", "syslog" };
+					  "passthrough", "no-handoff", "supervise",
+					  "syslog" };
 
 static int mount_opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
@@ -172,7 +179,7 @@ static void usage(FILE *f)
 		"  --passthrough           with --no-handoff: let the kernel read open objects from\n"
 		"                          the store file (FUSE passthrough; deepens the fs stack)\n"
 		"  --commit-delay DURATION group-commit window before objects get their store names\n"
-		"                          (default 2ms)\n"
+		"                          (default 50ms with hand-off, else 2ms)\n"
 		"  --max-transfers N       concurrent downloads (default 64)\n"
 		"  --connect-timeout SECS  per connection attempt (default 5)\n"
 		"  --low-speed-time SECS   abort transfers slower than 1 KiB/s this long (default 10)\n"
@@ -186,6 +193,8 @@ static void usage(FILE *f)
 		"  --rescan SECS           with --max-size or --pin: re-read the store this often to\n"
 		"                          count objects other processes add or remove (default 60,\n"
 		"                          0 = never)\n"
+		"  --supervise             keep a small parent holding the FUSE connection that\n"
+		"                          restarts the daemon if it dies (no systemd needed)\n"
 		"  --log-level LEVEL       err, warning, notice, info, debug\n"
 		"  --syslog                log to syslog (the default once daemonized)\n"
 		"  -f                      stay in the foreground\n"
@@ -193,6 +202,9 @@ static void usage(FILE *f)
 		"  -s                      single-threaded\n"
 		"  -o OPT[,OPT...]         FUSE mount options (allow_other, ...)\n"
 		"  -h, --help              this help;  -V, --version  the version\n\n"
+		"Signals: TERM/INT unmount; HUP re-executes the installed binary on the same\n"
+		"connection (upgrade). Under systemd the connection goes to the fd store, and a\n"
+		"restarted daemon adopts it (LISTEN_FDS) instead of mounting again.\n\n"
 		"Counters: getfattr -d -m user.cfs MOUNTPOINT, or cfs-cache stats MOUNTPOINT.\n"
 		"See cfs-cache(1).\n");
 }
@@ -439,6 +451,10 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 	struct cfs_fetch_options fo;
 	struct cfs_fs_options fso = { 0 };
 	struct refresher rf = { 0 };
+	struct cfs_handover ho = { .fuse_fd = -1, .init_fd = -1 };
+	char exe[PATH_MAX], fdpath[32];
+	char **exec_argv = NULL;
+	bool supervisor = false;
 	uint64_t rescan_ms = 60000;
 	enum cfs_log_level level = CFS_LOG_NOTICE;
 	int ret = 1, r;
@@ -542,6 +558,23 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 		fprintf(stderr, "cfs-cache: %s\n", strerror(-r));
 		goto out;
 	}
+	/* A connection a previous process left (service manager, supervisor, re-exec) is served
+	 * as it is; otherwise the mountpoint must not have a cfs-cache mount already. */
+	if (cfs_handover_from_env(&ho) < 0)
+		goto out;
+	if (!ho.adopted && cfs_handover_check_mountpoint(fopts.mountpoint) < 0)
+		goto out;
+	r = (int)readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	exe[r > 0 ? r : 0] = '\0';
+	exec_argv = calloc((size_t)argc + 1, sizeof(*exec_argv));
+	if (!exec_argv)
+		goto out;
+	exec_argv[0] = (char *)"cfs-cache";
+	for (int i = 1; i < argc; i++)
+		exec_argv[i] = argv[i];
+	supervisor = mo.supervise && !ho.adopted && !getenv("CFS_CACHE_SUPERVISED");
+	if (ho.adopted)
+		fopts.foreground = 1; /* detached already */
 	if (fuse_opt_add_arg(&args, "-osubtype=cfs-cache,fsname=cfs-cache,ro") < 0)
 		goto out;
 	se = fuse_session_new(&args, cfs_fs_ops(), sizeof(struct fuse_lowlevel_ops), fs);
@@ -549,15 +582,32 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 		goto out;
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out;
-	if (fuse_session_mount(se, fopts.mountpoint) != 0)
+	snprintf(fdpath, sizeof(fdpath), "/dev/fd/%d", ho.fuse_fd);
+	if (fuse_session_mount(se, ho.adopted ? fdpath : fopts.mountpoint) != 0)
 		goto out_signals;
+	if (supervisor) {
+		/* The parent holds the connection; workers serve it, one at a time. */
+		if (cfs_handover_start(&ho, fuse_session_fd(se)) < 0 ||
+		    fuse_daemonize(fopts.foreground) != 0)
+			goto out_unmount;
+		fuse_remove_signal_handlers(se);
+		r = cfs_handover_supervise(&ho, exe, exec_argv);
+		ret = r < 0 ? 1 : r;
+		goto out_unmount;
+	}
 	/* Passthrough makes the FUSE mount one level deep, and a composefs mount over it could
 	 * then carry no overlay of its own: only asked for, and only without hand-off. */
 	r = cfs_devio_install(se, mo.passthrough && !handoff);
+	if (r == 0 && ho.adopted)
+		r = cfs_devio_adopt(se, ho.init_fd);
+	else if (r == 0)
+		r = cfs_handover_start(&ho, fuse_session_fd(se));
 	if (r < 0) {
 		fprintf(stderr, "cfs-cache: cannot set up FUSE device I/O: %s\n", strerror(-r));
 		goto out_unmount;
 	}
+	if (!ho.adopted)
+		cfs_devio_keep_init(ho.init_fd);
 	/* Threads do not survive the fork: the fetch engine starts after daemonizing. */
 	if (fuse_daemonize(fopts.foreground) != 0)
 		goto out_unmount;
@@ -568,6 +618,10 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 		fo.n_servers = mo.n_servers;
 		fo.store = store;
 		fo.handoff = handoff;
+		/* No reader waits for a handed-off object's commit: a wider window shares each flush
+		 * among more objects (a lone miss no longer has a flush of its own). */
+		if (handoff && !mo.commit_delay)
+			fo.commit_delay_ms = HANDOFF_COMMIT_DELAY_MS;
 		/* With --max-size the store is a cache whose objects may go to make room for a miss
 		 * when its filesystem is full. */
 		if (quota) {
@@ -587,21 +641,34 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 	}
 	if (quota && rescan_ms)
 		refresher_start(&rf, quota, rescan_ms);
+	cfs_handover_notify(&ho, fopts.mountpoint);
 	cfs_notice("serving %s on %s with %zu server(s)%s%s", mo.store, fopts.mountpoint,
 		   mo.n_servers, handoff ? ", hand-off through " : "",
 		   handoff ? cfs_handoff_path(handoff) : "");
-	if (fopts.singlethread) {
-		r = fuse_session_loop(se);
-	} else {
-		loop_cfg = fuse_loop_cfg_create();
-		fuse_loop_cfg_set_clone_fd(loop_cfg, (unsigned)fopts.clone_fd);
-		fuse_loop_cfg_set_max_threads(loop_cfg, fopts.max_threads && fopts.max_threads <= 100000
-							   ? fopts.max_threads
-							   : 16);
-		fuse_loop_cfg_set_idle_threads(loop_cfg, fopts.max_idle_threads && fopts.max_idle_threads <= 100000
-							    ? fopts.max_idle_threads
-							    : 8);
-		r = fuse_session_loop_mt(se, loop_cfg);
+	for (;;) {
+		if (fopts.singlethread) {
+			r = fuse_session_loop(se);
+		} else {
+			if (!loop_cfg)
+				loop_cfg = fuse_loop_cfg_create();
+			fuse_loop_cfg_set_clone_fd(loop_cfg, (unsigned)fopts.clone_fd);
+			fuse_loop_cfg_set_max_threads(
+			    loop_cfg, fopts.max_threads && fopts.max_threads <= 100000
+					      ? fopts.max_threads
+					      : 16);
+			fuse_loop_cfg_set_idle_threads(
+			    loop_cfg, fopts.max_idle_threads && fopts.max_idle_threads <= 100000
+					      ? fopts.max_idle_threads
+					      : 8);
+			r = fuse_session_loop_mt(se, loop_cfg);
+		}
+		if (r != SIGHUP)
+			break;
+		/* Upgrade: the installed binary goes on with this connection. Requests waiting for
+		 * a fetch stay unanswered; the new process has the kernel send them again. */
+		r = cfs_handover_exec(&ho, exe, exec_argv);
+		cfs_err("cannot re-execute %s: %s; serving on", exe, strerror(-r));
+		fuse_session_reset(se);
 	}
 	/* A positive value is the signal that ended the loop: a clean shutdown. */
 	ret = r < 0 ? 1 : 0;
@@ -612,6 +679,9 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 	cfs_notice("unmounting %s", fopts.mountpoint);
 out_unmount:
 	fuse_session_unmount(se);
+	/* libfuse unmounts only what it mounted; an adopted connection's mount is ours to undo. */
+	if (ho.adopted && umount2(fopts.mountpoint, MNT_DETACH) < 0)
+		cfs_warn("cannot unmount %s: %s", fopts.mountpoint, strerror(errno));
 out_signals:
 	fuse_remove_signal_handlers(se);
 out:
@@ -628,6 +698,7 @@ out:
 	cfs_quota_free(quota);
 	cfs_store_free(store);
 	free(fopts.mountpoint);
+	free(exec_argv);
 	fuse_opt_free_args(&args);
 	for (size_t i = 0; i < mo.n_servers; i++)
 		free(mo.servers[i]);

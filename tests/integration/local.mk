@@ -5,6 +5,7 @@ INTEGRATION_TESTS = \
 	tests/integration/store-import-verify.sh \
 	tests/integration/fuse-basic.sh \
 	tests/integration/handoff.sh \
+	tests/integration/restart.sh \
 	tests/integration/fuse-faults.sh \
 	tests/integration/fuse-concurrent.sh \
 	tests/integration/fuse-lifecycle.sh \
@@ -12,4 +13,4 @@ INTEGRATION_TESTS = \
 	tests/integration/cache-lifecycle.sh \
 	tests/integration/store-full.sh
 TESTS += $(INTEGRATION_TESTS)
-EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh
+EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/svcmgr.py
