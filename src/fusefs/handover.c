@@ -6,11 +6,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <systemd/sd-daemon.h>
@@ -94,34 +96,104 @@ static bool is_cfs_mount(const char *path)
 	return found;
 }
 
+/* A getxattr of the mount's root, bounded: a mount whose connection another process holds
+ * without reading it would block it forever. */
+struct probe {
+	char path[PATH_MAX];
+	int result; /* 1 answered, -errno, 0 still waiting */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+static void *probe_main(void *arg)
+{
+	struct probe *p = arg;
+	char v[8];
+	int r = getxattr(p->path, "user.cfs.lookups", v, sizeof(v)) >= 0 || errno == ERANGE
+			? 1
+			: -errno;
+
+	pthread_mutex_lock(&p->lock);
+	p->result = r;
+	pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	return NULL; /* @p is not freed when nobody waited for it (a leak of one, on exit) */
+}
+
+static int probe_mount(const char *path)
+{
+	struct probe *p = calloc(1, sizeof(*p));
+	struct timespec ts;
+	pthread_t t;
+	int r;
+
+	if (!p)
+		return -ENOMEM;
+	snprintf(p->path, sizeof(p->path), "%s", path);
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	if (pthread_create(&t, NULL, probe_main, p) != 0) {
+		free(p);
+		return -EAGAIN;
+	}
+	cfs_deadline_ms(&ts, 3000);
+	pthread_mutex_lock(&p->lock);
+	while (p->result == 0 && pthread_cond_timedwait(&p->cond, &p->lock, &ts) == 0)
+		;
+	r = p->result;
+	pthread_mutex_unlock(&p->lock);
+	if (r == 0) {
+		pthread_detach(t);
+		return -ETIMEDOUT;
+	}
+	pthread_join(t, NULL);
+	free(p);
+	return r;
+}
+
 int cfs_handover_check_mountpoint(const char *mountpoint)
 {
 	char real[PATH_MAX];
-	char v[8];
+	bool dead;
+	int r;
 
 	if (!realpath(mountpoint, real)) {
-		if (errno == ENOTCONN) {
-			fprintf(stderr, "cfs-cache: %s: a dead cfs-cache mount is left there (transport "
-					"endpoint not connected): run 'umount -l %s' first\n",
+		if (errno != ENOTCONN)
+			return 0; /* libfuse says what is wrong with it */
+		dead = true;
+	} else {
+		if (!is_cfs_mount(real))
+			return 0;
+		r = probe_mount(real);
+		if (r == 1) {
+			fprintf(stderr, "cfs-cache: %s is already served by a live cfs-cache: stop that "
+					"one first (umount %s), or restart it through its service "
+					"manager, which hands the connection over (cfs-cache(1), "
+					"RESTARTS)\n",
 				mountpoint, mountpoint);
 			return -EBUSY;
 		}
-		return 0; /* libfuse says what is wrong with it */
+		if (r == -ETIMEDOUT) {
+			fprintf(stderr, "cfs-cache: %s: a cfs-cache mount whose connection another "
+					"process holds without serving it (a service manager's fd store, a "
+					"supervisor): start cfs-cache with that connection (LISTEN_FDS), "
+					"or unmount it (umount -l %s)\n",
+				mountpoint, mountpoint);
+			return -EBUSY;
+		}
+		dead = r == -ENOTCONN;
 	}
-	if (!is_cfs_mount(real))
+	if (!dead)
 		return 0;
-	if (getxattr(real, "user.cfs.lookups", v, sizeof(v)) >= 0 || errno == ERANGE) {
-		fprintf(stderr, "cfs-cache: %s is already served by a live cfs-cache: stop that one "
-				"first (umount %s), or restart it through its service manager, which "
-				"hands the connection over (cfs-cache(1), RESTARTS)\n",
-			mountpoint, mountpoint);
-	} else {
-		fprintf(stderr, "cfs-cache: %s: a dead cfs-cache mount is left there (%s): run "
-				"'umount -l %s' first, or start cfs-cache with the connection its "
-				"service manager kept\n",
+	/* What a crashed daemon leaves when nothing kept its connection: nobody can serve it. */
+	if (umount2(mountpoint, MNT_DETACH) < 0) {
+		fprintf(stderr, "cfs-cache: %s: a dead cfs-cache mount is left there and cannot be "
+				"removed (%s): run 'umount -l %s'\n",
 			mountpoint, strerror(errno), mountpoint);
+		return -EBUSY;
 	}
-	return -EBUSY;
+	cfs_notice("removed the dead cfs-cache mount left on %s", mountpoint);
+	return 0;
 }
 
 int cfs_handover_start(struct cfs_handover *h, int fuse_fd)

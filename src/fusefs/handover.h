@@ -21,8 +21,9 @@ struct cfs_handover {
 /* Takes an inherited connection from LISTEN_FDS (and clears those variables). Returns 1 with
  * both fds set, 0 when there is none, or -errno. */
 int cfs_handover_from_env(struct cfs_handover *h);
-/* Refuses, with a message on stderr, a mountpoint that already has a cfs-cache mount (live or
- * dead): 0 or -EBUSY. */
+/* Refuses, with a message on stderr, a mountpoint that a live cfs-cache serves, or whose
+ * connection another process holds; removes a dead one (its daemon gone, its connection closed).
+ * 0 or -EBUSY. */
 int cfs_handover_check_mountpoint(const char *mountpoint);
 /* For a new mount: keeps @fuse_fd and makes the INIT memfd. 0 or -errno. */
 int cfs_handover_start(struct cfs_handover *h, int fuse_fd);
