@@ -266,6 +266,16 @@ struct verify_state {
 	uint64_t ok, corrupt, misnamed, stray, temp, deleted, unreadable;
 };
 
+static const char *kind_name(mode_t mode)
+{
+	return S_ISREG(mode)    ? "file"
+	       : S_ISDIR(mode)  ? "directory"
+	       : S_ISLNK(mode)  ? "symlink, not followed"
+	       : S_ISFIFO(mode) ? "FIFO"
+	       : S_ISSOCK(mode) ? "socket"
+				: "device";
+}
+
 static int verify_visit(const struct cfs_store_entry *e, void *userdata)
 {
 	struct verify_state *st = userdata;
@@ -276,9 +286,10 @@ static int verify_visit(const struct cfs_store_entry *e, void *userdata)
 
 	switch (e->kind) {
 	case CFS_STORE_ENTRY_OBJECT:
-		fd = openat(dirfd, e->relpath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		/* Nothing on the way is followed, and a FIFO swapped in does not block. */
+		fd = cfs_store_openat_beneath(dirfd, e->relpath, O_RDONLY | O_NONBLOCK);
 		if (fd < 0) {
-			printf("unreadable: %s: %s\n", e->relpath, strerror(errno));
+			printf("unreadable: %s: %s\n", e->relpath, strerror(-fd));
 			st->unreadable++;
 			return 0;
 		}
@@ -306,8 +317,17 @@ static int verify_visit(const struct cfs_store_entry *e, void *userdata)
 			st->misnamed++;
 			bad = true;
 		} else {
-			printf("stray: %s\n", e->relpath);
+			printf("stray: %s (%s)\n", e->relpath, kind_name(e->st.st_mode));
 			st->stray++;
+			if (st->delete_bad) {
+				r = cfs_store_remove_stray(st->store, e->relpath);
+				if (r == 0) {
+					printf("deleted: %s\n", e->relpath);
+					st->deleted++;
+				} else {
+					cfs_err("cannot delete %s: %s", e->relpath, strerror(-r));
+				}
+			}
 		}
 		break;
 	case CFS_STORE_ENTRY_TEMP:
@@ -377,7 +397,7 @@ int cmd_verify(int argc, char **argv)
 	       (unsigned long long)st.ok, (unsigned long long)st.corrupt,
 	       (unsigned long long)st.misnamed, (unsigned long long)st.stray,
 	       (unsigned long long)st.temp, (unsigned long long)st.unreadable,
-	       st.deleted ? " (bad objects deleted)" : "");
+	       st.deleted ? " (bad entries deleted)" : "");
 	return problems ? 1 : 0;
 }
 

@@ -10,6 +10,12 @@ cfs_store_SOURCES = \
 cfs_store_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS)
 cfs_store_LDADD = libcfsimage.a $(CFS_COMMON_LIBS) $(CURL_LIBS)
 
+# the node tools as a user meets them
+STORE_TOOLS_TESTS = \
+	tests/integration/store-strays.sh
+TESTS += $(STORE_TOOLS_TESTS)
+EXTRA_DIST += $(STORE_TOOLS_TESTS)
+
 # push and deployment (contrib/)
 PUSH_DEPLOY_TESTS = \
 	tests/integration/push.sh \
