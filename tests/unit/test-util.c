@@ -23,9 +23,13 @@ static void test_parse_size(void **state)
 		{ "0", 0 },	       { "123", 123 },	       { "4k", 4096 },
 		{ "4K", 4096 },	       { "1M", 1 << 20 },      { "20G", 20ULL << 30 },
 		{ "1.5M", 3 << 19 },   { "2GiB", 2ULL << 30 }, { "1T", 1ULL << 40 },
-		{ "64KB", 64 << 10 },
+		{ "64KiB", 64 << 10 }, { "64Ki", 64 << 10 },   { "64KB", 64000 },
+		{ "64kB", 64000 },     { "1MB", 1000000 },     { "2GB", 2000000000ULL },
+		{ "1TB", 1000000000000ULL }, { "512B", 512 },  { "1.5GiB", 3ULL << 29 },
+		{ "3mib", 3 << 20 },
 	};
-	static const char *const bad[] = { "", "-1", "k", "12x", "1Gx", "1..2", "1 G", NULL };
+	static const char *const bad[] = { "", "-1", "k", "12x", "1Gx", "1..2", "1 G", "1KiBB",
+					   "1BB", "1iB", "1.", "K1", NULL };
 	uint64_t v;
 
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
