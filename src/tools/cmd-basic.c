@@ -433,12 +433,13 @@ int cmd_verify(int argc, char **argv)
 		return 1;
 	}
 	problems = st.corrupt + st.misnamed + st.stray + st.temp + st.unreadable;
-	printf("%llu objects ok, %llu corrupt, %llu misnamed, %llu stray, %llu temp, "
-	       "%llu unreadable%s\n",
-	       (unsigned long long)st.ok, (unsigned long long)st.corrupt,
-	       (unsigned long long)st.misnamed, (unsigned long long)st.stray,
-	       (unsigned long long)st.temp, (unsigned long long)st.unreadable,
-	       st.deleted ? " (bad entries deleted)" : "");
+	if (!tool_quiet || problems)
+		printf("%llu objects ok, %llu corrupt, %llu misnamed, %llu stray, %llu temp, "
+		       "%llu unreadable%s\n",
+		       (unsigned long long)st.ok, (unsigned long long)st.corrupt,
+		       (unsigned long long)st.misnamed, (unsigned long long)st.stray,
+		       (unsigned long long)st.temp, (unsigned long long)st.unreadable,
+		       st.deleted ? " (bad entries deleted)" : "");
 	return problems ? 1 : 0;
 }
 

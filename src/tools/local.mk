@@ -13,7 +13,8 @@ cfs_store_LDADD = libcfsimage.a $(CFS_COMMON_LIBS) $(CURL_LIBS)
 # the node tools as a user meets them
 STORE_TOOLS_TESTS = \
 	tests/integration/store-strays.sh \
-	tests/integration/store-special.sh
+	tests/integration/store-special.sh \
+	tests/integration/store-global-opts.sh
 TESTS += $(STORE_TOOLS_TESTS)
 EXTRA_DIST += $(STORE_TOOLS_TESTS)
 
