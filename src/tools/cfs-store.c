@@ -51,13 +51,17 @@ static const struct tool_cmd commands[] = {
 	{ "mkimage", cmd_mkimage, "[--store STORE] SRC_DIR IMAGE",
 	  "import a tree and write a composefs image of it",
 	  "  -s, --store STORE    import the objects into STORE\n", " -s --store " },
-	{ "gc", cmd_gc, "[--max-size SIZE] [--keep IMAGE]... [--unreferenced] STORE",
+	{ "gc", cmd_gc, "[--max-size SIZE] [--keep IMAGE]... [--unreferenced] [--dry-run] STORE",
 	  "remove objects no kept image refers to, or least recently used ones down to a size",
 	  "  -m, --max-size SIZE  remove least recently used objects (not those of --keep\n"
-	  "                       images) until the store holds at most SIZE\n"
+	  "                       images) until the store's disk use is at most SIZE\n"
 	  "  -k, --keep IMAGE     protect the objects of this composefs image (repeatable)\n"
 	  "  -u, --unreferenced   remove every object no --keep image refers to\n"
-	  "\n" SIZE_HELP,
+	  "  -n, --dry-run        list what would be removed ('would remove: XX/...'), remove\n"
+	  "                       nothing\n"
+	  "\n"
+	  "Sizes are disk use: allocated blocks (st_blocks x 512), as du(1) counts them, the\n"
+	  "same as cfs-cache --max-size.\n" SIZE_HELP,
 	  " -m --max-size -k --keep " },
 	{ "push", cmd_push,
 	  "[--token-file F] [--image IMAGE]... [--jobs N] [--retries N] [--ca-file F] "

@@ -14,7 +14,8 @@ cfs_store_LDADD = libcfsimage.a $(CFS_COMMON_LIBS) $(CURL_LIBS)
 STORE_TOOLS_TESTS = \
 	tests/integration/store-strays.sh \
 	tests/integration/store-special.sh \
-	tests/integration/store-global-opts.sh
+	tests/integration/store-global-opts.sh \
+	tests/integration/store-gc.sh
 TESTS += $(STORE_TOOLS_TESTS)
 EXTRA_DIST += $(STORE_TOOLS_TESTS)
 
