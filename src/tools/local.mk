@@ -15,7 +15,8 @@ STORE_TOOLS_TESTS = \
 	tests/integration/store-strays.sh \
 	tests/integration/store-special.sh \
 	tests/integration/store-global-opts.sh \
-	tests/integration/store-gc.sh
+	tests/integration/store-gc.sh \
+	tests/integration/install.sh
 TESTS += $(STORE_TOOLS_TESTS)
 EXTRA_DIST += $(STORE_TOOLS_TESTS)
 
@@ -28,8 +29,4 @@ EXTRA_DIST += $(PUSH_DEPLOY_TESTS) \
 	docs/deployment.md \
 	contrib/fstab.example \
 	contrib/nginx/cfs-objects.conf \
-	contrib/nginx/cfs-proxy-cache.conf \
-	contrib/systemd/cfs-cache.service \
-	contrib/systemd/cfs-serve.service \
-	contrib/systemd/cfs-serve.service.d/tls-token.conf \
-	contrib/systemd/run-cfs-remote.mount
+	contrib/nginx/cfs-proxy-cache.conf
