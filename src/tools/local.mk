@@ -16,7 +16,8 @@ STORE_TOOLS_TESTS = \
 	tests/integration/store-special.sh \
 	tests/integration/store-global-opts.sh \
 	tests/integration/store-gc.sh \
-	tests/integration/install.sh
+	tests/integration/install.sh \
+	tests/integration/store-progress.sh
 TESTS += $(STORE_TOOLS_TESTS)
 EXTRA_DIST += $(STORE_TOOLS_TESTS)
 
