@@ -8,9 +8,11 @@
 cfs_require_cmd make
 
 B=$CFS_BUILDDIR D=$CFS_TMP/dest
+# A make of its own, not a job of the make running the tests (no jobserver, no -s/-k of theirs).
+unset MAKEFLAGS MFLAGS MAKELEVEL
 # The build's own directories, as make expands them.
 dirs() {
-	make -s --no-print-directory -C "$B" -f Makefile -f - cfs-print-dirs <<'MK'
+	make -s --no-print-directory -C "$B" -f Makefile -f - cfs-print-dirs 2>/dev/null <<'MK'
 cfs-print-dirs:
 	@echo "bindir='$(bindir)' man1dir='$(man1dir)' docdir='$(docdir)'"
 	@echo "unitdir='$(systemdsystemunitdir)' version='$(PACKAGE_VERSION)'"
