@@ -42,7 +42,7 @@ done
 for u in cfs-cache.service cfs-serve.service run-cfs-remote.mount; do
 	f=$D$unitdir/$u
 	[ -f "$f" ] || cfs_fail "$u not installed in $unitdir"
-	if grep -n '@[a-zA-Z_]*@\|/usr/local/bin' "$f" | grep -v "$bindir"; then
+	if grep -n '@[a-zA-Z_]*@' "$f" || grep -v '^#' "$f" | grep '/usr/local/bin' | grep -v "$bindir"; then
 		cfs_fail "$u: placeholder or hard-coded path left"
 	fi
 done
@@ -89,7 +89,7 @@ if [ "$(id -u)" = 0 ] && [ -c /dev/fuse ] && command -v mount.fuse3 unshare >/de
 	case $type in fuse.cfs-cache) [ -d "$bindir" ] || cfs_skip "no $bindir here"; bind="mount --bind $D$bindir $bindir &&" ;; esac
 	cfs_bounded 60 unshare -m --propagation private sh -c "$bind
 		mount -T '$CFS_TMP/fstab' '$mnt' && mountpoint -q '$mnt' &&
-		grep ' $mnt $type ' /proc/self/mounts && umount '$mnt'" >"$CFS_TMP/mount.log" 2>&1 ||
+		grep ' $mnt fuse' /proc/self/mounts && umount '$mnt'" >"$CFS_TMP/mount.log" 2>&1 ||
 		cfs_fail "the mount unit's line ($(cat "$CFS_TMP/fstab")) with the installed cfs-cache: $(cat "$CFS_TMP/mount.log")"
 	# The source form naming the binary works whatever the bindir.
 	printf '%s#http://127.0.0.1:9/objects %s fuse store=%s,nofail 0 0\n' \
