@@ -33,9 +33,15 @@ struct cfs_quota {
 	/* Open addressing keyed by the digest's first bytes (already uniformly random). */
 	struct entry *slots;
 	size_t nslots, nlive, ndeleted;
-	uint64_t bytes, objects, pinned;
+	uint64_t bytes, objects, pinned, pinned_present;
 	uint64_t evictions, bytes_evicted;
 	uint8_t mark; /* flips with each refresh */
+	uint64_t blksize; /* what a new object of n bytes takes is estimated as n rounded up */
+	/* Offline users (gc): told of each victim; with dry_run the file stays (the index forgets
+	 * it all the same, so the counts come out as a real run's). */
+	cfs_quota_victim_fn victim_fn;
+	void *victim_ctx;
+	bool dry_run;
 };
 
 static size_t slot_of(const uint8_t digest[CFS_DIGEST_SIZE], size_t nslots)
@@ -106,18 +112,61 @@ static struct entry *get_entry(struct cfs_quota *q, const uint8_t digest[CFS_DIG
 	return e;
 }
 
+/* Marks @e present with @size bytes of disk use, keeping the counters. */
+static void set_present(struct cfs_quota *q, struct entry *e, uint64_t size)
+{
+	if (e->present) {
+		q->bytes -= e->size;
+	} else {
+		e->present = 1;
+		q->objects++;
+		if (e->pinned)
+			q->pinned_present++;
+	}
+	e->size = size;
+	q->bytes += size;
+}
+
 static void drop_entry(struct cfs_quota *q, struct entry *e)
 {
 	if (e->present) {
 		q->objects--;
 		q->bytes -= e->size;
 		e->present = 0;
+		if (e->pinned)
+			q->pinned_present--;
 	}
 	if (e->pinned)
 		return; /* pins outlive presence */
 	e->used = 2;
 	q->nlive--;
 	q->ndeleted++;
+}
+
+/* Disk use of a file as the walk measures it: allocated blocks. */
+static uint64_t disk_use(const struct stat *st)
+{
+	return (uint64_t)st->st_blocks * 512;
+}
+
+/* Removes a victim (or, in a dry run, only tells of it). 0, -ENOENT or -errno. */
+static int remove_victim(struct cfs_quota *q, const struct entry *e)
+{
+	int r = q->dry_run ? 0 : cfs_store_remove(q->store, e->digest);
+
+	if (r == 0 && q->victim_fn)
+		q->victim_fn(e->digest, e->size, q->victim_ctx);
+	return r;
+}
+
+void cfs_quota_set_victim_fn(struct cfs_quota *q, bool dry_run, cfs_quota_victim_fn fn,
+			     void *ctx)
+{
+	pthread_mutex_lock(&q->lock);
+	q->dry_run = dry_run;
+	q->victim_fn = fn;
+	q->victim_ctx = ctx;
+	pthread_mutex_unlock(&q->lock);
 }
 
 static int64_t now_s(void)
@@ -140,6 +189,13 @@ int cfs_quota_new(struct cfs_store *store, uint64_t max_bytes, uint64_t low_wate
 		q->low_water = max_bytes;
 	q->nslots = 1024;
 	q->slots = calloc(q->nslots, sizeof(*q->slots));
+	{
+		struct stat st;
+
+		q->blksize = fstat(cfs_store_dirfd(store), &st) == 0 && st.st_blksize > 0
+				     ? (uint64_t)st.st_blksize
+				     : 4096;
+	}
 	pthread_mutex_init(&q->lock, NULL);
 	if (!q->slots) {
 		cfs_quota_free(q);
@@ -175,6 +231,8 @@ int cfs_quota_pin(struct cfs_quota *q, const uint8_t digest[CFS_DIGEST_SIZE])
 	else if (!e->pinned) {
 		e->pinned = 1;
 		q->pinned++;
+		if (e->present)
+			q->pinned_present++;
 	}
 	pthread_mutex_unlock(&q->lock);
 	return r;
@@ -256,12 +314,14 @@ static int evict_pass(struct cfs_quota *q, uint64_t target, bool honor_atime,
 			continue;
 		/* Reads through overlayfs never reach us: the file's atime tells of them. */
 		r = cfs_store_lookup(q->store, e->digest, &st);
+		if (r == 0)
+			set_present(q, e, disk_use(&st)); /* an estimate until now */
 		if (r == 0 && honor_atime && (int64_t)st.st_atime > e->last_use + 1) {
 			e->last_use = (int64_t)st.st_atime;
 			continue;
 		}
 		if (r == 0)
-			r = cfs_store_remove(q->store, e->digest);
+			r = remove_victim(q, e);
 		if (r < 0 && r != -ENOENT)
 			continue;
 		if (r == 0) {
@@ -297,12 +357,9 @@ void cfs_quota_added(struct cfs_quota *q, const uint8_t digest[CFS_DIGEST_SIZE],
 	pthread_mutex_lock(&q->lock);
 	e = get_entry(q, digest);
 	if (e) {
-		if (!e->present) {
-			q->objects++;
-			q->bytes += size;
-		}
-		e->present = 1;
-		e->size = size;
+		/* Its blocks, estimated (a stat here would cost the miss path); the next rescan
+		 * reads them. */
+		set_present(q, e, (size + q->blksize - 1) / q->blksize * q->blksize);
 		e->last_use = now_s();
 	}
 	if (q->max_bytes && q->bytes > q->max_bytes) {
@@ -341,7 +398,7 @@ static int collect_cb(const struct cfs_store_entry *se, void *userdata)
 		l->cap = ncap;
 	}
 	memcpy(l->v[l->n].digest, se->digest, CFS_DIGEST_SIZE);
-	l->v[l->n].size = (uint64_t)se->st.st_size;
+	l->v[l->n].size = disk_use(&se->st);
 	l->v[l->n].atime = (int64_t)se->st.st_atime;
 	l->n++;
 	return 0;
@@ -359,15 +416,9 @@ static int merge_locked(struct cfs_quota *q, const struct found_list *l, int64_t
 
 		if (!e)
 			return -ENOMEM;
-		if (!e->present) {
-			e->present = 1;
-			q->objects++;
+		if (!e->present)
 			res->added++;
-		} else {
-			q->bytes -= e->size;
-		}
-		e->size = l->v[i].size;
-		q->bytes += e->size;
+		set_present(q, e, l->v[i].size);
 		if (l->v[i].atime > e->last_use)
 			e->last_use = l->v[i].atime;
 		e->seen = q->mark;
@@ -457,7 +508,7 @@ int cfs_quota_remove_unpinned(struct cfs_quota *q)
 
 		if (e->used != 1 || !e->present || e->pinned)
 			continue;
-		if (cfs_store_remove(q->store, e->digest) == 0) {
+		if (remove_victim(q, e) == 0) {
 			q->evictions++;
 			q->bytes_evicted += e->size;
 			removed++;
@@ -478,5 +529,6 @@ void cfs_quota_get_stats(struct cfs_quota *q, struct cfs_quota_stats *s)
 	s->evictions = q->evictions;
 	s->bytes_evicted = q->bytes_evicted;
 	s->pinned = q->pinned;
+	s->pinned_present = q->pinned_present;
 	pthread_mutex_unlock(&q->lock);
 }

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* cfscache: size quota for a store: an index of objects with their last use, and LRU eviction
- * down to a low-water mark that never touches pinned objects. */
+ * down to a low-water mark that never touches pinned objects. Sizes are disk use: allocated
+ * blocks (st_blocks * 512) as a walk of the store reads them; an object recorded with
+ * cfs_quota_added counts as its size rounded up to the filesystem's block until the next
+ * rescan. */
 #ifndef CFS_QUOTA_H
 #define CFS_QUOTA_H
 
@@ -14,10 +17,11 @@
 struct cfs_quota;
 
 struct cfs_quota_stats {
-	uint64_t objects, bytes;      /* what the index holds now */
+	uint64_t objects, bytes;      /* what the index holds now; bytes = disk use */
 	uint64_t max_bytes, low_water;
 	uint64_t evictions, bytes_evicted;
-	uint64_t pinned;
+	uint64_t pinned;         /* pinned digests, present or not */
+	uint64_t pinned_present; /* of the objects, those pinned */
 };
 
 /* Indexes every object of @store (not owned). Eviction starts when the indexed bytes exceed
@@ -26,6 +30,14 @@ struct cfs_quota_stats {
 int cfs_quota_new(struct cfs_store *store, uint64_t max_bytes, uint64_t low_water,
 		  struct cfs_quota **quota_ret);
 void cfs_quota_free(struct cfs_quota *quota);
+
+/* For offline users (cfs-store gc): @fn (may be NULL) is called, lock held, for each object that
+ * eviction or cfs_quota_remove_unpinned removes, with its disk use; with @dry_run nothing is
+ * removed, but the index drops the victims all the same (so its counts are a real run's). */
+typedef void (*cfs_quota_victim_fn)(const uint8_t digest[CFS_DIGEST_SIZE], uint64_t bytes,
+				    void *ctx);
+void cfs_quota_set_victim_fn(struct cfs_quota *quota, bool dry_run, cfs_quota_victim_fn fn,
+			     void *ctx);
 
 /* Protects an object from eviction (it need not be present yet). Returns 0 or -ENOMEM. */
 int cfs_quota_pin(struct cfs_quota *quota, const uint8_t digest[CFS_DIGEST_SIZE]);

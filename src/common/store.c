@@ -671,6 +671,79 @@ out:
 	return r;
 }
 
+/* Removes @name in @dfd: unlinks a file or symlink (never followed), empties and removes a
+ * directory, staying on the store's filesystem @dev and at most STRAY_MAX_DEPTH levels down. */
+#define STRAY_MAX_DEPTH 32
+static int remove_tree_at(int dfd, const char *name, dev_t dev, unsigned depth)
+{
+	struct dirent *de;
+	struct stat st;
+	DIR *dir;
+	int fd, r = 0;
+
+	if (unlinkat(dfd, name, 0) == 0)
+		return 0;
+	if (errno != EISDIR && errno != EPERM)
+		return -errno;
+	if (depth >= STRAY_MAX_DEPTH)
+		return -ELOOP;
+	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || st.st_dev != dev) {
+		r = st.st_dev != dev ? -EXDEV : -errno;
+		close(fd);
+		return r;
+	}
+	dir = fdopendir(fd);
+	if (!dir) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	while ((de = readdir(dir))) {
+		int q;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		q = remove_tree_at(fd, de->d_name, dev, depth + 1);
+		if (q < 0 && r == 0)
+			r = q;
+	}
+	closedir(dir);
+	if (r == 0 && unlinkat(dfd, name, AT_REMOVEDIR) < 0)
+		r = -errno;
+	return r;
+}
+
+int cfs_store_remove_stray(struct cfs_store *store, const char *relpath)
+{
+	const char *slash = strchr(relpath, '/');
+	struct stat st;
+	int pfd, r;
+
+	if (!*relpath || strncmp(relpath, CFS_STORE_RESERVED_PREFIX,
+				 strlen(CFS_STORE_RESERVED_PREFIX)) == 0)
+		return -EPERM;
+	if (fstat(store->dirfd, &st) < 0)
+		return -errno;
+	if (!slash)
+		return strcmp(relpath, ".") && strcmp(relpath, "..")
+			       ? remove_tree_at(store->dirfd, relpath, st.st_dev, 0)
+			       : -EINVAL;
+	/* Inside a prefix directory: XX/NAME, one level, no symlink on the way. */
+	if (slash - relpath != 2 || strchr(slash + 1, '/') || !slash[1] ||
+	    strcmp(slash + 1, ".") == 0 || strcmp(slash + 1, "..") == 0)
+		return -EINVAL;
+	pfd = cfs_store_openat_beneath(store->dirfd, (char[]){ relpath[0], relpath[1], '\0' },
+				       O_RDONLY | O_DIRECTORY);
+	if (pfd < 0)
+		return pfd;
+	r = remove_tree_at(pfd, slash + 1, st.st_dev, 0);
+	close(pfd);
+	return r;
+}
+
 static int iter_prefix(struct cfs_store *store, unsigned prefix, bool all, cfs_store_iter_fn fn,
 		       void *userdata)
 {
@@ -681,8 +754,10 @@ static int iter_prefix(struct cfs_store *store, unsigned prefix, bool all, cfs_s
 
 	snprintf(pname, sizeof(pname), "%02x", prefix & 0xffu);
 	fd = openat(store->dirfd, pname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	/* A file or a symlink under a prefix name is not followed: the top-level pass reports it
+	 * as a stray. */
 	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
+		return errno == ENOENT || errno == ENOTDIR || errno == ELOOP ? 0 : -errno;
 	dir = fdopendir(fd);
 	if (!dir) {
 		close(fd);
@@ -750,6 +825,9 @@ int cfs_store_iter(struct cfs_store *store, bool all, cfs_store_iter_fn fn, void
 				continue;
 			if (S_ISDIR(e.st.st_mode) &&
 			    cfs_name_parse_prefix(de->d_name, strlen(de->d_name), &prefix) == 0)
+				continue;
+			/* mkfs makes it when the store is the root of its own filesystem. */
+			if (S_ISDIR(e.st.st_mode) && strcmp(de->d_name, "lost+found") == 0)
 				continue;
 			snprintf(rel, sizeof(rel), "%s", de->d_name);
 			r = fn(&e, userdata);

@@ -112,7 +112,9 @@ int cfs_store_insert_fd(struct cfs_store *store, int fd, const uint8_t *expected
 
 enum cfs_store_entry_kind {
 	CFS_STORE_ENTRY_OBJECT, /* a regular file with an object name */
-	CFS_STORE_ENTRY_STRAY,  /* anything else inside the store */
+	CFS_STORE_ENTRY_STRAY,  /* anything else: at the top (a file, a symlink, a directory
+				 * with another name) or inside a prefix directory; never
+				 * followed. A top-level lost+found directory is not one. */
 	CFS_STORE_ENTRY_TEMP,   /* a temporary file */
 };
 
@@ -134,6 +136,11 @@ struct cfs_store_usage {
 	uint64_t disk_bytes; /* allocated blocks */
 };
 int cfs_store_usage(struct cfs_store *store, struct cfs_store_usage *usage_ret);
+
+/* Removes a stray entry of cfs_store_iter (@relpath as it reported it): a file or a symlink is
+ * unlinked, never followed; a directory is removed with what it holds, never leaving the store's
+ * filesystem. cfscache's own ".cfs-" names are refused (-EPERM). Returns 0 or -errno. */
+int cfs_store_remove_stray(struct cfs_store *store, const char *relpath);
 
 /* Removes unlocked temporary files (done by open). Returns the count removed or -errno. */
 int cfs_store_clean_temp(struct cfs_store *store);

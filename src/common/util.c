@@ -68,46 +68,38 @@ int cfs_write_full(int fd, const void *buf, size_t len)
 
 int cfs_parse_size(const char *s, uint64_t *size_ret)
 {
+	static const char units[] = "kmgtp";
+	const char *u;
 	char *end;
-	double v;
-	uint64_t mult = 1;
+	double v, mult = 1;
 
 	if (!s || !*s || *s == '-')
 		return -EINVAL;
 	errno = 0;
 	v = strtod(s, &end);
-	if (errno || end == s || v < 0)
+	if (errno || end == s || v < 0 || !isdigit((unsigned char)end[-1]))
 		return -EINVAL;
-	switch (tolower((unsigned char)*end)) {
-	case '\0':
-		break;
-	case 'k':
-		mult = 1ULL << 10;
-		break;
-	case 'm':
-		mult = 1ULL << 20;
-		break;
-	case 'g':
-		mult = 1ULL << 30;
-		break;
-	case 't':
-		mult = 1ULL << 40;
-		break;
-	default:
-		return -EINVAL;
-	}
-	if (*end) {
+	if (*end && (u = strchr(units, tolower((unsigned char)*end)))) {
+		int power = (int)(u - units) + 1;
+		double base = 1024;
+
 		end++;
-		if (tolower((unsigned char)*end) == 'i')
+		if (*end == 'i' || *end == 'I')
+			end++; /* KiB, Ki: 1024-based */
+		else if (*end == 'b' || *end == 'B')
+			base = 1000; /* kB, KB, MB: 1000-based, as coreutils reads them */
+		if (*end == 'b' || *end == 'B')
 			end++;
-		if (tolower((unsigned char)*end) == 'b')
-			end++;
-		if (*end)
-			return -EINVAL;
+		while (power-- > 0)
+			mult *= base;
+	} else if (*end == 'b' || *end == 'B') {
+		end++;
 	}
-	if (v * (double)mult >= 18446744073709551615.0)
+	if (*end)
 		return -EINVAL;
-	*size_ret = (uint64_t)(v * (double)mult);
+	if (v * mult >= 18446744073709551615.0)
+		return -EINVAL;
+	*size_ret = (uint64_t)(v * mult);
 	return 0;
 }
 

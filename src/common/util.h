@@ -19,7 +19,9 @@ ssize_t cfs_read_full(int fd, void *buf, size_t len);
 ssize_t cfs_pread_full(int fd, void *buf, size_t len, off_t off);
 int cfs_write_full(int fd, const void *buf, size_t len);
 
-/* Parses "123", "4k", "20G", "1.5M" (binary units). Returns 0 or -EINVAL. */
+/* Parses a size: "123", "123B", then K, M, G, T, P or KiB, MiB, ... (powers of 1024, any case)
+ * or kB/KB, MB, GB, TB, PB (powers of 1000, as coreutils reads them): "4k", "20G", "1.5MiB",
+ * "100MB". Returns 0 or -EINVAL. */
 int cfs_parse_size(const char *s, uint64_t *size_ret);
 /* Formats @bytes as "1.5 MiB" into @buf. Returns @buf. */
 char *cfs_format_size(uint64_t bytes, char *buf, size_t len);

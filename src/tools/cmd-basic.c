@@ -37,6 +37,30 @@ static int parse_no_options(int argc, char **argv, const char *cmd)
 	return -1;
 }
 
+/* open_regular's "not a regular file" (a FIFO, a device, a socket or a directory). */
+#define NOT_REGULAR EINVAL
+
+/* Opens a regular file for reading without blocking on a FIFO (O_NONBLOCK, then fstat):
+ * 0 and *fd_ret, -NOT_REGULAR for anything else, or -errno. */
+static int open_regular(const char *path, int flags, int *fd_ret)
+{
+	struct stat sb;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | flags);
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		int r = S_ISREG(sb.st_mode) ? -errno : -NOT_REGULAR;
+
+		close(fd);
+		return r;
+	}
+	/* O_NONBLOCK only guarded the open. */
+	fcntl(fd, F_SETFL, 0);
+	*fd_ret = fd;
+	return 0;
+}
+
 int cmd_digest(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -70,10 +94,12 @@ int cmd_digest(int argc, char **argv)
 	for (int i = optind; i < argc; i++) {
 		uint8_t d[CFS_DIGEST_SIZE];
 		char hex[CFS_DIGEST_HEX_SIZE + 1];
-		int fd = open(argv[i], O_RDONLY | O_CLOEXEC);
+		int fd;
 
-		if (fd < 0) {
-			cfs_err("%s: %s", argv[i], strerror(errno));
+		r = open_regular(argv[i], 0, &fd);
+		if (r < 0) {
+			cfs_err("%s: %s", argv[i],
+				r == -NOT_REGULAR ? "not a regular file" : strerror(-r));
 			ret = 1;
 			continue;
 		}
@@ -103,7 +129,7 @@ struct import_state {
 	size_t bufsize;
 	bool dry_run;
 	int err;
-	uint64_t files_added, bytes_added, files_dedup, bytes_dedup, skipped, errors;
+	uint64_t files_added, bytes_added, files_dedup, bytes_dedup, skipped, special, errors;
 };
 
 static struct import_state *import_st; /* nftw has no user pointer */
@@ -114,9 +140,10 @@ static int import_file(struct import_state *st, const char *path, const struct s
 	uint8_t digest[CFS_DIGEST_SIZE];
 	int fd, r;
 
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
+	/* Replaced by a FIFO since nftw looked: refused, not waited on. */
+	r = open_regular(path, O_NOFOLLOW, &fd);
+	if (r < 0)
+		return r;
 	if (st->dry_run) {
 		r = cfs_digest_fd(fd, 0, digest, NULL);
 		if (r == 0) {
@@ -157,8 +184,17 @@ static int import_visit(const char *path, const struct stat *sb, int type, struc
 		st->errors++;
 		return 0;
 	}
-	if (type != FTW_F || !S_ISREG(sb->st_mode))
+	if (type != FTW_F)
 		return 0;
+	if (!S_ISREG(sb->st_mode)) {
+		/* Symlinks are kept by images, not stored; FIFOs, sockets and devices have no
+		 * content to store. */
+		if (!S_ISLNK(sb->st_mode)) {
+			cfs_info("%s: not a regular file, skipped", path);
+			st->special++;
+		}
+		return 0;
+	}
 	if (sb->st_size == 0) {
 		st->skipped++;
 		return 0;
@@ -169,6 +205,11 @@ static int import_visit(const char *path, const struct stat *sb, int type, struc
 		cfs_err("%s: %s", path, strerror(-r));
 		st->err = r;
 		return 1;
+	}
+	if (r == -NOT_REGULAR) {
+		cfs_info("%s: not a regular file, skipped", path);
+		st->special++;
+		return 0;
 	}
 	if (r < 0) {
 		cfs_warn("%s: %s, skipped", path, strerror(-r));
@@ -245,13 +286,13 @@ int cmd_import(int argc, char **argv)
 	cfs_progress_done(&st.progress);
 	if (!tool_quiet)
 		printf("%s%llu files added (%s), %llu deduplicated (%s), %llu empty skipped, "
-		       "%llu errors in %.1fs\n",
+		       "%llu not regular (FIFO, socket, device) skipped, %llu errors in %.1fs\n",
 		       st.dry_run ? "dry run: " : "", (unsigned long long)st.files_added,
 		       cfs_format_size(st.bytes_added, added, sizeof(added)),
 		       (unsigned long long)st.files_dedup,
 		       cfs_format_size(st.bytes_dedup, dedup, sizeof(dedup)),
-		       (unsigned long long)st.skipped, (unsigned long long)st.errors,
-		       cfs_progress_elapsed(&st.progress));
+		       (unsigned long long)st.skipped, (unsigned long long)st.special,
+		       (unsigned long long)st.errors, cfs_progress_elapsed(&st.progress));
 	free(st.buf);
 	cfs_store_free(st.store);
 	return st.err || st.errors || ret ? 1 : 0;
@@ -266,6 +307,16 @@ struct verify_state {
 	uint64_t ok, corrupt, misnamed, stray, temp, deleted, unreadable;
 };
 
+static const char *kind_name(mode_t mode)
+{
+	return S_ISREG(mode)    ? "file"
+	       : S_ISDIR(mode)  ? "directory"
+	       : S_ISLNK(mode)  ? "symlink, not followed"
+	       : S_ISFIFO(mode) ? "FIFO"
+	       : S_ISSOCK(mode) ? "socket"
+				: "device";
+}
+
 static int verify_visit(const struct cfs_store_entry *e, void *userdata)
 {
 	struct verify_state *st = userdata;
@@ -276,9 +327,10 @@ static int verify_visit(const struct cfs_store_entry *e, void *userdata)
 
 	switch (e->kind) {
 	case CFS_STORE_ENTRY_OBJECT:
-		fd = openat(dirfd, e->relpath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		/* Nothing on the way is followed, and a FIFO swapped in does not block. */
+		fd = cfs_store_openat_beneath(dirfd, e->relpath, O_RDONLY | O_NONBLOCK);
 		if (fd < 0) {
-			printf("unreadable: %s: %s\n", e->relpath, strerror(errno));
+			printf("unreadable: %s: %s\n", e->relpath, strerror(-fd));
 			st->unreadable++;
 			return 0;
 		}
@@ -306,8 +358,17 @@ static int verify_visit(const struct cfs_store_entry *e, void *userdata)
 			st->misnamed++;
 			bad = true;
 		} else {
-			printf("stray: %s\n", e->relpath);
+			printf("stray: %s (%s)\n", e->relpath, kind_name(e->st.st_mode));
 			st->stray++;
+			if (st->delete_bad) {
+				r = cfs_store_remove_stray(st->store, e->relpath);
+				if (r == 0) {
+					printf("deleted: %s\n", e->relpath);
+					st->deleted++;
+				} else {
+					cfs_err("cannot delete %s: %s", e->relpath, strerror(-r));
+				}
+			}
 		}
 		break;
 	case CFS_STORE_ENTRY_TEMP:
@@ -372,12 +433,13 @@ int cmd_verify(int argc, char **argv)
 		return 1;
 	}
 	problems = st.corrupt + st.misnamed + st.stray + st.temp + st.unreadable;
-	printf("%llu objects ok, %llu corrupt, %llu misnamed, %llu stray, %llu temp, "
-	       "%llu unreadable%s\n",
-	       (unsigned long long)st.ok, (unsigned long long)st.corrupt,
-	       (unsigned long long)st.misnamed, (unsigned long long)st.stray,
-	       (unsigned long long)st.temp, (unsigned long long)st.unreadable,
-	       st.deleted ? " (bad objects deleted)" : "");
+	if (!tool_quiet || problems)
+		printf("%llu objects ok, %llu corrupt, %llu misnamed, %llu stray, %llu temp, "
+		       "%llu unreadable%s\n",
+		       (unsigned long long)st.ok, (unsigned long long)st.corrupt,
+		       (unsigned long long)st.misnamed, (unsigned long long)st.stray,
+		       (unsigned long long)st.temp, (unsigned long long)st.unreadable,
+		       st.deleted ? " (bad entries deleted)" : "");
 	return problems ? 1 : 0;
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/name.h"
 #include "common/quota.h"
 #include "common/store.h"
 #include "common/util.h"
@@ -31,6 +32,15 @@ static int keep_images(struct cfs_quota *quota, char **images, size_t n)
 	return r;
 }
 
+/* --dry-run: each object gc would remove. */
+static void print_victim(const uint8_t digest[CFS_DIGEST_SIZE], uint64_t bytes, void *ctx)
+{
+	char path[CFS_NAME_PATH_LEN + 1], b[32];
+
+	cfs_name_format_path(digest, path);
+	printf("would remove: %s (%s)\n", path, cfs_format_size(bytes, b, sizeof(b)));
+}
+
 int cmd_gc(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -38,11 +48,12 @@ int cmd_gc(int argc, char **argv)
 		{ "max-size", required_argument, NULL, 'm' },
 		{ "keep", required_argument, NULL, 'k' },
 		{ "unreferenced", no_argument, NULL, 'u' },
+		{ "dry-run", no_argument, NULL, 'n' },
 		{ NULL, 0, NULL, 0 },
 	};
 	char *keep[MAX_KEEP];
 	size_t nkeep = 0;
-	bool unreferenced = false, have_max = false;
+	bool unreferenced = false, have_max = false, dry_run = false;
 	struct cfs_quota_stats after;
 	struct cfs_quota *quota = NULL;
 	struct cfs_store *store = NULL;
@@ -51,7 +62,7 @@ int cmd_gc(int argc, char **argv)
 	char b1[32], b2[32], b3[32];
 	int c, r, ret = 1;
 
-	while ((c = getopt_long(argc, argv, "hm:k:u", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hm:k:un", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			tool_wants_help(2, (char *[]){ argv[0], (char *)"--help", NULL }, "gc");
@@ -68,6 +79,9 @@ int cmd_gc(int argc, char **argv)
 			break;
 		case 'u':
 			unreferenced = true;
+			break;
+		case 'n':
+			dry_run = true;
 			break;
 		default:
 			return tool_usage_error("gc", "unknown option");
@@ -90,6 +104,8 @@ int cmd_gc(int argc, char **argv)
 		cfs_err("cannot index store %s: %s", argv[optind], strerror(-r));
 		goto out;
 	}
+	if (dry_run)
+		cfs_quota_set_victim_fn(quota, true, tool_quiet ? NULL : print_victim, NULL);
 	if (nkeep && keep_images(quota, keep, nkeep) < 0)
 		goto out;
 	if (unreferenced) {
@@ -107,19 +123,26 @@ int cmd_gc(int argc, char **argv)
 		}
 	}
 	/* zstd side files whose object is gone, and a crashed server's unfinished ones. */
-	side = cfs_store_sweep_derived(store, 3600, &side_bytes);
+	side = dry_run ? 0 : cfs_store_sweep_derived(store, 3600, &side_bytes);
 	if (side < 0)
 		cfs_warn("cleaning side files: %s", strerror(-side));
 	cfs_quota_get_stats(quota, &after);
-	if (!tool_quiet)
-		printf("removed %llu objects (%s); kept %llu objects (%s) of which %llu pinned by "
-		       "%zu image(s)%s%s\n",
-		       (unsigned long long)after.evictions,
-		       cfs_format_size(after.bytes_evicted, b1, sizeof(b1)),
-		       (unsigned long long)after.objects,
-		       cfs_format_size(after.bytes, b2, sizeof(b2)), (unsigned long long)after.pinned,
-		       nkeep, have_max ? "; limit " : "",
-		       have_max ? cfs_format_size(max, b3, sizeof(b3)) : "");
+	/* Sizes are disk use (allocated blocks), what --max-size limits. */
+	if (!tool_quiet) {
+		printf("%s %llu objects (%s); %s %llu objects (%s)",
+		       dry_run ? "dry run: would remove" : "removed", (unsigned long long)after.evictions,
+		       cfs_format_size(after.bytes_evicted, b1, sizeof(b1)), dry_run ? "would keep" : "kept",
+		       (unsigned long long)after.objects, cfs_format_size(after.bytes, b2, sizeof(b2)));
+		if (nkeep)
+			printf(", %llu of them used by the %zu kept image(s)",
+			       (unsigned long long)after.pinned_present, nkeep);
+		if (have_max)
+			printf("; limit %s", cfs_format_size(max, b3, sizeof(b3)));
+		printf(" (sizes are disk use)\n");
+		if (after.pinned > after.pinned_present)
+			printf("%llu objects of the kept images are not in the store\n",
+			       (unsigned long long)(after.pinned - after.pinned_present));
+	}
 	if (!tool_quiet && side > 0)
 		printf("removed %d zstd side files of absent objects (%s)\n", side,
 		       cfs_format_size(side_bytes, b1, sizeof(b1)));

@@ -608,7 +608,8 @@ static void print_push_help(void)
 	       "  -k, --insecure        do not verify the server's certificate (testing only)\n"
 	       "  -n, --dry-run         only ask; list the missing objects\n"
 	       "  -h, --help            this help\n\n"
-	       "Exit status 0 when every object is on the server afterwards, 1 otherwise.\n");
+	       "The global options (-q, -v, --log-level, --no-progress) go before or after the\n"
+	       "command. Exit status 0 when every object is on the server afterwards, 1 otherwise.\n");
 }
 
 int cmd_push(int argc, char **argv)

@@ -12,6 +12,8 @@ struct tool_cmd {
 	int (*run)(int argc, char **argv);
 	const char *synopsis;
 	const char *summary;
+	const char *help;       /* the command's options, for --help (NULL: none) */
+	const char *value_opts; /* " -x --long " spellings of its options that take a value */
 };
 
 /* Global options shared by the subcommands. */

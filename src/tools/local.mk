@@ -10,6 +10,17 @@ cfs_store_SOURCES = \
 cfs_store_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS)
 cfs_store_LDADD = libcfsimage.a $(CFS_COMMON_LIBS) $(CURL_LIBS)
 
+# the node tools as a user meets them
+STORE_TOOLS_TESTS = \
+	tests/integration/store-strays.sh \
+	tests/integration/store-special.sh \
+	tests/integration/store-global-opts.sh \
+	tests/integration/store-gc.sh \
+	tests/integration/install.sh \
+	tests/integration/store-progress.sh
+TESTS += $(STORE_TOOLS_TESTS)
+EXTRA_DIST += $(STORE_TOOLS_TESTS)
+
 # push and deployment (contrib/)
 PUSH_DEPLOY_TESTS = \
 	tests/integration/push.sh \
@@ -19,8 +30,4 @@ EXTRA_DIST += $(PUSH_DEPLOY_TESTS) \
 	docs/deployment.md \
 	contrib/fstab.example \
 	contrib/nginx/cfs-objects.conf \
-	contrib/nginx/cfs-proxy-cache.conf \
-	contrib/systemd/cfs-cache.service \
-	contrib/systemd/cfs-serve.service \
-	contrib/systemd/cfs-serve.service.d/tls-token.conf \
-	contrib/systemd/run-cfs-remote.mount
+	contrib/nginx/cfs-proxy-cache.conf

@@ -179,8 +179,13 @@ cfs_log "cfs-proxy-cache.conf: $n objects, 2 nodes: 1 origin request each ($hits
 # ---- contrib/systemd: systemd-analyze verify, then the command lines for real ----
 units=$CFS_TMP/units
 mkdir -p "$units/cfs-serve.service.d"
-for f in "$C"/systemd/*.service "$C"/systemd/*.mount "$C"/systemd/*.d/*.conf; do
-	sed "s|/usr/local/bin/|$CFS_BUILDDIR/|g" "$f" >"$units/${f#"$C"/systemd/}"
+# The .in templates as make fills them in, with the build tree's binaries (install.sh checks
+# the installed units).
+for f in "$C"/systemd/*.service.in "$C"/systemd/*.mount.in "$C"/systemd/*.d/*.conf.in; do
+	u=${f#"$C"/systemd/}
+	sed -e "s|@bindir@/|$CFS_BUILDDIR/|g; s|@docdir@|/usr/share/doc/cfscache|g" \
+		-e "s|@MOUNT_TYPE@|fuse.cfs-cache|g; s|@MOUNT_SOURCE_PREFIX@||g" "$f" >"$units/${u%.in}"
+	if grep -n '@[a-zA-Z_]*@' "$units/${u%.in}"; then cfs_fail "$u: placeholder left"; fi
 done
 dropin=$units/cfs-serve.service.d/tls-token.conf
 if command -v systemd-analyze >/dev/null 2>&1; then
@@ -322,7 +327,8 @@ unit_run "$units/cfs-cache.service" ExecStopPost "$CFS_TMP/default-cfs-cache"
 unit_stop "$tls_pid"
 
 # mount_fuse WHAT WHERE TYPE OPTIONS: the fstab / .mount form. mount.fuse3 would run cfs-cache
-# from /usr/bin; the build tree's binary is named in the source instead ("fuse" type).
+# by name from mount's helper PATH; the build tree's binary is named in the source instead
+# ("fuse" type).
 mount_fuse() {
 	local what=$1 where=$2 type=$3 opts=$4 fstab=$CFS_TMP/fstab.$RANDOM
 	cfs_assert_eq "$type" fuse.cfs-cache "file system type"

@@ -19,7 +19,8 @@ for m in $modes none; do
 	[ "$m" = none ] || rules+=(--fault "$d=$m")
 done
 # The empty object too: corrupt sends one byte for it.
-d0=$("$CFS_STORE_BIN" digest /dev/null | sed 's/^sha256:\([0-9a-f]*\) .*/\1/')
+: >"$CFS_TMP/empty" # (digest refuses devices such as /dev/null)
+d0=$("$CFS_STORE_BIN" digest "$CFS_TMP/empty" | sed 's/^sha256:\([0-9a-f]*\) .*/\1/')
 mkdir -p "$src/${d0%"${d0#??}"}"
 : >"$src/$(fetch_path "$d0")"
 echo "corrupt $d0" >>"$CFS_TMP/modes"

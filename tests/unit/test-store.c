@@ -309,6 +309,78 @@ static void test_iter_and_hostile_entries(void **state)
 	assert_int_equal(u.bytes, 7);
 }
 
+struct strays {
+	int counts[3];
+	char rel[8][80];
+	int n;
+};
+
+static int collect_strays(const struct cfs_store_entry *e, void *userdata)
+{
+	struct strays *st = userdata;
+
+	st->counts[e->kind]++;
+	if (e->kind == CFS_STORE_ENTRY_STRAY && st->n < 8)
+		snprintf(st->rel[st->n++], sizeof(st->rel[0]), "%s", e->relpath);
+	return 0;
+}
+
+/* Files and symlinks under prefix names, other directories, and symlinks or directories inside
+ * a prefix directory: the walk reports each as a stray and goes on; removing them never follows
+ * a symlink. */
+static void test_strays_walk_and_remove(void **state)
+{
+	struct fixture *f = *state;
+	struct strays st = { { 0 } };
+	struct cfs_store_usage u;
+	char full[300], outside[200], pfx[3];
+	uint8_t d[32];
+	int fd;
+
+	insert_bytes(f->store, "object", 6, d, NULL);
+	snprintf(pfx, sizeof(pfx), "%02x", d[0]);
+	snprintf(outside, sizeof(outside), "%s/outside", f->dir);
+	assert_int_equal(mkdir(outside, 0755), 0);
+	snprintf(full, sizeof(full), "%s/victim", outside);
+	fd = open(full, O_CREAT | O_WRONLY, 0644);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(full, sizeof(full), "%s/%s", f->path, d[0] == 0xef ? "ee" : "ef");
+	fd = open(full, O_CREAT | O_WRONLY, 0644); /* a file under a prefix name */
+	close(fd);
+	snprintf(full, sizeof(full), "%s/%s", f->path, d[0] == 0xcd ? "cc" : "cd");
+	assert_int_equal(symlink(outside, full), 0); /* a symlinked prefix */
+	snprintf(full, sizeof(full), "%s/zz", f->path);
+	assert_int_equal(mkdir(full, 0755), 0);
+	snprintf(full, sizeof(full), "%s/zz/inner", f->path);
+	fd = open(full, O_CREAT | O_WRONLY, 0644);
+	close(fd);
+	snprintf(full, sizeof(full), "%s/%s/%062d", f->path, pfx, 0);
+	assert_int_equal(symlink("../../outside/victim", full), 0);
+	snprintf(full, sizeof(full), "%s/%s/sub", f->path, pfx);
+	assert_int_equal(mkdir(full, 0755), 0);
+	snprintf(full, sizeof(full), "%s/lost+found", f->path);
+	assert_int_equal(mkdir(full, 0700), 0);
+
+	assert_int_equal(cfs_store_iter(f->store, true, collect_strays, &st), 0);
+	assert_int_equal(st.counts[CFS_STORE_ENTRY_OBJECT], 1);
+	assert_int_equal(st.counts[CFS_STORE_ENTRY_STRAY], 5);
+	assert_int_equal(cfs_store_usage(f->store, &u), 0);
+	assert_int_equal(u.objects, 1);
+	for (int i = 0; i < st.n; i++)
+		assert_int_equal(cfs_store_remove_stray(f->store, st.rel[i]), 0);
+	snprintf(full, sizeof(full), "%s/victim", outside);
+	assert_int_equal(access(full, F_OK), 0);
+	memset(&st, 0, sizeof(st));
+	assert_int_equal(cfs_store_iter(f->store, true, collect_strays, &st), 0);
+	assert_int_equal(st.counts[CFS_STORE_ENTRY_OBJECT], 1);
+	assert_int_equal(st.counts[CFS_STORE_ENTRY_STRAY], 0);
+	assert_int_equal(cfs_store_remove_stray(f->store, CFS_STORE_TMPDIR), -EPERM);
+	assert_true(cfs_store_remove_stray(f->store, "../outside") < 0);
+	assert_true(cfs_store_remove_stray(f->store, "") < 0);
+	assert_int_equal(access(outside, F_OK), 0);
+}
+
 static struct cfs_store_writer *verified_writer(struct cfs_store *s, const char *text)
 {
 	struct cfs_store_writer *w;
@@ -392,6 +464,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_two_inserters_race, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_and_cleanup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_iter_and_hostile_entries, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_strays_walk_and_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_insert_fd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
 	};

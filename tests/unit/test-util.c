@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* cfscache: unit tests for size/duration parsing and constant-time compare. */
+/* cfscache: unit tests for size/duration parsing, constant-time compare and the progress line. */
 #include "config.h"
 
 #include <errno.h>
@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "common/log.h"
+#include "common/progress.h"
 #include "common/util.h"
 
 static void test_parse_size(void **state)
@@ -23,9 +24,13 @@ static void test_parse_size(void **state)
 		{ "0", 0 },	       { "123", 123 },	       { "4k", 4096 },
 		{ "4K", 4096 },	       { "1M", 1 << 20 },      { "20G", 20ULL << 30 },
 		{ "1.5M", 3 << 19 },   { "2GiB", 2ULL << 30 }, { "1T", 1ULL << 40 },
-		{ "64KB", 64 << 10 },
+		{ "64KiB", 64 << 10 }, { "64Ki", 64 << 10 },   { "64KB", 64000 },
+		{ "64kB", 64000 },     { "1MB", 1000000 },     { "2GB", 2000000000ULL },
+		{ "1TB", 1000000000000ULL }, { "512B", 512 },  { "1.5GiB", 3ULL << 29 },
+		{ "3mib", 3 << 20 },
 	};
-	static const char *const bad[] = { "", "-1", "k", "12x", "1Gx", "1..2", "1 G", NULL };
+	static const char *const bad[] = { "", "-1", "k", "12x", "1Gx", "1..2", "1 G", "1KiBB",
+					   "1BB", "1iB", "1.", "K1", NULL };
 	uint64_t v;
 
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
@@ -87,6 +92,49 @@ static void test_format_size(void **state)
 	assert_string_equal(cfs_format_size(3ULL << 30, buf, sizeof(buf)), "3.0 GiB");
 }
 
+/* The progress line fits every width down to 20 columns and says the most it can. */
+static void test_progress_format(void **state)
+{
+	struct cfs_progress p = {
+		.label = "verify",
+		.total_items = 300,
+		.total_bytes = 3ULL << 30,
+		.items = 120,
+		.bytes = 1ULL << 30,
+		.start_ns = 0,
+	};
+	uint64_t now = 10ULL * 1000000000ULL; /* 10 s in: 1 GiB done of 3 */
+	char buf[512];
+	int n;
+
+	for (int w = 1; w <= 300; w++) {
+		n = cfs_progress_format(&p, now, w, buf, sizeof(buf));
+		assert_int_equal(n, (int)strlen(buf));
+		assert_true(n <= (w > 1 ? w - 1 : 0));
+		if (w >= 20) {
+			assert_non_null(strstr(buf, "verify"));
+			assert_non_null(strstr(buf, " 33%"));
+		}
+	}
+	n = cfs_progress_format(&p, now, 200, buf, sizeof(buf));
+	assert_non_null(strstr(buf, "1.0 GiB/3.0 GiB"));
+	assert_non_null(strstr(buf, "102.4 MiB/s"));
+	assert_non_null(strstr(buf, "ETA 20s"));
+	assert_non_null(strstr(buf, "120/300 objects"));
+	assert_non_null(strstr(buf, "[#"));
+	/* 40 columns: the bar goes before the numbers do. */
+	n = cfs_progress_format(&p, now, 40, buf, sizeof(buf));
+	assert_null(strchr(buf, '['));
+	assert_non_null(strstr(buf, "1.0 GiB/3.0 GiB"));
+	/* Unknown totals: no percentage, no ETA, a bar of dashes. */
+	p.total_items = p.total_bytes = 0;
+	cfs_progress_format(&p, now, 120, buf, sizeof(buf));
+	assert_null(strchr(buf, '%'));
+	assert_null(strstr(buf, "ETA"));
+	assert_non_null(strstr(buf, "[---"));
+	assert_non_null(strstr(buf, "120 objects"));
+}
+
 static void test_log_levels(void **state)
 {
 	enum cfs_log_level l;
@@ -103,6 +151,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_size),    cmocka_unit_test(test_parse_duration),
 		cmocka_unit_test(test_const_time_eq), cmocka_unit_test(test_format_size),
+		cmocka_unit_test(test_progress_format),
 		cmocka_unit_test(test_log_levels),    cmocka_unit_test(test_deadline),
 	};
 
