@@ -64,7 +64,7 @@ say "serving the store with cfs-serve on 127.0.0.1:$port"
 serve_pid=$!
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 
-say "mounting cfs-cache (empty local store) and the image: basedir = local store : FUSE"
+say "mounting cfs-cache (empty local store) and the image: basedir = local store : FUSE : hand-off"
 mkdir -p "$work/store" "$work/remote" "$work/mnt"
 "$B/cfs-cache" --store "$work/store" --server "http://127.0.0.1:$port/objects" \
 	--trace "$work/trace" -f "$work/remote" 2>"$work/cfs-cache.log" &
