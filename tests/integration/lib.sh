@@ -306,6 +306,16 @@ cfs_object_via() {
 	fi
 }
 
+# cfs_wait_cache MOUNT: waits (up to 10 s) until a cfs-cache daemon answers on MOUNT (a dead
+# mount left there counts as a mountpoint, so cfs_wait_mount is not enough after a crash).
+cfs_wait_cache() {
+	for _ in $(seq 1 100); do
+		cfs_counter "$1" lookups >/dev/null && return 0
+		sleep 0.1
+	done
+	cfs_fail "no cfs-cache answers on $1"
+}
+
 # cfs_settle MOUNT: waits (up to 10 s) until the daemon has nothing in flight: every object it
 # handed off has its name in the store.
 cfs_settle() {
