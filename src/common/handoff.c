@@ -144,6 +144,7 @@ int cfs_handoff_open(struct cfs_store *store, const char *path, unsigned linger_
 	char *want = NULL, real_h[PATH_MAX], real_s[PATH_MAX], foreign[256];
 	struct stat st_h, st_s;
 	const char *msg = NULL;
+	bool created = false;
 	int r;
 
 	if (!h)
@@ -161,7 +162,9 @@ int cfs_handoff_open(struct cfs_store *store, const char *path, unsigned linger_
 	}
 	if (r < 0)
 		goto fail;
-	if (mkdir(want, 0755) < 0 && errno != EEXIST) {
+	if (mkdir(want, 0755) == 0) {
+		created = true;
+	} else if (errno != EEXIST) {
 		r = -errno;
 		msg = "cannot create the hand-off directory";
 		goto fail;
@@ -212,6 +215,8 @@ int cfs_handoff_open(struct cfs_store *store, const char *path, unsigned linger_
 fail:
 	if (msg_ret)
 		*msg_ret = msg;
+	if (created)
+		rmdir(want); /* a refused place keeps nothing of ours */
 	free(want);
 	cfs_handoff_free(h);
 	return r;

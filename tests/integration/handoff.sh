@@ -15,6 +15,35 @@ objects_of_tree() {
 }
 want=$(objects_of_tree)
 
+# ---- where the hand-off directory may go: refused with a reason, nothing touched
+sroot="$CFS_TMP/sroot"
+mkdir -p "$sroot" "$CFS_TMP/r0"
+mount -t tmpfs tmpfs "$sroot"
+cfs_track_mount "$sroot"
+refused() { # WHY ARGS...: cfs-cache must exit 1 naming WHY, and mount nothing
+	local why=$1 rc=0
+	shift
+	"$CFS_CACHE_BIN" --server "$url" -f "$@" "$CFS_TMP/r0" 2>"$CFS_TMP/refused.err" || rc=$?
+	cfs_assert_eq "$rc" 1 "exit status ($why)"
+	grep -q "$why" "$CFS_TMP/refused.err" || cfs_fail "no '$why' in: $(cat "$CFS_TMP/refused.err")"
+	mountpoint -q "$CFS_TMP/r0" && cfs_fail "mounted although refused ($why)"
+	return 0
+}
+# The store is the root of its filesystem: its sibling is elsewhere.
+refused "must be on the store's filesystem" --store "$sroot"
+refused "keep it one level down" --store "$sroot"
+refused "must not be inside the store" --store "$store" --handoff "$store/inside"
+[ ! -e "$store/inside" ] || cfs_fail "a refused hand-off directory was left inside the store"
+mkdir -p "$CFS_TMP/foreign"
+echo precious >"$CFS_TMP/foreign/notes.txt"
+refused "not a hand-off directory" --store "$store" --handoff "$CFS_TMP/foreign"
+cfs_assert_eq "$(cat "$CFS_TMP/foreign/notes.txt")" precious "a refused directory was touched"
+# One level down on that filesystem works.
+cfs_start_cache "$sroot/objects" "$CFS_TMP/r0" --server "$url"
+cfs_assert_eq "$(cfs_counter "$CFS_TMP/r0" handoff_dir)" "$sroot/objects.handoff" "hand-off one level down"
+cfs_stop_cache "$CFS_TMP/r0"
+rm -rf "$store" "$store.handoff"
+
 # ---- a real tree over an empty store: zero FUSE opens and reads, every object fetched once
 cfs_start_cache "$store" "$remote" --server "$url"
 cfs_assert_eq "$(cfs_counter "$remote" handoff)" 1 "hand-off on by default"
