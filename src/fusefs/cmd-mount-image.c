@@ -10,6 +10,7 @@
 #include <sys/xattr.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <linux/fsverity.h>
 #include <linux/loop.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/digest.h"
 #include "common/log.h"
+#include "common/name.h"
+#include "common/store.h"
 #include "fusefs/cmds.h"
 
 #define MAX_BASEDIRS 8
@@ -202,7 +206,7 @@ static int set_layers(int fsfd, const char *lower, const char *const *basedirs, 
 }
 
 static int mount_overlay(int erofs_mfd, const char *const *basedirs, size_t n,
-			 const char *mountpoint)
+			 const char *mountpoint, bool verity)
 {
 	char lower[64];
 	int fsfd, mfd = -1, r;
@@ -218,6 +222,10 @@ static int mount_overlay(int erofs_mfd, const char *const *basedirs, size_t n,
 		r = set_string(fsfd, "metacopy", "on");
 	if (r == 0)
 		r = set_string(fsfd, "redirect_dir", "on");
+	/* As mount.composefs with a digest on a filesystem with fs-verity: every object's digest is
+	 * checked against the one the image names. */
+	if (r == 0 && verity)
+		r = set_string(fsfd, "verity", "require");
 	if (r < 0)
 		goto out;
 	if (fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
@@ -287,7 +295,9 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: cfs-cache mount-image IMAGE MOUNTPOINT --store DIR [--remote FUSE_MOUNT]\n"
-		"                             [--basedir DIR]...\n\n"
+		"                             [--basedir DIR]... [--digest sha256:HEX]\n"
+		"       cfs-cache mount-image --digest sha256:HEX MOUNTPOINT --store DIR\n"
+		"                             [--remote FUSE_MOUNT]\n\n"
 		"Mounts a composefs image read-only: the EROFS metadata image under overlayfs\n"
 		"(metacopy=on, redirect_dir=on) with the local store as the first data-only layer,\n"
 		"the cfs-cache FUSE mount as the second and its hand-off directory as the third, so\n"
@@ -299,7 +309,94 @@ static void usage(FILE *f)
 		"  --remote DIR         cfs-cache FUSE mount (next basedir, then its hand-off\n"
 		"                       directory, read from the mount)\n"
 		"  --basedir DIR        further basedirs, tried in the order given\n"
+		"  --digest D           the image's fs-verity digest: refuse an image with another;\n"
+		"                       without IMAGE, the image object is taken from the store or\n"
+		"                       fetched through --remote; where the store has fs-verity the\n"
+		"                       overlay checks every object (verity=require)\n"
 		"  -h, --help           this help\n");
+}
+
+/* Opens the object @digest of a store directory (or a hand-off directory). -errno. */
+static int open_object_in(const char *dir, const uint8_t digest[CFS_DIGEST_SIZE])
+{
+	char rel[CFS_NAME_PATH_LEN + 1];
+	int dfd, fd;
+
+	cfs_name_format_path(digest, rel);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	fd = cfs_store_openat_beneath(dfd, rel, O_RDONLY);
+	close(dfd);
+	return fd;
+}
+
+/* Finds the image object @digest: in the store, else through the first --remote (a lookup there
+ * fetches it; it is then in the store or the hand-off directory, or with --no-handoff it is the
+ * FUSE file itself). Returns an open fd or -errno after saying why. */
+static int open_image_object(const char *store, const char *remote, const char *handoff_dir,
+			     const uint8_t digest[CFS_DIGEST_SIZE])
+{
+	char rel[CFS_NAME_PATH_LEN + 1], path[PATH_MAX];
+	int fd = store ? open_object_in(store, digest) : -ENOENT;
+
+	if (fd >= 0 || fd != -ENOENT || !remote)
+		goto out;
+	cfs_name_format_path(digest, rel);
+	snprintf(path, sizeof(path), "%s/%s", remote, rel);
+	fd = open(path, O_RDONLY | O_CLOEXEC); /* the lookup fetches it */
+	if (fd >= 0)
+		goto out;
+	fd = handoff_dir[0] ? open_object_in(handoff_dir, digest) : -ENOENT;
+	if (fd == -ENOENT && store)
+		fd = open_object_in(store, digest);
+out:
+	if (fd < 0) {
+		char hex[CFS_DIGEST_HEX_SIZE + 1];
+
+		cfs_name_format_hex(digest, hex);
+		fprintf(stderr, "cfs-cache mount-image: image sha256:%s: %s%s\n", hex,
+			fd == -ENOENT ? "not in the store" : strerror(-fd),
+			fd == -ENOENT ? (remote ? " nor on the servers of the remote mount (see its log)"
+						: " (give --remote to fetch it)")
+				      : "");
+	}
+	return fd;
+}
+
+/* Checks that the image open at @fd has the fs-verity digest @want: measured by the kernel
+ * where the file has fs-verity (then *verity_ret is set: the store's objects have it too),
+ * else hashed here. 0, or -EBADMSG after saying so. */
+static int check_image_digest(int fd, const char *what, const uint8_t want[CFS_DIGEST_SIZE],
+			      bool *verity_ret)
+{
+	struct {
+		struct fsverity_digest d;
+		uint8_t buf[CFS_DIGEST_SIZE];
+	} m = { .d.digest_size = CFS_DIGEST_SIZE };
+	uint8_t got[CFS_DIGEST_SIZE];
+	char hw[CFS_DIGEST_HEX_SIZE + 1], hg[CFS_DIGEST_HEX_SIZE + 1];
+	int r;
+
+	*verity_ret = false;
+	if (ioctl(fd, FS_IOC_MEASURE_VERITY, &m) == 0 && m.d.digest_algorithm == FS_VERITY_HASH_ALG_SHA256) {
+		memcpy(got, m.d.digest, CFS_DIGEST_SIZE);
+		*verity_ret = true;
+	} else {
+		r = cfs_digest_fd(fd, 0, got, NULL);
+		if (r < 0) {
+			fprintf(stderr, "cfs-cache mount-image: %s: %s\n", what, strerror(-r));
+			return r;
+		}
+	}
+	if (memcmp(got, want, CFS_DIGEST_SIZE) == 0)
+		return 0;
+	cfs_name_format_hex(want, hw);
+	cfs_name_format_hex(got, hg);
+	fprintf(stderr, "cfs-cache mount-image: %s has digest sha256:%s, not the sha256:%s asked "
+			"for: refused\n",
+		what, hg, hw);
+	return -EBADMSG;
 }
 
 int cfs_cache_cmd_mount_image(int argc, char **argv)
@@ -308,17 +405,20 @@ int cfs_cache_cmd_mount_image(int argc, char **argv)
 		{ "store", required_argument, NULL, 's' },
 		{ "remote", required_argument, NULL, 'r' },
 		{ "basedir", required_argument, NULL, 'b' },
+		{ "digest", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *basedirs[MAX_BASEDIRS];
-	const char *store = NULL;
+	const char *store = NULL, *image = NULL, *mountpoint, *first_remote = NULL;
 	const char *extra[MAX_BASEDIRS];
 	bool is_remote[MAX_BASEDIRS] = { false };
-	char handoff[MAX_BASEDIRS][PATH_MAX];
+	char handoff[MAX_BASEDIRS][PATH_MAX], first_handoff[PATH_MAX] = "", fdpath[64];
+	uint8_t want[CFS_DIGEST_SIZE];
+	bool have_digest = false, verity = false;
 	size_t n = 0, nextra = 0;
 	struct stat st;
-	int c, mfd, r;
+	int c, mfd, r, imgfd = -1;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -334,6 +434,15 @@ int cfs_cache_cmd_mount_image(int argc, char **argv)
 			is_remote[nextra] = c == 'r';
 			extra[nextra++] = optarg;
 			break;
+		case 'D':
+			if (cfs_name_parse_any(optarg, strlen(optarg), want) < 0) {
+				fprintf(stderr, "cfs-cache mount-image: --digest %s: not a digest "
+						"(sha256:HEX or 64 hex digits)\n",
+					optarg);
+				return CFS_EXIT_MISUSE;
+			}
+			have_digest = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -342,7 +451,16 @@ int cfs_cache_cmd_mount_image(int argc, char **argv)
 			return CFS_EXIT_MISUSE;
 		}
 	}
-	if (argc - optind != 2 || (!store && nextra == 0)) {
+	if (argc - optind == 2) {
+		image = argv[optind];
+		mountpoint = argv[optind + 1];
+	} else if (argc - optind == 1 && have_digest) {
+		mountpoint = argv[optind];
+	} else {
+		usage(stderr);
+		return CFS_EXIT_MISUSE;
+	}
+	if (!store && nextra == 0) {
 		usage(stderr);
 		return CFS_EXIT_MISUSE;
 	}
@@ -355,6 +473,11 @@ int cfs_cache_cmd_mount_image(int argc, char **argv)
 		r = remote_handoff(extra[i], handoff[i], sizeof(handoff[i]));
 		if (r < 0)
 			return 1;
+		if (!first_remote) {
+			first_remote = extra[i];
+			if (r > 0)
+				snprintf(first_handoff, sizeof(first_handoff), "%s", handoff[i]);
+		}
 		/* The daemon's hand-off directory is the layer after it (see cfs-cache(1)). */
 		if (r > 0 && n < MAX_BASEDIRS)
 			basedirs[n++] = handoff[i];
@@ -365,17 +488,36 @@ int cfs_cache_cmd_mount_image(int argc, char **argv)
 			return 1;
 		}
 	}
-	if (stat(argv[optind], &st) < 0 || !S_ISREG(st.st_mode)) {
-		fprintf(stderr, "cfs-cache mount-image: %s: not a regular file\n", argv[optind]);
+	if (image) {
+		imgfd = open(image, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+		if (imgfd < 0 || fstat(imgfd, &st) < 0 || !S_ISREG(st.st_mode)) {
+			fprintf(stderr, "cfs-cache mount-image: %s: %s\n", image,
+				imgfd < 0 ? strerror(errno) : "not a regular file");
+			if (imgfd >= 0)
+				close(imgfd);
+			return 1;
+		}
+	} else {
+		imgfd = open_image_object(store, first_remote, first_handoff, want);
+		if (imgfd < 0)
+			return 1;
+		image = "the image object";
+	}
+	/* The image's digest is the root of trust: what it names is checked by overlayfs. */
+	if (have_digest && check_image_digest(imgfd, image, want, &verity) < 0) {
+		close(imgfd);
 		return 1;
 	}
-	mfd = mount_erofs(argv[optind]);
+	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", imgfd);
+	mfd = mount_erofs(fdpath);
 	if (mfd < 0) {
-		fprintf(stderr, "cfs-cache mount-image: cannot mount %s: %s\n", argv[optind],
+		fprintf(stderr, "cfs-cache mount-image: cannot mount %s: %s\n", image,
 			strerror(-mfd));
+		close(imgfd);
 		return 1;
 	}
-	r = mount_overlay(mfd, basedirs, n, argv[optind + 1]);
+	r = mount_overlay(mfd, basedirs, n, mountpoint, verity);
 	close(mfd); /* the overlay keeps the EROFS mount alive; nothing else refers to it */
+	close(imgfd);
 	return r < 0 ? 1 : 0;
 }

@@ -6,6 +6,7 @@ INTEGRATION_TESTS = \
 	tests/integration/fuse-basic.sh \
 	tests/integration/handoff.sh \
 	tests/integration/restart.sh \
+	tests/integration/image-digest.sh \
 	tests/integration/fuse-faults.sh \
 	tests/integration/fuse-concurrent.sh \
 	tests/integration/fuse-lifecycle.sh \
