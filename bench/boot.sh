@@ -47,6 +47,9 @@ run_once() { # mode: lazy | eager | lazy-writer | old-writer ; prints "seconds b
 	local mode=$1 store="$BENCH_TMP/store.$1" remote="$BENCH_TMP/remote.$1" mnt="$BENCH_TMP/mnt.$1"
 	local opts=()
 	[ "$mode" = old-writer ] && opts=(--no-handoff)
+	# BENCH_CACHE_OPTS: extra daemon options, for experiments.
+	# shellcheck disable=SC2206
+	opts+=(${BENCH_CACHE_OPTS:-})
 	rm -rf "$store"
 	mkdir -p "$store" "$remote" "$mnt"
 	sync
@@ -69,7 +72,9 @@ run_once() { # mode: lazy | eager | lazy-writer | old-writer ; prints "seconds b
 	chroot "$mnt" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /bin/sh -c "$workload"
 	t1=$(date +%s.%N)
 	case $mode in *writer) writer_stop ;; esac
-	fetched=$(du -sb --exclude=.cfs-tmp "$store" | cut -f1)
+	# Body bytes received (objects get their store names a moment later, after the flush).
+	fetched=$(getfattr --only-values -n user.cfs.bytes_fetched "$remote" 2>/dev/null || echo 0)
+	[ "$mode" = eager ] && fetched=$(du -sb --exclude=.cfs-tmp "$store" | cut -f1)
 	umount "$mnt/proc" "$mnt/dev" "$mnt/tmp"
 	umount "$mnt"
 	umount "$remote"

@@ -47,6 +47,8 @@
 /* Full-size chunk buffers kept for reuse rather than freed and faulted in again. */
 #define STAGE_SPARE_MAX 8
 #define RETRY_DELAY_MAX_MS 10000
+/* The widest a busy disk makes the group-commit window of handed-off objects. */
+#define COMMIT_WINDOW_MAX_NS (5000 * 1000000ULL)
 
 struct list {
 	struct list *prev, *next;
@@ -239,6 +241,7 @@ struct cfs_fetch {
 
 	pthread_mutex_t stats_lock;
 	struct cfs_fetch_stats stats;
+	_Atomic uint64_t last_flush_ns; /* how long the last group flush took */
 };
 
 void cfs_fetch_options_init(struct cfs_fetch_options *o)
@@ -1191,6 +1194,18 @@ static void job_hand_off(struct cfs_fetch *f, struct job *job)
 	job_answer(job, 0, &info);
 }
 
+/* The group-commit window. With a hand-off directory nobody waits for a commit, so a flush
+ * that took long (a disk busy with other writers: syncfs writes their data too) widens the next
+ * window to several times its length, rather than adding flush after flush to that load. */
+static uint64_t commit_window_ns(struct cfs_fetch *f)
+{
+	uint64_t w = (uint64_t)f->o.commit_delay_ms * 1000000ULL;
+
+	if (f->o.handoff)
+		w = CFS_MAX(w, CFS_MIN(4 * atomic_load(&f->last_flush_ns), COMMIT_WINDOW_MAX_NS));
+	return w;
+}
+
 static void job_to_commit(struct cfs_fetch *f, struct job *job)
 {
 	job->state = JOB_VERIFIED;
@@ -1198,7 +1213,7 @@ static void job_to_commit(struct cfs_fetch *f, struct job *job)
 	if (f->o.handoff)
 		job_hand_off(f, job);
 	if (f->npending == 0)
-		f->commit_deadline = cfs_now_ns() + (uint64_t)f->o.commit_delay_ms * 1000000ULL;
+		f->commit_deadline = cfs_now_ns() + commit_window_ns(f);
 	list_add_tail(&f->pending, &job->link);
 	f->npending++;
 	f->uncommitted++;
@@ -1403,8 +1418,10 @@ static void drain_curl(struct cfs_fetch *f)
  * name, and its result in commit_result. */
 static void commit_batch(struct cfs_fetch *f, struct list *batch)
 {
+	uint64_t t0 = cfs_now_ns();
 	int r = cfs_store_sync(f->store);
 
+	atomic_store(&f->last_flush_ns, cfs_now_ns() - t0);
 	for (struct list *l = batch->next; l != batch; l = l->next) {
 		struct job *job = job_of(l);
 

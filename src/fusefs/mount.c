@@ -31,7 +31,7 @@
 
 #define MAX_SERVERS 16
 #define MAX_PINS 32
-#define HANDOFF_COMMIT_DELAY_MS 50
+#define HANDOFF_COMMIT_DELAY_MS 1000
 
 struct mount_opts {
 	char *store;
@@ -179,7 +179,8 @@ static void usage(FILE *f)
 		"  --passthrough           with --no-handoff: let the kernel read open objects from\n"
 		"                          the store file (FUSE passthrough; deepens the fs stack)\n"
 		"  --commit-delay DURATION group-commit window before objects get their store names\n"
-		"                          (default 50ms with hand-off, else 2ms)\n"
+		"                          (default 1s with hand-off, widened while flushes are\n"
+		"                          slow; else 2ms)\n"
 		"  --max-transfers N       concurrent downloads (default 64)\n"
 		"  --connect-timeout SECS  per connection attempt (default 5)\n"
 		"  --low-speed-time SECS   abort transfers slower than 1 KiB/s this long (default 10)\n"
