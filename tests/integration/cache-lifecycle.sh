@@ -54,7 +54,11 @@ cfs_track_pid "$sampler"
 for pass in 1 2; do
 	# overlayfs keeps the data file of an inode it has looked up (an evicted object stays
 	# readable from its unlinked inode); dropping its inodes makes pass 2 look them up again.
-	if [ "$pass" = 2 ]; then echo 2 >/proc/sys/vm/drop_caches; fi
+	# Objects count for the quota once they have their store names: wait for the commits.
+	if [ "$pass" = 2 ]; then
+		cfs_settle "$remote"
+		echo 2 >/proc/sys/vm/drop_caches
+	fi
 	for i in $(seq 1 48); do
 		cmp "$big/d/f$i" "$mnt/d/f$i" || cfs_fail "pass $pass: d/f$i differs"
 	done
