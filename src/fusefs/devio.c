@@ -10,7 +10,10 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -55,25 +58,79 @@ static uint64_t init_add;                 /* flags to add to the INIT reply (sam
 /* What the next reply written by this thread needs (set just around fuse_reply_open). */
 static _Thread_local uint32_t open_backing_id;
 
-/* Connection hand-over (see cfs_devio_keep_init / cfs_devio_adopt). */
-static int keep_fd = -1;             /* where the kernel's FUSE_INIT request is kept */
-static uint8_t replay[INIT_KEEP_MAX]; /* an adopted connection's INIT, replayed to libfuse */
+/* Connection hand-over (see cfs_devio_keep_init / cfs_devio_adopt). The state memfd, mapped
+ * shared so that it outlives the process that writes it: the kernel's INIT, and the requests read
+ * and not answered yet, for a successor on a kernel that cannot resend them. */
+#define INFLIGHT_SLOTS 4096
+#define INFLIGHT_PROBES 16
+struct kept_state {
+	_Atomic uint32_t init_len;
+	_Alignas(8) uint8_t init[INIT_KEEP_MAX];
+	_Atomic uint64_t inflight[INFLIGHT_SLOTS]; /* uniques, 0 = free */
+};
+
+static struct kept_state *kept;       /* mapped state, NULL when none */
+static _Alignas(8) uint8_t replay[INIT_KEEP_MAX]; /* an adopted connection's INIT, replayed to libfuse */
 static size_t replay_len;
 static atomic_bool replay_pending;
 static atomic_uint_fast64_t replay_unique; /* its reply goes nowhere: the kernel had one */
 
-/* Asks the kernel to queue again every request a previous daemon read and never answered. */
+static size_t inflight_slot(uint64_t unique, unsigned probe)
+{
+	return (size_t)((unique >> 1) * 0x9E3779B97F4A7C15ULL >> 52 ^ probe) % INFLIGHT_SLOTS;
+}
+
+/* Notes a request that will get a reply (best effort: a full neighbourhood is skipped). */
+static void inflight_add(uint64_t unique)
+{
+	for (unsigned p = 0; kept && unique && p < INFLIGHT_PROBES; p++) {
+		uint64_t free_slot = 0;
+
+		if (atomic_compare_exchange_strong(&kept->inflight[inflight_slot(unique, p)],
+						   &free_slot, unique))
+			return;
+	}
+}
+
+static void inflight_del(uint64_t unique)
+{
+	for (unsigned p = 0; kept && unique && p < INFLIGHT_PROBES; p++) {
+		uint64_t want = unique;
+
+		if (atomic_compare_exchange_strong(&kept->inflight[inflight_slot(unique, p)],
+						   &want, 0))
+			return;
+	}
+}
+
+/* Asks the kernel to queue again every request a previous daemon read and never answered. Where
+ * it cannot (before Linux 6.9), those requests are answered with EIO from the table the previous
+ * daemon kept, so that no reader waits for ever. */
 static void send_resend(int fd)
 {
 	struct fuse_out_header h = { .len = sizeof(h), .error = CFS_FUSE_NOTIFY_RESEND };
+	unsigned answered = 0;
+	int e;
 
-	if (write(fd, &h, sizeof(h)) == (ssize_t)sizeof(h)) {
+	/* CFS_DEVIO_NO_RESEND: tests play a kernel without FUSE_NOTIFY_RESEND. */
+	if (!getenv("CFS_DEVIO_NO_RESEND") && write(fd, &h, sizeof(h)) == (ssize_t)sizeof(h)) {
+		/* Resent requests come with new uniques: the old ones are done with. */
+		for (size_t i = 0; kept && i < INFLIGHT_SLOTS; i++)
+			atomic_store(&kept->inflight[i], 0);
 		cfs_notice("adopted the FUSE connection; the kernel resends what was in flight");
 		return;
 	}
+	e = getenv("CFS_DEVIO_NO_RESEND") ? EINVAL : errno;
+	for (size_t i = 0; kept && i < INFLIGHT_SLOTS; i++) {
+		uint64_t u = atomic_exchange(&kept->inflight[i], 0);
+		struct fuse_out_header err = { .len = sizeof(err), .error = -EIO, .unique = u };
+
+		if (u && write(fd, &err, sizeof(err)) == (ssize_t)sizeof(err))
+			answered++;
+	}
 	cfs_warn("adopted the FUSE connection, but the kernel cannot resend requests in flight "
-		 "(%s; Linux 6.9+ can): their readers wait until interrupted",
-		 strerror(errno));
+		 "(%s; Linux 6.9+ can): %u of them answered with EIO, their readers may try again",
+		 strerror(e), answered);
 }
 
 static ssize_t hook_read(int fd, void *buf, size_t len, void *userdata)
@@ -93,11 +150,17 @@ static ssize_t hook_read(int fd, void *buf, size_t len, void *userdata)
 	} else {
 		n = read(fd, buf, len);
 	}
+	/* Requests that are never answered: forgets and interrupts. */
+	if (!replayed && n >= (ssize_t)sizeof(*h) && h->opcode != FUSE_FORGET &&
+	    h->opcode != FUSE_BATCH_FORGET && h->opcode != FUSE_INTERRUPT)
+		inflight_add(h->unique);
 	if (n >= (ssize_t)need && h->opcode == FUSE_INIT) {
-		if (!replayed && keep_fd >= 0 && n <= INIT_KEEP_MAX &&
-		    (pwrite(keep_fd, buf, (size_t)n, 0) != n || ftruncate(keep_fd, n) < 0))
-			cfs_warn("cannot keep the FUSE_INIT for a restart: %s", strerror(errno));
 		const struct fuse_init_in *in = (const void *)(h + 1);
+
+		if (!replayed && kept && n <= INIT_KEEP_MAX) {
+			memcpy(kept->init, buf, (size_t)n);
+			atomic_store(&kept->init_len, (uint32_t)n);
+		}
 		uint64_t flags = in->flags;
 
 		if (flags & FUSE_INIT_EXT)
@@ -138,6 +201,8 @@ static ssize_t hook_writev(int fd, struct iovec *iov, int count, void *userdata)
 	uint64_t replayed = atomic_load(&replay_unique);
 
 	(void)userdata;
+	if (iov[0].iov_len >= sizeof(*h))
+		inflight_del(h->unique);
 	if (replayed && iov[0].iov_len >= sizeof(*h) && h->unique == replayed) {
 		/* The reply to the replayed INIT: the kernel negotiated with the first daemon. */
 		ssize_t total = 0;
@@ -216,27 +281,54 @@ int cfs_devio_install(struct fuse_session *se, bool passthrough)
 	return 0;
 }
 
+/* Maps the state memfd @fd (sizing it when new). 0 or -errno. */
+static int map_state(int fd)
+{
+	struct stat st;
+	void *p;
+
+	if (kept)
+		return 0;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if ((size_t)st.st_size < sizeof(*kept) && ftruncate(fd, sizeof(*kept)) < 0)
+		return -errno;
+	p = mmap(NULL, sizeof(*kept), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	kept = p;
+	return 0;
+}
+
 void cfs_devio_keep_init(int fd)
 {
-	keep_fd = fd;
+	int r = map_state(fd);
+
+	if (r < 0)
+		cfs_warn("cannot keep the FUSE state for a restart: %s", strerror(-r));
 }
 
 int cfs_devio_adopt(struct fuse_session *se, int init_fd)
 {
-	ssize_t n = pread(init_fd, replay, sizeof(replay), 0);
+	uint32_t n;
+	int r = map_state(init_fd);
 
-	if (n < 0)
-		return -errno;
-	keep_fd = init_fd;
+	if (r < 0)
+		return r;
+	n = atomic_load(&kept->init_len);
 	if (n == 0) {
 		/* The first daemon died before it answered INIT: the kernel resends that too. */
 		send_resend(fuse_session_fd(se));
 		return 0;
 	}
-	if ((size_t)n < sizeof(struct fuse_in_header) + offsetof(struct fuse_init_in, flags2) ||
-	    ((const struct fuse_in_header *)replay)->opcode != FUSE_INIT)
+	if (n > sizeof(replay) ||
+	    n < sizeof(struct fuse_in_header) + offsetof(struct fuse_init_in, flags2) ||
+	    ((const struct fuse_in_header *)kept->init)->opcode != FUSE_INIT)
 		return -EBADMSG;
-	replay_len = (size_t)n;
+	memcpy(replay, kept->init, n);
+	/* It must not count as in flight: the first daemon answered it. */
+	inflight_del(((const struct fuse_in_header *)replay)->unique);
+	replay_len = n;
 	atomic_store(&replay_pending, true);
 	return 0;
 }

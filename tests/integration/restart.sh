@@ -5,13 +5,15 @@
 # (tests/integration/svcmgr.py plays systemd: NOTIFY_SOCKET, FDSTORE, LISTEN_FDS), (2) SIGHUP
 # (re-exec of the binary), (3) kill -9 of the worker under --supervise. Each time every reader
 # gets the right bytes, the FUSE mountpoint has exactly one mount, and a new miss works. READY=1
-# comes only once the mount exists; a second cfs-cache on a live mountpoint refuses.
+# comes only once the mount exists; a second cfs-cache on a live mountpoint refuses. (4) On a
+# kernel without FUSE_NOTIFY_RESEND (played with CFS_DEVIO_NO_RESEND) the readers waiting at the
+# crash get an error at once instead of waiting for ever, and their next try works.
 . "$(dirname "$0")/lib.sh"
 cfs_require_cmd python3
 NREAD=24
 add_slow_files() {
 	mkdir -p "$src/slow"
-	for i in $(seq 1 $((3 * NREAD + 3))); do cfs_make_file "$src/slow/f$i" $((96 * 1024 + i)) $((500 + i)); done
+	for i in $(seq 1 $((4 * NREAD + 4))); do cfs_make_file "$src/slow/f$i" $((96 * 1024 + i)) $((500 + i)); done
 }
 cfs_tree_fixture add_slow_files
 # The objects arrive slowly (about 2 s each), so readers are still waiting at the crash.
@@ -98,7 +100,7 @@ check_readers 1 "kill -9 under a service manager"
 grep -q "the kernel resends what was in flight" "$CFS_TMP/cfs-cache.log" ||
 	cfs_fail "the new daemon did not ask for a resend"
 one_mount "after the restart"
-cmp "$src/slow/f$((3 * NREAD + 1))" "$mnt/slow/f$((3 * NREAD + 1))" || cfs_fail "a new miss after the restart"
+cmp "$src/slow/f$((4 * NREAD + 1))" "$mnt/slow/f$((4 * NREAD + 1))" || cfs_fail "a new miss after the restart"
 diff -r --no-dereference "$src/etc" "$mnt/etc" || cfs_fail "tree after the restart"
 cfs_umount "$mnt"
 kill -TERM "$mgr"
@@ -118,7 +120,7 @@ check_readers $((NREAD + 1)) "SIGHUP upgrade"
 kill -0 "$CFS_CACHE_PID" || cfs_fail "the daemon is gone after SIGHUP"
 grep -q "re-executing" "$CFS_TMP/cfs-cache.log" || cfs_fail "no re-exec logged"
 one_mount "after the upgrade"
-cmp "$src/slow/f$((3 * NREAD + 2))" "$mnt/slow/f$((3 * NREAD + 2))" || cfs_fail "a new miss after the upgrade"
+cmp "$src/slow/f$((4 * NREAD + 2))" "$mnt/slow/f$((4 * NREAD + 2))" || cfs_fail "a new miss after the upgrade"
 cfs_umount "$mnt"
 cfs_stop_cache "$remote"
 mountpoint -q "$remote" && cfs_fail "the mount is still there after stopping the upgraded daemon"
@@ -139,11 +141,44 @@ cfs_log "worker crash to first answer: $(wait_answer "$t0") ms"
 check_readers $((2 * NREAD + 1)) "kill -9 of a supervised worker"
 one_mount "after the worker restart"
 [ "$(pgrep -P "$sup" | head -1)" != "$worker" ] || cfs_fail "the same worker?"
-cmp "$src/slow/f$((3 * NREAD + 3))" "$mnt/slow/f$((3 * NREAD + 3))" || cfs_fail "a new miss after the worker restart"
+cmp "$src/slow/f$((4 * NREAD + 3))" "$mnt/slow/f$((4 * NREAD + 3))" || cfs_fail "a new miss after the worker restart"
 cfs_umount "$mnt"
 kill -TERM "$sup"
 cfs_bounded 40 tail --pid="$sup" -f /dev/null || cfs_fail "the supervisor did not stop"
 cfs_untrack_pid "$sup"
 mountpoint -q "$remote" && cfs_fail "the mount is still there after stopping the supervisor"
 "$CFS_STORE_BIN" --no-progress verify "$store" >/dev/null || cfs_fail "store after the supervised crash"
+# ---- 4. a kernel that cannot resend: the waiting readers get an error, not a hang
+rm -f "$events"
+CFS_DEVIO_NO_RESEND=1 python3 "$SVC" "$events" "$remote" -- "$CFS_CACHE_BIN" --store "$store" \
+	--server "$url" -f "$remote" 2>>"$CFS_TMP/cfs-cache.log" &
+mgr=$!
+cfs_track_pid "$mgr"
+for _ in $(seq 1 200); do grep -q '^READY' "$events" 2>/dev/null && break; sleep 0.05; done
+first_pid=$(sed -n 's/^START pid=\([0-9]*\).*/\1/p' "$events" | head -1)
+"$CFS_CACHE_BIN" mount-image "$image" "$mnt" --store "$store" --remote "$remote"
+start_readers $((3 * NREAD + 1))
+kill -KILL "$first_pid"
+t0=$(date +%s%N)
+for p in $readers; do cfs_bounded 30 tail --pid="$p" -f /dev/null || cfs_fail "no resend: a reader hung"; done
+cfs_log "no resend: every waiting reader ended $(( ($(date +%s%N) - t0) / 1000000 )) ms after the crash"
+grep -q "answered with EIO" "$CFS_TMP/cfs-cache.log" || cfs_fail "the fallback was not logged"
+failed=0
+for i in $(seq $((3 * NREAD + 1)) $((4 * NREAD))); do
+	if [ -e "$CFS_TMP/ok.$i" ]; then
+		cmp -s "$src/slow/f$i" "$CFS_TMP/out.$i" || cfs_fail "no resend: wrong bytes for f$i"
+	else
+		failed=$((failed + 1))
+	fi
+done
+[ "$failed" -gt 0 ] || cfs_fail "no reader saw the lost requests (the fallback did nothing?)"
+for i in $(seq $((3 * NREAD + 1)) $((4 * NREAD))); do
+	cfs_bounded 60 cmp "$src/slow/f$i" "$mnt/slow/f$i" || cfs_fail "no resend: retry of f$i"
+done
+cfs_log "no resend: $failed readers got an error, every retry read the right bytes"
+one_mount "after a restart without resend"
+cfs_umount "$mnt"
+kill -TERM "$mgr"
+cfs_bounded 40 tail --pid="$mgr" -f /dev/null || cfs_fail "the service manager did not stop"
+cfs_untrack_pid "$mgr"
 exit 0
