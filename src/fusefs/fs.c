@@ -525,8 +525,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		r = cfs_handoff_ensure(fs->handoff, digest);
 		if (r == 0) {
 			atomic_fetch_add(&fs->hits, 1);
-			atomic_fetch_add(&fs->handoffs, 1);
-			fuse_reply_err(req, ENOENT);
+			reply_handed_off(fs, req, digest, true);
 			return;
 		}
 		if (r != -ENOENT) {

@@ -52,6 +52,15 @@ check_readers() {
 	done
 	cfs_log "$what: $NREAD readers right; the last finished ${longest} ms after the restart"
 }
+# stop_service PID WHAT: SIGTERM to a service manager or supervisor; it must end, and with it
+# the mount.
+stop_service() {
+	kill -TERM "$1"
+	cfs_bounded 40 tail --pid="$1" -f /dev/null || cfs_fail "$2 did not stop"
+	cfs_untrack_pid "$1"
+	if mountpoint -q "$remote"; then cfs_fail "the mount is still there after stopping $2"; fi
+	return 0
+}
 # first_answer: ms from now until the new daemon answers its first request (a counter read).
 wait_answer() {
 	local t0=$1
@@ -103,10 +112,7 @@ one_mount "after the restart"
 cmp "$src/slow/f$((4 * NREAD + 1))" "$mnt/slow/f$((4 * NREAD + 1))" || cfs_fail "a new miss after the restart"
 diff -r --no-dereference "$src/etc" "$mnt/etc" || cfs_fail "tree after the restart"
 cfs_umount "$mnt"
-kill -TERM "$mgr"
-cfs_bounded 40 tail --pid="$mgr" -f /dev/null || cfs_fail "the service manager did not stop"
-cfs_untrack_pid "$mgr"
-mountpoint -q "$remote" && cfs_fail "the mount is still there after a clean stop"
+stop_service "$mgr" "the service manager"
 "$CFS_STORE_BIN" --no-progress verify "$store" >/dev/null || cfs_fail "store after the crash"
 
 # ---- 2. upgrade: SIGHUP re-executes the binary on the same connection
@@ -143,10 +149,7 @@ one_mount "after the worker restart"
 [ "$(pgrep -P "$sup" | head -1)" != "$worker" ] || cfs_fail "the same worker?"
 cmp "$src/slow/f$((4 * NREAD + 3))" "$mnt/slow/f$((4 * NREAD + 3))" || cfs_fail "a new miss after the worker restart"
 cfs_umount "$mnt"
-kill -TERM "$sup"
-cfs_bounded 40 tail --pid="$sup" -f /dev/null || cfs_fail "the supervisor did not stop"
-cfs_untrack_pid "$sup"
-mountpoint -q "$remote" && cfs_fail "the mount is still there after stopping the supervisor"
+stop_service "$sup" "the supervisor"
 "$CFS_STORE_BIN" --no-progress verify "$store" >/dev/null || cfs_fail "store after the supervised crash"
 # ---- 4. a kernel that cannot resend: the waiting readers get an error, not a hang
 rm -f "$events"
@@ -178,7 +181,5 @@ done
 cfs_log "no resend: $failed readers got an error, every retry read the right bytes"
 one_mount "after a restart without resend"
 cfs_umount "$mnt"
-kill -TERM "$mgr"
-cfs_bounded 40 tail --pid="$mgr" -f /dev/null || cfs_fail "the service manager did not stop"
-cfs_untrack_pid "$mgr"
+stop_service "$mgr" "the service manager"
 exit 0

@@ -26,6 +26,7 @@
 #include <cmocka.h>
 
 #include "common/digest.h"
+#include "common/handoff.h"
 #include "common/name.h"
 #include "common/store.h"
 #include "common/util.h"
@@ -364,6 +365,65 @@ static void test_lone_commit_at_once(void **state)
 	cfs_fetch_free(fetch);
 }
 
+/* With a hand-off directory, a fetch is answered as soon as the verified object is linked
+ * there, before any flush, and gets its store name at the commit; the name lingers after it,
+ * and a lookup asks for more linger time only while the store has the object. */
+static void test_handoff(void **state)
+{
+	struct fixture *f = *state;
+	const char *servers[] = {f->src_url};
+	char hdir[128], hpath[256], spath[256], rel[CFS_NAME_PATH_LEN + 1];
+	struct cfs_fetch_options o;
+	struct cfs_fetch *fetch = NULL;
+	struct cfs_handoff *h = NULL;
+	struct cfs_handoff_stats hs;
+	struct cfs_fetch_result info;
+	struct stat a, b;
+	uint8_t d[CFS_DIGEST_SIZE];
+	const char *msg = NULL;
+
+	snprintf(hdir, sizeof(hdir), "%s/dst.handoff", f->dir);
+	assert_int_equal(cfs_handoff_open(f->store, NULL, 200, &h, &msg), 0);
+	assert_string_equal(cfs_handoff_path(h), hdir);
+	cfs_fetch_options_init(&o);
+	o.servers = servers;
+	o.n_servers = 1;
+	o.store = f->store;
+	o.handoff = h;
+	o.commit_delay_ms = 60000; /* no commit until the engine stops */
+	assert_int_equal(cfs_fetch_new(&o, &fetch), 0);
+	add_object(f->srcstore, 7000, 91, d);
+	assert_int_equal(cfs_fetch_sync(fetch, d, &info), 0);
+	assert_true(info.handed_off);
+	cfs_name_format_path(d, rel);
+	snprintf(hpath, sizeof(hpath), "%s/%s", hdir, rel);
+	snprintf(spath, sizeof(spath), "%s/%s", f->dst, rel);
+	assert_int_equal(stat(hpath, &a), 0);
+	assert_int_equal(a.st_size, 7000);
+	/* Not in the store before its flush; a second submit is answered from the hand-off. */
+	assert_int_equal(cfs_store_lookup(f->store, d, NULL), -ENOENT);
+	assert_int_equal(cfs_fetch_sync(fetch, d, &info), 0);
+	assert_true(info.handed_off);
+	cfs_fetch_free(fetch); /* commits what is verified */
+	assert_int_equal(stat(spath, &b), 0);
+	assert_int_equal(stat(hpath, &a), 0);
+	assert_int_equal(a.st_ino, b.st_ino); /* one inode, two names */
+	/* After the linger time the hand-off name goes. */
+	for (int i = 0; i < 200 && stat(hpath, &a) == 0; i++)
+		usleep(10000);
+	assert_int_not_equal(stat(hpath, &a), 0);
+	cfs_handoff_get_stats(h, &hs);
+	assert_int_equal(hs.names, 0);
+	assert_int_equal(hs.expired, 1);
+	/* A lookup of an object in the store links it again; one gone from the store is not. */
+	assert_int_equal(cfs_handoff_ensure(h, d), 0);
+	assert_int_equal(stat(hpath, &a), 0);
+	assert_int_equal(cfs_store_remove(f->store, d), 0);
+	assert_int_equal(cfs_handoff_ensure(h, d), -ENOENT);
+	cfs_handoff_free(h);
+	assert_int_not_equal(stat(hpath, &a), 0);
+}
+
 /* A server that accepts connections and never answers. */
 static int silent_server(char *url, size_t len)
 {
@@ -674,6 +734,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_mismatch_failover, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_many_group_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lone_commit_at_once, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_handoff, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cancel_on_free, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_server_backoff, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_single_flight_200, setup, teardown),
