@@ -1425,6 +1425,10 @@ static void commit_batch(struct cfs_fetch *f, struct list *batch)
 	for (struct list *l = batch->next; l != batch; l = l->next) {
 		struct job *job = job_of(l);
 
+		/* The store's owner counts it (and makes room) before it gets its name, so a batch
+		 * never takes the store over its quota by more than one object. */
+		if (r == 0 && f->o.stored)
+			f->o.stored(f->o.stored_ctx, job->digest, job->size);
 		job->commit_result =
 		    r < 0 ? r
 		          : cfs_store_writer_commit(job->st->w, CFS_STORE_NOSYNC, &job->existed);
@@ -1513,13 +1517,10 @@ static void on_committed(struct cfs_fetch *f, struct job *job)
 			cfs_handoff_release(f->o.handoff, job->digest);
 		job->handed_off = false;
 	}
-	if (job->commit_result < 0) {
+	if (job->commit_result < 0)
 		job_fail_local(f, job, job->commit_result, "store commit");
-		return;
-	}
-	if (f->o.stored)
-		f->o.stored(f->o.stored_ctx, job->digest, job->size);
-	job_finish(f, job, 0);
+	else
+		job_finish(f, job, 0);
 }
 
 /* ---- submissions ------------------------------------------------------------------------- */
@@ -1675,6 +1676,8 @@ static void shutdown_engine(struct cfs_fetch *f)
 
 		list_del(&job->link);
 		f->npending--;
+		if (f->o.stored)
+			f->o.stored(f->o.stored_ctx, job->digest, job->size);
 		job->commit_result = cfs_store_writer_commit(job->st->w, 0, NULL);
 		on_committed(f, job);
 	}

@@ -313,8 +313,8 @@ static int apply_fetch_opts(const struct mount_opts *mo, struct cfs_fetch_option
 	return 0;
 }
 
-/* The fetcher's word that an object got its store name: the quota counts it (and makes room)
- * before the object is answered, or with hand-off, once it is durable. */
+/* The fetcher's word that an object is getting its store name: the quota counts it and makes
+ * room first. */
 static void quota_stored(void *ctx, const uint8_t digest[CFS_DIGEST_SIZE], uint64_t size)
 {
 	cfs_quota_added(ctx, digest, size);
