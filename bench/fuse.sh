@@ -92,7 +92,6 @@ mkdir -p "$BENCH_TMP/sdl"
 awk -v u="$surl" -v d="$BENCH_TMP/sdl" '{print "url = \"" u "/" $1 "\"\noutput = \"" d "/" NR "\""}' \
 	"$BENCH_TMP/slist" >"$BENCH_TMP/sget.cfg"
 TIMEFORMAT=%3R
-t_scurl=$( { time curl -sf -K "$BENCH_TMP/sget.cfg" >/dev/null; } 2>&1)
 # small_misses OPTS...: opens every file of the image once through a composefs mount over a
 # fresh store; prints "seconds fetched".
 small_misses() {
@@ -105,14 +104,25 @@ small_misses() {
 	"$B/cfs-cache" mount-image "$BENCH_TMP/small.cfs" "$cmnt" --store "$sstore" --remote "$mnt"
 	# Opening is enough: the open waits until the object is fetched and verified.
 	t=$( { time while read -r f; do : <"$cmnt/$f"; done <"$BENCH_TMP/sfiles"; } 2>&1)
-	fetched=$(getfattr --only-values -n user.cfs.fetched "$mnt" 2>/dev/null || echo "?")
+	# Misses answered (with hand-off, store names come after the flush).
+	fetched=$(getfattr --only-values -n user.cfs.misses "$mnt" 2>/dev/null || echo "?")
 	umount "$cmnt"
 	umount "$mnt"
 	wait "$spid" 2>/dev/null || true
 	echo "$t $fetched"
 }
-read -r t_smiss sfetched < <(small_misses)
-read -r t_smiss_old sfetched_old < <(small_misses --no-handoff)
+# Rounds of the three side by side, best of each: single runs on this VM swing by 2x.
+t_scurl="" t_smiss="" t_smiss_old=""
+min() { if [ -z "$1" ] || [ "$(echo "$2 < $1" | bc -l)" = 1 ]; then echo "$2"; else echo "$1"; fi; }
+for _ in $(seq 1 "${BENCH_RUNS:-5}"); do
+	rm -f "$BENCH_TMP/sdl"/*
+	t=$( { time curl -sf -K "$BENCH_TMP/sget.cfg" >/dev/null; } 2>&1)
+	t_scurl=$(min "$t_scurl" "$t")
+	read -r t sfetched < <(small_misses)
+	t_smiss=$(min "$t_smiss" "$t")
+	read -r t sfetched_old < <(small_misses --no-handoff)
+	t_smiss_old=$(min "$t_smiss_old" "$t")
+done
 ms_each() { echo "scale=2; 1000 * $1 / $nsmall" | bc -l | sed 's/^\./0./'; }
 
 mbs() { echo "scale=0; 1073.741824 / $1" | bc -l; }
@@ -125,5 +135,5 @@ echo "| re-read through FUSE, cold, passthrough | direct $(mbs "$t_direct_cold")
 echo "| re-read through FUSE, warm, passthrough | direct $(mbs "$t_direct_warm") MB/s | FUSE $(mbs "$t_pt_warm") MB/s | $(bench_ratio "$t_direct_warm" "$t_pt_warm")x | >= 0.8x |"
 echo "| re-read through FUSE, cold, no passthrough | direct $(mbs "$t_direct_cold") MB/s | FUSE $(mbs "$t_fuse_cold") MB/s | $(bench_ratio "$t_direct_cold" "$t_fuse_cold")x | |"
 echo "| re-read through FUSE, warm, no passthrough | direct $(mbs "$t_direct_warm") MB/s | FUSE $(mbs "$t_fuse_warm") MB/s | $(bench_ratio "$t_direct_warm" "$t_fuse_warm")x | |"
-echo "| $nsmall misses of 65 B-16 KiB files through composefs, one after the other (per object) | curl, one connection $(ms_each "$t_scurl") ms | $(ms_each "$t_smiss") ms ($sfetched fetched) | $(bench_ratio "$t_smiss" "$t_scurl")x time | <= 1.3x |"
-echo "| the same, --no-handoff (FUSE answers after the flush) | curl, one connection $(ms_each "$t_scurl") ms | $(ms_each "$t_smiss_old") ms ($sfetched_old fetched) | $(bench_ratio "$t_smiss_old" "$t_scurl")x time | |"
+echo "| $nsmall misses of 65 B-16 KiB files through composefs, one after the other (per object, best of ${BENCH_RUNS:-5}) | curl, one connection $(ms_each "$t_scurl") ms | $(ms_each "$t_smiss") ms ($sfetched misses) | $(bench_ratio "$t_smiss" "$t_scurl")x time | <= 1.3x |"
+echo "| the same, --no-handoff (FUSE answers after the flush) | curl, one connection $(ms_each "$t_scurl") ms | $(ms_each "$t_smiss_old") ms ($sfetched_old misses) | $(bench_ratio "$t_smiss_old" "$t_scurl")x time | |"
