@@ -87,6 +87,11 @@ chroot "$work/mnt" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /bin/bash 
 	ls /usr/bin | wc -l | sed "s/$/ programs in \/usr\/bin/"'
 end=$(date +%s.%N)
 
+# Objects get their store names after a group flush, a moment after they were read.
+for _ in $(seq 1 100); do
+	[ "$(getfattr --absolute-names --only-values -n user.cfs.in_flight "$work/remote")" = 0 ] && break
+	sleep 0.1
+done
 say "what was fetched"
 total_objects=$("$B/cfs-store" objects "$work/rootfs.cfs" | wc -l)
 total_bytes=$(du -sb --exclude=.cfs-tmp "$work/origin" | cut -f1)
@@ -100,6 +105,7 @@ echo "first files read (from the --trace file, mapped to paths with cfs-store ls
 head -n 12 "$work/trace" | while read -r obj size secs; do
 	printf '  %8s bytes  %6ss  %s\n' "$size" "$secs" "$(grep -m1 "^$obj" "$work/paths" | cut -f2)"
 done
+echo "reads through FUSE: $(getfattr --absolute-names --only-values -n user.cfs.opens "$work/remote") opens, $(getfattr --absolute-names --only-values -n user.cfs.reads "$work/remote") reads (every object was handed to the kernel as a real file of the store's filesystem)"
 echo "counters (cfs-cache stats):"
 "$B/cfs-cache" stats "$work/remote" | sed 's/^/  /' | grep -Ev ' 0$'
 "$B/cfs-store" --no-progress verify "$work/store" | tail -1 | sed 's/^/local store verify: /'
