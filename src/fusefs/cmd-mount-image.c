@@ -104,31 +104,47 @@ out:
 	return r;
 }
 
-/* Returns a detached, read-only mount of the EROFS image, or -errno. */
-static int mount_erofs(const char *image)
+/* Returns a detached, read-only mount of the EROFS image at @image, or -errno after saying why
+ * (naming it @name). */
+static int mount_erofs(const char *image, const char *name)
 {
 	char dev[64];
 	int fsfd, mfd = -1, loopfd = -1, r;
 
 	fsfd = fsopen("erofs", FSOPEN_CLOEXEC);
-	if (fsfd < 0)
-		return -errno;
-	/* Kernels since 6.12 mount an image file directly; older ones need a block device. */
+	if (fsfd < 0) {
+		r = -errno;
+		fprintf(stderr, "cfs-cache mount-image: this kernel cannot mount EROFS: %s\n",
+			strerror(-r));
+		return r;
+	}
+	/* Kernels since 6.12 mount an image file directly; older ones need a block device (they
+	 * say ENOTBLK). Any other refusal is the image's fault: say so, do not try a loop. */
 	if (fsconfig(fsfd, FSCONFIG_SET_STRING, "source", image, 0) == 0 &&
 	    fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0)
 		goto created;
-	while (read(fsfd, dev, sizeof(dev)) > 0)
-		; /* discard the messages of the failed attempt */
+	r = -errno;
+	if (r != -ENOTBLK) {
+		fprintf(stderr, "cfs-cache mount-image: %s: %s\n", name,
+			r == -EINVAL ? "not a valid EROFS image (the kernel found no valid superblock; "
+				       "see dmesg)"
+				     : strerror(-r));
+		drain_fs_messages(fsfd, true);
+		close(fsfd);
+		return r;
+	}
+	drain_fs_messages(fsfd, false);
 	close(fsfd);
 	r = attach_loop(image, dev, sizeof(dev), &loopfd);
 	if (r < 0) {
 		fprintf(stderr, "cfs-cache mount-image: cannot attach %s to a loop device: %s\n",
-			image, strerror(-r));
+			name, strerror(-r));
 		return r;
 	}
 	fsfd = fsopen("erofs", FSOPEN_CLOEXEC);
 	if (fsfd < 0) {
 		r = -errno;
+		fprintf(stderr, "cfs-cache mount-image: %s\n", strerror(-r));
 		goto out;
 	}
 	r = set_string(fsfd, "source", dev);
@@ -136,7 +152,7 @@ static int mount_erofs(const char *image)
 		goto out;
 	if (fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
 		r = -errno;
-		fprintf(stderr, "cfs-cache mount-image: %s is not an EROFS image: %s\n", image,
+		fprintf(stderr, "cfs-cache mount-image: %s is not an EROFS image: %s\n", name,
 			strerror(-r));
 		drain_fs_messages(fsfd, true);
 		goto out;
@@ -144,6 +160,8 @@ static int mount_erofs(const char *image)
 created:
 	mfd = fsmount(fsfd, FSMOUNT_CLOEXEC, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV);
 	r = mfd < 0 ? -errno : mfd;
+	if (r < 0)
+		fprintf(stderr, "cfs-cache mount-image: cannot mount %s: %s\n", name, strerror(-r));
 out:
 	if (loopfd >= 0)
 		close(loopfd); /* autoclear: the loop device goes with the mount */
@@ -509,10 +527,8 @@ int cfs_cache_cmd_mount_image(int argc, char **argv)
 		return 1;
 	}
 	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", imgfd);
-	mfd = mount_erofs(fdpath);
+	mfd = mount_erofs(fdpath, image);
 	if (mfd < 0) {
-		fprintf(stderr, "cfs-cache mount-image: cannot mount %s: %s\n", image,
-			strerror(-mfd));
 		close(imgfd);
 		return 1;
 	}

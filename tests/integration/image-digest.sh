@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Images by their digest: mount-image --digest takes the image object from the local store or
 # fetches it through the cfs-cache mount (verified like any object), mounts it lazily, and
-# refuses an image whose digest differs and a digest nobody has.
+# refuses an image whose digest differs, a digest nobody has, and a file that is no image.
 . "$(dirname "$0")/lib.sh"
 cfs_tree_fixture
 # The image is an object too: publish it into the origin store.
@@ -52,6 +52,14 @@ rc=0
 "$CFS_CACHE_BIN" mount-image --digest "$digest" "$mnt" --store "$store" 2>"$CFS_TMP/err" || rc=$?
 cfs_assert_eq "$rc" 1 "exit status of a corrupted image object"
 grep -q "not the $digest asked for: refused" "$CFS_TMP/err" || cfs_fail "corrupted image: $(cat "$CFS_TMP/err")"
+# Not an image at all: the real reason, not the loop fallback's "Permission denied".
+head -c 100000 /dev/urandom >"$CFS_TMP/garbage.cfs"
+rc=0
+"$CFS_CACHE_BIN" mount-image "$CFS_TMP/garbage.cfs" "$mnt" --store "$store" 2>"$CFS_TMP/err" || rc=$?
+cfs_assert_eq "$rc" 1 "exit status of a garbage image"
+grep -q "not a valid EROFS image" "$CFS_TMP/err" || cfs_fail "garbage image: $(cat "$CFS_TMP/err")"
+grep -q "Permission denied" "$CFS_TMP/err" && cfs_fail "garbage image blamed on permissions"
+mountpoint -q "$mnt" && cfs_fail "mounted a garbage image"
 # Misuse: a digest that is not one.
 rc=0
 "$CFS_CACHE_BIN" mount-image --digest nonsense "$mnt" --store "$store" 2>/dev/null || rc=$?
