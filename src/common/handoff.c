@@ -137,6 +137,19 @@ static void empty_dir(struct cfs_handoff *h)
 		cfs_info("hand-off directory %s: %u name(s) from before removed", h->path, removed);
 }
 
+static int ensure_prefix_locked(struct cfs_handoff *h, uint8_t prefix)
+{
+	char name[3];
+
+	if (h->have_prefix[prefix])
+		return 0;
+	snprintf(name, sizeof(name), "%02x", prefix);
+	if (mkdirat(h->dirfd, name, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	h->have_prefix[prefix] = true;
+	return 0;
+}
+
 int cfs_handoff_open(struct cfs_store *store, const char *path, unsigned linger_ms,
 		     struct cfs_handoff **h_ret, const char **msg_ret)
 {
@@ -209,6 +222,10 @@ int cfs_handoff_open(struct cfs_store *store, const char *path, unsigned linger_
 	}
 	empty_dir(h);
 	h->emptied = true;
+	/* All 256 prefix directories up front: no miss pays for a mkdir. */
+	for (unsigned p = 0; p < 256; p++)
+		if (ensure_prefix_locked(h, (uint8_t)p) < 0)
+			break; /* made when needed, then */
 	free(want);
 	*h_ret = h;
 	return 0;
@@ -314,18 +331,6 @@ static void entry_remove(struct cfs_handoff *h, struct handoff_entry *e)
 	free(e);
 }
 
-static int ensure_prefix_locked(struct cfs_handoff *h, uint8_t prefix)
-{
-	char name[3];
-
-	if (h->have_prefix[prefix])
-		return 0;
-	snprintf(name, sizeof(name), "%02x", prefix);
-	if (mkdirat(h->dirfd, name, 0755) < 0 && errno != EEXIST)
-		return -errno;
-	h->have_prefix[prefix] = true;
-	return 0;
-}
 
 /* Makes the name with @link_fn (a linkat of some file to @rel here); a missing prefix directory
  * (removed by hand) is made again once. */

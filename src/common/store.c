@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <linux/fsverity.h>
@@ -31,6 +32,8 @@
 #define ASYNC_HASH_AT (8u << 20)
 #define WRITEBACK_CHUNK (8u << 20)
 
+#define STORE_READY_MAX 32
+
 struct cfs_store {
 	int dirfd;
 	int tmpfd;
@@ -40,6 +43,13 @@ struct cfs_store {
 	/* Whether FS_IOC_ENABLE_VERITY is worth trying on this filesystem. */
 	_Atomic int verity_state; /* 0 unknown, 1 works, -1 unsupported */
 	pid_t pid; /* in temp names, read once (a name taken already is only retried) */
+	/* Temp files made ahead of need (cfs_store_prepare): created, locked, empty. */
+	pthread_mutex_t ready_lock;
+	struct ready_tmp {
+		int fd;
+		char name[64];
+	} ready[STORE_READY_MAX];
+	unsigned nready;
 };
 
 struct cfs_store_writer {
@@ -55,6 +65,8 @@ struct cfs_store_writer {
 };
 
 static atomic_uint tmp_counter;
+
+static int writer_create_tmp(struct cfs_store_writer *w);
 
 int cfs_store_dirfd(const struct cfs_store *store)
 {
@@ -76,6 +88,7 @@ int cfs_store_open(const char *path, unsigned flags, struct cfs_store **store_re
 		return -ENOMEM;
 	store->dirfd = store->tmpfd = -1;
 	store->pid = getpid();
+	pthread_mutex_init(&store->ready_lock, NULL);
 	store->path = strdup(path);
 	if (!store->path) {
 		r = -ENOMEM;
@@ -115,6 +128,11 @@ void cfs_store_free(struct cfs_store *store)
 {
 	if (!store)
 		return;
+	for (unsigned i = 0; i < store->nready; i++) {
+		unlinkat(store->tmpfd, store->ready[i].name, 0);
+		close(store->ready[i].fd);
+	}
+	pthread_mutex_destroy(&store->ready_lock);
 	if (store->tmpfd >= 0)
 		close(store->tmpfd);
 	if (store->dirfd >= 0)
@@ -382,6 +400,64 @@ static int writer_create_tmp(struct cfs_store_writer *w)
 	return -EEXIST;
 }
 
+int cfs_store_prepare(struct cfs_store *store, unsigned n)
+{
+	n = n < STORE_READY_MAX ? n : STORE_READY_MAX;
+	for (;;) {
+		struct cfs_store_writer w = { .store = store, .fd = -1 };
+		unsigned have;
+		int r;
+
+		pthread_mutex_lock(&store->ready_lock);
+		have = store->nready;
+		pthread_mutex_unlock(&store->ready_lock);
+		if (have >= n)
+			return (int)have;
+		r = writer_create_tmp(&w);
+		if (r < 0)
+			return r;
+		pthread_mutex_lock(&store->ready_lock);
+		if (store->nready < STORE_READY_MAX) {
+			store->ready[store->nready].fd = w.fd;
+			memcpy(store->ready[store->nready].name, w.tmpname, sizeof(w.tmpname));
+			store->nready++;
+			w.fd = -1;
+		}
+		pthread_mutex_unlock(&store->ready_lock);
+		if (w.fd >= 0) {
+			unlinkat(store->tmpfd, w.tmpname, 0);
+			close(w.fd);
+		}
+	}
+}
+
+unsigned cfs_store_prepared(struct cfs_store *store)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&store->ready_lock);
+	n = store->nready;
+	pthread_mutex_unlock(&store->ready_lock);
+	return n;
+}
+
+/* Takes a temp file made ahead of need, if there is one. */
+static bool writer_take_ready(struct cfs_store_writer *w)
+{
+	struct cfs_store *store = w->store;
+	bool got = false;
+
+	pthread_mutex_lock(&store->ready_lock);
+	if (store->nready) {
+		store->nready--;
+		w->fd = store->ready[store->nready].fd;
+		memcpy(w->tmpname, store->ready[store->nready].name, sizeof(w->tmpname));
+		got = true;
+	}
+	pthread_mutex_unlock(&store->ready_lock);
+	return got;
+}
+
 int cfs_store_writer_new(struct cfs_store *store, const uint8_t *expected,
 			 struct cfs_store_writer **writer_ret)
 {
@@ -399,7 +475,7 @@ int cfs_store_writer_new(struct cfs_store *store, const uint8_t *expected,
 	r = cfs_digest_new(&w->digest);
 	if (r < 0)
 		goto fail;
-	r = writer_create_tmp(w);
+	r = writer_take_ready(w) ? 0 : writer_create_tmp(w);
 	if (r < 0)
 		goto fail;
 	*writer_ret = w;

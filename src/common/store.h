@@ -56,6 +56,13 @@ int cfs_store_sweep_derived(struct cfs_store *store, unsigned tmp_age_secs, uint
 /* Flushes the store's filesystem (one syncfs for a batch of writers committed with NOSYNC). */
 int cfs_store_sync(struct cfs_store *store);
 
+/* Makes temp files ahead of need, up to @n (at most 32) ready ones, so that inserts on a
+ * latency-critical path (a lookup waiting for its object) need not create one. Each is locked
+ * like a live writer's; cfs_store_free removes those not taken. Thread-safe. Returns how many are
+ * ready, or -errno. */
+int cfs_store_prepare(struct cfs_store *store, unsigned n);
+unsigned cfs_store_prepared(struct cfs_store *store);
+
 /* Streaming insert. The writer owns a temporary file in the store; bytes are hashed as they are
  * written. When @expected is given the object must have that digest. Returns 0 or -errno. */
 int cfs_store_writer_new(struct cfs_store *store, const uint8_t *expected,

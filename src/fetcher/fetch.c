@@ -46,6 +46,10 @@
 #define NOSPACE_WAIT_MS 5000
 /* Full-size chunk buffers kept for reuse rather than freed and faulted in again. */
 #define STAGE_SPARE_MAX 8
+/* With a hand-off directory, temp files made ahead for lone misses: refilled to the target by
+ * the idle stager once fewer than the low mark are left. */
+#define READY_TARGET 8
+#define READY_LOW 4
 #define RETRY_DELAY_MAX_MS 10000
 /* The widest a busy disk makes the group-commit window of handed-off objects. */
 #define COMMIT_WINDOW_MAX_NS (5000 * 1000000ULL)
@@ -509,6 +513,7 @@ static void *stager_main(void *arg)
 {
 	struct cfs_fetch *f = arg;
 	struct list done;
+	bool prepared = false;
 
 	list_init(&done);
 	pthread_mutex_lock(&f->slock);
@@ -517,9 +522,19 @@ static void *stager_main(void *arg)
 		size_t bytes = 0;
 
 		while (!f->sq && !f->sstop) {
+			/* Idle with a hand-off (lookups wait): temp files for the next misses, made
+			 * off their path; tried once per wakeup (a full disk must not make it spin). */
+			if (f->o.handoff && !prepared && cfs_store_prepared(f->store) < READY_LOW) {
+				pthread_mutex_unlock(&f->slock);
+				cfs_store_prepare(f->store, READY_TARGET);
+				pthread_mutex_lock(&f->slock);
+				prepared = true;
+				continue;
+			}
 			f->sidle = true;
 			pthread_cond_wait(&f->scond, &f->slock);
 			f->sidle = false;
+			prepared = false;
 		}
 		batch = f->sq;
 		if (!batch)
@@ -635,6 +650,9 @@ static void stage_flush(struct cfs_fetch *f)
 			list_splice_tail(&f->sdone, &done);
 			f->ran_inline = true;
 		}
+		/* The stager makes the next lone miss's temp file while the network works. */
+		if (f->o.handoff && f->sidle && cfs_store_prepared(f->store) < READY_LOW)
+			pthread_cond_signal(&f->scond);
 		pthread_mutex_unlock(&f->slock);
 		return;
 	}

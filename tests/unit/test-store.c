@@ -83,6 +83,32 @@ static void insert_bytes(struct cfs_store *s, const void *data, size_t len, uint
 	cfs_store_writer_free(w);
 }
 
+/* Temp files made ahead: locked like a live writer's (a cleaner leaves them), taken by the next
+ * writers, and the rest removed with the store handle. */
+static void test_prepare(void **state)
+{
+	struct fixture *f = *state;
+	struct cfs_store *other;
+	uint8_t d[32];
+
+	assert_int_equal(cfs_store_prepare(f->store, 4), 4);
+	assert_int_equal(cfs_store_prepared(f->store), 4);
+	assert_int_equal(count_temp(f), 4);
+	/* Another process's start-up cleaning leaves them alone. */
+	assert_int_equal(cfs_store_open(f->path, 0, &other), 0);
+	cfs_store_free(other);
+	assert_int_equal(count_temp(f), 4);
+	insert_bytes(f->store, "made ahead", 10, d, NULL);
+	assert_int_equal(cfs_store_lookup(f->store, d, NULL), 0);
+	assert_int_equal(cfs_store_prepared(f->store), 3);
+	assert_int_equal(count_temp(f), 3);
+	assert_int_equal(cfs_store_prepare(f->store, 1000), 32); /* capped */
+	cfs_store_free(f->store);
+	f->store = NULL;
+	assert_int_equal(count_temp(f), 0);
+	assert_int_equal(cfs_store_open(f->path, 0, &f->store), 0);
+}
+
 static void test_insert_lookup_remove(void **state)
 {
 	struct fixture *f = *state;
@@ -467,6 +493,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_strays_walk_and_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_insert_fd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prepare, setup, teardown),
 	};
 
 	umask(077);
