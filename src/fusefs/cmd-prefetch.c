@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/name.h"
@@ -42,7 +43,8 @@ static void print_help(FILE *f)
 	    "verifying each against its fs-verity digest. Safe to run while a cfs-cache mount\n"
 	    "serves the same store.\n\n"
 	    "Options:\n"
-	    "  -i, --image IMAGE          composefs (EROFS) image; repeat for several\n"
+	    "  -i, --image IMAGE          composefs (EROFS) image, or its digest (sha256:HEX):\n"
+	    "                             taken from the store or fetched first; repeatable\n"
 	    "  -s, --store DIR            local object store (created if missing)\n"
 	    "  -S, --server URL           base URL of a server; repeat for fallbacks, in order\n"
 	    "  -o, --order TRACE          fetch the objects named at the start of TRACE's lines\n"
@@ -99,6 +101,61 @@ static int collect(const struct cfs_image_entry *e, void *userdata)
 static int object_cmp(const void *a, const void *b)
 {
 	return memcmp(a, b, CFS_DIGEST_SIZE);
+}
+
+/* An --image that is no file but a digest (sha256:HEX or 64 hex) names an image object: taken
+ * from the store, or fetched into it first (verified like any object). Its path replaces the
+ * digest in @images; @owned keeps the strings to free. Returns 0 or -errno after saying why. */
+static int resolve_image_digests(char **images, size_t n, char **owned, const char *store_path,
+				 struct fetch_cli *cli)
+{
+	struct cfs_store *store = NULL;
+	struct cfs_fetch *fetch = NULL;
+	int r = 0;
+
+	for (size_t i = 0; i < n && r == 0; i++) {
+		uint8_t d[CFS_DIGEST_SIZE];
+		char rel[CFS_NAME_PATH_LEN + 1];
+		struct cfs_fetch_result info;
+
+		if (access(images[i], F_OK) == 0 ||
+		    cfs_name_parse_any(images[i], strlen(images[i]), d) < 0)
+			continue;
+		if (!store && (r = cfs_store_open(store_path, CFS_STORE_CREATE, &store)) < 0) {
+			cfs_err("cannot open store %s: %s", store_path, strerror(-r));
+			break;
+		}
+		if (cfs_store_lookup(store, d, NULL) != 0) {
+			if (!fetch) {
+				cli->o.servers = cli->servers;
+				cli->o.n_servers = cli->n_servers;
+				cli->o.store = store;
+				r = cli->n_servers ? cfs_fetch_new(&cli->o, &fetch) : -ENOENT;
+				if (r < 0) {
+					cfs_err("image %s: not in the store%s", images[i],
+						cli->n_servers ? "" : ", and no --server to fetch it from");
+					break;
+				}
+			}
+			r = cfs_fetch_sync(fetch, d, &info);
+			if (r < 0) {
+				cfs_err("image %s: %s", images[i],
+					r == -ENOENT ? "absent on every server"
+						     : info.reason ? info.reason : strerror(-r));
+				break;
+			}
+		}
+		cfs_name_format_path(d, rel);
+		if (asprintf(&owned[i], "%s/%s", store_path, rel) < 0) {
+			owned[i] = NULL;
+			r = -ENOMEM;
+			break;
+		}
+		images[i] = owned[i];
+	}
+	cfs_fetch_free(fetch);
+	cfs_store_free(store);
+	return r;
 }
 
 static int load_images(char **images, size_t n, struct object_list *l)
@@ -198,7 +255,7 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 	struct cfs_store *store = NULL;
 	struct cfs_fetch *fetch = NULL;
 	struct cfs_progress progress;
-	char **images = NULL;
+	char **images = NULL, **owned = NULL;
 	size_t n_images = 0, n_order = 0, n_missing = 0, in_image;
 	const char *store_path = NULL, *order_path = NULL;
 	bool no_progress = false, dry_run = false;
@@ -272,7 +329,9 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 		ret = usage_error("--image, --store and --server are required", NULL);
 		goto out;
 	}
-	if (load_images(images, n_images, &all) < 0)
+	owned = calloc(n_images, sizeof(*owned));
+	if (!owned || resolve_image_digests(images, n_images, owned, store_path, &cli) < 0 ||
+	    load_images(images, n_images, &all) < 0)
 		goto out;
 	in_image = all.n;
 	r = cfs_store_open(store_path, dry_run ? CFS_STORE_NO_CLEAN : CFS_STORE_CREATE, &store);
@@ -380,6 +439,9 @@ out:
 	cfs_store_free(store);
 	free(order);
 	free(all.v);
+	for (size_t i = 0; owned && i < n_images; i++)
+		free(owned[i]);
+	free(owned);
 	free(images);
 	fetch_cli_free(&cli);
 	if (fflush(stdout) != 0 && ret == 0)

@@ -52,6 +52,17 @@ rc=0
 "$CFS_CACHE_BIN" mount-image --digest "$digest" "$mnt" --store "$store" 2>"$CFS_TMP/err" || rc=$?
 cfs_assert_eq "$rc" 1 "exit status of a corrupted image object"
 grep -q "not the $digest asked for: refused" "$CFS_TMP/err" || cfs_fail "corrupted image: $(cat "$CFS_TMP/err")"
+# prefetch of an image named by its digest: the image object is fetched first, then its objects.
+pstore="$CFS_TMP/pstore"
+"$CFS_CACHE_BIN" prefetch -q --no-progress --image "$digest" --store "$pstore" --server "$url" ||
+	cfs_fail "prefetch --image DIGEST"
+[ -f "$pstore/${hex:0:2}/${hex:2}" ] || cfs_fail "prefetch did not fetch the image object"
+cfs_assert_eq "$("$CFS_STORE_BIN" missing-objects --store "$pstore" "$image")" "" "missing after prefetch by digest"
+rc=0
+"$CFS_CACHE_BIN" prefetch -q --no-progress --image "$other" --store "$pstore" --server "$url" \
+	2>"$CFS_TMP/err" || rc=$?
+cfs_assert_eq "$rc" 1 "prefetch of an absent image"
+grep -q "absent on every server" "$CFS_TMP/err" || cfs_fail "prefetch absent image: $(cat "$CFS_TMP/err")"
 # Not an image at all: the real reason, not the loop fallback's "Permission denied".
 head -c 100000 /dev/urandom >"$CFS_TMP/garbage.cfs"
 rc=0
