@@ -121,7 +121,11 @@ void cfs_fetch_get_stats(struct cfs_fetch *fetch, struct cfs_fetch_stats *stats_
 enum cfs_fetch_server_state {
 	CFS_FETCH_SERVER_UP,
 	CFS_FETCH_SERVER_BACKOFF, /* skipped after consecutive failures until a deadline */
+	CFS_FETCH_SERVER_UNREACHABLE, /* the last attempt or probe could not connect: refused,
+	                               * unresolvable or timed out (until a success) */
 };
+/* "up", "backoff", "unreachable". */
+const char *cfs_fetch_server_state_name(enum cfs_fetch_server_state state);
 
 struct cfs_fetch_server_stats {
 	const char *url; /* valid while the engine lives */
@@ -134,5 +138,16 @@ size_t cfs_fetch_server_count(struct cfs_fetch *fetch);
 /* Returns 0 or -ERANGE. */
 int cfs_fetch_server_stats(struct cfs_fetch *fetch, size_t index,
                            struct cfs_fetch_server_stats *stats_ret);
+
+/* One blocking HEAD of @url with @o's TLS files, token and connect timeout (no engine needed):
+ * for diagnostics. Returns 0 with the HTTP status in *status_ret (file:// absence is 404), or
+ * -ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH, -EPROTO (TLS), -EIO with a reason written to
+ * @reason (@reason_len bytes). */
+int cfs_fetch_probe(const struct cfs_fetch_options *o, const char *url, long *status_ret,
+                    char *reason, size_t reason_len);
+/* HEADs a made-up object name on every server once (any answer = reachable) and marks the ones
+ * that cannot be reached "unreachable" until a transfer succeeds there. Blocks for at most about
+ * twice the connect timeout per server: run it on a thread of your own. */
+void cfs_fetch_probe_servers(struct cfs_fetch *f);
 
 #endif

@@ -884,7 +884,7 @@ static size_t collect_stats(struct cfs_fs *fs, struct stat_item *items, size_t m
 				 "%s state=%s requests=%" PRIu64 " bytes=%" PRIu64
 				 " failures=%" PRIu64 " not_found=%" PRIu64
 				 " verify_failures=%" PRIu64 " active=%u",
-				 ss.url, ss.state == CFS_FETCH_SERVER_UP ? "up" : "backoff",
+				 ss.url, cfs_fetch_server_state_name(ss.state),
 				 ss.requests, ss.bytes, ss.failures, ss.not_found,
 				 ss.verify_failures, ss.active);
 			n++;

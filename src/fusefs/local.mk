@@ -11,6 +11,7 @@ cfs_cache_SOURCES = \
 	src/fusefs/fetch-cli.c src/fusefs/fetch-cli.h \
 	src/fusefs/cmd-prefetch.c \
 	src/fusefs/cmd-stats.c \
+	src/fusefs/cmd-doctor.c \
 	src/fusefs/cmd-mount-image.c
 cfs_cache_CFLAGS = $(AM_CFLAGS) $(FUSE3_CFLAGS) $(CURL_CFLAGS) $(SYSTEMD_CFLAGS)
 cfs_cache_LDADD = $(CFS_FETCH_LIBS) $(CFS_IMAGE_LIBS) $(CFS_COMMON_LIBS) $(FUSE3_LIBS) \

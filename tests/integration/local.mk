@@ -11,6 +11,7 @@ INTEGRATION_TESTS = \
 	tests/integration/fuse-lifecycle.sh \
 	tests/integration/fuse-passthrough.sh \
 	tests/integration/cache-lifecycle.sh \
-	tests/integration/store-full.sh
+	tests/integration/store-full.sh \
+	tests/integration/node-doctor.sh
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/svcmgr.py
