@@ -6,7 +6,7 @@ cfs_cache_SOURCES = \
 	src/fusefs/fs.c src/fusefs/fs.h \
 	src/fusefs/devio.c src/fusefs/devio.h \
 	src/fusefs/handover.c src/fusefs/handover.h \
-	src/fusefs/mount.c \
+	src/fusefs/mount.c src/fusefs/mount-opts.c src/fusefs/mount-opts.h \
 	src/fusefs/cmd-fetch.c \
 	src/fusefs/fetch-cli.c src/fusefs/fetch-cli.h \
 	src/fusefs/cmd-prefetch.c \
