@@ -762,6 +762,7 @@ static void job_finish(struct cfs_fetch *f, struct job *job, int result)
 	    .fetched = result == 0,
 	    .reason = result == 0 ? NULL : job->reason,
 	    .server = f->servers[job->server < f->n_servers ? job->server : 0].url,
+	    .http_status = result < 0 && job->status >= 400 ? job->status : 0,
 	};
 
 	hash_remove(f, job);

@@ -23,7 +23,8 @@ struct cfs_fetch_options {
 	struct cfs_store *store;
 	unsigned max_transfers;         /* concurrent transfers in all (default 64) */
 	unsigned max_per_server;        /* concurrent transfers per server (default 16) */
-	uint64_t max_object_size;       /* larger bodies abort the transfer (default 64 GiB) */
+	uint64_t max_object_size;       /* larger (decoded) bodies abort the transfer at once
+	                                 * (default 64 GiB) */
 	unsigned connect_timeout_ms;    /* default 5000 */
 	unsigned low_speed_bytes;       /* abort below this rate... (default 1024 B/s) */
 	unsigned low_speed_secs;        /* ...sustained this long (default 10 s) */
@@ -63,6 +64,7 @@ struct cfs_fetch_result {
 	const char *reason; /* human-readable cause of a failure, NULL on success */
 	const char *server; /* server that delivered it, or the last one tried */
 	bool handed_off;    /* in the hand-off directory; in the store after its commit */
+	long http_status;   /* a failure's last HTTP error status (401, 503, ...), else 0 */
 };
 
 /* Called exactly once per successful submit, on the engine's thread. @result is 0 (object now

@@ -52,8 +52,11 @@ struct cfs_fs {
 	FILE *trace;
 
 	atomic_uint_fast64_t lookups, hits, misses, handoffs, not_found, failures, rejected, opens,
-		passthrough_opens, backing_files, reads, read_bytes, pending;
+		passthrough_opens, backing_files, reads, read_bytes, pending, store_gone;
+	atomic_uint_fast64_t store_gone_said_ns; /* when the last line about it was logged */
 };
+
+#define STORE_GONE_LOG_INTERVAL_NS (60ULL * 1000000000ULL)
 
 enum pending_kind { PENDING_LOOKUP, PENDING_OPEN };
 
@@ -426,6 +429,26 @@ out:
 	free(p);
 }
 
+/* True when the store's directory was removed under the daemon (its descriptor stays valid,
+ * but every lookup misses and no object can be saved): logged once a minute and counted. */
+static bool store_gone(struct cfs_fs *fs)
+{
+	uint64_t now, said;
+	struct stat st;
+
+	if (fstat(cfs_store_dirfd(fs->store), &st) == 0 && st.st_nlink > 0)
+		return false;
+	atomic_fetch_add(&fs->store_gone, 1);
+	now = cfs_now_ns();
+	said = atomic_load(&fs->store_gone_said_ns);
+	if ((said == 0 || now - said >= STORE_GONE_LOG_INTERVAL_NS) &&
+	    atomic_compare_exchange_strong(&fs->store_gone_said_ns, &said, now))
+		cfs_err("the store directory %s was removed under the running daemon: lookups fail "
+			"with EIO (%" PRIu64 " so far); recreate the store and restart cfs-cache",
+			cfs_store_path(fs->store), (uint64_t)atomic_load(&fs->store_gone));
+	return true;
+}
+
 /* Parks @req until the object is fetched. The reply comes from fetch_done. */
 static void start_fetch(struct cfs_fs *fs, fuse_req_t req, enum pending_kind kind,
 			const uint8_t digest[CFS_DIGEST_SIZE], fuse_ino_t ino,
@@ -435,6 +458,10 @@ static void start_fetch(struct cfs_fs *fs, fuse_req_t req, enum pending_kind kin
 	struct pending *p;
 	int r;
 
+	if (store_gone(fs)) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
 	if (!fetch) {
 		fuse_reply_err(req, ENOENT);
 		return;
@@ -826,6 +853,7 @@ static size_t collect_stats(struct cfs_fs *fs, struct stat_item *items, size_t m
 	ITEM("not_found", s.not_found);
 	ITEM("failures", s.failures);
 	ITEM("rejected", s.rejected);
+	ITEM("store_gone", s.store_gone);
 	ITEM("opens", s.opens);
 	ITEM("passthrough", cfs_passthrough_active() ? 1 : 0);
 	ITEM("passthrough_opens", s.passthrough_opens);
@@ -1062,4 +1090,5 @@ void cfs_fs_get_stats(struct cfs_fs *fs, struct cfs_fs_stats *s)
 	s->reads = atomic_load(&fs->reads);
 	s->read_bytes = atomic_load(&fs->read_bytes);
 	s->pending = atomic_load(&fs->pending);
+	s->store_gone = atomic_load(&fs->store_gone);
 }

@@ -40,6 +40,7 @@ struct cfs_fs_stats {
 	uint64_t reads;             /* reads that reached cfs-cache (not passthrough ones) */
 	uint64_t read_bytes;
 	uint64_t pending;    /* requests waiting for a fetch now */
+	uint64_t store_gone; /* misses answered EIO because the store directory was removed */
 };
 
 int cfs_fs_new(const struct cfs_fs_options *o, struct cfs_fs **fs_ret);

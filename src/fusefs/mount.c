@@ -27,6 +27,7 @@
 #include "fusefs/devio.h"
 #include "fusefs/handover.h"
 #include "fusefs/mount-opts.h"
+#include "fusefs/fetch-cli.h"
 #include "image/image.h"
 
 #define HANDOFF_COMMIT_DELAY_MS 50
@@ -56,6 +57,7 @@ static void usage(FILE *f)
 		"                          filesystem, outside it (default: STORE.handoff)\n"
 		"  --no-handoff            answer objects as FUSE files instead (direct reads and\n"
 		"                          two-layer basedirs; no verity=on, no stacked overlays)\n"
+		"  --no-passthrough        the default; accepted for old command lines\n"
 		"  --passthrough           with --no-handoff: let the kernel read open objects from\n"
 		"                          the store file (FUSE passthrough; deepens the fs stack)\n"
 		"  --commit-delay DURATION group-commit window before objects get their store names\n"
@@ -75,6 +77,10 @@ static void usage(FILE *f)
 		"                          0 = never)\n"
 		"  --supervise             keep a small parent holding the FUSE connection that\n"
 		"                          restarts the daemon if it dies (no systemd needed)\n"
+		"  --max-object-size SIZE  abort a transfer whose (decoded) body grows past SIZE\n"
+		"                          (default 4G)\n"
+		"  --log-file FILE         append the log to FILE (absolute path) instead of stderr\n"
+		"                          (-f) or syslog (once daemonized)\n"
 		"  --log-level LEVEL       err, warning, notice (default), info, debug\n"
 		"  -q, -v                  errors only; one level more (repeatable)\n"
 		"  --syslog                log to syslog (the default once daemonized)\n"
@@ -143,7 +149,38 @@ static int apply_fetch_opts(const struct mount_opts *mo, struct cfs_fetch_option
 	}
 	if (mo->no_zstd)
 		fo->accept_zstd = false;
+	fo->max_object_size = FETCH_CLI_DEFAULT_MAX_OBJECT_SIZE;
+	if (mo->max_object_size && (cfs_parse_size(mo->max_object_size, &fo->max_object_size) < 0 ||
+				    fo->max_object_size == 0)) {
+		fprintf(stderr, "cfs-cache: invalid --max-object-size '%s'\n", mo->max_object_size);
+		return -EINVAL;
+	}
 	return 0;
+}
+
+/* One HEAD per server at start, off the serving path: a server that cannot be reached shows as
+ * "unreachable" in the counters before any lookup needs it. */
+struct prober {
+	pthread_t thread;
+	bool started;
+};
+
+static void *prober_main(void *arg)
+{
+	cfs_fetch_probe_servers(arg);
+	return NULL;
+}
+
+static void prober_start(struct prober *p, struct cfs_fetch *fetch)
+{
+	p->started = pthread_create(&p->thread, NULL, prober_main, fetch) == 0;
+}
+
+static void prober_stop(struct prober *p)
+{
+	if (p->started)
+		pthread_join(p->thread, NULL);
+	p->started = false;
 }
 
 /* The fetcher's word that an object got its store name: the quota counts it (and makes room)
@@ -285,6 +322,7 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 	struct cfs_fetch_options fo;
 	struct cfs_fs_options fso = { 0 };
 	struct refresher rf = { 0 };
+	struct prober prober = { 0 };
 	struct cfs_handover ho = { .fuse_fd = -1, .init_fd = -1 };
 	char exe[PATH_MAX], fdpath[32];
 	char **exec_argv = NULL;
@@ -339,6 +377,17 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 		goto out;
 	}
 	cfs_log_set_level(level);
+	/* Absolute: the daemon's directory is / and a re-executed one opens it again. */
+	if (mo.log_file && mo.log_file[0] != '/') {
+		fprintf(stderr, "cfs-cache: --log-file must be an absolute path\n");
+		ret = CFS_EXIT_MISUSE;
+		goto out;
+	}
+	if (mo.log_file && (r = cfs_log_use_file(mo.log_file)) < 0) {
+		fprintf(stderr, "cfs-cache: cannot open --log-file %s: %s\n", mo.log_file,
+			strerror(-r));
+		goto out;
+	}
 	cfs_fetch_options_init(&fo);
 	if (apply_fetch_opts(&mo, &fo) < 0) {
 		ret = CFS_EXIT_MISUSE;
@@ -448,7 +497,7 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 	/* Threads do not survive the fork: the fetch engine starts after daemonizing. */
 	if (fuse_daemonize(fopts.foreground) != 0)
 		goto out_unmount;
-	if (!fopts.foreground || mo.use_syslog)
+	if ((!fopts.foreground || mo.use_syslog) && !mo.log_file)
 		cfs_log_use_syslog(true);
 	if (mo.n_servers) {
 		fo.servers = (const char *const *)mo.servers;
@@ -475,6 +524,7 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 			goto out_unmount;
 		}
 		cfs_fs_set_fetch(fs, fetch);
+		prober_start(&prober, fetch);
 	}
 	if (quota && rescan_ms)
 		refresher_start(&rf, quota, rescan_ms);
@@ -510,6 +560,7 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 	/* A positive value is the signal that ended the loop: a clean shutdown. */
 	ret = r < 0 ? 1 : 0;
 	/* Requests still waiting for a fetch get their reply (EINTR) before the session goes. */
+	prober_stop(&prober);
 	cfs_fs_set_fetch(fs, NULL);
 	cfs_fetch_free(fetch);
 	fetch = NULL;
@@ -522,6 +573,7 @@ out_unmount:
 out_signals:
 	fuse_remove_signal_handlers(se);
 out:
+	prober_stop(&prober);
 	if (fetch) {
 		cfs_fs_set_fetch(fs, NULL);
 		cfs_fetch_free(fetch);
