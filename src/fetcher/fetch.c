@@ -2194,16 +2194,15 @@ int cfs_fetch_probe(const struct cfs_fetch_options *o, const char *url, long *st
 
 void cfs_fetch_probe_servers(struct cfs_fetch *f)
 {
-	/* A valid name nobody stores: a 404 (or any answer) says the server is there. */
-	static const char probe_name[] = "/00/00000000000000000000000000000000000000000000000000000000000000";
-
 	for (size_t i = 0; i < f->n_servers; i++) {
 		struct server *s = &f->servers[i];
 		char url[4096], reason[256];
 		long status;
 		int r;
 
-		snprintf(url, sizeof(url), "%s%s", s->url, probe_name);
+		/* The base URL itself, not an object name: a pull-through tier does not pass it
+		 * upstream, and any answer (404 or 403 for a directory) says the server is there. */
+		snprintf(url, sizeof(url), "%s/", s->url);
 		r = probe_url(&f->o, f->headers, url, &status, reason, sizeof(reason));
 		if (r == 0) {
 			if (status == 401 || status == 403)

@@ -147,7 +147,7 @@ int cfs_fetch_server_stats(struct cfs_fetch *fetch, size_t index,
  * @reason (@reason_len bytes). */
 int cfs_fetch_probe(const struct cfs_fetch_options *o, const char *url, long *status_ret,
                     char *reason, size_t reason_len);
-/* HEADs a made-up object name on every server once (any answer = reachable) and marks the ones
+/* HEADs every server's base URL once (any HTTP answer = reachable) and marks the ones
  * that cannot be reached "unreachable" until a transfer succeeds there. Blocks for at most about
  * twice the connect timeout per server: run it on a thread of your own. */
 void cfs_fetch_probe_servers(struct cfs_fetch *f);

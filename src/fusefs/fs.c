@@ -54,6 +54,20 @@ struct cfs_fs {
 	atomic_uint_fast64_t lookups, hits, misses, handoffs, not_found, failures, rejected, opens,
 		passthrough_opens, backing_files, reads, read_bytes, pending, store_gone;
 	atomic_uint_fast64_t store_gone_said_ns; /* when the last line about it was logged */
+
+	/* Objects absent on every server, answered ENOENT without a request until they expire:
+	 * direct-mapped, so bounded, and a newer absence replaces an older one. */
+	pthread_mutex_t neg_lock;
+	struct neg_entry *neg; /* NEG_SLOTS entries; NULL when off */
+	uint64_t neg_timeout_ns;
+	atomic_uint_fast64_t negative_hits;
+};
+
+#define NEG_SLOTS 4096
+
+struct neg_entry {
+	uint8_t digest[CFS_DIGEST_SIZE];
+	uint64_t expires_ns; /* 0: empty */
 };
 
 #define STORE_GONE_LOG_INTERVAL_NS (60ULL * 1000000000ULL)
@@ -238,6 +252,43 @@ static void node_backing_put(struct cfs_fs *fs, fuse_ino_t ino, uint32_t id)
 	}
 }
 
+/* ---- negative cache ---- */
+
+static struct neg_entry *neg_slot(struct cfs_fs *fs, const uint8_t digest[CFS_DIGEST_SIZE])
+{
+	/* Digests are uniformly random past the prefix byte. */
+	return &fs->neg[((unsigned)digest[8] << 8 | digest[9]) & (NEG_SLOTS - 1)];
+}
+
+static bool neg_hit(struct cfs_fs *fs, const uint8_t digest[CFS_DIGEST_SIZE])
+{
+	struct neg_entry *e;
+	bool hit;
+
+	if (!fs->neg)
+		return false;
+	pthread_mutex_lock(&fs->neg_lock);
+	e = neg_slot(fs, digest);
+	hit = e->expires_ns > cfs_now_ns() && memcmp(e->digest, digest, CFS_DIGEST_SIZE) == 0;
+	pthread_mutex_unlock(&fs->neg_lock);
+	if (hit)
+		atomic_fetch_add(&fs->negative_hits, 1);
+	return hit;
+}
+
+static void neg_add(struct cfs_fs *fs, const uint8_t digest[CFS_DIGEST_SIZE])
+{
+	struct neg_entry *e;
+
+	if (!fs->neg)
+		return;
+	pthread_mutex_lock(&fs->neg_lock);
+	e = neg_slot(fs, digest);
+	memcpy(e->digest, digest, CFS_DIGEST_SIZE);
+	e->expires_ns = cfs_now_ns() + fs->neg_timeout_ns;
+	pthread_mutex_unlock(&fs->neg_lock);
+}
+
 /* ---- attributes ---- */
 
 static void dir_attr(fuse_ino_t ino, struct stat *st)
@@ -394,6 +445,7 @@ static void fetch_done(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 		trace_fetch(fs, digest, info->size);
 	if (result == -ENOENT) {
 		atomic_fetch_add(&fs->not_found, 1);
+		neg_add(fs, digest);
 	} else if (result < 0) {
 		atomic_fetch_add(&fs->failures, 1);
 		cfs_name_format_path(digest, name);
@@ -513,6 +565,16 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_readahead = conn->max_readahead > (1u << 20) ? conn->max_readahead : (1u << 20);
 }
 
+/* A lookup of an object the local store lacks: absent everywhere a moment ago, or fetched. */
+static void lookup_miss(struct cfs_fs *fs, fuse_req_t req, const uint8_t digest[CFS_DIGEST_SIZE])
+{
+	if (neg_hit(fs, digest)) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	start_fetch(fs, req, PENDING_LOOKUP, digest, 0, NULL);
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct cfs_fs *fs = fuse_req_userdata(req);
@@ -560,7 +622,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			fuse_reply_err(req, EIO);
 			return;
 		}
-		start_fetch(fs, req, PENDING_LOOKUP, digest, 0, NULL);
+		lookup_miss(fs, req, digest);
 		return;
 	}
 	r = cfs_store_lookup(fs->store, digest, &st);
@@ -575,7 +637,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	start_fetch(fs, req, PENDING_LOOKUP, digest, 0, NULL);
+	lookup_miss(fs, req, digest);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -854,6 +916,7 @@ static size_t collect_stats(struct cfs_fs *fs, struct stat_item *items, size_t m
 	ITEM("failures", s.failures);
 	ITEM("rejected", s.rejected);
 	ITEM("store_gone", s.store_gone);
+	ITEM("negative_hits", s.negative_hits);
 	ITEM("opens", s.opens);
 	ITEM("passthrough", cfs_passthrough_active() ? 1 : 0);
 	ITEM("passthrough_opens", s.passthrough_opens);
@@ -1034,7 +1097,11 @@ int cfs_fs_new(const struct cfs_fs_options *o, struct cfs_fs **fs_ret)
 	fs->nbuckets = 1024;
 	fs->buckets = calloc(fs->nbuckets, sizeof(*fs->buckets));
 	pthread_mutex_init(&fs->lock, NULL);
-	if (!fs->buckets) {
+	pthread_mutex_init(&fs->neg_lock, NULL);
+	fs->neg_timeout_ns = o->negative_timeout_ms * 1000000ULL;
+	if (fs->neg_timeout_ns)
+		fs->neg = calloc(NEG_SLOTS, sizeof(*fs->neg));
+	if (!fs->buckets || (fs->neg_timeout_ns && !fs->neg)) {
 		cfs_fs_free(fs);
 		return -ENOMEM;
 	}
@@ -1069,6 +1136,8 @@ void cfs_fs_free(struct cfs_fs *fs)
 		}
 	}
 	free(fs->buckets);
+	free(fs->neg);
+	pthread_mutex_destroy(&fs->neg_lock);
 	if (fs->trace)
 		fclose(fs->trace);
 	pthread_mutex_destroy(&fs->lock);
@@ -1091,4 +1160,5 @@ void cfs_fs_get_stats(struct cfs_fs *fs, struct cfs_fs_stats *s)
 	s->read_bytes = atomic_load(&fs->read_bytes);
 	s->pending = atomic_load(&fs->pending);
 	s->store_gone = atomic_load(&fs->store_gone);
+	s->negative_hits = atomic_load(&fs->negative_hits);
 }

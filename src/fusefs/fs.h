@@ -23,6 +23,9 @@ struct cfs_fs_options {
 	/* Optional, not owned: objects are answered through this hand-off directory (lookups get
 	 * ENOENT once the object is linked there); NULL: as FUSE inodes, read through FUSE. */
 	struct cfs_handoff *handoff;
+	/* Objects absent on every server are answered ENOENT without a request for this long
+	 * (at most 4096 remembered); 0 = ask the servers every time. */
+	uint64_t negative_timeout_ms;
 };
 
 /* Counters of the filesystem layer (the fetcher keeps its own). */
@@ -41,6 +44,7 @@ struct cfs_fs_stats {
 	uint64_t read_bytes;
 	uint64_t pending;    /* requests waiting for a fetch now */
 	uint64_t store_gone; /* misses answered EIO because the store directory was removed */
+	uint64_t negative_hits; /* lookups answered ENOENT from the negative cache */
 };
 
 int cfs_fs_new(const struct cfs_fs_options *o, struct cfs_fs **fs_ret);

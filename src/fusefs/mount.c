@@ -31,6 +31,7 @@
 #include "image/image.h"
 
 #define HANDOFF_COMMIT_DELAY_MS 50
+#define DEFAULT_NEGATIVE_TIMEOUT_MS 5000
 
 static void usage(FILE *f)
 {
@@ -77,6 +78,9 @@ static void usage(FILE *f)
 		"                          0 = never)\n"
 		"  --supervise             keep a small parent holding the FUSE connection that\n"
 		"                          restarts the daemon if it dies (no systemd needed)\n"
+		"  --negative-timeout DURATION  answer an object absent on every server ENOENT\n"
+		"                          without asking again for this long (default 5s, at\n"
+		"                          most 4096 objects remembered; 0 = off)\n"
 		"  --max-object-size SIZE  abort a transfer whose (decoded) body grows past SIZE\n"
 		"                          (default 4G)\n"
 		"  --log-file FILE         append the log to FILE (absolute path) instead of stderr\n"
@@ -398,6 +402,15 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 		goto out;
 	}
 	fso.entry_timeout = 86400.0;
+	fso.negative_timeout_ms = DEFAULT_NEGATIVE_TIMEOUT_MS;
+	if (mo.negative_timeout &&
+	    (cfs_parse_duration_ms(mo.negative_timeout, &fso.negative_timeout_ms) < 0 ||
+	     fso.negative_timeout_ms > 3600000)) {
+		fprintf(stderr, "cfs-cache: invalid --negative-timeout '%s' (at most 1h)\n",
+			mo.negative_timeout);
+		ret = CFS_EXIT_MISUSE;
+		goto out;
+	}
 	if (mo.timeout) {
 		uint64_t ms;
 
