@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "common/handoff.h"
 #include "common/quota.h"
@@ -52,6 +53,9 @@ void cfs_fs_free(struct cfs_fs *fs);
 /* The low-level operations table; userdata for fuse_session_new is the cfs_fs. */
 const struct fuse_lowlevel_ops *cfs_fs_ops(void);
 void cfs_fs_get_stats(struct cfs_fs *fs, struct cfs_fs_stats *stats_ret);
+/* Writes every numeric counter (and each server's state) to @f in the Prometheus text format
+ * (node_exporter's textfile collector), labelled mount=@mountpoint. Returns 0 or -errno. */
+int cfs_fs_write_metrics(struct cfs_fs *fs, FILE *f, const char *mountpoint);
 /* Sets the fetcher once it is running (it starts after daemonizing). */
 void cfs_fs_set_fetch(struct cfs_fs *fs, struct cfs_fetch *fetch);
 

@@ -81,6 +81,10 @@ static void usage(FILE *f)
 		"  --negative-timeout DURATION  answer an object absent on every server ENOENT\n"
 		"                          without asking again for this long (default 5s, at\n"
 		"                          most 4096 objects remembered; 0 = off)\n"
+		"  --metrics-file FILE     write the counters to FILE (absolute path) in the\n"
+		"                          Prometheus text format (node_exporter's textfile\n"
+		"                          collector), replaced atomically\n"
+		"  --metrics-interval DURATION  how often (default 15s)\n"
 		"  --max-object-size SIZE  abort a transfer whose (decoded) body grows past SIZE\n"
 		"                          (default 4G)\n"
 		"  --log-file FILE         append the log to FILE (absolute path) instead of stderr\n"
@@ -207,71 +211,112 @@ static int pin_images(struct cfs_quota *quota, char *const *images, size_t n)
 	return r < 0 ? r : (int)count;
 }
 
-/* Keeps the quota's index in step with objects other processes (prefetch, gc) add or remove. */
-struct refresher {
-	struct cfs_quota *quota;
+/* A thread that runs @tick every @interval_ms (first after one interval, or at once with
+ * @at_start) until stopped. */
+struct ticker {
+	void (*tick)(void *ctx);
+	void *ctx;
 	uint64_t interval_ms;
+	bool at_start;
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool stop, started;
 };
 
-static void *refresher_main(void *arg)
+static void *ticker_main(void *arg)
 {
-	struct refresher *rf = arg;
+	struct ticker *t = arg;
+	bool first = true;
 
-	pthread_mutex_lock(&rf->lock);
-	while (!rf->stop) {
-		struct cfs_quota_refresh res;
+	pthread_mutex_lock(&t->lock);
+	while (!t->stop) {
 		struct timespec ts;
-		int r;
 
-		cfs_deadline_ms(&ts, rf->interval_ms);
-		while (!rf->stop && pthread_cond_timedwait(&rf->cond, &rf->lock, &ts) == 0)
-			;
-		if (rf->stop)
-			break;
-		pthread_mutex_unlock(&rf->lock);
-		r = cfs_quota_refresh(rf->quota, &res);
-		if (r < 0)
-			cfs_warn("rescan of the store failed: %s", strerror(-r));
-		else if (res.added || res.removed || res.evicted)
-			cfs_info("store rescan: %llu new, %llu gone, %llu evicted",
-				 (unsigned long long)res.added, (unsigned long long)res.removed,
-				 (unsigned long long)res.evicted);
-		pthread_mutex_lock(&rf->lock);
+		if (!(first && t->at_start)) {
+			cfs_deadline_ms(&ts, t->interval_ms);
+			while (!t->stop && pthread_cond_timedwait(&t->cond, &t->lock, &ts) == 0)
+				;
+			if (t->stop)
+				break;
+		}
+		first = false;
+		pthread_mutex_unlock(&t->lock);
+		t->tick(t->ctx);
+		pthread_mutex_lock(&t->lock);
 	}
-	pthread_mutex_unlock(&rf->lock);
+	pthread_mutex_unlock(&t->lock);
 	return NULL;
 }
 
-static void refresher_start(struct refresher *rf, struct cfs_quota *quota, uint64_t interval_ms)
+static void ticker_start(struct ticker *t, const char *what)
 {
 	int r;
 
-	rf->quota = quota;
-	rf->interval_ms = interval_ms;
-	pthread_mutex_init(&rf->lock, NULL);
-	pthread_cond_init(&rf->cond, NULL);
-	r = pthread_create(&rf->thread, NULL, refresher_main, rf);
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->cond, NULL);
+	r = pthread_create(&t->thread, NULL, ticker_main, t);
 	if (r != 0)
-		cfs_warn("cannot start the store rescan thread: %s", strerror(r));
-	rf->started = r == 0;
+		cfs_warn("cannot start the %s thread: %s", what, strerror(r));
+	t->started = r == 0;
 }
 
-static void refresher_stop(struct refresher *rf)
+static void ticker_stop(struct ticker *t)
 {
-	if (!rf->started)
+	if (!t->started)
 		return;
-	pthread_mutex_lock(&rf->lock);
-	rf->stop = true;
-	pthread_cond_signal(&rf->cond);
-	pthread_mutex_unlock(&rf->lock);
-	pthread_join(rf->thread, NULL);
-	pthread_cond_destroy(&rf->cond);
-	pthread_mutex_destroy(&rf->lock);
-	rf->started = false;
+	pthread_mutex_lock(&t->lock);
+	t->stop = true;
+	pthread_cond_signal(&t->cond);
+	pthread_mutex_unlock(&t->lock);
+	pthread_join(t->thread, NULL);
+	pthread_cond_destroy(&t->cond);
+	pthread_mutex_destroy(&t->lock);
+	t->started = false;
+}
+
+/* Keeps the quota's index in step with objects other processes (prefetch, gc) add or remove. */
+static void rescan_tick(void *ctx)
+{
+	struct cfs_quota_refresh res;
+	int r = cfs_quota_refresh(ctx, &res);
+
+	if (r < 0)
+		cfs_warn("rescan of the store failed: %s", strerror(-r));
+	else if (res.added || res.removed || res.evicted)
+		cfs_info("store rescan: %llu new, %llu gone, %llu evicted",
+			 (unsigned long long)res.added, (unsigned long long)res.removed,
+			 (unsigned long long)res.evicted);
+}
+
+/* --metrics-file: the counters in node_exporter's textfile format, replaced atomically. */
+struct metrics {
+	struct cfs_fs *fs;
+	const char *path, *mountpoint;
+	bool failing; /* the last write failed (said once until one works again) */
+};
+
+static void metrics_tick(void *ctx)
+{
+	struct metrics *m = ctx;
+	char tmp[PATH_MAX + 16];
+	FILE *f;
+	int r;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", m->path);
+	f = fopen(tmp, "we");
+	r = f ? cfs_fs_write_metrics(m->fs, f, m->mountpoint) : -errno;
+	if (f && fclose(f) != 0 && r == 0)
+		r = -errno;
+	if (r == 0 && rename(tmp, m->path) < 0)
+		r = -errno;
+	if (r < 0 && f)
+		unlink(tmp);
+	if (r < 0 && !m->failing)
+		cfs_warn("cannot write --metrics-file %s: %s", m->path, strerror(-r));
+	else if (r == 0 && m->failing)
+		cfs_notice("--metrics-file %s written again", m->path);
+	m->failing = r < 0;
 }
 
 static int setup_quota(const struct mount_opts *mo, struct cfs_store *store,
@@ -325,7 +370,10 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 	struct cfs_handoff *handoff = NULL;
 	struct cfs_fetch_options fo;
 	struct cfs_fs_options fso = { 0 };
-	struct refresher rf = { 0 };
+	struct ticker rf = { .tick = rescan_tick };
+	struct metrics metrics = { 0 };
+	struct ticker mt = { .tick = metrics_tick, .ctx = &metrics, .at_start = true };
+	uint64_t metrics_ms = 15000;
 	struct prober prober = { 0 };
 	struct cfs_handover ho = { .fuse_fd = -1, .init_fd = -1 };
 	char exe[PATH_MAX], fdpath[32];
@@ -420,6 +468,18 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 			goto out;
 		}
 		fso.entry_timeout = (double)ms / 1000.0;
+	}
+	if (mo.metrics_file && mo.metrics_file[0] != '/') {
+		fprintf(stderr, "cfs-cache: --metrics-file must be an absolute path\n");
+		ret = CFS_EXIT_MISUSE;
+		goto out;
+	}
+	if (mo.metrics_interval && (cfs_parse_duration_ms(mo.metrics_interval, &metrics_ms) < 0 ||
+				    metrics_ms < 100 || metrics_ms > 86400000)) {
+		fprintf(stderr, "cfs-cache: invalid --metrics-interval '%s' (100ms to 1 day)\n",
+			mo.metrics_interval);
+		ret = CFS_EXIT_MISUSE;
+		goto out;
 	}
 	if (mo.rescan && cfs_parse_duration_ms(mo.rescan, &rescan_ms) < 0) {
 		fprintf(stderr, "cfs-cache: invalid --rescan '%s'\n", mo.rescan);
@@ -539,8 +599,17 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 		cfs_fs_set_fetch(fs, fetch);
 		prober_start(&prober, fetch);
 	}
-	if (quota && rescan_ms)
-		refresher_start(&rf, quota, rescan_ms);
+	if (quota && rescan_ms) {
+		rf.ctx = quota;
+		rf.interval_ms = rescan_ms;
+		ticker_start(&rf, "store rescan");
+	}
+	if (mo.metrics_file) {
+		metrics = (struct metrics){ .fs = fs, .path = mo.metrics_file,
+					    .mountpoint = fopts.mountpoint };
+		mt.interval_ms = metrics_ms;
+		ticker_start(&mt, "metrics");
+	}
 	cfs_handover_notify(&ho, fopts.mountpoint);
 	cfs_notice("serving %s on %s with %zu server(s)%s%s", mo.store, fopts.mountpoint,
 		   mo.n_servers, handoff ? ", hand-off through " : "",
@@ -573,6 +642,7 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 	/* A positive value is the signal that ended the loop: a clean shutdown. */
 	ret = r < 0 ? 1 : 0;
 	/* Requests still waiting for a fetch get their reply (EINTR) before the session goes. */
+	ticker_stop(&mt); /* it reads the fetcher's counters */
 	prober_stop(&prober);
 	cfs_fs_set_fetch(fs, NULL);
 	cfs_fetch_free(fetch);
@@ -586,6 +656,7 @@ out_unmount:
 out_signals:
 	fuse_remove_signal_handlers(se);
 out:
+	ticker_stop(&mt);
 	prober_stop(&prober);
 	if (fetch) {
 		cfs_fs_set_fetch(fs, NULL);
@@ -594,7 +665,7 @@ out:
 	if (se)
 		fuse_session_destroy(se);
 	fuse_loop_cfg_destroy(loop_cfg);
-	refresher_stop(&rf);
+	ticker_stop(&rf);
 	cfs_handoff_free(handoff);
 	cfs_fs_free(fs);
 	cfs_quota_free(quota);

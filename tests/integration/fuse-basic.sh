@@ -47,7 +47,7 @@ cfs_assert_eq "$(cfs_store_count "$store")" "$want" "objects after diff -r"
 dups=$(awk '$1 == "GET" {print $2}' "$log" | sort | uniq -d | head -3)
 [ -z "$dups" ] || cfs_fail "objects fetched twice: $dups"
 "$CFS_STORE_BIN" --no-progress verify "$store" >/dev/null || cfs_fail "store does not verify"
-"$CFS_CACHE_BIN" stats "$remote" | grep -q '^hits' || cfs_fail "stats command"
+"$CFS_CACHE_BIN" stats "$remote" | grep -q '^fetched ' || cfs_fail "stats command"
 
 # Remount everything with a fresh daemon: reads are local-store hits that never reach FUSE.
 cfs_umount "$mnt"

@@ -15,6 +15,7 @@ INTEGRATION_TESTS = \
 	tests/integration/node-doctor.sh \
 	tests/integration/node-options.sh \
 	tests/integration/node-honest.sh \
-	tests/integration/node-negative.sh
+	tests/integration/node-negative.sh \
+	tests/integration/node-stats.sh
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/svcmgr.py

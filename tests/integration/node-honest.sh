@@ -33,6 +33,8 @@ cfs_bounded 30 "$CFS_CACHE_BIN" --store "$store" --server "$durl" --connect-time
 	--log-file "$logf" "$remote" || rc=$?
 cfs_track_mount "$remote"
 cfs_assert_eq "$rc" 0 "exit of the daemonizing mount"
+# The daemon says it serves once its fetcher runs, after the parent has exited.
+for _ in $(seq 1 100); do grep -q 'notice: serving' "$logf" 2>/dev/null && break; sleep 0.1; done
 pid=$(sed -n 's/.* cfs-cache\[\([0-9]*\)\]: notice: serving.*/\1/p' "$logf" | head -1)
 [ -n "$pid" ] || cfs_fail "no 'serving' line in --log-file: $(cat "$logf")"
 cfs_track_pid "$pid"
