@@ -13,6 +13,7 @@ cfs_cache_SOURCES = \
 	src/fusefs/cmd-stats.c \
 	src/fusefs/cmd-doctor.c \
 	src/fusefs/cmd-mount-image.c
+dist_man_MANS += docs/cfs-cache-prefetch.1
 cfs_cache_CFLAGS = $(AM_CFLAGS) $(FUSE3_CFLAGS) $(CURL_CFLAGS) $(SYSTEMD_CFLAGS)
 cfs_cache_LDADD = $(CFS_FETCH_LIBS) $(CFS_IMAGE_LIBS) $(CFS_COMMON_LIBS) $(FUSE3_LIBS) \
 	$(SYSTEMD_LIBS)

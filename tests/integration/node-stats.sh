@@ -6,7 +6,7 @@
 # Prometheus text, and follows the counters.
 . "$(dirname "$0")/lib.sh"
 cfs_require_fuse
-cfs_require_cmd nginx getfattr python3
+cfs_require_cmd nginx getfattr python3 groff
 
 store="$CFS_TMP/st\"o\\re" origin="$CFS_TMP/origin" remote="$CFS_TMP/remote"
 metrics="$CFS_TMP/prom/cfs.prom"
@@ -101,12 +101,32 @@ done
 grep -q '^cfs_cache_fetched_total{.*} 2$' "$metrics" || cfs_fail "metrics file not updated"
 check_prom "$metrics" || cfs_fail "updated metrics file"
 cfs_assert_eq "$(ls "$CFS_TMP/prom")" cfs.prom "files beside the metrics file"
+
+# cfs-cache(1)'s COUNTERS section names every counter the mount has (and no other section does
+# the job): server.0.x is documented as server.N.x.
+man_counters() {
+	groff -man -Tascii -P-cbou -rLL=300n -rHY=0 "$CFS_SRCDIR/docs/cfs-cache.1" 2>/dev/null |
+		sed -n '/^COUNTERS/,/^CACHE SIZE/p'
+}
+man_counters >"$CFS_TMP/counters.txt"
+check_documented() {
+	local name names
+	names=$(getfattr --absolute-names -d -m '^user\.cfs\.' "$1" |
+		sed -n 's/^user\.cfs\.\([^=]*\)=.*/\1/p' | sed 's/^server\.[0-9]*/server.N/' | sort -u)
+	[ "$(echo "$names" | wc -l)" -gt 20 ] || cfs_fail "too few counters: $names"
+	for name in $names; do
+		grep -qE "(^|[^a-z_.])${name//./\\.}([^a-z_]|$)" "$CFS_TMP/counters.txt" ||
+			cfs_fail "counter $name is not in cfs-cache(1) COUNTERS"
+	done
+}
+check_documented "$remote"
 cfs_stop_cache "$remote"
 
 # Without the hand-off layer "hits" means something and is shown.
 cfs_start_cache "$store" "$remote" --server "$url" --no-handoff
 cat "$remote/$a" >/dev/null
 "$CFS_CACHE_BIN" stats "$remote" | grep -q '^hits  *1$' || cfs_fail "hits with --no-handoff"
+check_documented "$remote"
 cfs_stop_cache "$remote"
 rc=0
 "$CFS_CACHE_BIN" --store "$store" --metrics-file rel.prom "$remote" 2>/dev/null || rc=$?
