@@ -416,11 +416,15 @@ static void check_store(struct doctor *d, const char *store, const char *handoff
 	struct stat st;
 	int fd;
 
-	if (stat(store, &st) < 0 || !S_ISDIR(st.st_mode)) {
+	if (stat(store, &st) < 0) {
 		report(d, errno == ENOENT ? V_WARN : V_FAIL, "store",
 		       "mkdir -p the store (the mount creates it; then run doctor again)",
-		       "%s: %s", store, S_ISDIR(st.st_mode) || errno ? strerror(errno) :
-		       "not a directory");
+		       "%s: %s", store, strerror(errno));
+		return;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		report(d, V_FAIL, "store", "give --store a directory", "%s is not a directory",
+		       store);
 		return;
 	}
 	fd = store_scratch(store, scratch, sizeof(scratch));
