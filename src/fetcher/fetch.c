@@ -2205,8 +2205,9 @@ void cfs_fetch_probe_servers(struct cfs_fetch *f)
 		snprintf(url, sizeof(url), "%s/", s->url);
 		r = probe_url(&f->o, f->headers, url, &status, reason, sizeof(reason));
 		if (r == 0) {
-			if (status == 401 || status == 403)
-				cfs_warn("server %s answers HTTP %ld: check --token-file", s->url, status);
+			/* 403 is what a static server says for a directory: only 401 is about us. */
+			if (status == 401)
+				cfs_warn("server %s answers HTTP 401: check --token-file", s->url);
 			continue;
 		}
 		pthread_mutex_lock(&f->stats_lock);

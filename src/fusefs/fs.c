@@ -54,7 +54,9 @@ struct cfs_fs {
 
 	atomic_uint_fast64_t lookups, hits, misses, handoffs, not_found, failures, rejected, opens,
 		passthrough_opens, backing_files, reads, read_bytes, pending, store_gone;
-	atomic_uint_fast64_t store_gone_said_ns; /* when the last line about it was logged */
+	/* When the last line about a removed store, or about a server refusing requests, was
+	 * logged: those are said once a minute, not once per lookup. */
+	atomic_uint_fast64_t store_gone_said_ns, refused_said_ns;
 
 	/* Objects absent on every server, answered ENOENT without a request until they expire:
 	 * direct-mapped, so bounded, and a newer absence replaces an older one. */
@@ -71,7 +73,16 @@ struct neg_entry {
 	uint64_t expires_ns; /* 0: empty */
 };
 
-#define STORE_GONE_LOG_INTERVAL_NS (60ULL * 1000000000ULL)
+#define REPEAT_LOG_INTERVAL_NS (60ULL * 1000000000ULL)
+
+/* True when a line last said at *@said_ns may be said again now (and it is then marked said). */
+static bool say_again(atomic_uint_fast64_t *said_ns)
+{
+	uint64_t now = cfs_now_ns(), said = atomic_load(said_ns);
+
+	return (said == 0 || now - said >= REPEAT_LOG_INTERVAL_NS) &&
+	       atomic_compare_exchange_strong(said_ns, &said, now);
+}
 
 enum pending_kind { PENDING_LOOKUP, PENDING_OPEN };
 
@@ -447,6 +458,16 @@ static void fetch_done(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 	if (result == -ENOENT) {
 		atomic_fetch_add(&fs->not_found, 1);
 		neg_add(fs, digest);
+	} else if (result < 0 && info && (info->http_status == 401 || info->http_status == 403)) {
+		/* A token missing or refused fails every lookup alike: said once a minute. */
+		atomic_fetch_add(&fs->failures, 1);
+		cfs_name_format_path(digest, name);
+		if (say_again(&fs->refused_said_ns))
+			cfs_err("fetch of %s failed: %s refused the request (HTTP %ld): check "
+				"--token-file; further refusals are counted in 'failures' and said "
+				"again in a minute", name, info->server ? info->server : "the server",
+				info->http_status);
+		result = -EIO;
 	} else if (result < 0) {
 		atomic_fetch_add(&fs->failures, 1);
 		cfs_name_format_path(digest, name);
@@ -486,16 +507,12 @@ out:
  * but every lookup misses and no object can be saved): logged once a minute and counted. */
 static bool store_gone(struct cfs_fs *fs)
 {
-	uint64_t now, said;
 	struct stat st;
 
 	if (fstat(cfs_store_dirfd(fs->store), &st) == 0 && st.st_nlink > 0)
 		return false;
 	atomic_fetch_add(&fs->store_gone, 1);
-	now = cfs_now_ns();
-	said = atomic_load(&fs->store_gone_said_ns);
-	if ((said == 0 || now - said >= STORE_GONE_LOG_INTERVAL_NS) &&
-	    atomic_compare_exchange_strong(&fs->store_gone_said_ns, &said, now))
+	if (say_again(&fs->store_gone_said_ns))
 		cfs_err("the store directory %s was removed under the running daemon: lookups fail "
 			"with EIO (%" PRIu64 " so far); recreate the store and restart cfs-cache",
 			cfs_store_path(fs->store), (uint64_t)atomic_load(&fs->store_gone));

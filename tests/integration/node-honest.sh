@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: MIT
 # What a user of a node is told: a daemonized mount whose server is down says "unreachable"
 # (then "up" once it answers) and logs to --log-file; `cfs-cache fetch` without the token says
-# HTTP 401 once, with what to do; a store removed under the daemon is logged once and counted;
-# a zstd body that expands past --max-object-size is cut off at the limit (mount and fetch).
+# HTTP 401 once, with what to do (the mount once a minute); a store removed under the daemon is
+# logged once and counted; a zstd body that expands past --max-object-size is cut off at the
+# limit (mount and fetch).
 . "$(dirname "$0")/lib.sh"
 cfs_require_fuse
 cfs_require_cmd nginx getfattr zstd
@@ -77,6 +78,15 @@ cfs_assert_eq "$rc" 1 "fetch exit with a wrong token"
 cfs_assert_eq "$(grep -c 'HTTP 401' "$CFS_TMP/fetch.err")" 1 "HTTP 401 lines with a wrong token"
 grep -q 'the token is not accepted: check --token-file' "$CFS_TMP/fetch.err" || cfs_fail "wrong-token advice"
 
+# The mount: the start-up probe warns, and lookups refused alike are said once, counted each.
+cfs_start_cache "$CFS_TMP/s2m" "$remote" --server "$turl" --retries 0
+for i in 4 5 6 7 8; do ! cfs_bounded 30 stat "$remote/$(sed -n ${i}p "$CFS_TMP/list")" >/dev/null 2>&1 || true; done
+cfs_assert_eq "$(cfs_counter "$remote" failures)" 5 "failures of refused lookups"
+cfs_assert_eq "$(grep -c 'refused the request (HTTP 401): check --token-file' "$CFS_TMP/cfs-cache.log")" 1 \
+	"log lines for 5 refused lookups"
+grep -q "server $turl answers HTTP 401: check --token-file" "$CFS_TMP/cfs-cache.log" || cfs_fail "no start-up warning about the token"
+cfs_stop_cache "$remote"
+
 # 3. The store removed under a running daemon: EIO, one log line, a counter.
 url="http://127.0.0.1:$dport/objects"
 cfs_start_cache "$CFS_TMP/s3" "$remote" --server "$url"
@@ -102,6 +112,8 @@ grep -q "sent more than 8388608 bytes" "$CFS_TMP/cfs-cache.log" || cfs_fail "no 
 got=$(cfs_counter "$remote" bytes_fetched)
 [ "$got" -le $((8 << 20)) ] || cfs_fail "decoded $got bytes past an 8 MiB limit"
 cfs_assert_eq "$(cfs_store_count "$CFS_TMP/s4")" 0 "objects after the bomb"
+# The temp file goes right after the reader's answer.
+for _ in $(seq 1 50); do [ -z "$(ls -A "$CFS_TMP/s4/.cfs-tmp" 2>/dev/null)" ] && break; sleep 0.1; done
 cfs_assert_eq "$(ls -A "$CFS_TMP/s4/.cfs-tmp" 2>/dev/null | wc -l)" 0 "temp files after the bomb"
 cfs_stop_cache "$remote"
 rc=0
