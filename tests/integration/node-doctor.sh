@@ -6,7 +6,7 @@
 # (FAIL), a live mount, and --json that parses.
 . "$(dirname "$0")/lib.sh"
 cfs_require_fuse
-cfs_require_cmd nginx python3 mkfs.erofs
+cfs_require_cmd nginx python3 mkfs.erofs setfattr
 
 store="$CFS_TMP/store" origin="$CFS_TMP/origin"
 mkdir -p "$store" "$origin"
@@ -70,6 +70,11 @@ cfs_assert_eq "$rc" 1 "exit with a server down"
 grep -q "^FAIL  server .*$down: unreachable" <<<"$out" || cfs_fail "no FAIL line for $down: $out"
 grep -q -- '-> check the URL, that the server runs' <<<"$out" || cfs_fail "no advice for the down server"
 grep -q "^ok    server .*$url: reachable" <<<"$out" || cfs_fail "the up server lost its ok line"
+
+# --image: the image's first object must answer.
+cfs_mkimage "$CFS_TMP/tree" "$origin" "$CFS_TMP/image.erofs"
+out=$(doctor --store "$store" --server "$url" --image "$CFS_TMP/image.erofs") || cfs_fail "doctor --image: exit $?: $out"
+line "$out" server | grep -q "^ok .*$url: reachable, $obj answers HTTP 200" || cfs_fail "--image line: $(line "$out" server)"
 
 # An object the server lacks.
 set +e
