@@ -20,6 +20,9 @@ void cfs_log_set_level(enum cfs_log_level level);
 enum cfs_log_level cfs_log_get_level(void);
 /* Sends messages to syslog (daemon facility) instead of stderr. */
 void cfs_log_use_syslog(bool on);
+/* Appends messages to @path (created 0640 if missing), one timestamped line each, instead of
+ * stderr or syslog; NULL goes back to stderr. Returns 0 or -errno (the sink is unchanged). */
+int cfs_log_use_file(const char *path);
 /* Parses "err", "warning", "notice", "info", "debug" (or 3..7). Returns 0 or -EINVAL. */
 int cfs_log_parse_level(const char *s, enum cfs_log_level *level_ret);
 bool cfs_log_enabled(enum cfs_log_level level);

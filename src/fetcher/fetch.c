@@ -187,6 +187,7 @@ struct server {
 	unsigned active;
 	unsigned consecutive;
 	uint64_t backoff_until;
+	bool unreachable; /* the last attempt or probe could not connect (or timed out) */
 	uint64_t requests, bytes, failures, not_found, verify_failures;
 };
 
@@ -400,6 +401,21 @@ static void server_success(struct cfs_fetch *f, struct server *s)
 	pthread_mutex_lock(&f->stats_lock);
 	s->consecutive = 0;
 	s->backoff_until = 0;
+	s->unreachable = false;
+	pthread_mutex_unlock(&f->stats_lock);
+}
+
+/* Connection refused, unresolvable or timed out: nothing is known to answer there. */
+static bool curl_code_is_unreachable(CURLcode cc)
+{
+	return cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST ||
+	       cc == CURLE_COULDNT_RESOLVE_PROXY || cc == CURLE_OPERATION_TIMEDOUT;
+}
+
+static void server_set_unreachable(struct cfs_fetch *f, struct server *s)
+{
+	pthread_mutex_lock(&f->stats_lock);
+	s->unreachable = true;
 	pthread_mutex_unlock(&f->stats_lock);
 }
 
@@ -767,6 +783,7 @@ static void job_finish(struct cfs_fetch *f, struct job *job, int result)
 	    .fetched = result == 0,
 	    .reason = result == 0 ? NULL : job->reason,
 	    .server = f->servers[job->server < f->n_servers ? job->server : 0].url,
+	    .http_status = result < 0 && job->status >= 400 ? job->status : 0,
 	};
 
 	hash_remove(f, job);
@@ -1388,6 +1405,8 @@ static void on_attempt_failed(struct cfs_fetch *f, struct job *job, CURLcode cc)
 	cfs_debug("fetch %s: attempt %u on %s failed: %s", job->path, job->attempt, s->url,
 	          job->reason);
 	server_failure(f, s);
+	if (!job->abort_err && job->status == 0 && curl_code_is_unreachable(cc))
+		server_set_unreachable(f, s);
 	job->any_failure = true;
 	job->err = err;
 
@@ -2098,8 +2117,9 @@ int cfs_fetch_server_stats(struct cfs_fetch *f, size_t index, struct cfs_fetch_s
 	pthread_mutex_lock(&f->stats_lock);
 	*st = (struct cfs_fetch_server_stats){
 	    .url = s->url,
-	    .state =
-	        server_in_backoff(s, cfs_now_ns()) ? CFS_FETCH_SERVER_BACKOFF : CFS_FETCH_SERVER_UP,
+	    .state = server_in_backoff(s, cfs_now_ns()) ? CFS_FETCH_SERVER_BACKOFF
+	             : s->unreachable                    ? CFS_FETCH_SERVER_UNREACHABLE
+	                                                 : CFS_FETCH_SERVER_UP,
 	    .requests = s->requests,
 	    .bytes = s->bytes,
 	    .failures = s->failures,
@@ -2110,4 +2130,129 @@ int cfs_fetch_server_stats(struct cfs_fetch *f, size_t index, struct cfs_fetch_s
 	};
 	pthread_mutex_unlock(&f->stats_lock);
 	return 0;
+}
+
+const char *cfs_fetch_server_state_name(enum cfs_fetch_server_state state)
+{
+	switch (state) {
+	case CFS_FETCH_SERVER_UP:
+		return "up";
+	case CFS_FETCH_SERVER_BACKOFF:
+		return "backoff";
+	case CFS_FETCH_SERVER_UNREACHABLE:
+		return "unreachable";
+	}
+	return "unknown";
+}
+
+static size_t probe_discard(char *buf, size_t size, size_t n, void *userdata)
+{
+	(void)buf;
+	(void)userdata;
+	return size * n;
+}
+
+/* The HEAD of cfs_fetch_probe with the request headers given. */
+static int probe_url(const struct cfs_fetch_options *o, struct curl_slist *headers,
+                     const char *url, long *status_ret, char *reason, size_t reason_len)
+{
+	char errbuf[CURL_ERROR_SIZE] = "";
+	CURLcode cc;
+	CURL *e;
+	int r;
+
+	if (reason_len)
+		reason[0] = '\0';
+	*status_ret = 0;
+	e = curl_easy_init();
+	if (!e)
+		return -ENOMEM;
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, probe_discard);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)o->connect_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)o->connect_timeout_ms * 2);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https,file");
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+	curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+	curl_easy_setopt(e, CURLOPT_USERAGENT,
+	                 o->user_agent ? o->user_agent : "cfscache/" PACKAGE_VERSION);
+	if (headers)
+		curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+	if (o->ca_file)
+		curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file);
+	if (o->client_cert)
+		curl_easy_setopt(e, CURLOPT_SSLCERT, o->client_cert);
+	if (o->client_key)
+		curl_easy_setopt(e, CURLOPT_SSLKEY, o->client_key);
+	if (o->insecure) {
+		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+	cc = curl_easy_perform(e);
+	if (cc == CURLE_OK) {
+		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status_ret);
+		r = 0;
+	} else if (cc == CURLE_FILE_COULDNT_READ_FILE || cc == CURLE_REMOTE_FILE_NOT_FOUND) {
+		*status_ret = 404; /* file:// answers absence this way */
+		r = 0;
+	} else {
+		r = cc == CURLE_OPERATION_TIMEDOUT   ? -ETIMEDOUT
+		    : cc == CURLE_COULDNT_CONNECT     ? -ECONNREFUSED
+		    : curl_code_is_unreachable(cc)    ? -EHOSTUNREACH
+		    : curl_code_is_tls_config(cc)     ? -EPROTO
+		                                      : -EIO;
+		snprintf(reason, reason_len, "%s", errbuf[0] ? errbuf : curl_easy_strerror(cc));
+	}
+	curl_easy_cleanup(e);
+	return r;
+}
+
+int cfs_fetch_probe(const struct cfs_fetch_options *o, const char *url, long *status_ret,
+                    char *reason, size_t reason_len)
+{
+	struct curl_slist *headers = NULL;
+	int r;
+
+	*status_ret = 0;
+	if (o->token_file) {
+		r = read_token_header(o->token_file, &headers);
+		if (r < 0) {
+			snprintf(reason, reason_len, "cannot use token file %s: %s", o->token_file,
+			         strerror(-r));
+			return r;
+		}
+	}
+	r = probe_url(o, headers, url, status_ret, reason, reason_len);
+	curl_slist_free_all(headers);
+	return r;
+}
+
+void cfs_fetch_probe_servers(struct cfs_fetch *f)
+{
+	for (size_t i = 0; i < f->n_servers; i++) {
+		struct server *s = &f->servers[i];
+		char url[4096], reason[256];
+		long status;
+		int r;
+
+		/* The base URL itself, not an object name: a pull-through tier does not pass it
+		 * upstream, and any answer (404 or 403 for a directory) says the server is there. */
+		snprintf(url, sizeof(url), "%s/", s->url);
+		r = probe_url(&f->o, f->headers, url, &status, reason, sizeof(reason));
+		if (r == 0) {
+			/* 403 is what a static server says for a directory: only 401 is about us. */
+			if (status == 401)
+				cfs_warn("server %s answers HTTP 401: check --token-file", s->url);
+			continue;
+		}
+		pthread_mutex_lock(&f->stats_lock);
+		/* A transfer may have got through meanwhile: it knows better. */
+		if (s->requests == 0)
+			s->unreachable = true;
+		pthread_mutex_unlock(&f->stats_lock);
+		cfs_warn("server %s is unreachable: %s", s->url, reason);
+	}
 }

@@ -23,7 +23,8 @@ struct cfs_fetch_options {
 	struct cfs_store *store;
 	unsigned max_transfers;         /* concurrent transfers in all (default 64) */
 	unsigned max_per_server;        /* concurrent transfers per server (default 16) */
-	uint64_t max_object_size;       /* larger bodies abort the transfer (default 64 GiB) */
+	uint64_t max_object_size;       /* larger (decoded) bodies abort the transfer at once
+	                                 * (default 64 GiB) */
 	unsigned connect_timeout_ms;    /* default 5000 */
 	unsigned low_speed_bytes;       /* abort below this rate... (default 1024 B/s) */
 	unsigned low_speed_secs;        /* ...sustained this long (default 10 s) */
@@ -64,6 +65,7 @@ struct cfs_fetch_result {
 	const char *reason; /* human-readable cause of a failure, NULL on success */
 	const char *server; /* server that delivered it, or the last one tried */
 	bool handed_off;    /* in the hand-off directory; in the store after its commit */
+	long http_status;   /* a failure's last HTTP error status (401, 503, ...), else 0 */
 };
 
 /* Called exactly once per successful submit, on the engine's thread. @result is 0 (object now
@@ -122,7 +124,11 @@ void cfs_fetch_get_stats(struct cfs_fetch *fetch, struct cfs_fetch_stats *stats_
 enum cfs_fetch_server_state {
 	CFS_FETCH_SERVER_UP,
 	CFS_FETCH_SERVER_BACKOFF, /* skipped after consecutive failures until a deadline */
+	CFS_FETCH_SERVER_UNREACHABLE, /* the last attempt or probe could not connect: refused,
+	                               * unresolvable or timed out (until a success) */
 };
+/* "up", "backoff", "unreachable". */
+const char *cfs_fetch_server_state_name(enum cfs_fetch_server_state state);
 
 struct cfs_fetch_server_stats {
 	const char *url; /* valid while the engine lives */
@@ -135,5 +141,16 @@ size_t cfs_fetch_server_count(struct cfs_fetch *fetch);
 /* Returns 0 or -ERANGE. */
 int cfs_fetch_server_stats(struct cfs_fetch *fetch, size_t index,
                            struct cfs_fetch_server_stats *stats_ret);
+
+/* One blocking HEAD of @url with @o's TLS files, token and connect timeout (no engine needed):
+ * for diagnostics. Returns 0 with the HTTP status in *status_ret (file:// absence is 404), or
+ * -ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH, -EPROTO (TLS), -EIO with a reason written to
+ * @reason (@reason_len bytes). */
+int cfs_fetch_probe(const struct cfs_fetch_options *o, const char *url, long *status_ret,
+                    char *reason, size_t reason_len);
+/* HEADs every server's base URL once (any HTTP answer = reachable) and marks the ones
+ * that cannot be reached "unreachable" until a transfer succeeds there. Blocks for at most about
+ * twice the connect timeout per server: run it on a thread of your own. */
+void cfs_fetch_probe_servers(struct cfs_fetch *f);
 
 #endif

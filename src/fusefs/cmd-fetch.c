@@ -42,9 +42,9 @@ static void print_help(FILE *f)
 	    "      --max-transfers N      same as --jobs\n"
 	    "      --per-server N         concurrent transfers per server (default 16)\n"
 	    "      --retries N            extra attempts per server (default 2)\n"
-	    "      --connect-timeout DUR  e.g. 5s, 500ms (default 5s)\n"
-	    "      --low-speed-time DUR   abort a transfer slower than 1 KiB/s this long (10s)\n"
-	    "      --max-object-size SIZE refuse bodies larger than this (default 64G)\n"
+	    "      --connect-timeout DURATION  e.g. 5s, 500ms (default 5s)\n"
+	    "      --low-speed-time DURATION  abort a transfer slower than 1 KiB/s this long (10s)\n"
+	    "      --max-object-size SIZE abort a body (decoded) larger than this (default 4G)\n"
 	    "      --token-file FILE      send \"Authorization: Bearer <contents>\"\n"
 	    "      --ca-file FILE         CA certificates for HTTPS\n"
 	    "      --cert FILE            client certificate (PEM)\n"
@@ -185,7 +185,6 @@ enum {
 	OPT_PER_SERVER,
 
 	OPT_LOW_SPEED_TIME,
-	OPT_MAX_OBJECT_SIZE,
 
 	OPT_NO_PROGRESS,
 	OPT_STATS,
@@ -200,7 +199,6 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 	    {"max-transfers", required_argument, NULL, OPT_MAX_TRANSFERS},
 	    {"per-server", required_argument, NULL, OPT_PER_SERVER},
 	    {"low-speed-time", required_argument, NULL, OPT_LOW_SPEED_TIME},
-	    {"max-object-size", required_argument, NULL, OPT_MAX_OBJECT_SIZE},
 	    {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
 	    {"stats", no_argument, NULL, OPT_STATS},
 	    {"quiet", no_argument, NULL, 'q'},
@@ -254,13 +252,6 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 			}
 			cli.o.low_speed_secs = (unsigned)(v / 1000);
 			break;
-		case OPT_MAX_OBJECT_SIZE:
-			if (cfs_parse_size(optarg, &v) < 0 || v == 0) {
-				ret = usage_error("bad size", optarg);
-				goto out;
-			}
-			cli.o.max_object_size = v;
-			break;
 		case OPT_NO_PROGRESS:
 			no_progress = true;
 			break;
@@ -286,6 +277,7 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 		}
 	}
 	cfs_log_set_level(cli.level);
+	run.token_file = cli.o.token_file;
 	if (!store_path) {
 		ret = usage_error("--store is required", NULL);
 		goto out;
@@ -364,6 +356,7 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 	}
 	if (want_stats)
 		print_stats(fetch);
+	fetch_tally_report(&run, "fetch");
 	ret = run.missing || run.failed ? 1 : 0;
 out:
 	cfs_fetch_free(fetch);

@@ -52,7 +52,8 @@ static void print_help(FILE *f)
 	    "  -r, --rate-limit SIZE      average download rate cap in bytes/s (e.g. 10M)\n"
 	    "  -j, --jobs N               concurrent transfers (default 64)\n"
 	    "      --retries N            extra attempts per server (default 2)\n"
-	    "      --connect-timeout DUR  e.g. 5s, 500ms (default 5s)\n"
+	    "      --connect-timeout DURATION  e.g. 5s, 500ms (default 5s)\n"
+	    "      --max-object-size SIZE abort a body (decoded) larger than this (default 4G)\n"
 	    "      --token-file FILE      send \"Authorization: Bearer <contents>\"\n"
 	    "      --ca-file FILE         CA certificates for HTTPS\n"
 	    "      --cert FILE            client certificate (PEM)\n"
@@ -66,7 +67,7 @@ static void print_help(FILE *f)
 	    "  -h, --help                 show this help\n"
 	    "  -V, --version              show the version\n\n"
 	    "Exit status: 0 when every object of the images is in the store, 1 otherwise,\n"
-	    "2 on misuse.\n");
+	    "2 on misuse. See cfs-cache-prefetch(1).\n");
 }
 
 static int usage_error(const char *what, const char *arg)
@@ -321,6 +322,7 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 		}
 	}
 	cfs_log_set_level(cli.level);
+	run.token_file = cli.o.token_file;
 	if (optind < argc) {
 		ret = usage_error("unexpected argument", argv[optind]);
 		goto out;
@@ -433,6 +435,7 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 		       (unsigned long long)run.present, (unsigned long long)run.missing,
 		       (unsigned long long)run.failed, secs, rt);
 	}
+	fetch_tally_report(&run, "prefetch");
 	ret = run.missing || run.failed ? 1 : 0;
 out:
 	cfs_fetch_free(fetch);

@@ -16,6 +16,7 @@ void fetch_cli_init(struct fetch_cli *cli)
 {
 	memset(cli, 0, sizeof(*cli));
 	cfs_fetch_options_init(&cli->o);
+	cli->o.max_object_size = FETCH_CLI_DEFAULT_MAX_OBJECT_SIZE;
 	cli->level = CFS_LOG_NOTICE;
 }
 
@@ -99,6 +100,10 @@ int fetch_cli_option(struct fetch_cli *cli, int c, const char *arg, const char *
 	case FETCH_CLI_NO_ZSTD:
 		o->accept_zstd = false;
 		return 1;
+	case FETCH_CLI_MAX_OBJECT_SIZE:
+		if (cfs_parse_size(arg, &o->max_object_size) < 0 || o->max_object_size == 0)
+			return bad(cmd, "--max-object-size", arg);
+		return 1;
 	default:
 		return 0;
 	}
@@ -119,8 +124,24 @@ void fetch_tally_cb(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 {
 	struct fetch_tally *t = userdata;
 	char path[CFS_NAME_PATH_LEN + 1];
+	bool refused = result < 0 && result != -ENOENT &&
+	               (info->http_status == 401 || info->http_status == 403);
 
-	if (result < 0) {
+	if (refused) {
+		bool first;
+
+		pthread_mutex_lock(&t->lock);
+		first = t->refused++ == 0;
+		pthread_mutex_unlock(&t->lock);
+		if (first)
+			cfs_err("%s refused the request (HTTP %ld): %s; other objects it refuses are "
+			        "counted, not listed", info->server ? info->server : "the server",
+			        info->http_status,
+			        !t->token_file ? "the server requires a token: give --token-file FILE"
+			        : info->http_status == 401 ? "the token is not accepted: check --token-file"
+			                                   : "the token may lack the right to read these "
+			                                     "objects");
+	} else if (result < 0) {
 		cfs_name_format_path(digest, path);
 		if (result == -ENOENT)
 			cfs_err("%s: not found on any server", path);
@@ -145,6 +166,13 @@ void fetch_tally_cb(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 	if (t->done >= t->wake_at)
 		pthread_cond_signal(&t->cond);
 	pthread_mutex_unlock(&t->lock);
+}
+
+void fetch_tally_report(struct fetch_tally *t, const char *cmd)
+{
+	if (t->refused > 1)
+		cfs_err("%s: %llu objects in all were refused that way", cmd,
+		        (unsigned long long)t->refused);
 }
 
 void fetch_tally_wait(struct fetch_tally *t, struct cfs_progress *progress, size_t wake_at,

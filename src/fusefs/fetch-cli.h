@@ -22,7 +22,11 @@ enum {
 	FETCH_CLI_CERT,
 	FETCH_CLI_KEY,
 	FETCH_CLI_NO_ZSTD,
+	FETCH_CLI_MAX_OBJECT_SIZE,
 };
+
+/* Objects larger than this abort their transfer, whatever the encoding made of them. */
+#define FETCH_CLI_DEFAULT_MAX_OBJECT_SIZE (4ULL << 30)
 
 /* Entries for a command's getopt_long table ('S' = --server, 'k' = --insecure). */
 #define FETCH_CLI_LONG_OPTIONS                                                                     \
@@ -33,6 +37,7 @@ enum {
 	    {"ca-file", required_argument, NULL, FETCH_CLI_CA_FILE},                               \
 	    {"cert", required_argument, NULL, FETCH_CLI_CERT},                                     \
 	    {"key", required_argument, NULL, FETCH_CLI_KEY}, {"insecure", no_argument, NULL, 'k'}, \
+	    {"max-object-size", required_argument, NULL, FETCH_CLI_MAX_OBJECT_SIZE},               \
 	{                                                                                          \
 		"no-zstd", no_argument, NULL, FETCH_CLI_NO_ZSTD                                    \
 	}
@@ -67,6 +72,9 @@ struct fetch_tally {
 	uint64_t bytes_pending; /* for the progress bar, consumed by fetch_tally_wait */
 	size_t items_pending;
 	size_t wake_at; /* the waiter wants a signal once done reaches this */
+	/* Refusals (HTTP 401/403) are said once, with what to do, then only counted. */
+	const char *token_file; /* the command's --token-file, for that advice */
+	uint64_t refused;
 };
 
 #define FETCH_TALLY_INIT                                                                           \
@@ -80,6 +88,8 @@ void fetch_tally_cb(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 /* Waits (with @lock held) until @done reaches @wake_at or @ms pass, then feeds the progress bar
  * what completed meanwhile. Completions signal only the one the waiter asked for: a bulk fetch
  * does not wake the command's thread once per object. */
+/* After the run: how many more objects were refused like the first one (nothing if none). */
+void fetch_tally_report(struct fetch_tally *t, const char *cmd);
 void fetch_tally_wait(struct fetch_tally *t, struct cfs_progress *progress, size_t wake_at,
                       unsigned ms);
 

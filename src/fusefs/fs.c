@@ -11,6 +11,7 @@
 #include <fuse_lowlevel.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,8 +53,36 @@ struct cfs_fs {
 	FILE *trace;
 
 	atomic_uint_fast64_t lookups, hits, misses, handoffs, not_found, failures, rejected, opens,
-		passthrough_opens, backing_files, reads, read_bytes, pending;
+		passthrough_opens, backing_files, reads, read_bytes, pending, store_gone;
+	/* When the last line about a removed store, or about a server refusing requests, was
+	 * logged: those are said once a minute, not once per lookup. */
+	atomic_uint_fast64_t store_gone_said_ns, refused_said_ns;
+
+	/* Objects absent on every server, answered ENOENT without a request until they expire:
+	 * direct-mapped, so bounded, and a newer absence replaces an older one. */
+	pthread_mutex_t neg_lock;
+	struct neg_entry *neg; /* NEG_SLOTS entries; NULL when off */
+	uint64_t neg_timeout_ns;
+	atomic_uint_fast64_t negative_hits;
 };
+
+#define NEG_SLOTS 4096
+
+struct neg_entry {
+	uint8_t digest[CFS_DIGEST_SIZE];
+	uint64_t expires_ns; /* 0: empty */
+};
+
+#define REPEAT_LOG_INTERVAL_NS (60ULL * 1000000000ULL)
+
+/* True when a line last said at *@said_ns may be said again now (and it is then marked said). */
+static bool say_again(atomic_uint_fast64_t *said_ns)
+{
+	uint64_t now = cfs_now_ns(), said = atomic_load(said_ns);
+
+	return (said == 0 || now - said >= REPEAT_LOG_INTERVAL_NS) &&
+	       atomic_compare_exchange_strong(said_ns, &said, now);
+}
 
 enum pending_kind { PENDING_LOOKUP, PENDING_OPEN };
 
@@ -235,6 +264,43 @@ static void node_backing_put(struct cfs_fs *fs, fuse_ino_t ino, uint32_t id)
 	}
 }
 
+/* ---- negative cache ---- */
+
+static struct neg_entry *neg_slot(struct cfs_fs *fs, const uint8_t digest[CFS_DIGEST_SIZE])
+{
+	/* Digests are uniformly random past the prefix byte. */
+	return &fs->neg[((unsigned)digest[8] << 8 | digest[9]) & (NEG_SLOTS - 1)];
+}
+
+static bool neg_hit(struct cfs_fs *fs, const uint8_t digest[CFS_DIGEST_SIZE])
+{
+	struct neg_entry *e;
+	bool hit;
+
+	if (!fs->neg)
+		return false;
+	pthread_mutex_lock(&fs->neg_lock);
+	e = neg_slot(fs, digest);
+	hit = e->expires_ns > cfs_now_ns() && memcmp(e->digest, digest, CFS_DIGEST_SIZE) == 0;
+	pthread_mutex_unlock(&fs->neg_lock);
+	if (hit)
+		atomic_fetch_add(&fs->negative_hits, 1);
+	return hit;
+}
+
+static void neg_add(struct cfs_fs *fs, const uint8_t digest[CFS_DIGEST_SIZE])
+{
+	struct neg_entry *e;
+
+	if (!fs->neg)
+		return;
+	pthread_mutex_lock(&fs->neg_lock);
+	e = neg_slot(fs, digest);
+	memcpy(e->digest, digest, CFS_DIGEST_SIZE);
+	e->expires_ns = cfs_now_ns() + fs->neg_timeout_ns;
+	pthread_mutex_unlock(&fs->neg_lock);
+}
+
 /* ---- attributes ---- */
 
 static void dir_attr(fuse_ino_t ino, struct stat *st)
@@ -391,6 +457,17 @@ static void fetch_done(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 		trace_fetch(fs, digest, info->size);
 	if (result == -ENOENT) {
 		atomic_fetch_add(&fs->not_found, 1);
+		neg_add(fs, digest);
+	} else if (result < 0 && info && (info->http_status == 401 || info->http_status == 403)) {
+		/* A token missing or refused fails every lookup alike: said once a minute. */
+		atomic_fetch_add(&fs->failures, 1);
+		cfs_name_format_path(digest, name);
+		if (say_again(&fs->refused_said_ns))
+			cfs_err("fetch of %s failed: %s refused the request (HTTP %ld): check "
+				"--token-file; further refusals are counted in 'failures' and said "
+				"again in a minute", name, info->server ? info->server : "the server",
+				info->http_status);
+		result = -EIO;
 	} else if (result < 0) {
 		atomic_fetch_add(&fs->failures, 1);
 		cfs_name_format_path(digest, name);
@@ -426,6 +503,22 @@ out:
 	free(p);
 }
 
+/* True when the store's directory was removed under the daemon (its descriptor stays valid,
+ * but every lookup misses and no object can be saved): logged once a minute and counted. */
+static bool store_gone(struct cfs_fs *fs)
+{
+	struct stat st;
+
+	if (fstat(cfs_store_dirfd(fs->store), &st) == 0 && st.st_nlink > 0)
+		return false;
+	atomic_fetch_add(&fs->store_gone, 1);
+	if (say_again(&fs->store_gone_said_ns))
+		cfs_err("the store directory %s was removed under the running daemon: lookups fail "
+			"with EIO (%" PRIu64 " so far); recreate the store and restart cfs-cache",
+			cfs_store_path(fs->store), (uint64_t)atomic_load(&fs->store_gone));
+	return true;
+}
+
 /* Parks @req until the object is fetched. The reply comes from fetch_done. */
 static void start_fetch(struct cfs_fs *fs, fuse_req_t req, enum pending_kind kind,
 			const uint8_t digest[CFS_DIGEST_SIZE], fuse_ino_t ino,
@@ -435,6 +528,10 @@ static void start_fetch(struct cfs_fs *fs, fuse_req_t req, enum pending_kind kin
 	struct pending *p;
 	int r;
 
+	if (store_gone(fs)) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
 	if (!fetch) {
 		fuse_reply_err(req, ENOENT);
 		return;
@@ -486,6 +583,16 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_readahead = conn->max_readahead > (1u << 20) ? conn->max_readahead : (1u << 20);
 }
 
+/* A lookup of an object the local store lacks: absent everywhere a moment ago, or fetched. */
+static void lookup_miss(struct cfs_fs *fs, fuse_req_t req, const uint8_t digest[CFS_DIGEST_SIZE])
+{
+	if (neg_hit(fs, digest)) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	start_fetch(fs, req, PENDING_LOOKUP, digest, 0, NULL);
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct cfs_fs *fs = fuse_req_userdata(req);
@@ -532,7 +639,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			fuse_reply_err(req, EIO);
 			return;
 		}
-		start_fetch(fs, req, PENDING_LOOKUP, digest, 0, NULL);
+		lookup_miss(fs, req, digest);
 		return;
 	}
 	r = cfs_store_lookup(fs->store, digest, &st);
@@ -547,7 +654,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	start_fetch(fs, req, PENDING_LOOKUP, digest, 0, NULL);
+	lookup_miss(fs, req, digest);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -794,105 +901,214 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 /* ---- counters as extended attributes of the root ---- */
 
+/* One counter: its xattr name (after user.cfs.), value, and what a metrics scraper makes of it. */
+enum item_kind { ITEM_COUNTER, ITEM_GAUGE, ITEM_STRING };
+
 struct stat_item {
 	char name[64];
 	char value[1024];
+	enum item_kind kind;
+	int server; /* server.N.field: N, else -1 */
 };
+
+/* Room for every counter and ten per server. */
+#define MAX_ITEMS 256
+
+struct collector {
+	struct stat_item *items;
+	size_t n, max;
+};
+
+static void __attribute__((format(printf, 5, 6)))
+add_item(struct collector *c, enum item_kind kind, int server, const char *name, const char *fmt,
+	 ...)
+{
+	struct stat_item *it;
+	va_list ap;
+
+	if (c->n == c->max)
+		return;
+	it = &c->items[c->n++];
+	if (server >= 0)
+		snprintf(it->name, sizeof(it->name), XATTR_PREFIX "server.%d.%s", server, name);
+	else
+		snprintf(it->name, sizeof(it->name), XATTR_PREFIX "%s", name);
+	va_start(ap, fmt);
+	vsnprintf(it->value, sizeof(it->value), fmt, ap);
+	va_end(ap);
+	it->kind = kind;
+	it->server = server;
+}
+
+#define COUNTER(nm, v) add_item(c, ITEM_COUNTER, -1, nm, "%" PRIu64, (uint64_t)(v))
+#define GAUGE(nm, v) add_item(c, ITEM_GAUGE, -1, nm, "%" PRIu64, (uint64_t)(v))
+
+static void collect_servers(struct cfs_fetch *fetch, struct collector *c)
+{
+	size_t ns = fetch ? cfs_fetch_server_count(fetch) : 0;
+
+	for (size_t i = 0; i < ns; i++) {
+		struct cfs_fetch_server_stats ss;
+		const char *state;
+		char legacy[32];
+		int k = (int)i;
+
+		if (cfs_fetch_server_stats(fetch, i, &ss) < 0)
+			continue;
+		state = cfs_fetch_server_state_name(ss.state);
+		/* The one-line form, as before the per-field names. */
+		snprintf(legacy, sizeof(legacy), "server.%zu", i);
+		add_item(c, ITEM_STRING, -1, legacy, "%s state=%s requests=%" PRIu64 " bytes=%" PRIu64
+			 " failures=%" PRIu64 " not_found=%" PRIu64 " verify_failures=%" PRIu64
+			 " active=%u", ss.url, state, ss.requests, ss.bytes, ss.failures,
+			 ss.not_found, ss.verify_failures, ss.active);
+		add_item(c, ITEM_STRING, k, "url", "%s", ss.url);
+		add_item(c, ITEM_STRING, k, "state", "%s", state);
+		add_item(c, ITEM_COUNTER, k, "requests", "%" PRIu64, ss.requests);
+		add_item(c, ITEM_COUNTER, k, "bytes", "%" PRIu64, ss.bytes);
+		add_item(c, ITEM_COUNTER, k, "failures", "%" PRIu64, ss.failures);
+		add_item(c, ITEM_COUNTER, k, "not_found", "%" PRIu64, ss.not_found);
+		add_item(c, ITEM_COUNTER, k, "verify_failures", "%" PRIu64, ss.verify_failures);
+		add_item(c, ITEM_GAUGE, k, "consecutive_failures", "%u", ss.consecutive_failures);
+		add_item(c, ITEM_GAUGE, k, "active", "%u", ss.active);
+	}
+}
 
 static size_t collect_stats(struct cfs_fs *fs, struct stat_item *items, size_t max)
 {
-	struct cfs_fs_stats s;
-	struct cfs_fetch_stats f = { 0 };
+	struct collector col = { .items = items, .max = max }, *c = &col;
 	struct cfs_fetch *fetch = atomic_load(&fs->fetch);
-	size_t n = 0;
+	struct cfs_fetch_stats f = { 0 };
+	struct cfs_fs_stats s;
+	struct statvfs sv;
 
 	cfs_fs_get_stats(fs, &s);
 	if (fetch)
 		cfs_fetch_get_stats(fetch, &f);
-#define ITEM(nm, v)                                                                                \
-	do {                                                                                       \
-		if (n < max) {                                                                     \
-			snprintf(items[n].name, sizeof(items[n].name), XATTR_PREFIX "%s", nm);     \
-			snprintf(items[n].value, sizeof(items[n].value), "%" PRIu64,               \
-				 (uint64_t)(v));                                                   \
-			n++;                                                                       \
-		}                                                                                  \
-	} while (0)
-	ITEM("lookups", s.lookups);
-	ITEM("hits", s.hits);
-	ITEM("misses", s.misses);
-	ITEM("handoffs", s.handoffs);
-	ITEM("not_found", s.not_found);
-	ITEM("failures", s.failures);
-	ITEM("rejected", s.rejected);
-	ITEM("opens", s.opens);
-	ITEM("passthrough", cfs_passthrough_active() ? 1 : 0);
-	ITEM("passthrough_opens", s.passthrough_opens);
-	ITEM("backing_files", s.backing_files);
-	ITEM("reads", s.reads);
-	ITEM("read_bytes", s.read_bytes);
-	ITEM("pending", s.pending);
-	ITEM("requests", f.requests);
-	ITEM("fetched", f.fetched);
-	ITEM("bytes_fetched", f.bytes);
-	ITEM("verify_failures", f.verify_failures);
-	ITEM("retries", f.retries);
-	ITEM("resumed", f.resumed);
-	ITEM("joined", f.joined);
-	ITEM("in_flight", f.in_flight);
-	ITEM("queued", f.queued);
-	ITEM("commits", f.commits);
-	ITEM("handoff", fs->handoff ? 1 : 0);
+	/* The store first: what the node holds. */
+	add_item(c, ITEM_STRING, -1, "store_dir", "%s", cfs_store_path(fs->store));
+	if (fstatvfs(cfs_store_dirfd(fs->store), &sv) == 0) {
+		GAUGE("store_fs_bytes", (uint64_t)sv.f_blocks * sv.f_frsize);
+		GAUGE("store_fs_free", (uint64_t)sv.f_bavail * sv.f_frsize);
+	}
 	if (fs->quota) {
 		struct cfs_quota_stats q;
 
 		cfs_quota_get_stats(fs->quota, &q);
-		ITEM("store_objects", q.objects);
-		ITEM("store_bytes", q.bytes);
-		ITEM("max_size", q.max_bytes);
-		ITEM("evictions", q.evictions);
-		ITEM("bytes_evicted", q.bytes_evicted);
-		ITEM("pinned", q.pinned);
+		GAUGE("store_objects", q.objects);
+		GAUGE("store_bytes", q.bytes);
+		GAUGE("max_size", q.max_bytes);
+		COUNTER("evictions", q.evictions);
+		COUNTER("bytes_evicted", q.bytes_evicted);
+		GAUGE("pinned", q.pinned);
 	}
-#undef ITEM
-	if (fs->handoff && n < max) {
+	/* What reached the daemon and what became of it. */
+	COUNTER("lookups", s.lookups);
+	/* With the hand-off layer the kernel finds stored objects itself: a "hit" here is only a
+	 * commit that raced overlayfs' look into the store, counted among the handoffs. */
+	if (!fs->handoff)
+		COUNTER("hits", s.hits);
+	COUNTER("misses", s.misses);
+	COUNTER("fetched", f.fetched);
+	COUNTER("bytes_fetched", f.bytes);
+	COUNTER("handoffs", s.handoffs);
+	COUNTER("not_found", s.not_found);
+	COUNTER("negative_hits", s.negative_hits);
+	COUNTER("failures", s.failures);
+	COUNTER("verify_failures", f.verify_failures);
+	COUNTER("rejected", s.rejected);
+	COUNTER("store_gone", s.store_gone);
+	GAUGE("pending", s.pending);
+	COUNTER("requests", f.requests);
+	COUNTER("retries", f.retries);
+	COUNTER("resumed", f.resumed);
+	COUNTER("joined", f.joined);
+	GAUGE("in_flight", f.in_flight);
+	GAUGE("queued", f.queued);
+	COUNTER("commits", f.commits);
+	COUNTER("opens", s.opens);
+	COUNTER("reads", s.reads);
+	COUNTER("read_bytes", s.read_bytes);
+	GAUGE("passthrough", cfs_passthrough_active() ? 1 : 0);
+	COUNTER("passthrough_opens", s.passthrough_opens);
+	GAUGE("backing_files", s.backing_files);
+	GAUGE("handoff", fs->handoff ? 1 : 0);
+	if (fs->handoff) {
 		struct cfs_handoff_stats h;
 
 		cfs_handoff_get_stats(fs->handoff, &h);
-		snprintf(items[n].name, sizeof(items[n].name), XATTR_PREFIX "handoff_names");
-		snprintf(items[n].value, sizeof(items[n].value), "%" PRIu64, h.names);
-		n++;
+		GAUGE("handoff_names", h.names);
 		/* Where mount-image finds the third data-only layer. */
-		if (n < max) {
-			snprintf(items[n].name, sizeof(items[n].name), XATTR_PREFIX "handoff_dir");
-			snprintf(items[n].value, sizeof(items[n].value), "%s",
-				 cfs_handoff_path(fs->handoff));
-			n++;
-		}
+		add_item(c, ITEM_STRING, -1, "handoff_dir", "%s", cfs_handoff_path(fs->handoff));
 	}
-	if (fetch) {
-		size_t ns = cfs_fetch_server_count(fetch);
-
-		for (size_t i = 0; i < ns && n < max; i++) {
-			struct cfs_fetch_server_stats ss;
-
-			if (cfs_fetch_server_stats(fetch, i, &ss) < 0)
-				continue;
-			snprintf(items[n].name, sizeof(items[n].name), XATTR_PREFIX "server.%zu", i);
-			snprintf(items[n].value, sizeof(items[n].value),
-				 "%s state=%s requests=%" PRIu64 " bytes=%" PRIu64
-				 " failures=%" PRIu64 " not_found=%" PRIu64
-				 " verify_failures=%" PRIu64 " active=%u",
-				 ss.url, ss.state == CFS_FETCH_SERVER_UP ? "up" : "backoff",
-				 ss.requests, ss.bytes, ss.failures, ss.not_found,
-				 ss.verify_failures, ss.active);
-			n++;
-		}
-	}
-	return n;
+	collect_servers(fetch, c);
+	return col.n;
 }
 
-#define MAX_ITEMS 64
+#undef COUNTER
+#undef GAUGE
+
+/* Prometheus text: a label value with \, " and newlines escaped. */
+static void metrics_label(FILE *f, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			fprintf(f, "\\%c", *v);
+		else if (*v == '\n')
+			fputs("\\n", f);
+		else
+			fputc(*v, f);
+	}
+}
+
+int cfs_fs_write_metrics(struct cfs_fs *fs, FILE *f, const char *mountpoint)
+{
+	struct stat_item *items = malloc(MAX_ITEMS * sizeof(*items));
+	const char *urls[MAX_ITEMS] = { 0 };
+	size_t n;
+
+	if (!items)
+		return -ENOMEM;
+	n = collect_stats(fs, items, MAX_ITEMS);
+	for (size_t i = 0; i < n; i++)
+		if (items[i].server >= 0 && items[i].server < MAX_ITEMS &&
+		    strcmp(strrchr(items[i].name, '.') + 1, "url") == 0)
+			urls[items[i].server] = items[i].value;
+	for (size_t i = 0; i < n; i++) {
+		const struct stat_item *it = &items[i];
+		const char *field = it->server >= 0 ? strrchr(it->name, '.') + 1
+						    : it->name + strlen(XATTR_PREFIX);
+		const char *type = it->kind == ITEM_COUNTER ? "counter" : "gauge";
+
+		if (it->kind == ITEM_STRING && !(it->server >= 0 && strcmp(field, "state") == 0))
+			continue;
+		if (it->server >= 0 && strcmp(field, "state") == 0) {
+			/* One series per server whose label is the state: 1 (the others absent). */
+			if (it->server == 0)
+				fprintf(f, "# TYPE cfs_cache_server_state gauge\n");
+			fprintf(f, "cfs_cache_server_state{mount=\"");
+			metrics_label(f, mountpoint);
+			fprintf(f, "\",server=\"");
+			metrics_label(f, urls[it->server] ? urls[it->server] : "");
+			fprintf(f, "\",state=\"%s\"} 1\n", it->value);
+			continue;
+		}
+		if (it->server <= 0)
+			fprintf(f, "# TYPE cfs_cache_%s%s%s %s\n", it->server == 0 ? "server_" : "",
+				field, it->kind == ITEM_COUNTER ? "_total" : "", type);
+		fprintf(f, "cfs_cache_%s%s%s{mount=\"", it->server >= 0 ? "server_" : "", field,
+			it->kind == ITEM_COUNTER ? "_total" : "");
+		metrics_label(f, mountpoint);
+		if (it->server >= 0) {
+			fprintf(f, "\",server=\"");
+			metrics_label(f, urls[it->server] ? urls[it->server] : "");
+		}
+		fprintf(f, "\"} %s\n", it->value);
+	}
+	free(items);
+	return ferror(f) ? -EIO : 0;
+}
+
 
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
@@ -904,7 +1120,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
-	items = calloc(MAX_ITEMS, sizeof(*items));
+	items = malloc(MAX_ITEMS * sizeof(*items));
 	if (!items) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -943,7 +1159,7 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 			fuse_reply_buf(req, NULL, 0);
 		return;
 	}
-	items = calloc(MAX_ITEMS, sizeof(*items));
+	items = malloc(MAX_ITEMS * sizeof(*items));
 	buf = malloc(MAX_ITEMS * sizeof(items[0].name));
 	if (!items || !buf) {
 		free(items);
@@ -1005,7 +1221,11 @@ int cfs_fs_new(const struct cfs_fs_options *o, struct cfs_fs **fs_ret)
 	fs->nbuckets = 1024;
 	fs->buckets = calloc(fs->nbuckets, sizeof(*fs->buckets));
 	pthread_mutex_init(&fs->lock, NULL);
-	if (!fs->buckets) {
+	pthread_mutex_init(&fs->neg_lock, NULL);
+	fs->neg_timeout_ns = o->negative_timeout_ms * 1000000ULL;
+	if (fs->neg_timeout_ns)
+		fs->neg = calloc(NEG_SLOTS, sizeof(*fs->neg));
+	if (!fs->buckets || (fs->neg_timeout_ns && !fs->neg)) {
 		cfs_fs_free(fs);
 		return -ENOMEM;
 	}
@@ -1040,6 +1260,8 @@ void cfs_fs_free(struct cfs_fs *fs)
 		}
 	}
 	free(fs->buckets);
+	free(fs->neg);
+	pthread_mutex_destroy(&fs->neg_lock);
 	if (fs->trace)
 		fclose(fs->trace);
 	pthread_mutex_destroy(&fs->lock);
@@ -1061,4 +1283,6 @@ void cfs_fs_get_stats(struct cfs_fs *fs, struct cfs_fs_stats *s)
 	s->reads = atomic_load(&fs->reads);
 	s->read_bytes = atomic_load(&fs->read_bytes);
 	s->pending = atomic_load(&fs->pending);
+	s->store_gone = atomic_load(&fs->store_gone);
+	s->negative_hits = atomic_load(&fs->negative_hits);
 }

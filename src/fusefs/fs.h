@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "common/handoff.h"
 #include "common/quota.h"
@@ -23,6 +24,9 @@ struct cfs_fs_options {
 	/* Optional, not owned: objects are answered through this hand-off directory (lookups get
 	 * ENOENT once the object is linked there); NULL: as FUSE inodes, read through FUSE. */
 	struct cfs_handoff *handoff;
+	/* Objects absent on every server are answered ENOENT without a request for this long
+	 * (at most 4096 remembered); 0 = ask the servers every time. */
+	uint64_t negative_timeout_ms;
 };
 
 /* Counters of the filesystem layer (the fetcher keeps its own). */
@@ -40,6 +44,8 @@ struct cfs_fs_stats {
 	uint64_t reads;             /* reads that reached cfs-cache (not passthrough ones) */
 	uint64_t read_bytes;
 	uint64_t pending;    /* requests waiting for a fetch now */
+	uint64_t store_gone; /* misses answered EIO because the store directory was removed */
+	uint64_t negative_hits; /* lookups answered ENOENT from the negative cache */
 };
 
 int cfs_fs_new(const struct cfs_fs_options *o, struct cfs_fs **fs_ret);
@@ -47,6 +53,9 @@ void cfs_fs_free(struct cfs_fs *fs);
 /* The low-level operations table; userdata for fuse_session_new is the cfs_fs. */
 const struct fuse_lowlevel_ops *cfs_fs_ops(void);
 void cfs_fs_get_stats(struct cfs_fs *fs, struct cfs_fs_stats *stats_ret);
+/* Writes every numeric counter (and each server's state) to @f in the Prometheus text format
+ * (node_exporter's textfile collector), labelled mount=@mountpoint. Returns 0 or -errno. */
+int cfs_fs_write_metrics(struct cfs_fs *fs, FILE *f, const char *mountpoint);
 /* Sets the fetcher once it is running (it starts after daemonizing). */
 void cfs_fs_set_fetch(struct cfs_fs *fs, struct cfs_fetch *fetch);
 

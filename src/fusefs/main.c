@@ -15,6 +15,7 @@ static const struct {
 	{ "fetch", cfs_cache_cmd_fetch },
 	{ "prefetch", cfs_cache_cmd_prefetch },
 	{ "stats", cfs_cache_cmd_stats },
+	{ "doctor", cfs_cache_cmd_doctor },
 	{ "mount-image", cfs_cache_cmd_mount_image },
 	{ "mount", cfs_cache_cmd_mount },
 };

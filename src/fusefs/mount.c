@@ -10,7 +10,6 @@
 #include <limits.h>
 #include <signal.h>
 #include <sys/mount.h>
-#include <fuse_opt.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,141 +26,24 @@
 #include "fusefs/fs.h"
 #include "fusefs/devio.h"
 #include "fusefs/handover.h"
+#include "fusefs/mount-opts.h"
+#include "fusefs/fetch-cli.h"
 #include "image/image.h"
 
-#define MAX_SERVERS 16
-#define MAX_PINS 32
 #define HANDOFF_COMMIT_DELAY_MS 1000
-
-struct mount_opts {
-	char *store;
-	char *servers[MAX_SERVERS];
-	size_t n_servers;
-	char *token_file, *ca_file, *cert, *key, *trace, *log_level;
-	char *max_transfers, *connect_timeout, *retries, *timeout, *low_speed_time;
-	char *max_size, *low_water, *rescan, *handoff, *commit_delay;
-	char *pins[MAX_PINS];
-	size_t n_pins;
-	int insecure, no_zstd, no_passthrough, passthrough, no_handoff, supervise, use_syslog,
-		show_help, show_version;
-	char *nonopts[4];
-	size_t n_nonopts;
-	bool bad;
-};
-
-enum {
-	KEY_SERVER,
-	KEY_PIN,
-	KEY_HELP,
-	KEY_VERSION,
-};
-
-#define OPT(t, f) { t, offsetof(struct mount_opts, f), 1 }
-static const struct fuse_opt mount_fuse_opts[] = {
-	OPT("store=%s", store),
-	OPT("token_file=%s", token_file),
-	OPT("token-file=%s", token_file),
-	OPT("ca_file=%s", ca_file),
-	OPT("ca-file=%s", ca_file),
-	OPT("cert=%s", cert),
-	OPT("key=%s", key),
-	OPT("trace=%s", trace),
-	OPT("log_level=%s", log_level),
-	OPT("log-level=%s", log_level),
-	OPT("max_transfers=%s", max_transfers),
-	OPT("max-transfers=%s", max_transfers),
-	OPT("connect_timeout=%s", connect_timeout),
-	OPT("connect-timeout=%s", connect_timeout),
-	OPT("low_speed_time=%s", low_speed_time),
-	OPT("low-speed-time=%s", low_speed_time),
-	OPT("retries=%s", retries),
-	OPT("timeout=%s", timeout),
-	OPT("max_size=%s", max_size),
-	OPT("max-size=%s", max_size),
-	OPT("low_water=%s", low_water),
-	OPT("low-water=%s", low_water),
-	OPT("rescan=%s", rescan),
-	OPT("handoff=%s", handoff),
-	OPT("commit_delay=%s", commit_delay),
-	OPT("commit-delay=%s", commit_delay),
-	OPT("no_handoff", no_handoff),
-	OPT("no-handoff", no_handoff),
-	OPT("passthrough", passthrough),
-	OPT("supervise", supervise),
-	OPT("insecure", insecure),
-	OPT("no_zstd", no_zstd),
-	OPT("no-zstd", no_zstd),
-	OPT("no_passthrough", no_passthrough),
-	OPT("no-passthrough", no_passthrough),
-	OPT("syslog", use_syslog),
-	FUSE_OPT_KEY("server=", KEY_SERVER),
-	FUSE_OPT_KEY("pin=", KEY_PIN),
-	FUSE_OPT_KEY("-h", KEY_HELP),
-	FUSE_OPT_KEY("--help", KEY_HELP),
-	FUSE_OPT_KEY("-V", KEY_VERSION),
-	FUSE_OPT_KEY("--version", KEY_VERSION),
-	FUSE_OPT_END,
-};
-
-/* Long options "--name VALUE" / "--name=VALUE" become "-o name=VALUE" before fuse parses. */
-static const char *const long_with_value[] = {
-	"store",   "server",	     "token-file",	"ca-file", "cert",
-	"key",	   "trace",	     "log-level",	"max-transfers", "connect-timeout",
-	"retries", "timeout",	     "low-speed-time", "max-size",	"low-water",
-	"pin",	   "rescan", "handoff", "commit-delay",
-};
-static const char *const long_flags[] = { "insecure",	  "no-zstd",	"no-passthrough",
-					  "passthrough", "no-handoff", "supervise",
-					  "syslog" };
-
-static int mount_opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
-{
-	struct mount_opts *mo = data;
-
-	switch (key) {
-	case KEY_SERVER:
-		if (mo->n_servers == MAX_SERVERS) {
-			fprintf(stderr, "cfs-cache: at most %d servers\n", MAX_SERVERS);
-			mo->bad = true;
-			return 0;
-		}
-		mo->servers[mo->n_servers++] = strdup(arg + strlen("server="));
-		return 0;
-	case KEY_PIN:
-		if (mo->n_pins == MAX_PINS) {
-			fprintf(stderr, "cfs-cache: at most %d --pin images\n", MAX_PINS);
-			mo->bad = true;
-			return 0;
-		}
-		mo->pins[mo->n_pins++] = strdup(arg + strlen("pin="));
-		return 0;
-	case KEY_HELP:
-		mo->show_help = 1;
-		return 0;
-	case KEY_VERSION:
-		mo->show_version = 1;
-		return 0;
-	case FUSE_OPT_KEY_NONOPT:
-		if (mo->n_nonopts < CFS_ARRAY_SIZE(mo->nonopts)) {
-			mo->nonopts[mo->n_nonopts++] = strdup(arg);
-			return 0;
-		}
-		mo->bad = true;
-		return 0;
-	default:
-		return 1;
-	}
-}
+#define DEFAULT_NEGATIVE_TIMEOUT_MS 5000
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: cfs-cache --store DIR --server URL [--server URL]... [OPTIONS] MOUNTPOINT\n"
 		"       cfs-cache SOURCE MOUNTPOINT -o store=DIR,server=URL[,...]   (mount.fuse3)\n"
-		"       cfs-cache fetch|prefetch|stats|mount-image ...\n\n"
+		"       cfs-cache fetch|prefetch|stats|doctor|mount-image ...\n\n"
 		"Mounts a FUSE filesystem showing a composefs object store (XX/<62 hex>). Objects\n"
 		"missing from the local store are fetched from the servers, verified against their\n"
 		"fs-verity digest while they stream, and saved into the store before they appear.\n\n"
+		"DURATION is a number of seconds or 500ms, 30s, 5m, 2h; SIZE takes K, M, G, T (1024)\n"
+		"or KB, MB, GB (1000).\n\n"
 		"Options (also as -o name=value):\n"
 		"  --store DIR             local object store (created if missing)\n"
 		"  --server URL            base URL of an object server, repeatable, tried in order\n"
@@ -176,86 +58,52 @@ static void usage(FILE *f)
 		"                          filesystem, outside it (default: STORE.handoff)\n"
 		"  --no-handoff            answer objects as FUSE files instead (direct reads and\n"
 		"                          two-layer basedirs; no verity=on, no stacked overlays)\n"
+		"  --no-passthrough        the default; accepted for old command lines\n"
 		"  --passthrough           with --no-handoff: let the kernel read open objects from\n"
 		"                          the store file (FUSE passthrough; deepens the fs stack)\n"
 		"  --commit-delay DURATION group-commit window before objects get their store names\n"
 		"                          (default 1s with hand-off, widened while flushes are\n"
 		"                          slow; else 2ms)\n"
 		"  --max-transfers N       concurrent downloads (default 64)\n"
-		"  --connect-timeout SECS  per connection attempt (default 5)\n"
-		"  --low-speed-time SECS   abort transfers slower than 1 KiB/s this long (default 10)\n"
+		"  --connect-timeout DURATION  per connection attempt (default 5s)\n"
+		"  --low-speed-time DURATION  abort transfers slower than 1 KiB/s this long (default 10s)\n"
 		"  --retries N             extra attempts per server (default 2)\n"
-		"  --timeout SECS          kernel cache time for names and attributes (default 86400)\n"
+		"  --timeout DURATION      kernel cache time for names and attributes (default 86400s)\n"
 		"  --trace FILE            append 'XX/<62hex> SIZE SECONDS' for each object fetched\n"
 		"  --max-size SIZE         keep the local store under SIZE (e.g. 20G): least recently\n"
 		"                          used objects are evicted down to the low-water mark\n"
 		"  --low-water SIZE        where eviction stops (default 90%% of --max-size)\n"
 		"  --pin IMAGE             never evict the objects of this composefs image (repeatable)\n"
-		"  --rescan SECS           with --max-size or --pin: re-read the store this often to\n"
-		"                          count objects other processes add or remove (default 60,\n"
+		"  --rescan DURATION       with --max-size or --pin: re-read the store this often to\n"
+		"                          count objects other processes add or remove (default 60s,\n"
 		"                          0 = never)\n"
 		"  --supervise             keep a small parent holding the FUSE connection that\n"
 		"                          restarts the daemon if it dies (no systemd needed)\n"
-		"  --log-level LEVEL       err, warning, notice, info, debug\n"
+		"  --negative-timeout DURATION  answer an object absent on every server ENOENT\n"
+		"                          without asking again for this long (default 5s, at\n"
+		"                          most 4096 objects remembered; 0 = off)\n"
+		"  --metrics-file FILE     write the counters to FILE (absolute path) in the\n"
+		"                          Prometheus text format (node_exporter's textfile\n"
+		"                          collector), replaced atomically\n"
+		"  --metrics-interval DURATION  how often (default 15s)\n"
+		"  --max-object-size SIZE  abort a transfer whose (decoded) body grows past SIZE\n"
+		"                          (default 4G)\n"
+		"  --log-file FILE         append the log to FILE (absolute path) instead of stderr\n"
+		"                          (-f) or syslog (once daemonized)\n"
+		"  --log-level LEVEL       err, warning, notice (default), info, debug\n"
+		"  -q, -v                  errors only; one level more (repeatable)\n"
 		"  --syslog                log to syslog (the default once daemonized)\n"
 		"  -f                      stay in the foreground\n"
 		"  -d                      FUSE debug output (implies -f)\n"
 		"  -s                      single-threaded\n"
-		"  -o OPT[,OPT...]         FUSE mount options (allow_other, ...)\n"
+		"  -o OPT[,OPT...]         any option above as name=value or name ('_' or '-'), and FUSE\n"
+		"                          mount options (allow_other, ...)\n"
 		"  -h, --help              this help;  -V, --version  the version\n\n"
 		"Signals: TERM/INT unmount; HUP re-executes the installed binary on the same\n"
 		"connection (upgrade). Under systemd the connection goes to the fd store, and a\n"
 		"restarted daemon adopts it (LISTEN_FDS) instead of mounting again.\n\n"
 		"Counters: getfattr -d -m user.cfs MOUNTPOINT, or cfs-cache stats MOUNTPOINT.\n"
 		"See cfs-cache(1).\n");
-}
-
-/* Rewrites our long options into -o form; returns a new argv (strings owned by @keep). */
-static int rewrite_args(int argc, char **argv, struct fuse_args *out)
-{
-	for (int i = 0; i < argc; i++) {
-		const char *a = argv[i];
-		bool done = false;
-
-		if (i > 0 && strncmp(a, "--", 2) == 0) {
-			for (size_t k = 0; k < CFS_ARRAY_SIZE(long_with_value) && !done; k++) {
-				size_t l = strlen(long_with_value[k]);
-				char buf[4096];
-				const char *val = NULL;
-
-				if (strncmp(a + 2, long_with_value[k], l) != 0)
-					continue;
-				if (a[2 + l] == '=')
-					val = a + 3 + l;
-				else if (a[2 + l] == '\0' && i + 1 < argc)
-					val = argv[++i];
-				else if (a[2 + l] == '\0') {
-					fprintf(stderr, "cfs-cache: %s needs a value\n", a);
-					return -EINVAL;
-				} else
-					continue;
-				if (strchr(val, ',')) {
-					fprintf(stderr, "cfs-cache: commas are not allowed in %s\n", a);
-					return -EINVAL;
-				}
-				snprintf(buf, sizeof(buf), "%s=%s", long_with_value[k], val);
-				if (fuse_opt_add_arg(out, "-o") < 0 || fuse_opt_add_arg(out, buf) < 0)
-					return -ENOMEM;
-				done = true;
-			}
-			for (size_t k = 0; k < CFS_ARRAY_SIZE(long_flags) && !done; k++) {
-				if (strcmp(a + 2, long_flags[k]) != 0)
-					continue;
-				if (fuse_opt_add_arg(out, "-o") < 0 ||
-				    fuse_opt_add_arg(out, long_flags[k]) < 0)
-					return -ENOMEM;
-				done = true;
-			}
-		}
-		if (!done && fuse_opt_add_arg(out, a) < 0)
-			return -ENOMEM;
-	}
-	return 0;
 }
 
 static int parse_uint(const char *what, const char *s, unsigned *out)
@@ -310,7 +158,38 @@ static int apply_fetch_opts(const struct mount_opts *mo, struct cfs_fetch_option
 	}
 	if (mo->no_zstd)
 		fo->accept_zstd = false;
+	fo->max_object_size = FETCH_CLI_DEFAULT_MAX_OBJECT_SIZE;
+	if (mo->max_object_size && (cfs_parse_size(mo->max_object_size, &fo->max_object_size) < 0 ||
+				    fo->max_object_size == 0)) {
+		fprintf(stderr, "cfs-cache: invalid --max-object-size '%s'\n", mo->max_object_size);
+		return -EINVAL;
+	}
 	return 0;
+}
+
+/* One HEAD per server at start, off the serving path: a server that cannot be reached shows as
+ * "unreachable" in the counters before any lookup needs it. */
+struct prober {
+	pthread_t thread;
+	bool started;
+};
+
+static void *prober_main(void *arg)
+{
+	cfs_fetch_probe_servers(arg);
+	return NULL;
+}
+
+static void prober_start(struct prober *p, struct cfs_fetch *fetch)
+{
+	p->started = pthread_create(&p->thread, NULL, prober_main, fetch) == 0;
+}
+
+static void prober_stop(struct prober *p)
+{
+	if (p->started)
+		pthread_join(p->thread, NULL);
+	p->started = false;
 }
 
 /* The fetcher's word that an object is getting its store name: the quota counts it and makes
@@ -333,71 +212,112 @@ static int pin_images(struct cfs_quota *quota, char *const *images, size_t n)
 	return r < 0 ? r : (int)count;
 }
 
-/* Keeps the quota's index in step with objects other processes (prefetch, gc) add or remove. */
-struct refresher {
-	struct cfs_quota *quota;
+/* A thread that runs @tick every @interval_ms (first after one interval, or at once with
+ * @at_start) until stopped. */
+struct ticker {
+	void (*tick)(void *ctx);
+	void *ctx;
 	uint64_t interval_ms;
+	bool at_start;
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool stop, started;
 };
 
-static void *refresher_main(void *arg)
+static void *ticker_main(void *arg)
 {
-	struct refresher *rf = arg;
+	struct ticker *t = arg;
+	bool first = true;
 
-	pthread_mutex_lock(&rf->lock);
-	while (!rf->stop) {
-		struct cfs_quota_refresh res;
+	pthread_mutex_lock(&t->lock);
+	while (!t->stop) {
 		struct timespec ts;
-		int r;
 
-		cfs_deadline_ms(&ts, rf->interval_ms);
-		while (!rf->stop && pthread_cond_timedwait(&rf->cond, &rf->lock, &ts) == 0)
-			;
-		if (rf->stop)
-			break;
-		pthread_mutex_unlock(&rf->lock);
-		r = cfs_quota_refresh(rf->quota, &res);
-		if (r < 0)
-			cfs_warn("rescan of the store failed: %s", strerror(-r));
-		else if (res.added || res.removed || res.evicted)
-			cfs_info("store rescan: %llu new, %llu gone, %llu evicted",
-				 (unsigned long long)res.added, (unsigned long long)res.removed,
-				 (unsigned long long)res.evicted);
-		pthread_mutex_lock(&rf->lock);
+		if (!(first && t->at_start)) {
+			cfs_deadline_ms(&ts, t->interval_ms);
+			while (!t->stop && pthread_cond_timedwait(&t->cond, &t->lock, &ts) == 0)
+				;
+			if (t->stop)
+				break;
+		}
+		first = false;
+		pthread_mutex_unlock(&t->lock);
+		t->tick(t->ctx);
+		pthread_mutex_lock(&t->lock);
 	}
-	pthread_mutex_unlock(&rf->lock);
+	pthread_mutex_unlock(&t->lock);
 	return NULL;
 }
 
-static void refresher_start(struct refresher *rf, struct cfs_quota *quota, uint64_t interval_ms)
+static void ticker_start(struct ticker *t, const char *what)
 {
 	int r;
 
-	rf->quota = quota;
-	rf->interval_ms = interval_ms;
-	pthread_mutex_init(&rf->lock, NULL);
-	pthread_cond_init(&rf->cond, NULL);
-	r = pthread_create(&rf->thread, NULL, refresher_main, rf);
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->cond, NULL);
+	r = pthread_create(&t->thread, NULL, ticker_main, t);
 	if (r != 0)
-		cfs_warn("cannot start the store rescan thread: %s", strerror(r));
-	rf->started = r == 0;
+		cfs_warn("cannot start the %s thread: %s", what, strerror(r));
+	t->started = r == 0;
 }
 
-static void refresher_stop(struct refresher *rf)
+static void ticker_stop(struct ticker *t)
 {
-	if (!rf->started)
+	if (!t->started)
 		return;
-	pthread_mutex_lock(&rf->lock);
-	rf->stop = true;
-	pthread_cond_signal(&rf->cond);
-	pthread_mutex_unlock(&rf->lock);
-	pthread_join(rf->thread, NULL);
-	pthread_cond_destroy(&rf->cond);
-	pthread_mutex_destroy(&rf->lock);
-	rf->started = false;
+	pthread_mutex_lock(&t->lock);
+	t->stop = true;
+	pthread_cond_signal(&t->cond);
+	pthread_mutex_unlock(&t->lock);
+	pthread_join(t->thread, NULL);
+	pthread_cond_destroy(&t->cond);
+	pthread_mutex_destroy(&t->lock);
+	t->started = false;
+}
+
+/* Keeps the quota's index in step with objects other processes (prefetch, gc) add or remove. */
+static void rescan_tick(void *ctx)
+{
+	struct cfs_quota_refresh res;
+	int r = cfs_quota_refresh(ctx, &res);
+
+	if (r < 0)
+		cfs_warn("rescan of the store failed: %s", strerror(-r));
+	else if (res.added || res.removed || res.evicted)
+		cfs_info("store rescan: %llu new, %llu gone, %llu evicted",
+			 (unsigned long long)res.added, (unsigned long long)res.removed,
+			 (unsigned long long)res.evicted);
+}
+
+/* --metrics-file: the counters in node_exporter's textfile format, replaced atomically. */
+struct metrics {
+	struct cfs_fs *fs;
+	const char *path, *mountpoint;
+	bool failing; /* the last write failed (said once until one works again) */
+};
+
+static void metrics_tick(void *ctx)
+{
+	struct metrics *m = ctx;
+	char tmp[PATH_MAX + 16];
+	FILE *f;
+	int r;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", m->path);
+	f = fopen(tmp, "we");
+	r = f ? cfs_fs_write_metrics(m->fs, f, m->mountpoint) : -errno;
+	if (f && fclose(f) != 0 && r == 0)
+		r = -errno;
+	if (r == 0 && rename(tmp, m->path) < 0)
+		r = -errno;
+	if (r < 0 && f)
+		unlink(tmp);
+	if (r < 0 && !m->failing)
+		cfs_warn("cannot write --metrics-file %s: %s", m->path, strerror(-r));
+	else if (r == 0 && m->failing)
+		cfs_notice("--metrics-file %s written again", m->path);
+	m->failing = r < 0;
 }
 
 static int setup_quota(const struct mount_opts *mo, struct cfs_store *store,
@@ -451,7 +371,11 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 	struct cfs_handoff *handoff = NULL;
 	struct cfs_fetch_options fo;
 	struct cfs_fs_options fso = { 0 };
-	struct refresher rf = { 0 };
+	struct ticker rf = { .tick = rescan_tick };
+	struct metrics metrics = { 0 };
+	struct ticker mt = { .tick = metrics_tick, .ctx = &metrics, .at_start = true };
+	uint64_t metrics_ms = 15000;
+	struct prober prober = { 0 };
 	struct cfs_handover ho = { .fuse_fd = -1, .init_fd = -1 };
 	char exe[PATH_MAX], fdpath[32];
 	char **exec_argv = NULL;
@@ -460,10 +384,9 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 	enum cfs_log_level level = CFS_LOG_NOTICE;
 	int ret = 1, r;
 
-	if (rewrite_args(argc, argv, &args) < 0)
-		return CFS_EXIT_MISUSE;
-	if (fuse_opt_parse(&args, &mo, mount_fuse_opts, mount_opt_proc) < 0 || mo.bad) {
-		ret = CFS_EXIT_MISUSE;
+	r = mount_opts_parse(argc, argv, &mo);
+	if (r < 0) {
+		ret = r == -EINVAL ? CFS_EXIT_MISUSE : 1;
 		goto out;
 	}
 	if (mo.show_help) {
@@ -477,32 +400,47 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 		goto out;
 	}
 	/* mount.fuse3 passes SOURCE MOUNTPOINT; an http(s) SOURCE doubles as a server. */
-	if (mo.n_nonopts == 2) {
-		if ((strncmp(mo.nonopts[0], "http://", 7) == 0 ||
-		     strncmp(mo.nonopts[0], "https://", 8) == 0) &&
-		    mo.n_servers < MAX_SERVERS)
-			mo.servers[mo.n_servers++] = strdup(mo.nonopts[0]);
-	} else if (mo.n_nonopts != 1) {
-		fprintf(stderr, "cfs-cache: expected one mountpoint\n");
-		usage(stderr);
-		ret = CFS_EXIT_MISUSE;
-		goto out;
+	if (mo.source && (strncmp(mo.source, "http://", 7) == 0 ||
+			  strncmp(mo.source, "https://", 8) == 0)) {
+		if (mo.n_servers == MOUNT_MAX_SERVERS) {
+			fprintf(stderr, "cfs-cache: at most %d servers\n", MOUNT_MAX_SERVERS);
+			ret = CFS_EXIT_MISUSE;
+			goto out;
+		}
+		mo.servers[mo.n_servers++] = strdup(mo.source);
 	}
-	if (fuse_opt_add_arg(&args, mo.nonopts[mo.n_nonopts - 1]) < 0)
+	/* What libfuse parses itself: -f, -d, -s, its -o options and the mountpoint. */
+	if (fuse_opt_add_arg(&args, argv[0]) < 0 ||
+	    (mo.foreground && fuse_opt_add_arg(&args, "-f") < 0) ||
+	    (mo.debug && fuse_opt_add_arg(&args, "-d") < 0) ||
+	    (mo.singlethread && fuse_opt_add_arg(&args, "-s") < 0) ||
+	    (mo.fuse_opts && (fuse_opt_add_arg(&args, "-o") < 0 ||
+			      fuse_opt_add_arg(&args, mo.fuse_opts) < 0)) ||
+	    fuse_opt_add_arg(&args, mo.mountpoint) < 0)
 		goto out;
 	if (!mo.store) {
-		fprintf(stderr, "cfs-cache: --store is required\n");
+		fprintf(stderr, "cfs-cache: --store is required\nTry 'cfs-cache --help'.\n");
 		ret = CFS_EXIT_MISUSE;
 		goto out;
 	}
 	if (mo.n_servers == 0)
 		fprintf(stderr, "cfs-cache: warning: no --server: only the local store is shown\n");
-	if (mo.log_level && cfs_log_parse_level(mo.log_level, &level) < 0) {
-		fprintf(stderr, "cfs-cache: unknown log level '%s'\n", mo.log_level);
+	if (mount_opts_log_level(&mo, &level) < 0) {
 		ret = CFS_EXIT_MISUSE;
 		goto out;
 	}
 	cfs_log_set_level(level);
+	/* Absolute: the daemon's directory is / and a re-executed one opens it again. */
+	if (mo.log_file && mo.log_file[0] != '/') {
+		fprintf(stderr, "cfs-cache: --log-file must be an absolute path\n");
+		ret = CFS_EXIT_MISUSE;
+		goto out;
+	}
+	if (mo.log_file && (r = cfs_log_use_file(mo.log_file)) < 0) {
+		fprintf(stderr, "cfs-cache: cannot open --log-file %s: %s\n", mo.log_file,
+			strerror(-r));
+		goto out;
+	}
 	cfs_fetch_options_init(&fo);
 	if (apply_fetch_opts(&mo, &fo) < 0) {
 		ret = CFS_EXIT_MISUSE;
@@ -513,6 +451,15 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 		goto out;
 	}
 	fso.entry_timeout = 86400.0;
+	fso.negative_timeout_ms = DEFAULT_NEGATIVE_TIMEOUT_MS;
+	if (mo.negative_timeout &&
+	    (cfs_parse_duration_ms(mo.negative_timeout, &fso.negative_timeout_ms) < 0 ||
+	     fso.negative_timeout_ms > 3600000)) {
+		fprintf(stderr, "cfs-cache: invalid --negative-timeout '%s' (at most 1h)\n",
+			mo.negative_timeout);
+		ret = CFS_EXIT_MISUSE;
+		goto out;
+	}
 	if (mo.timeout) {
 		uint64_t ms;
 
@@ -522,6 +469,18 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 			goto out;
 		}
 		fso.entry_timeout = (double)ms / 1000.0;
+	}
+	if (mo.metrics_file && mo.metrics_file[0] != '/') {
+		fprintf(stderr, "cfs-cache: --metrics-file must be an absolute path\n");
+		ret = CFS_EXIT_MISUSE;
+		goto out;
+	}
+	if (mo.metrics_interval && (cfs_parse_duration_ms(mo.metrics_interval, &metrics_ms) < 0 ||
+				    metrics_ms < 100 || metrics_ms > 86400000)) {
+		fprintf(stderr, "cfs-cache: invalid --metrics-interval '%s' (100ms to 1 day)\n",
+			mo.metrics_interval);
+		ret = CFS_EXIT_MISUSE;
+		goto out;
 	}
 	if (mo.rescan && cfs_parse_duration_ms(mo.rescan, &rescan_ms) < 0) {
 		fprintf(stderr, "cfs-cache: invalid --rescan '%s'\n", mo.rescan);
@@ -612,7 +571,7 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 	/* Threads do not survive the fork: the fetch engine starts after daemonizing. */
 	if (fuse_daemonize(fopts.foreground) != 0)
 		goto out_unmount;
-	if (!fopts.foreground || mo.use_syslog)
+	if ((!fopts.foreground || mo.use_syslog) && !mo.log_file)
 		cfs_log_use_syslog(true);
 	if (mo.n_servers) {
 		fo.servers = (const char *const *)mo.servers;
@@ -639,9 +598,19 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 			goto out_unmount;
 		}
 		cfs_fs_set_fetch(fs, fetch);
+		prober_start(&prober, fetch);
 	}
-	if (quota && rescan_ms)
-		refresher_start(&rf, quota, rescan_ms);
+	if (quota && rescan_ms) {
+		rf.ctx = quota;
+		rf.interval_ms = rescan_ms;
+		ticker_start(&rf, "store rescan");
+	}
+	if (mo.metrics_file) {
+		metrics = (struct metrics){ .fs = fs, .path = mo.metrics_file,
+					    .mountpoint = fopts.mountpoint };
+		mt.interval_ms = metrics_ms;
+		ticker_start(&mt, "metrics");
+	}
 	cfs_handover_notify(&ho, fopts.mountpoint);
 	cfs_notice("serving %s on %s with %zu server(s)%s%s", mo.store, fopts.mountpoint,
 		   mo.n_servers, handoff ? ", hand-off through " : "",
@@ -674,6 +643,8 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 	/* A positive value is the signal that ended the loop: a clean shutdown. */
 	ret = r < 0 ? 1 : 0;
 	/* Requests still waiting for a fetch get their reply (EINTR) before the session goes. */
+	ticker_stop(&mt); /* it reads the fetcher's counters */
+	prober_stop(&prober);
 	cfs_fs_set_fetch(fs, NULL);
 	cfs_fetch_free(fetch);
 	fetch = NULL;
@@ -686,6 +657,8 @@ out_unmount:
 out_signals:
 	fuse_remove_signal_handlers(se);
 out:
+	ticker_stop(&mt);
+	prober_stop(&prober);
 	if (fetch) {
 		cfs_fs_set_fetch(fs, NULL);
 		cfs_fetch_free(fetch);
@@ -693,7 +666,7 @@ out:
 	if (se)
 		fuse_session_destroy(se);
 	fuse_loop_cfg_destroy(loop_cfg);
-	refresher_stop(&rf);
+	ticker_stop(&rf);
 	cfs_handoff_free(handoff);
 	cfs_fs_free(fs);
 	cfs_quota_free(quota);
@@ -701,28 +674,6 @@ out:
 	free(fopts.mountpoint);
 	free(exec_argv);
 	fuse_opt_free_args(&args);
-	for (size_t i = 0; i < mo.n_servers; i++)
-		free(mo.servers[i]);
-	for (size_t i = 0; i < mo.n_nonopts; i++)
-		free(mo.nonopts[i]);
-	for (size_t i = 0; i < mo.n_pins; i++)
-		free(mo.pins[i]);
-	free(mo.max_size);
-	free(mo.low_water);
-	free(mo.rescan);
-	free(mo.handoff);
-	free(mo.commit_delay);
-	free(mo.store);
-	free(mo.token_file);
-	free(mo.ca_file);
-	free(mo.cert);
-	free(mo.key);
-	free(mo.trace);
-	free(mo.log_level);
-	free(mo.max_transfers);
-	free(mo.connect_timeout);
-	free(mo.retries);
-	free(mo.timeout);
-	free(mo.low_speed_time);
+	mount_opts_free(&mo);
 	return ret;
 }

@@ -12,6 +12,11 @@ INTEGRATION_TESTS = \
 	tests/integration/fuse-lifecycle.sh \
 	tests/integration/fuse-passthrough.sh \
 	tests/integration/cache-lifecycle.sh \
-	tests/integration/store-full.sh
+	tests/integration/store-full.sh \
+	tests/integration/node-doctor.sh \
+	tests/integration/node-options.sh \
+	tests/integration/node-honest.sh \
+	tests/integration/node-negative.sh \
+	tests/integration/node-stats.sh
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/integration/svcmgr.py

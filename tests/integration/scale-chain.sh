@@ -91,5 +91,7 @@ cfs_untrack_pid "$mid_pid"
 for i in 1 2 3 4; do
 	cfs_bounded 60 cmp "$src/late/l$i" "$mnt/late/l$i" || cfs_fail "failover read of late/l$i"
 done
+# Handed-off objects get their store names after the group commit.
+cfs_settle "$remote"
 "$CFS_STORE_BIN" --no-progress verify "$store" >/dev/null || cfs_fail "client store does not verify"
 "$CFS_STORE_BIN" --no-progress verify "$mid" >/dev/null || cfs_fail "middle store does not verify"

@@ -521,10 +521,12 @@ static void test_server_backoff(void **state)
 	assert_int_equal(cfs_fetch_server_stats(fetch, 1, &ss), 0);
 	assert_int_equal(ss.requests, 3);
 	assert_int_equal(ss.state, CFS_FETCH_SERVER_UP);
-	/* The backoff ends by itself. */
+	/* The backoff ends by itself; a server that refused connections is "unreachable" until
+	 * a request there succeeds. */
 	usleep(500 * 1000);
 	assert_int_equal(cfs_fetch_server_stats(fetch, 0, &ss), 0);
-	assert_int_equal(ss.state, CFS_FETCH_SERVER_UP);
+	assert_int_equal(ss.state, CFS_FETCH_SERVER_UNREACHABLE);
+	assert_string_equal(cfs_fetch_server_state_name(ss.state), "unreachable");
 	cfs_fetch_free(fetch);
 }
 

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+/* cfscache: the mount daemon's options: getopt_long on the command line, the same names in
+ * `-o name=value[,...]` (mount.fuse3), FUSE's own -o options passed on. */
+#ifndef CFS_FUSEFS_MOUNT_OPTS_H
+#define CFS_FUSEFS_MOUNT_OPTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/log.h"
+
+#define MOUNT_MAX_SERVERS 16
+#define MOUNT_MAX_PINS 32
+
+/* Option values as given (strings owned by the struct), checked later by who uses them. */
+struct mount_opts {
+	char *store;
+	char *servers[MOUNT_MAX_SERVERS];
+	size_t n_servers;
+	char *token_file, *ca_file, *cert, *key, *trace, *log_level, *log_file;
+	char *max_transfers, *connect_timeout, *retries, *timeout, *low_speed_time;
+	char *max_size, *low_water, *rescan, *handoff, *commit_delay, *max_object_size;
+	char *negative_timeout, *metrics_file, *metrics_interval;
+	char *pins[MOUNT_MAX_PINS];
+	size_t n_pins;
+	int insecure, no_zstd, no_passthrough, passthrough, no_handoff, supervise, use_syslog;
+	bool show_help, show_version, foreground, debug, singlethread;
+	int verbosity;  /* -v count minus -q count */
+	char *fuse_opts; /* "-o" options for FUSE, comma-separated, or NULL */
+	char *source;    /* mount.fuse3's SOURCE, or NULL */
+	char *mountpoint;
+};
+
+/* Parses @argv (argv[0] is the command's name). Misuse prints a message naming the option to
+ * stderr and returns -EINVAL (exit 2); -ENOMEM otherwise. Free with mount_opts_free. */
+int mount_opts_parse(int argc, char **argv, struct mount_opts *mo);
+void mount_opts_free(struct mount_opts *mo);
+/* The log level from --log-level, -q and -v: 0 or -EINVAL (message printed). */
+int mount_opts_log_level(const struct mount_opts *mo, enum cfs_log_level *level_ret);
+
+#endif
