@@ -46,7 +46,7 @@ struct cfs_store {
 	/* Temp files made ahead of need (cfs_store_prepare): created, locked, empty. */
 	pthread_mutex_t ready_lock;
 	struct ready_tmp {
-		int fd;
+		int fd, lockfd;
 		char name[64];
 	} ready[STORE_READY_MAX];
 	unsigned nready;
@@ -55,7 +55,8 @@ struct cfs_store {
 struct cfs_store_writer {
 	struct cfs_store *store;
 	struct cfs_digest_ctx *digest;
-	int fd;
+	int fd;     /* for writing, until verified */
+	int lockfd; /* read-only, holds the temp file's lock from creation to the end */
 	char tmpname[64];
 	bool has_expected, verified, committed, async_tried, sealed;
 	uint64_t size;
@@ -130,6 +131,8 @@ void cfs_store_free(struct cfs_store *store)
 		return;
 	for (unsigned i = 0; i < store->nready; i++) {
 		unlinkat(store->tmpfd, store->ready[i].name, 0);
+		if (store->ready[i].lockfd != store->ready[i].fd)
+			close(store->ready[i].lockfd);
 		close(store->ready[i].fd);
 	}
 	pthread_mutex_destroy(&store->ready_lock);
@@ -366,7 +369,7 @@ static int writer_create_tmp(struct cfs_store_writer *w)
 	for (int attempt = 0; attempt < 100; attempt++) {
 		struct stat st;
 		unsigned n = atomic_fetch_add(&tmp_counter, 1);
-		int fd;
+		int fd, lockfd;
 
 		snprintf(w->tmpname, sizeof(w->tmpname), TMP_PREFIX "%d.%u.%lx", (int)store->pid, n,
 			 (unsigned long)(cfs_now_ns() & 0xffffff));
@@ -376,25 +379,38 @@ static int writer_create_tmp(struct cfs_store_writer *w)
 				continue;
 			return -errno;
 		}
-		/* Lock, then make sure a concurrent cleaner did not unlink the name first. */
-		if (flock(fd, LOCK_EX) < 0 || fstat(fd, &st) < 0) {
+		/* Where fs-verity may work, the lock lives on a read-only descriptor of its own, so
+		 * that the writable one can go (verity wants no writers) without a moment unlocked
+		 * for a cleaner; elsewhere the writable one keeps it. Lock, then make sure a
+		 * concurrent cleaner did not unlink the name first. */
+		lockfd = atomic_load(&store->verity_state) < 0
+				 ? fd
+				 : openat(store->tmpfd, w->tmpname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (lockfd < 0 || flock(lockfd, LOCK_EX) < 0 || fstat(lockfd, &st) < 0) {
 			int r = -errno;
+			if (lockfd >= 0 && lockfd != fd)
+				close(lockfd);
 			close(fd);
 			unlinkat(store->tmpfd, w->tmpname, 0);
 			return r;
 		}
 		if (st.st_nlink == 0) {
+			if (lockfd != fd)
+				close(lockfd);
 			close(fd);
 			continue;
 		}
 		/* Modes are those of mkcomposefs, whatever the umask (usually it took nothing). */
 		if ((st.st_mode & 07777) != 0644 && fchmod(fd, 0644) < 0) {
 			int r = -errno;
+			if (lockfd != fd)
+				close(lockfd);
 			close(fd);
 			unlinkat(store->tmpfd, w->tmpname, 0);
 			return r;
 		}
 		w->fd = fd;
+		w->lockfd = lockfd;
 		return 0;
 	}
 	return -EEXIST;
@@ -404,7 +420,7 @@ int cfs_store_prepare(struct cfs_store *store, unsigned n)
 {
 	n = n < STORE_READY_MAX ? n : STORE_READY_MAX;
 	for (;;) {
-		struct cfs_store_writer w = { .store = store, .fd = -1 };
+		struct cfs_store_writer w = { .store = store, .fd = -1, .lockfd = -1 };
 		unsigned have;
 		int r;
 
@@ -419,13 +435,16 @@ int cfs_store_prepare(struct cfs_store *store, unsigned n)
 		pthread_mutex_lock(&store->ready_lock);
 		if (store->nready < STORE_READY_MAX) {
 			store->ready[store->nready].fd = w.fd;
+			store->ready[store->nready].lockfd = w.lockfd;
 			memcpy(store->ready[store->nready].name, w.tmpname, sizeof(w.tmpname));
 			store->nready++;
-			w.fd = -1;
+			w.fd = w.lockfd = -1;
 		}
 		pthread_mutex_unlock(&store->ready_lock);
 		if (w.fd >= 0) {
 			unlinkat(store->tmpfd, w.tmpname, 0);
+			if (w.lockfd != w.fd)
+				close(w.lockfd);
 			close(w.fd);
 		}
 	}
@@ -451,6 +470,7 @@ static bool writer_take_ready(struct cfs_store_writer *w)
 	if (store->nready) {
 		store->nready--;
 		w->fd = store->ready[store->nready].fd;
+		w->lockfd = store->ready[store->nready].lockfd;
 		memcpy(w->tmpname, store->ready[store->nready].name, sizeof(w->tmpname));
 		got = true;
 	}
@@ -467,7 +487,7 @@ int cfs_store_writer_new(struct cfs_store *store, const uint8_t *expected,
 	if (!w)
 		return -ENOMEM;
 	w->store = store;
-	w->fd = -1;
+	w->fd = w->lockfd = -1;
 	if (expected) {
 		w->has_expected = true;
 		memcpy(w->expected, expected, CFS_DIGEST_SIZE);
@@ -540,9 +560,13 @@ int cfs_store_writer_verify(struct cfs_store_writer *w, uint8_t digest_ret[CFS_D
 	if (w->has_expected && memcmp(w->computed, w->expected, CFS_DIGEST_SIZE) != 0)
 		return -EBADMSG;
 	w->verified = true;
-	/* Verified writers may wait long for a group commit: keep them small. */
+	/* Verified writers may wait long for a group commit: keep them small (no more writes:
+	 * the lock's descriptor is enough for the flush, verity and the rename). */
 	cfs_digest_free(w->digest);
 	w->digest = NULL;
+	if (w->fd != w->lockfd)
+		close(w->fd);
+	w->fd = -1;
 	return 0;
 }
 
@@ -554,15 +578,12 @@ static void try_enable_verity(struct cfs_store_writer *w)
 		.hash_algorithm = FS_VERITY_HASH_ALG_SHA256,
 		.block_size = CFS_VERITY_BLOCK_SIZE,
 	};
-	int fd;
 
 	if (atomic_load(&store->verity_state) < 0)
 		return;
-	/* Verity needs a descriptor with no writers open on the file. */
-	fd = openat(store->tmpfd, w->tmpname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	if (ioctl(fd, FS_IOC_ENABLE_VERITY, &arg) == 0) {
+	/* The writable descriptor is gone (verify closed it, the lock is on its own read-only
+	 * one): verity allows no writers. */
+	if (ioctl(w->lockfd, FS_IOC_ENABLE_VERITY, &arg) == 0) {
 		atomic_store(&store->verity_state, 1);
 	} else if (errno == EOPNOTSUPP || errno == ENOTTY || errno == EINVAL) {
 		if (atomic_exchange(&store->verity_state, -1) == 0)
@@ -571,7 +592,6 @@ static void try_enable_verity(struct cfs_store_writer *w)
 	} else {
 		cfs_warn("enabling fs-verity on a new object failed: %s", strerror(errno));
 	}
-	close(fd);
 }
 
 static int ensure_prefix(struct cfs_store *store, uint8_t prefix)
@@ -605,42 +625,21 @@ static int link_noreplace(struct cfs_store *store, const char *tmpname, const ch
 	return 0;
 }
 
-/* Enables fs-verity (where the filesystem has it) on a verified temp file before anything else
- * may open it by another name. Verity refuses files open for writing, so the writer's descriptor
- * becomes a read-only one that holds the temp file's lock. 0 or -errno. */
-static int writer_seal(struct cfs_store_writer *w)
+/* Enables fs-verity (where the filesystem has it) on a verified temp file, once, before anything
+ * may open it by another name. */
+static void writer_seal(struct cfs_store_writer *w)
 {
-	struct stat st;
-	int fd;
-
 	if (w->sealed)
-		return 0;
-	if (atomic_load(&w->store->verity_state) >= 0 && w->fd >= 0) {
-		fd = openat(w->store->tmpfd, w->tmpname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0)
-			return -errno;
-		close(w->fd);
-		w->fd = fd;
-		/* A cleaner may take the lock between the two: it removes the name, seen here. */
-		if (flock(fd, LOCK_EX) < 0 || fstat(fd, &st) < 0)
-			return -errno;
-		if (st.st_nlink == 0)
-			return -ENOENT;
-		try_enable_verity(w);
-	}
+		return;
+	try_enable_verity(w);
 	w->sealed = true;
-	return 0;
 }
 
 int cfs_store_writer_link(struct cfs_store_writer *w, int dirfd, const char *rel)
 {
-	int r;
-
 	if (!w->verified || w->committed)
 		return -EINVAL;
-	r = writer_seal(w);
-	if (r < 0)
-		return r;
+	writer_seal(w);
 	if (linkat(w->store->tmpfd, w->tmpname, dirfd, rel, 0) < 0)
 		return -errno;
 	return 0;
@@ -655,15 +654,10 @@ int cfs_store_writer_commit(struct cfs_store_writer *w, unsigned flags, bool *ex
 
 	if (!w->verified || w->committed)
 		return -EINVAL;
-	if (w->fd >= 0) {
-		if (!(flags & CFS_STORE_NOSYNC) && fsync(w->fd) < 0)
-			return -errno;
-		/* Close before enabling verity, which refuses files open for writing. */
-		close(w->fd);
-		w->fd = -1;
-	}
-	if (!w->sealed)
-		try_enable_verity(w);
+	if (!(flags & CFS_STORE_NOSYNC) && fsync(w->lockfd) < 0)
+		return -errno;
+	writer_seal(w);
+	/* The lock is held until the name is the object's: a cleaner never sees it unlocked. */
 	r = ensure_prefix(store, w->computed[0]);
 	if (r < 0)
 		return r;
@@ -701,8 +695,10 @@ void cfs_store_writer_free(struct cfs_store_writer *w)
 		return;
 	if (!w->committed && w->tmpname[0] && w->store->tmpfd >= 0)
 		unlinkat(w->store->tmpfd, w->tmpname, 0);
-	if (w->fd >= 0)
+	if (w->fd >= 0 && w->fd != w->lockfd)
 		close(w->fd);
+	if (w->lockfd >= 0)
+		close(w->lockfd);
 	cfs_digest_free(w->digest);
 	free(w);
 }

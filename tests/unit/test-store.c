@@ -83,6 +83,29 @@ static void insert_bytes(struct cfs_store *s, const void *data, size_t len, uint
 	cfs_store_writer_free(w);
 }
 
+/* Between verify and commit (a group commit's wait, a hand-off) the temp file stays locked, so
+ * a cleaner (another process opening the store) never takes a verified object away. */
+static void test_verified_stays_locked(void **state)
+{
+	struct fixture *f = *state;
+	struct cfs_store_writer *w[2];
+	struct cfs_store *other;
+	uint8_t d[2][32];
+
+	/* The first writer finds out whether fs-verity works; the second knows. */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(cfs_store_writer_new(f->store, NULL, &w[i]), 0);
+		assert_int_equal(cfs_store_writer_write(w[i], i ? "second" : "first", 5 + i), 0);
+		assert_int_equal(cfs_store_writer_verify(w[i], d[i]), 0);
+		assert_int_equal(cfs_store_open(f->path, 0, &other), 0);
+		cfs_store_free(other);
+		assert_int_equal(count_temp(f), 1);
+		assert_int_equal(cfs_store_writer_commit(w[i], 0, NULL), 0);
+		cfs_store_writer_free(w[i]);
+		assert_int_equal(cfs_store_lookup(f->store, d[i], NULL), 0);
+	}
+}
+
 /* Temp files made ahead: locked like a live writer's (a cleaner leaves them), taken by the next
  * writers, and the rest removed with the store handle. */
 static void test_prepare(void **state)
@@ -494,6 +517,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_insert_fd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prepare, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_verified_stays_locked, setup, teardown),
 	};
 
 	umask(077);
