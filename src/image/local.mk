@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: MIT
-# src/image: read-only composefs (EROFS) image reader -> libcfsimage.a
+# src/image: composefs (EROFS) image reader and writer, dump format -> libcfsimage.a
 noinst_LIBRARIES += libcfsimage.a
-libcfsimage_a_SOURCES = src/image/image.c src/image/image.h
+libcfsimage_a_SOURCES = src/image/image.c src/image/image.h \
+	src/image/writer.c src/image/writer.h src/image/writer-internal.h \
+	src/image/dump.c src/image/tree.c
 CFS_IMAGE_LIBS = libcfsimage.a
 
 check_PROGRAMS += tests/unit/test-image

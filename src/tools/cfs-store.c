@@ -25,8 +25,12 @@ static const struct tool_cmd commands[] = {
 	{ "missing-objects", cmd_missing_objects, "--store DIR IMAGE...",
 	  "list the objects of images that a store lacks" },
 	{ "ls", cmd_ls, "IMAGE...", "list the files of images with their objects" },
-	{ "mkimage", cmd_mkimage, "[--store STORE] SRC_DIR IMAGE",
-	  "import a tree and write a composefs image of it" },
+	{ "mkimage", cmd_mkimage,
+	  "[--store STORE] [--use-epoch] [--skip-devices] [--skip-xattrs] [--user-xattrs] "
+	  "[--min-version N] [--max-version N] [--print-digest] [--print-digest-only] "
+	  "[--threads N] [--from-file] SRC IMAGE",
+	  "import a tree and write its composefs image (as mkcomposefs 1.0.8 does)" },
+	{ "dump", cmd_dump, "IMAGE...", "print composefs images in the composefs-dump(5) format" },
 	{ "gc", cmd_gc, "[--max-size SIZE] [--keep IMAGE]... [--unreferenced] STORE",
 	  "remove objects no kept image refers to, or least recently used ones down to a size" },
 	{ "push", cmd_push,
