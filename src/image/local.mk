@@ -16,7 +16,8 @@ IMAGE_INTEGRATION_TESTS = \
 	tests/integration/image-objects.sh \
 	tests/integration/image-corrupt.sh \
 	tests/integration/image-fuzz.sh \
-	tests/integration/image-prefetch.sh
+	tests/integration/image-prefetch.sh \
+	tests/integration/image-vectors.sh
 TESTS += $(IMAGE_INTEGRATION_TESTS)
 EXTRA_DIST += $(IMAGE_INTEGRATION_TESTS)
 
