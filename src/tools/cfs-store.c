@@ -22,7 +22,7 @@ static const struct tool_cmd commands[] = {
 	{ "verify", cmd_verify, "[--delete-bad] STORE", "re-hash every object and report problems" },
 	{ "stat", cmd_stat, "STORE", "print object count and bytes" },
 	{ "objects", cmd_objects, "IMAGE...", "list the objects composefs images point at" },
-	{ "missing-objects", cmd_missing_objects, "--store DIR IMAGE...",
+	{ "missing-objects", cmd_missing_objects, "--store DIR IMAGE|DIGEST...",
 	  "list the objects of images that a store lacks" },
 	{ "ls", cmd_ls, "IMAGE...", "list the files of images with their objects" },
 	{ "mkimage", cmd_mkimage,

@@ -90,7 +90,8 @@ int cmd_missing_objects(int argc, char **argv)
 	const char *store_path = NULL;
 	struct cfs_store *store = NULL;
 	uint8_t *d = NULL;
-	size_t n = 0;
+	size_t n = 0, nimg = 0;
+	char **paths = NULL;
 	int r, ret = 0;
 
 	r = parse_image_options(argc, argv, "missing-objects", &store_path);
@@ -103,10 +104,41 @@ int cmd_missing_objects(int argc, char **argv)
 		cfs_err("cannot open store %s: %s", store_path, strerror(-r));
 		return 1;
 	}
-	r = cfs_image_objects_of_files(argv + optind, (size_t)(argc - optind), &d, &n);
-	if (r < 0) {
+	nimg = (size_t)(argc - optind);
+	paths = calloc(nimg, sizeof(*paths));
+	if (!paths) {
 		cfs_store_free(store);
 		return 1;
+	}
+	/* An image is named by its path, or by its digest when it is an object of the store. */
+	for (size_t i = 0; i < nimg; i++) {
+		const char *arg = argv[optind + i];
+		uint8_t idig[CFS_DIGEST_SIZE];
+		char rel[CFS_NAME_PATH_LEN + 1];
+
+		if (access(arg, F_OK) == 0 || cfs_name_parse_any(arg, strlen(arg), idig) < 0)
+			continue;
+		cfs_name_format_path(idig, rel);
+		if (cfs_store_lookup(store, idig, NULL) < 0) {
+			cfs_err("image %s: not in the store %s", arg, store_path);
+			ret = 1;
+			goto out;
+		}
+		if (asprintf(&paths[i], "%s/%s", cfs_store_path(store), rel) < 0) {
+			paths[i] = NULL;
+			ret = 1;
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < nimg; i++)
+		if (!paths[i] && !(paths[i] = strdup(argv[optind + i]))) {
+			ret = 1;
+			goto out;
+		}
+	r = cfs_image_objects_of_files(paths, nimg, &d, &n);
+	if (r < 0) {
+		ret = 1;
+		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
 		char path[CFS_NAME_PATH_LEN + 1];
@@ -121,7 +153,11 @@ int cmd_missing_objects(int argc, char **argv)
 		}
 		puts(path);
 	}
+out:
 	free(d);
+	for (size_t i = 0; paths && i < nimg; i++)
+		free(paths[i]);
+	free(paths);
 	cfs_store_free(store);
 	if (fflush(stdout) != 0)
 		ret = 1;

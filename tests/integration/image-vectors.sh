@@ -8,6 +8,7 @@ V=${CFS_VECTORS:-$CFS_SRCDIR/../shared/vectors/composefs-1.0.8}
 [ -f "$V/DIGESTS" ] || cfs_skip "no reference vectors at $V"
 S=$CFS_STORE_BIN
 
+e=fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210
 # vector_digest NAME: the fs-verity digest DIGESTS lists for NAME.cfs.
 vector_digest() { awk -v n="$1.cfs" '$1 == n { sub("sha256:", "", $3); print $3 }' "$V/DIGESTS"; }
 
@@ -70,6 +71,19 @@ d=$(vector_digest features)
 cmp -s "$store/${d:0:2}/${d:2}" "$V/features.cfs" || cfs_fail "image not in the store"
 out=$("$S" missing-objects --store "$store" "$CFS_TMP/fts.cfs")
 cfs_assert_eq "$out" "" "objects missing after mkimage --store"
+# missing-objects takes the image by its digest too, looked up in the store.
+mega=a6/a3e32c13110f01b4eed7f55d13fdd1bffa6d98301f967eb8e497a7d95aed90
+rm "$store/$mega"
+for name in "$d" "sha256:$d" "${d:0:2}/${d:2}"; do
+	out=$("$S" missing-objects --store "$store" "$name") || cfs_fail "missing-objects $name"
+	cfs_assert_eq "$out" "$mega" "missing-objects by digest $name"
+done
+set +e
+"$S" missing-objects --store "$store" "$e" >/dev/null 2>"$CFS_TMP/err"
+rc=$?
+set -e
+cfs_assert_eq "$rc" 1 "missing-objects of a digest not in the store"
+grep -q "not in the store" "$CFS_TMP/err" || cfs_fail "message: $(cat "$CFS_TMP/err")"
 
 # The options that change the tree, checked through the dump of what they write.
 "$S" -q mkimage --skip-devices "$tree" "$CFS_TMP/nodev.cfs"
