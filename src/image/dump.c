@@ -232,6 +232,7 @@ static int parse_line(struct cfs_tree *tree, char *line, char *scratch)
 			goto out;
 		}
 		target = cfs_wnode_follow(target);
+		r = -EINVAL;
 		if (S_ISDIR(target->mode))
 			goto out;
 		n->mode = 0;

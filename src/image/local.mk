@@ -12,6 +12,12 @@ tests_unit_test_image_SOURCES = tests/unit/test-image.c
 tests_unit_test_image_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_image_LDADD = libcfsimage.a $(CFS_COMMON_LIBS) $(CMOCKA_LIBS)
 
+check_PROGRAMS += tests/unit/test-image-writer
+TESTS += tests/unit/test-image-writer
+tests_unit_test_image_writer_SOURCES = tests/unit/test-image-writer.c
+tests_unit_test_image_writer_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_image_writer_LDADD = libcfsimage.a $(CFS_COMMON_LIBS) $(CMOCKA_LIBS)
+
 IMAGE_INTEGRATION_TESTS = \
 	tests/integration/image-objects.sh \
 	tests/integration/image-corrupt.sh \
