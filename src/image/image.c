@@ -1049,9 +1049,14 @@ int cfs_image_check(const char *path, char *msg, size_t msglen)
 	struct cfs_image *img = NULL;
 	int r;
 
+	if (msg && msglen)
+		msg[0] = '\0';
 	r = cfs_image_open_msg(path, &img, msg, msglen);
-	if (r < 0)
+	if (r < 0) {
+		if (msg && msglen && !msg[0])
+			snprintf(msg, msglen, "%s", strerror(-r));
 		return r;
+	}
 	r = cfs_image_walk(img, CFS_IMAGE_WALK_ROOT, NULL, NULL);
 	if (r < 0 && msg && msglen)
 		snprintf(msg, msglen, "%s", cfs_image_error(img));

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -248,6 +249,38 @@ static void test_hostile_redirect(void **state)
 	free(data);
 }
 
+/* cfs_image_check: what mount-image calls before mounting. */
+static void test_image_check(void **state)
+{
+	static const char text[] = "/ 0 40755 2 0 0 0 7.0 - - -\n/f 3 100644 1 0 0 0 7.0 - abc -\n";
+	char path[] = "/tmp/cfs-test-check.XXXXXX", msg[256];
+	struct cfs_tree *t;
+	uint8_t *data;
+	size_t len;
+	FILE *f;
+	int fd, r;
+
+	(void)state;
+	t = tree_of(text, &r, NULL);
+	assert_int_equal(cfs_tree_write(t, NULL, &data, &len), 0);
+	cfs_tree_free(t);
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	assert_int_equal(fwrite(data, 1, len, f), len);
+	fclose(f);
+	assert_int_equal(cfs_image_check(path, msg, sizeof(msg)), 0);
+	assert_int_equal(truncate(path, (off_t)len - 1), 0);
+	assert_int_equal(cfs_image_check(path, msg, sizeof(msg)), -EUCLEAN);
+	assert_non_null(strstr(msg, "truncated"));
+	assert_int_equal(truncate(path, 100), 0);
+	assert_int_equal(cfs_image_check(path, msg, sizeof(msg)), -EUCLEAN);
+	assert_non_null(strstr(msg, "too small"));
+	unlink(path);
+	assert_int_equal(cfs_image_check(path, msg, sizeof(msg)), -ENOENT);
+	free(data);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -258,6 +291,7 @@ int main(void)
 		cmocka_unit_test(test_block_content),
 		cmocka_unit_test(test_versions),
 		cmocka_unit_test(test_hostile_redirect),
+		cmocka_unit_test(test_image_check),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
