@@ -444,6 +444,10 @@ static int dump_xattr(const char *name, const uint8_t *value, size_t len, void *
 	if (strcmp(name, OVL_ESC "whiteouts") == 0 || strcmp(name, "user.overlay.whiteout") == 0 ||
 	    strcmp(name, "user.overlay.whiteouts") == 0)
 		return 0;
+	/* The marks of a directory holding escaped whiteouts (format version 1). */
+	if ((strcmp(name, OVL_ESC "opaque") == 0 || strcmp(name, "user.overlay.opaque") == 0) &&
+	    len == 1 && value[0] == 'x')
+		return 0;
 	if (strncmp(name, OVL_ESC, strlen(OVL_ESC)) == 0)
 		rest = name + strlen(OVL_ESC);
 	else if (strncmp(name, OVL, strlen(OVL)) == 0)

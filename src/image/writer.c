@@ -345,14 +345,23 @@ static int add_overlay_xattrs(struct cfs_wnode *n, unsigned version)
 				return r;
 		}
 	}
-	if (version >= 1 && is_whiteout(n) && n->parent) {
-		/* An escaped whiteout: a regular file overlayfs shows as a whiteout. */
+	if (is_whiteout(n) && n->parent) {
+		/* A whiteout of the tree is escaped: a regular file that the composefs mount shows
+		 * as an overlay "xwhiteout" to an overlay stacked on it. Its directory is marked the
+		 * way the kernel of each format version wants it: "whiteouts" (Linux 6.7), then
+		 * opaque=x (6.8 on), which is what version 1 is about. */
 		n->mode = S_IFREG | (n->mode & ~S_IFMT);
 		if ((r = cfs_wnode_set_xattr(n, OVL_ESCAPE_PREFIX "whiteout", "", 0)) < 0 ||
-		    (r = cfs_wnode_set_xattr(n, "user.overlay.whiteout", "", 0)) < 0 ||
-		    (r = cfs_wnode_set_xattr(n->parent, OVL_ESCAPE_PREFIX "whiteouts", "", 0)) < 0 ||
-		    (r = cfs_wnode_set_xattr(n->parent, "user.overlay.whiteouts", "", 0)) < 0)
+		    (r = cfs_wnode_set_xattr(n, "user.overlay.whiteout", "", 0)) < 0)
 			return r;
+		if (version >= 1) {
+			if ((r = cfs_wnode_set_xattr(n->parent, OVL_ESCAPE_PREFIX "opaque", "x", 1)) < 0 ||
+			    (r = cfs_wnode_set_xattr(n->parent, "user.overlay.opaque", "x", 1)) < 0)
+				return r;
+		} else if ((r = cfs_wnode_set_xattr(n->parent, OVL_ESCAPE_PREFIX "whiteouts", "", 0)) < 0 ||
+			   (r = cfs_wnode_set_xattr(n->parent, "user.overlay.whiteouts", "", 0)) < 0) {
+			return r;
+		}
 	}
 	return 0;
 }

@@ -210,15 +210,19 @@ static void test_versions(void **state)
 	int r;
 
 	(void)state;
-	/* A whiteout raises the format to version 1 (escaped), unless the maximum is 0. */
+	/* A whiteout raises the format to version 1 unless the maximum is 0; either way it is
+	 * escaped, and reads back as a whiteout. */
 	out = round_trip(whiteout, NULL, &img, &len);
 	assert_int_equal(img[12], 1);
-	assert_non_null(strstr(out, "\n/w 0 20000 1 0 0 0 7.0 - - -\n"));
+	assert_non_null(memmem(img, len, "overlay.opaque", 14));
+	assert_null(memmem(img, len, "overlay.whiteouts", 17));
+	assert_string_equal(out, "/ 4096 40755 2 0 0 0 7.0 - - -\n/w 0 20000 1 0 0 0 7.0 - - -\n");
 	free(img);
 	free(out);
 	out = round_trip(whiteout, &v0, &img, &len);
 	assert_int_equal(img[12], 0);
-	assert_null(strstr(out, "/w ")); /* a real whiteout: not part of the tree */
+	assert_non_null(memmem(img, len, "overlay.whiteouts", 17));
+	assert_string_equal(out, "/ 4096 40755 2 0 0 0 7.0 - - -\n/w 0 20000 1 0 0 0 7.0 - - -\n");
 	free(img);
 	free(out);
 	t = tree_of(whiteout, &r, NULL);
