@@ -39,10 +39,18 @@ static ssize_t unescape(const char *s, size_t len, char *out)
 		if (++i >= len)
 			return -EINVAL;
 		switch (s[i]) {
-		case '\\': out[o++] = '\\'; break;
-		case 'n': out[o++] = '\n'; break;
-		case 'r': out[o++] = '\r'; break;
-		case 't': out[o++] = '\t'; break;
+		case '\\':
+			out[o++] = '\\';
+			break;
+		case 'n':
+			out[o++] = '\n';
+			break;
+		case 'r':
+			out[o++] = '\r';
+			break;
+		case 't':
+			out[o++] = '\t';
+			break;
 		case 'x': {
 			int hi, lo;
 
@@ -133,7 +141,7 @@ static int parse_mtime(const char *s, int64_t *sec, uint32_t *nsec)
 
 /* Finds the node of an absolute path; with @parent_ret, the parent and the last name. */
 static int lookup_path(struct cfs_wnode *root, const char *path, struct cfs_wnode **node_ret,
-		       struct cfs_wnode **parent_ret, const char **name_ret, char *scratch)
+                       struct cfs_wnode **parent_ret, const char **name_ret, char *scratch)
 {
 	struct cfs_wnode *cur = root, *prev = NULL;
 	const char *last = NULL;
@@ -258,7 +266,8 @@ static int parse_line(struct cfs_tree *tree, char *line, char *scratch)
 				if (strlen(f[10]) != 2 * CFS_DIGEST_SIZE)
 					goto out;
 				for (int i = 0; i < CFS_DIGEST_SIZE; i++) {
-					int hi = hexval(f[10][2 * i]), lo = hexval(f[10][2 * i + 1]);
+					int hi = hexval(f[10][2 * i]),
+					    lo = hexval(f[10][2 * i + 1]);
 
 					if (hi < 0 || lo < 0)
 						goto out;
@@ -408,10 +417,10 @@ struct seen {
 struct dump_ctx {
 	struct cfs_image *img;
 	FILE *out;
-	void *seen;     /* tsearch tree of struct seen: non-directories by nid */
-	FILE *xf;       /* " key=value" of the current inode */
-	bool whiteout;  /* ...which is an escaped whiteout */
-	uint8_t *data;  /* inline content buffer */
+	void *seen;    /* tsearch tree of struct seen: non-directories by nid */
+	FILE *xf;      /* " key=value" of the current inode */
+	bool whiteout; /* ...which is an escaped whiteout */
+	uint8_t *data; /* inline content buffer */
 	size_t data_cap;
 };
 
@@ -467,7 +476,7 @@ static int dump_xattr(const char *name, const uint8_t *value, size_t len, void *
 static int dump_entry(const struct cfs_image_entry *e, void *userdata)
 {
 	struct dump_ctx *ctx = userdata;
-	struct seen key = { .nid = e->nid }, **found = NULL;
+	struct seen key = {.nid = e->nid}, **found = NULL;
 	char *xbuf = NULL;
 	size_t xlen = 0;
 	uint32_t mode = e->mode;
@@ -534,8 +543,8 @@ static int dump_entry(const struct cfs_image_entry *e, void *userdata)
 	}
 	put_escaped(ctx->out, e->path, e->path_len, 0);
 	fprintf(ctx->out, " %" PRIu64 " %s%o %u %u %u %u %" PRIu64 ".%u ", size,
-		link_target ? "@" : "", mode, e->nlink, e->uid, e->gid, (unsigned)rdev, e->mtime,
-		e->mtime_nsec);
+	        link_target ? "@" : "", mode, e->nlink, e->uid, e->gid, (unsigned)rdev, e->mtime,
+	        e->mtime_nsec);
 	if (link_target) {
 		put_escaped(ctx->out, link_target, strlen(link_target), ESC_LONE_DASH);
 	} else if (S_ISLNK(mode) && e->symlink) {
@@ -574,10 +583,9 @@ out:
 	return r;
 }
 
-int cfs_image_dump(const uint8_t *img_data, size_t img_len, FILE *out, char *msg,
-		   size_t msglen)
+int cfs_image_dump(const uint8_t *img_data, size_t img_len, FILE *out, char *msg, size_t msglen)
 {
-	struct dump_ctx ctx = { .out = out };
+	struct dump_ctx ctx = {.out = out};
 	int r;
 
 	if (msg && msglen)

@@ -50,7 +50,7 @@ static int read_xattrs(struct walk *w, struct cfs_wnode *n)
 }
 
 static int load_regular(struct walk *w, int dirfd, const char *name, const struct stat *st,
-			struct cfs_wnode *n)
+                        struct cfs_wnode *n)
 {
 	int fd, r = 0;
 
@@ -87,7 +87,7 @@ static int load_regular(struct walk *w, int dirfd, const char *name, const struc
 }
 
 static int load_node(struct walk *w, int dirfd, const char *name, const struct stat *st,
-		     struct cfs_wnode **node_ret)
+                     struct cfs_wnode **node_ret)
 {
 	struct cfs_wnode *n;
 	int r;
@@ -167,7 +167,8 @@ static int walk_dir(struct walk *w, int dirfd, struct cfs_wnode *dir, unsigned d
 			r = -errno;
 			break;
 		}
-		if ((w->flags & CFS_TREE_SKIP_DEVICES) && (S_ISBLK(st.st_mode) || S_ISCHR(st.st_mode)))
+		if ((w->flags & CFS_TREE_SKIP_DEVICES) &&
+		    (S_ISBLK(st.st_mode) || S_ISCHR(st.st_mode)))
 			continue;
 		r = load_node(w, dirfd, de->d_name, &st, &n);
 		if (r < 0)
@@ -178,7 +179,8 @@ static int walk_dir(struct walk *w, int dirfd, struct cfs_wnode *dir, unsigned d
 			break;
 		}
 		if (S_ISDIR(st.st_mode)) {
-			int sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			int sub = openat(dirfd, de->d_name,
+			                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
 			if (sub < 0) {
 				r = -errno;
@@ -195,7 +197,7 @@ static int walk_dir(struct walk *w, int dirfd, struct cfs_wnode *dir, unsigned d
 }
 
 int cfs_tree_from_dir(const char *path, unsigned flags, cfs_tree_file_fn fn, void *userdata,
-		      struct cfs_tree **tree_ret, char **failed_ret)
+                      struct cfs_tree **tree_ret, char **failed_ret)
 {
 	struct cfs_tree *tree = calloc(1, sizeof(*tree));
 	struct walk *w = calloc(1, sizeof(*w));

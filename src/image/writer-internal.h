@@ -10,7 +10,7 @@
 
 #include "image/writer.h"
 
-#define CFS_ALIGN_UP(x, a) (((x) + (a) - 1) / (a) * (a))
+#define CFS_ALIGN_UP(x, a) (((x) + (a)-1) / (a) * (a))
 #define CFS_WRITER_NAME_MAX 255
 /* Largest inline content a dump may give (mkcomposefs's limit). */
 #define CFS_WRITER_CONTENT_MAX 5000

@@ -77,8 +77,7 @@ void cfs_tree_free(struct cfs_tree *tree)
 }
 
 /* Binary search by name; *pos_ret gets the insertion point when it is absent. */
-static struct cfs_wnode *find_child(const struct cfs_wnode *dir, const char *name,
-				    size_t *pos_ret)
+static struct cfs_wnode *find_child(const struct cfs_wnode *dir, const char *name, size_t *pos_ret)
 {
 	size_t lo = 0, hi = dir->nchildren;
 
@@ -147,7 +146,7 @@ int cfs_wnode_add_child(struct cfs_wnode *dir, struct cfs_wnode *child, const ch
 		return -ENOMEM;
 	child->name_len = len;
 	memmove(dir->children + pos + 1, dir->children + pos,
-		(dir->nchildren - pos) * sizeof(*dir->children));
+	        (dir->nchildren - pos) * sizeof(*dir->children));
 	dir->children[pos] = child;
 	dir->nchildren++;
 	child->parent = dir;
@@ -302,6 +301,30 @@ static void update_version(const struct cfs_wnode *n, unsigned *version, unsigne
 			update_version(n->children[i], version, max);
 }
 
+/* A whiteout of the tree becomes a regular file that the composefs mount shows as an overlay
+ * "xwhiteout" to an overlay stacked on it. Its directory is marked the way the kernel of each
+ * format version wants it: "whiteouts" (Linux 6.7), then opaque=x (6.8 on), which is what
+ * version 1 is about. */
+static int escape_whiteout(struct cfs_wnode *n, unsigned version)
+{
+	const char *mark = version >= 1 ? "opaque" : "whiteouts";
+	const char *value = version >= 1 ? "x" : "";
+	char key[64];
+	int r;
+
+	n->mode = S_IFREG | (n->mode & ~S_IFMT);
+	r = cfs_wnode_set_xattr(n, OVL_ESCAPE_PREFIX "whiteout", "", 0);
+	if (r == 0)
+		r = cfs_wnode_set_xattr(n, "user.overlay.whiteout", "", 0);
+	snprintf(key, sizeof(key), "%s%s", OVL_ESCAPE_PREFIX, mark);
+	if (r == 0)
+		r = cfs_wnode_set_xattr(n->parent, key, value, strlen(value));
+	snprintf(key, sizeof(key), "user.overlay.%s", mark);
+	if (r == 0)
+		r = cfs_wnode_set_xattr(n->parent, key, value, strlen(value));
+	return r;
+}
+
 static int add_overlay_xattrs(struct cfs_wnode *n, unsigned version)
 {
 	int r;
@@ -335,9 +358,10 @@ static int add_overlay_xattrs(struct cfs_wnode *n, unsigned version)
 		if (r < 0)
 			return r;
 		if (n->payload && *n->payload) {
+			const char *slash = n->payload[0] == '/' ? "" : "/";
 			char *path;
 
-			if (asprintf(&path, "%s%s", n->payload[0] == '/' ? "" : "/", n->payload) < 0)
+			if (asprintf(&path, "%s%s", slash, n->payload) < 0)
 				return -ENOMEM;
 			r = cfs_wnode_set_xattr(n, OVL_PREFIX "redirect", path, strlen(path));
 			free(path);
@@ -345,24 +369,8 @@ static int add_overlay_xattrs(struct cfs_wnode *n, unsigned version)
 				return r;
 		}
 	}
-	if (is_whiteout(n) && n->parent) {
-		/* A whiteout of the tree is escaped: a regular file that the composefs mount shows
-		 * as an overlay "xwhiteout" to an overlay stacked on it. Its directory is marked the
-		 * way the kernel of each format version wants it: "whiteouts" (Linux 6.7), then
-		 * opaque=x (6.8 on), which is what version 1 is about. */
-		n->mode = S_IFREG | (n->mode & ~S_IFMT);
-		if ((r = cfs_wnode_set_xattr(n, OVL_ESCAPE_PREFIX "whiteout", "", 0)) < 0 ||
-		    (r = cfs_wnode_set_xattr(n, "user.overlay.whiteout", "", 0)) < 0)
-			return r;
-		if (version >= 1) {
-			if ((r = cfs_wnode_set_xattr(n->parent, OVL_ESCAPE_PREFIX "opaque", "x", 1)) < 0 ||
-			    (r = cfs_wnode_set_xattr(n->parent, "user.overlay.opaque", "x", 1)) < 0)
-				return r;
-		} else if ((r = cfs_wnode_set_xattr(n->parent, OVL_ESCAPE_PREFIX "whiteouts", "", 0)) < 0 ||
-			   (r = cfs_wnode_set_xattr(n->parent, "user.overlay.whiteouts", "", 0)) < 0) {
-			return r;
-		}
-	}
+	if (is_whiteout(n) && n->parent)
+		return escape_whiteout(n, version);
 	return 0;
 }
 
@@ -385,7 +393,7 @@ static int add_link_child(struct cfs_wnode *dir, struct cfs_wnode *target, const
 }
 
 static int rewrite_node(struct cfs_wnode *n, struct cfs_wnode *parent, unsigned version,
-			unsigned depth)
+                        unsigned depth)
 {
 	int r;
 
@@ -421,7 +429,7 @@ static int add_root_whiteouts(struct cfs_wnode *root)
 	int r;
 
 	for (int i = 0; i < 256; i++) {
-		char name[3] = { hex[i >> 4], hex[i & 15], 0 };
+		char name[3] = {hex[i >> 4], hex[i & 15], 0};
 		struct cfs_wnode *w;
 
 		if (cfs_wnode_lookup(root, name))
@@ -434,8 +442,8 @@ static int add_root_whiteouts(struct cfs_wnode *root)
 		w->gid = root->gid;
 		w->mtime_sec = root->mtime_sec;
 		w->mtime_nsec = root->mtime_nsec;
-		if (selinux && (r = cfs_wnode_set_xattr(w, selinux->key, selinux->value,
-							 selinux->len)) < 0) {
+		if (selinux &&
+		    (r = cfs_wnode_set_xattr(w, selinux->key, selinux->value, selinux->len)) < 0) {
 			cfs_wnode_free(w);
 			return r;
 		}
@@ -510,7 +518,8 @@ static int compute_tree(struct cfs_wnode *root, struct layout *L)
 				struct cfs_wnode *t = cfs_wnode_follow(c);
 
 				if ((S_ISDIR(t->mode) && strcmp(c->name, ".") != 0 &&
-				     strcmp(c->name, "..") != 0) || t->link_to)
+				     strcmp(c->name, "..") != 0) ||
+				    t->link_to)
 					return -EINVAL;
 				continue;
 			}
@@ -527,11 +536,11 @@ static const struct {
 	const char *prefix;
 	uint8_t index;
 } xattr_prefixes[] = {
-	{ "user.", 1 },
-	{ "system.posix_acl_access", 2 },
-	{ "system.posix_acl_default", 3 },
-	{ "trusted.", 4 },
-	{ "security.", 6 },
+    {"user.", 1},
+    {"system.posix_acl_access", 2},
+    {"system.posix_acl_default", 3},
+    {"trusted.", 4},
+    {"security.", 6},
 };
 
 static uint8_t xattr_index(const char *key, const char **rest)
@@ -584,11 +593,11 @@ static int cmp_shared_ident(const struct cfs_wxattr *x, const struct cfs_wxattr 
 static int cmp_shared_ident_q(const void *a, const void *b)
 {
 	return cmp_shared_ident(((const struct shared_xattr *)a)->x,
-				((const struct shared_xattr *)b)->x);
+	                        ((const struct shared_xattr *)b)->x);
 }
 
 static struct shared_xattr *lookup_shared(struct shared_xattr *arr, size_t n,
-					  const struct cfs_wxattr *x)
+                                          const struct cfs_wxattr *x)
 {
 	size_t lo = 0, hi = n;
 
@@ -922,12 +931,12 @@ static uint32_t rd32(const uint8_t *p)
 uint32_t cfs_xxh32(const void *data, size_t len, uint32_t seed)
 {
 	const uint32_t P1 = 2654435761U, P2 = 2246822519U, P3 = 3266489917U, P4 = 668265263U,
-		       P5 = 374761393U;
+	               P5 = 374761393U;
 	const uint8_t *p = data, *end = p + len;
 	uint32_t h;
 
 	if (len >= 16) {
-		uint32_t v[4] = { seed + P1 + P2, seed + P2, seed, seed - P1 };
+		uint32_t v[4] = {seed + P1 + P2, seed + P2, seed, seed - P1};
 
 		for (; p + 16 <= end; p += 16)
 			for (int i = 0; i < 4; i++)
@@ -979,25 +988,33 @@ static void put_xattr(struct out *o, const struct cfs_wxattr *x)
 static int file_type(const struct cfs_wnode *n)
 {
 	switch (n->mode & S_IFMT) {
-	case S_IFREG: return 1;
-	case S_IFDIR: return 2;
-	case S_IFCHR: return 3;
-	case S_IFBLK: return 4;
-	case S_IFIFO: return 5;
-	case S_IFSOCK: return 6;
-	case S_IFLNK: return 7;
-	default: return 0;
+	case S_IFREG:
+		return 1;
+	case S_IFDIR:
+		return 2;
+	case S_IFCHR:
+		return 3;
+	case S_IFBLK:
+		return 4;
+	case S_IFIFO:
+		return 5;
+	case S_IFSOCK:
+		return 6;
+	case S_IFLNK:
+		return 7;
+	default:
+		return 0;
 	}
 }
 
 static void put_dirents(struct out *o, struct cfs_wnode *dir, size_t first, size_t count,
-			size_t alignment)
+                        size_t alignment)
 {
 	uint16_t nameoff = (uint16_t)(count * DIRENT_SIZE);
 
 	for (size_t i = first; i < first + count; i++) {
 		struct cfs_wnode *c = dir->children[i], *t = cfs_wnode_follow(c);
-		uint8_t d[DIRENT_SIZE] = { 0 };
+		uint8_t d[DIRENT_SIZE] = {0};
 
 		put64(d, t->nid);
 		put16(d + 8, nameoff);
@@ -1043,7 +1060,7 @@ static void put_inode(struct out *o, struct layout *L, struct cfs_wnode *n, uint
 	uint16_t layout = n->tailsize > 0 ? LAYOUT_FLAT_INLINE : LAYOUT_FLAT_PLAIN;
 	uint64_t size = 0, nchunks = 0;
 	uint32_t u = 0;
-	uint8_t ib[INODE_EXTENDED] = { 0 };
+	uint8_t ib[INODE_EXTENDED] = {0};
 
 	pad(o, n->ipad);
 	if (n->nxattrs)
@@ -1091,7 +1108,7 @@ static void put_inode(struct out *o, struct layout *L, struct cfs_wnode *n, uint
 		put(o, ib, INODE_EXTENDED);
 	}
 	if (xsize) {
-		uint8_t h[XATTR_IBODY_HEADER] = { 0 };
+		uint8_t h[XATTR_IBODY_HEADER] = {0};
 
 		put32(h, xattr_filter(n));
 		h[4] = (uint8_t)ns;
@@ -1101,7 +1118,8 @@ static void put_inode(struct out *o, struct layout *L, struct cfs_wnode *n, uint
 
 			if (n->shared_idx[i] < 0)
 				continue;
-			put32(id, (uint32_t)((L->inodes_end % BLKSZ + (uint64_t)n->shared_idx[i]) / 4));
+			put32(id,
+			      (uint32_t)((L->inodes_end % BLKSZ + (uint64_t)n->shared_idx[i]) / 4));
 			put(o, id, 4);
 		}
 		for (size_t i = 0; i < n->nxattrs; i++)
@@ -1116,7 +1134,7 @@ static void put_inode(struct out *o, struct layout *L, struct cfs_wnode *n, uint
 		if (n->content) {
 			put(o, n->content + n->size - n->tailsize, n->tailsize);
 		} else {
-			static const uint8_t null_chunk[4] = { 0xff, 0xff, 0xff, 0xff };
+			static const uint8_t null_chunk[4] = {0xff, 0xff, 0xff, 0xff};
 
 			for (uint64_t i = 0; i < nchunks; i++)
 				put(o, null_chunk, 4);
@@ -1125,9 +1143,9 @@ static void put_inode(struct out *o, struct layout *L, struct cfs_wnode *n, uint
 }
 
 static void put_super(struct out *o, const struct layout *L, const struct cfs_wnode *root,
-		      unsigned version)
+                      unsigned version)
 {
-	uint8_t h[32] = { 0 }, sb[SUPER_SIZE] = { 0 };
+	uint8_t h[32] = {0}, sb[SUPER_SIZE] = {0};
 
 	put32(h, CFS_HEADER_MAGIC);
 	put32(h + 4, CFS_HEADER_VERSION);
@@ -1148,12 +1166,12 @@ static void put_super(struct out *o, const struct layout *L, const struct cfs_wn
 	put(o, sb, sizeof(sb));
 }
 
-int cfs_tree_write(struct cfs_tree *tree, const struct cfs_write_options *opts,
-		   uint8_t **data_ret, size_t *len_ret)
+int cfs_tree_write(struct cfs_tree *tree, const struct cfs_write_options *opts, uint8_t **data_ret,
+                   size_t *len_ret)
 {
-	struct cfs_write_options defaults = { .min_version = 0, .max_version = 1 };
-	struct layout L = { 0 };
-	struct out o = { 0 };
+	struct cfs_write_options defaults = {.min_version = 0, .max_version = 1};
+	struct layout L = {0};
+	struct out o = {0};
 	struct cfs_wnode *root = tree->root;
 	unsigned version, max;
 	uint64_t data_end;

@@ -31,13 +31,13 @@ enum cfs_tree_flags {
  * 0) and put its fs-verity digest in @digest (and, typically, store the content). Returns 0
  * or -errno, which stops the build. */
 typedef int (*cfs_tree_file_fn)(int fd, const char *path, const struct stat *st,
-				uint8_t digest[CFS_DIGEST_SIZE], void *userdata);
+                                uint8_t digest[CFS_DIGEST_SIZE], void *userdata);
 
 /* Reads the directory @path recursively into a new tree. Returns 0 or -errno; on failure
  * *failed_ret (when given) gets a malloc'ed path of what failed (caller frees). Free the tree
  * with cfs_tree_free. */
 int cfs_tree_from_dir(const char *path, unsigned flags, cfs_tree_file_fn fn, void *userdata,
-		      struct cfs_tree **tree_ret, char **failed_ret);
+                      struct cfs_tree **tree_ret, char **failed_ret);
 
 /* Parses composefs-dump(5) text from @f into a new tree. Returns 0, -EINVAL for a malformed
  * line (*line_ret, when given, gets its number), -ENOMEM or -errno of the read. */
@@ -48,7 +48,7 @@ void cfs_tree_free(struct cfs_tree *tree);
 /* Called for every regular file of the tree that has a fs-verity digest and no inline
  * content, in depth-first order; a non-zero return stops and is returned. */
 typedef int (*cfs_tree_object_fn)(const uint8_t digest[CFS_DIGEST_SIZE], uint64_t size,
-				  void *userdata);
+                                  void *userdata);
 int cfs_tree_foreach_object(struct cfs_tree *tree, cfs_tree_object_fn fn, void *userdata);
 
 struct cfs_write_options {
@@ -60,15 +60,14 @@ struct cfs_write_options {
  * rewritten on the way (overlay xattrs, "." and "..", the root's whiteouts): write a tree
  * once, then free it. Returns 0, -EINVAL (bad options, a hard link to a directory or out
  * of the tree), -EFBIG or -ENOMEM. */
-int cfs_tree_write(struct cfs_tree *tree, const struct cfs_write_options *opts,
-		   uint8_t **data_ret, size_t *len_ret);
+int cfs_tree_write(struct cfs_tree *tree, const struct cfs_write_options *opts, uint8_t **data_ret,
+                   size_t *len_ret);
 
 /* ---- dump output ----------------------------------------------------------------------- */
 
 /* Writes @img_data (a composefs image) as composefs-dump(5) text to @out, the same text as
  * upstream `composefs-info dump`. Returns 0, -EUCLEAN for an image it cannot follow (with a
  * message in @msg), -ENOMEM or -EIO (write error). */
-int cfs_image_dump(const uint8_t *img_data, size_t img_len, FILE *out, char *msg,
-		   size_t msglen);
+int cfs_image_dump(const uint8_t *img_data, size_t img_len, FILE *out, char *msg, size_t msglen);
 
 #endif

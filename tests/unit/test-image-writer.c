@@ -32,7 +32,7 @@ static struct cfs_tree *tree_of(const char *text, int *r_ret, size_t *line_ret)
 
 /* Dump text -> image -> dump text. */
 static char *round_trip(const char *text, const struct cfs_write_options *opts, uint8_t **img_ret,
-			size_t *len_ret)
+                        size_t *len_ret)
 {
 	struct cfs_tree *tree;
 	uint8_t *img = NULL;
@@ -70,17 +70,18 @@ static void test_xxh32(void **state)
 }
 
 static const char every_type[] =
-	"/ 4096 40755 3 0 0 0 100.5 - - - user.root=r\n"
-	"/d 0 40700 2 10 20 0 200.0 - - - user.a=1 user.b=x\\x3dy\n"
-	"/d/big 100000 100644 1 0 0 0 300.0 ab/cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd - "
-	"abcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd user.a=1\n"
-	"/d/chr 0 20600 1 0 0 259 100.5 - - -\n"
-	"/d/fifo 0 10644 1 0 0 0 100.5 - - -\n"
-	"/d/inline 6 100600 1 70000 5 0 100.5 - a\\x20b\\n\\\\\\t - user.a=1\n"
-	"/d/link 4 120777 1 0 0 0 100.5 /d/x - -\n"
-	"/d/sock 0 140755 1 0 0 0 100.5 - - -\n"
-	"/e 0 40755 2 0 0 0 100.5 - - -\n"
-	"/e/hard 6 @100600 2 70000 5 0 100.5 /d/inline a\\x20b\\n\\\\\\t - user.a=1\n";
+    "/ 4096 40755 3 0 0 0 100.5 - - - user.root=r\n"
+    "/d 0 40700 2 10 20 0 200.0 - - - user.a=1 user.b=x\\x3dy\n"
+    "/d/big 100000 100644 1 0 0 0 300.0 "
+    "ab/cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd - "
+    "abcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd user.a=1\n"
+    "/d/chr 0 20600 1 0 0 259 100.5 - - -\n"
+    "/d/fifo 0 10644 1 0 0 0 100.5 - - -\n"
+    "/d/inline 6 100600 1 70000 5 0 100.5 - a\\x20b\\n\\\\\\t - user.a=1\n"
+    "/d/link 4 120777 1 0 0 0 100.5 /d/x - -\n"
+    "/d/sock 0 140755 1 0 0 0 100.5 - - -\n"
+    "/e 0 40755 2 0 0 0 100.5 - - -\n"
+    "/e/hard 6 @100600 2 70000 5 0 100.5 /d/inline a\\x20b\\n\\\\\\t - user.a=1\n";
 
 static void test_round_trip(void **state)
 {
@@ -90,18 +91,19 @@ static void test_round_trip(void **state)
 	out = round_trip(every_type, NULL, NULL, NULL);
 	/* Directory sizes and link counts are the image's own; xattrs come inline ones first,
 	 * then shared ones (user.a=1 is used four times), as composefs reads them back. */
-	assert_string_equal(out,
-			    "/ 4096 40755 4 0 0 0 100.5 - - - user.root=r\n"
-			    "/d 123 40700 2 10 20 0 200.0 - - - user.b=x\\x3dy user.a=1\n"
-			    "/d/big 100000 100644 1 0 0 0 300.0 ab/cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd - "
-			    "abcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd user.a=1\n"
-			    "/d/chr 0 20600 1 0 0 259 100.5 - - -\n"
-			    "/d/fifo 0 10644 1 0 0 0 100.5 - - -\n"
-			    "/d/inline 6 100600 2 70000 5 0 100.5 - a\\x20b\\n\\\\\\t - user.a=1\n"
-			    "/d/link 4 120777 1 0 0 0 100.5 /d/x - -\n"
-			    "/d/sock 0 140755 1 0 0 0 100.5 - - -\n"
-			    "/e 43 40755 2 0 0 0 100.5 - - -\n"
-			    "/e/hard 6 @100600 2 70000 5 0 100.5 /d/inline a\\x20b\\n\\\\\\t - user.a=1\n");
+	assert_string_equal(
+	    out, "/ 4096 40755 4 0 0 0 100.5 - - - user.root=r\n"
+	         "/d 123 40700 2 10 20 0 200.0 - - - user.b=x\\x3dy user.a=1\n"
+	         "/d/big 100000 100644 1 0 0 0 300.0 "
+	         "ab/cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd - "
+	         "abcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd user.a=1\n"
+	         "/d/chr 0 20600 1 0 0 259 100.5 - - -\n"
+	         "/d/fifo 0 10644 1 0 0 0 100.5 - - -\n"
+	         "/d/inline 6 100600 2 70000 5 0 100.5 - a\\x20b\\n\\\\\\t - user.a=1\n"
+	         "/d/link 4 120777 1 0 0 0 100.5 /d/x - -\n"
+	         "/d/sock 0 140755 1 0 0 0 100.5 - - -\n"
+	         "/e 43 40755 2 0 0 0 100.5 - - -\n"
+	         "/e/hard 6 @100600 2 70000 5 0 100.5 /d/inline a\\x20b\\n\\\\\\t - user.a=1\n");
 	free(out);
 }
 
@@ -111,21 +113,23 @@ static void test_dump_errors(void **state)
 		const char *text;
 		size_t line;
 	} bad[] = {
-		{ "/a 0 100644 1 0 0 0 0.0 - - -\n", 1 },                 /* no root yet */
-		{ "/ 0 40755 1 0 0 0 0.0 - - -\n/a/b 0 100644 1 0 0 0 0.0 - - -\n", 2 },
-		{ "/ 0 40755 1 0 0 0 0.0 - - -\n/a 0 100644 1 0 0 0 0.0 - - -\n"
-		  "/a 0 100644 1 0 0 0 0.0 - - -\n", 3 },                 /* twice */
-		{ "/ 0 40755 1 0 0 0 0.0 - - -\n/a 0 190644 1 0 0 0 0.0 - - -\n", 2 },
-		{ "/ 0 40755 1 0 0 0 0.0 - - -\n/a 0 100644 1 0 0 0 0.x - - -\n", 2 },
-		{ "/ 0 40755 1 0 0 0 0.0 - - -\n/a\\q 0 100644 1 0 0 0 0.0 - - -\n", 2 },
-		{ "/ 0 40755 1 0 0 0 0.0 - - -\n/a 0 100644 1 0 0 0 0.0 - - \n", 2 },
-		{ "/ 0 40755 1 0 0 0 0.0 - - -\n/a 0 120777 1 0 0 0 0.0 - - -\n", 2 }, /* no target */
-		{ "/ 0 40755 1 0 0 0 0.0 - - -\n/d 0 40755 1 0 0 0 0.0 - - -\n"
-		  "/h 0 @100644 1 0 0 0 0.0 /d - -\n", 3 },               /* link to a directory */
-		{ "/ 0 40755 1 0 0 0 0.0 - - -\n/h 0 @100644 1 0 0 0 0.0 /nope - -\n", 2 },
-		{ "/ 0 40755 1 0 0 0 0.0 - - -\n/a 0 100644 1 0 0 0 0.0 - - 12 \n", 2 },
-		{ "/ 0 40755 1 0 0 0 0.0 - - - novalue\n", 1 },
-		{ "", 0 },
+	    {"/a 0 100644 1 0 0 0 0.0 - - -\n", 1}, /* no root yet */
+	    {"/ 0 40755 1 0 0 0 0.0 - - -\n/a/b 0 100644 1 0 0 0 0.0 - - -\n", 2},
+	    {"/ 0 40755 1 0 0 0 0.0 - - -\n/a 0 100644 1 0 0 0 0.0 - - -\n"
+	     "/a 0 100644 1 0 0 0 0.0 - - -\n",
+	     3}, /* twice */
+	    {"/ 0 40755 1 0 0 0 0.0 - - -\n/a 0 190644 1 0 0 0 0.0 - - -\n", 2},
+	    {"/ 0 40755 1 0 0 0 0.0 - - -\n/a 0 100644 1 0 0 0 0.x - - -\n", 2},
+	    {"/ 0 40755 1 0 0 0 0.0 - - -\n/a\\q 0 100644 1 0 0 0 0.0 - - -\n", 2},
+	    {"/ 0 40755 1 0 0 0 0.0 - - -\n/a 0 100644 1 0 0 0 0.0 - - \n", 2},
+	    {"/ 0 40755 1 0 0 0 0.0 - - -\n/a 0 120777 1 0 0 0 0.0 - - -\n", 2}, /* no target */
+	    {"/ 0 40755 1 0 0 0 0.0 - - -\n/d 0 40755 1 0 0 0 0.0 - - -\n"
+	     "/h 0 @100644 1 0 0 0 0.0 /d - -\n",
+	     3}, /* link to a directory */
+	    {"/ 0 40755 1 0 0 0 0.0 - - -\n/h 0 @100644 1 0 0 0 0.0 /nope - -\n", 2},
+	    {"/ 0 40755 1 0 0 0 0.0 - - -\n/a 0 100644 1 0 0 0 0.0 - - 12 \n", 2},
+	    {"/ 0 40755 1 0 0 0 0.0 - - - novalue\n", 1},
+	    {"", 0},
 	};
 
 	(void)state;
@@ -160,7 +164,7 @@ static void test_large_directory(void **state)
 	size_t len = 0;
 	FILE *f = open_memstream(&text, &len);
 	struct cfs_image *img;
-	struct count c = { 0 };
+	struct count c = {0};
 	uint8_t *data;
 	size_t dlen;
 
@@ -193,16 +197,17 @@ static void test_block_content(void **state)
 	strcpy(p + n, " -\n");
 	out = round_trip(text, NULL, NULL, NULL);
 	assert_string_equal(out + strlen("/ 4096 40755 2 0 0 0 7.0 - - -\n"),
-			    text + strlen("/ 0 40755 2 0 0 0 7.0 - - -\n"));
+	                    text + strlen("/ 0 40755 2 0 0 0 7.0 - - -\n"));
 	free(out);
 	free(text);
 }
 
 static void test_versions(void **state)
 {
-	static const char whiteout[] = "/ 0 40755 2 0 0 0 7.0 - - -\n/w 0 20000 1 0 0 0 7.0 - - -\n";
-	struct cfs_write_options v0 = { .min_version = 0, .max_version = 0 };
-	struct cfs_write_options bad = { .min_version = 2, .max_version = 2 };
+	static const char whiteout[] =
+	    "/ 0 40755 2 0 0 0 7.0 - - -\n/w 0 20000 1 0 0 0 7.0 - - -\n";
+	struct cfs_write_options v0 = {.min_version = 0, .max_version = 0};
+	struct cfs_write_options bad = {.min_version = 2, .max_version = 2};
 	struct cfs_tree *t;
 	uint8_t *img;
 	size_t len;
@@ -234,7 +239,7 @@ static void test_versions(void **state)
 static void test_hostile_redirect(void **state)
 {
 	static const char passwd[] =
-		"/ 0 40755 2 0 0 0 7.0 - - -\n/f 100 100644 1 0 0 0 7.0 etc/passwd - -\n";
+	    "/ 0 40755 2 0 0 0 7.0 - - -\n/f 100 100644 1 0 0 0 7.0 etc/passwd - -\n";
 	struct cfs_tree *t;
 	struct cfs_image *img;
 	uint8_t *data;
@@ -288,14 +293,14 @@ static void test_image_check(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_xxh32),
-		cmocka_unit_test(test_round_trip),
-		cmocka_unit_test(test_dump_errors),
-		cmocka_unit_test(test_large_directory),
-		cmocka_unit_test(test_block_content),
-		cmocka_unit_test(test_versions),
-		cmocka_unit_test(test_hostile_redirect),
-		cmocka_unit_test(test_image_check),
+	    cmocka_unit_test(test_xxh32),
+	    cmocka_unit_test(test_round_trip),
+	    cmocka_unit_test(test_dump_errors),
+	    cmocka_unit_test(test_large_directory),
+	    cmocka_unit_test(test_block_content),
+	    cmocka_unit_test(test_versions),
+	    cmocka_unit_test(test_hostile_redirect),
+	    cmocka_unit_test(test_image_check),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
