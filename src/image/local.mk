@@ -23,7 +23,8 @@ IMAGE_INTEGRATION_TESTS = \
 	tests/integration/image-corrupt.sh \
 	tests/integration/image-fuzz.sh \
 	tests/integration/image-prefetch.sh \
-	tests/integration/image-vectors.sh
+	tests/integration/image-vectors.sh \
+	tests/integration/image-whiteouts.sh
 TESTS += $(IMAGE_INTEGRATION_TESTS)
 EXTRA_DIST += $(IMAGE_INTEGRATION_TESTS)
 
