@@ -290,6 +290,62 @@ static void test_image_check(void **state)
 	free(data);
 }
 
+static int digest_file(int fd, const char *path, const struct stat *st,
+                       uint8_t digest[CFS_DIGEST_SIZE], void *userdata)
+{
+	size_t *calls = userdata;
+
+	(void)path;
+	(void)st;
+	(*calls)++;
+	return cfs_digest_fd(fd, 1, digest, NULL);
+}
+
+/* A directory read as mkcomposefs reads one (no root needed: user xattrs, no devices). */
+static void test_tree_from_dir(void **state)
+{
+	char dir[] = "/tmp/cfs-test-tree.XXXXXX", cmd[1024], *failed = NULL, *out = NULL;
+	struct cfs_tree *tree = NULL;
+	size_t calls = 0, outlen = 0, len;
+	uint8_t *img;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(cmd, sizeof(cmd),
+	         "set -e; cd %s; mkdir -p d/e; printf hi > d/small; head -c 100 /dev/zero > d/big;"
+	         " : > empty; ln -s d/small link; mkfifo fifo; ln d/big d/e/hard;"
+	         " (setfattr -n user.k -v v d/small 2>/dev/null || true);"
+	         " touch -h -d @1000000000.5 d/small d/big empty link fifo d/e/hard d/e d .",
+	         dir);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(cfs_tree_from_dir(dir, 0, digest_file, &calls, &tree, &failed), 0);
+	assert_null(failed);
+	/* Files over 64 bytes are hashed, once per name: hard links of a tree stay two inodes. */
+	assert_int_equal(calls, 2);
+	assert_int_equal(cfs_tree_write(tree, NULL, &img, &len), 0);
+	cfs_tree_free(tree);
+	f = open_memstream(&out, &outlen);
+	assert_int_equal(cfs_image_dump(img, len, f, NULL, 0), 0);
+	fclose(f);
+	assert_non_null(strstr(out, "\n/d/small 2 100644 1 "));
+	assert_non_null(strstr(out, " 1000000000.500000000 - hi -"));
+	assert_non_null(strstr(out, "\n/link 7 120777 1 "));
+	assert_non_null(strstr(out, " d/small - -\n"));
+	assert_non_null(strstr(out, "\n/d/e/hard 100 100644 1 "));
+	assert_non_null(strstr(out, "\n/fifo 0 10644 1 "));
+	assert_null(strstr(out, "\n/d/e/hard 100 @"));
+	free(out);
+	free(img);
+	/* A tree that cannot be read names what failed. */
+	assert_int_equal(
+	    cfs_tree_from_dir("/nonexistent/cfs", 0, digest_file, &calls, &tree, &failed), -ENOENT);
+	assert_non_null(failed);
+	free(failed);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -301,6 +357,7 @@ int main(void)
 	    cmocka_unit_test(test_versions),
 	    cmocka_unit_test(test_hostile_redirect),
 	    cmocka_unit_test(test_image_check),
+	    cmocka_unit_test(test_tree_from_dir),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
