@@ -1,22 +1,15 @@
 /* SPDX-License-Identifier: MIT */
-/* cfscache: cfs-store objects, missing-objects, ls (read composefs images) and mkimage. */
+/* cfscache: cfs-store objects, missing-objects, ls, dump (read composefs images) and mkimage. */
 #include "config.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
-#include <libgen.h>
-#include <limits.h>
-#include <search.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "common/log.h"
