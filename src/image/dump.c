@@ -422,6 +422,9 @@ struct dump_ctx {
 	bool whiteout; /* ...which is an escaped whiteout */
 	uint8_t *data; /* inline content buffer */
 	size_t data_cap;
+	size_t img_len;
+	char *msg; /* for failures of the dump itself */
+	size_t msglen;
 };
 
 static int cmp_seen(const void *a, const void *b)
@@ -521,7 +524,13 @@ static int dump_entry(const struct cfs_image_entry *e, void *userdata)
 		size = 0;
 		rdev = 0;
 	} else if (S_ISREG(mode) && e->flat && size > 0) {
-		if (size > CFS_IMAGE_MAX_SIZE) {
+		/* Data stored in the image cannot be larger than the image. */
+		if (size > ctx->img_len) {
+			if (ctx->msg && ctx->msglen)
+				snprintf(ctx->msg, ctx->msglen,
+				         "inode %llu: %llu bytes of data in a %zu-byte image",
+				         (unsigned long long)e->nid, (unsigned long long)size,
+				         ctx->img_len);
 			r = -EUCLEAN;
 			goto out;
 		}
@@ -585,7 +594,7 @@ out:
 
 int cfs_image_dump(const uint8_t *img_data, size_t img_len, FILE *out, char *msg, size_t msglen)
 {
-	struct dump_ctx ctx = {.out = out};
+	struct dump_ctx ctx = {.out = out, .img_len = img_len, .msg = msg, .msglen = msglen};
 	int r;
 
 	if (msg && msglen)
@@ -594,8 +603,9 @@ int cfs_image_dump(const uint8_t *img_data, size_t img_len, FILE *out, char *msg
 	if (r < 0)
 		return r;
 	r = cfs_image_walk(ctx.img, CFS_IMAGE_WALK_ROOT, dump_entry, &ctx);
-	if (r < 0 && msg && msglen && cfs_image_error(ctx.img)[0])
-		snprintf(msg, msglen, "%s", cfs_image_error(ctx.img));
+	if (r < 0 && msg && msglen && !msg[0])
+		snprintf(msg, msglen, "%s",
+		         cfs_image_error(ctx.img)[0] ? cfs_image_error(ctx.img) : strerror(-r));
 	tdestroy(ctx.seen, free_seen);
 	free(ctx.data);
 	cfs_image_free(ctx.img);

@@ -29,16 +29,18 @@ TESTS += $(IMAGE_INTEGRATION_TESTS)
 EXTRA_DIST += $(IMAGE_INTEGRATION_TESTS)
 
 # Fuzzing the parser: built with clang's libFuzzer directly (CC may be gcc), seeded with images
-# made by mkfs.erofs. `make fuzz FUZZ_TIME=300` for a longer run.
+# made by mkfs.erofs and by the writer. `make fuzz FUZZ_TIME=300` for a longer run.
 FUZZ_CC = clang
 FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_TIME = 30
 FUZZ_IMAGE_SRCS = \
 	$(top_srcdir)/tests/fuzz/fuzz-image.c $(top_srcdir)/src/image/image.c \
+	$(top_srcdir)/src/image/dump.c $(top_srcdir)/src/image/writer.c \
 	$(top_srcdir)/src/common/name.c $(top_srcdir)/src/common/util.c \
 	$(top_srcdir)/src/common/log.c
 EXTRA_DIST += tests/fuzz/fuzz-image.c tests/fuzz/make-corpus.sh
-tests/fuzz/fuzz-image: $(FUZZ_IMAGE_SRCS) $(top_srcdir)/src/image/image.h
+tests/fuzz/fuzz-image: $(FUZZ_IMAGE_SRCS) $(top_srcdir)/src/image/image.h \
+		$(top_srcdir)/src/image/writer.h $(top_srcdir)/src/image/writer-internal.h
 	@mkdir -p tests/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -I$(top_srcdir)/src -I$(top_builddir) -D_GNU_SOURCE \
 		-o $@ $(FUZZ_IMAGE_SRCS) -lm
