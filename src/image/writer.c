@@ -825,7 +825,7 @@ static uint64_t tail_padding(struct cfs_wnode *n, uint64_t pos, size_t isize, si
 	return 0;
 }
 
-static void compute_inodes(struct layout *L)
+static int compute_inodes(struct layout *L)
 {
 	uint64_t pos = SUPER_OFFSET + SUPER_SIZE, meta_start = pos / BLKSZ * BLKSZ;
 
@@ -837,6 +837,9 @@ static void compute_inodes(struct layout *L)
 		n->compact = fits_compact(L, n);
 		isize = n->compact ? INODE_COMPACT : INODE_EXTENDED;
 		xsize = xattr_area_size(n);
+		/* The kernel reads a symlink's target from its inode's block: it must fit there. */
+		if (S_ISLNK(n->mode) && isize + xsize + n->tailsize > BLKSZ)
+			return -ENAMETOOLONG;
 		p0 = pos;
 		pos = CFS_ALIGN_UP(pos, SLOT);
 		n->ipad = pos - p0;
@@ -849,6 +852,7 @@ static void compute_inodes(struct layout *L)
 		pos += n->isize;
 	}
 	L->inodes_end = CFS_ALIGN_UP(pos, SLOT);
+	return 0;
 }
 
 /* ---- output ---------------------------------------------------------------------------- */
@@ -1201,7 +1205,9 @@ int cfs_tree_write(struct cfs_tree *tree, const struct cfs_write_options *opts, 
 	r = compute_shared_xattrs(&L);
 	if (r < 0)
 		goto out;
-	compute_inodes(&L);
+	r = compute_inodes(&L);
+	if (r < 0)
+		goto out;
 	if (root->nid >= UINT16_MAX || L.ninodes > UINT32_MAX) {
 		r = -EFBIG;
 		goto out;

@@ -59,7 +59,8 @@ struct cfs_write_options {
 /* Serialises @tree into a malloc'ed buffer (*data_ret, *len_ret; caller frees). The tree is
  * rewritten on the way (overlay xattrs, "." and "..", the root's whiteouts): write a tree
  * once, then free it. Returns 0, -EINVAL (bad options, a hard link to a directory or out
- * of the tree), -EFBIG or -ENOMEM. */
+ * of the tree), -ENAMETOOLONG (a symlink target that does not fit in a block with its
+ * inode), -EFBIG or -ENOMEM. */
 int cfs_tree_write(struct cfs_tree *tree, const struct cfs_write_options *opts, uint8_t **data_ret,
                    size_t *len_ret);
 

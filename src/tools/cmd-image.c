@@ -506,7 +506,9 @@ int cmd_mkimage(int argc, char **argv)
 	cfs_progress_done(&ms.progress);
 	r = cfs_tree_write(tree, &wopts, &data, &len);
 	if (r < 0) {
-		cfs_err("cannot lay out the image of %s: %s", src, strerror(-r));
+		cfs_err("cannot lay out the image of %s: %s", src,
+			r == -ENAMETOOLONG ? "a symlink target does not fit in one EROFS block"
+					   : strerror(-r));
 		goto out;
 	}
 	if (ms.store) {

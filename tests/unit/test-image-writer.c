@@ -258,6 +258,40 @@ static void test_hostile_redirect(void **state)
 	free(data);
 }
 
+/* A symlink target the kernel could not read (it must sit in its inode's block) is refused. */
+static void test_long_symlink(void **state)
+{
+	char *text = malloc(8192), *p;
+	struct cfs_tree *t;
+	uint8_t *img = NULL;
+	size_t len;
+	int r;
+
+	(void)state;
+	for (size_t n = 4000; n <= 4095; n += 95) {
+		p = text +
+		    sprintf(text, "/ 0 40755 2 0 0 0 1.0 - - -\n/l %zu 120777 1 0 0 0 1.0 ", n);
+		memset(p, 'y', n);
+		strcpy(p + n, " - -\n");
+		t = tree_of(text, &r, NULL);
+		assert_int_equal(r, 0);
+		r = cfs_tree_write(t, NULL, &img, &len);
+		cfs_tree_free(t);
+		if (n == 4000) {
+			struct cfs_image *image;
+
+			assert_int_equal(r, 0);
+			assert_int_equal(cfs_image_open_buffer(img, len, &image), 0);
+			assert_int_equal(cfs_image_walk(image, 0, NULL, NULL), 0);
+			cfs_image_free(image);
+			free(img);
+		} else {
+			assert_int_equal(r, -ENAMETOOLONG);
+		}
+	}
+	free(text);
+}
+
 /* cfs_image_check: what mount-image calls before mounting. */
 static void test_image_check(void **state)
 {
@@ -356,6 +390,7 @@ int main(void)
 	    cmocka_unit_test(test_block_content),
 	    cmocka_unit_test(test_versions),
 	    cmocka_unit_test(test_hostile_redirect),
+	    cmocka_unit_test(test_long_symlink),
 	    cmocka_unit_test(test_image_check),
 	    cmocka_unit_test(test_tree_from_dir),
 	};
