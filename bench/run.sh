@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Builds cfscache once (optimised, no sanitizers) and runs each benchmark against its baseline
 # side by side, printing markdown tables of ratios. Usage: bench/run.sh [NAME...]
-# (NAME = digest, serve, fetch, fuse, boot ...; default: all bench/*.sh except lib.sh).
+# (NAME = digest, serve, fetch, fuse, boot, mkimage ...; default: all bench/*.sh except lib.sh).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/scripts/deps.sh"

@@ -45,6 +45,8 @@ enum {
 #define SB_FEATURE_COMPAT 8
 #define SB_BLKSZBITS 12
 #define SB_ROOT_NID 14
+#define SB_BUILD_TIME 24
+#define SB_BUILD_TIME_NSEC 32
 #define SB_BLOCKS 36
 #define SB_META_BLKADDR 40
 #define SB_XATTR_BLKADDR 44
@@ -77,9 +79,16 @@ struct cfs_image {
 	uint64_t meta_base;  /* byte offset of nid 0 */
 	uint64_t xattr_base; /* byte offset of shared xattr id 0 */
 	uint64_t root_nid;
+	uint64_t build_time; /* mtime of compact inodes */
+	uint32_t build_time_nsec;
 	unsigned n_prefixes;
 	struct long_prefix prefixes[MAX_LONG_PREFIXES];
 	char err[256];
+
+	/* When set, parse_xattr_entry hands every xattr it can name to this callback. */
+	cfs_image_xattr_fn xattr_fn;
+	void *xattr_userdata;
+	int xattr_err;
 
 	/* Walk state. */
 	uint64_t *visited; /* open-addressing set of directory nids (+1, 0 = empty) */
@@ -101,6 +110,7 @@ struct inode {
 	uint64_t xattr_size;
 	uint32_t mode, uid, gid, nlink;
 	uint64_t size, mtime;
+	uint32_t mtime_nsec;
 	uint32_t u; /* raw_blkaddr / rdev / chunk format */
 };
 
@@ -227,6 +237,8 @@ static int check_super(struct cfs_image *img)
 	if (img->meta_base >= img->size)
 		return fail(img, -EUCLEAN, "metadata area beyond end of image");
 	img->root_nid = le16(sb + SB_ROOT_NID);
+	img->build_time = le64(sb + SB_BUILD_TIME);
+	img->build_time_nsec = le32(sb + SB_BUILD_TIME_NSEC);
 	if (incompat & INCOMPAT_XATTR_PREFIXES) {
 		/* With a packed inode the prefix table is that inode's data: not handled. */
 		if (le64(sb + SB_PACKED_NID) != 0)
@@ -387,6 +399,7 @@ static int read_inode(struct cfs_image *img, uint64_t nid, struct inode *ino)
 		ino->uid = le32(p + 24);
 		ino->gid = le32(p + 28);
 		ino->mtime = le64(p + 32);
+		ino->mtime_nsec = le32(p + 40);
 		ino->nlink = le32(p + 44);
 	} else {
 		ino->isize = EROFS_INODE_COMPACT_SIZE;
@@ -395,6 +408,8 @@ static int read_inode(struct cfs_image *img, uint64_t nid, struct inode *ino)
 		ino->u = le32(p + 16);
 		ino->uid = le16(p + 24);
 		ino->gid = le16(p + 26);
+		ino->mtime = img->build_time;
+		ino->mtime_nsec = img->build_time_nsec;
 	}
 	if (!in_image(img, ino->off + ino->isize, ino->xattr_size))
 		return fail(img, -EUCLEAN, "inode %llu: xattrs beyond end of image",
@@ -548,6 +563,15 @@ static int parse_xattr_entry(struct cfs_image *img, const struct inode *ino, uin
 	full[prefix_len + infix_len + name_len] = '\0';
 	if (strlen(full) != prefix_len + infix_len + name_len)
 		return 0; /* a NUL inside the name: never one of ours */
+	if (img->xattr_fn) {
+		int r = img->xattr_fn(full, p + EROFS_XATTR_ENTRY_HEADER + name_len, value_len,
+				      img->xattr_userdata);
+
+		if (r) {
+			img->xattr_err = r;
+			return r;
+		}
+	}
 	if (strcmp(full, "trusted.overlay.redirect") == 0) {
 		res->redirect = p + EROFS_XATTR_ENTRY_HEADER + name_len;
 		res->redirect_len = value_len;
@@ -573,6 +597,16 @@ static int parse_xattrs(struct cfs_image *img, const struct inode *ino, struct x
 	if (EROFS_XATTR_IBODY_HEADER + (uint64_t)shared * 4 > ino->xattr_size)
 		return fail(img, -EUCLEAN, "inode %llu: too many shared xattrs",
 			    (unsigned long long)ino->nid);
+	/* Inline entries first, then shared ones: the order composefs reads them in. */
+	pos = base + EROFS_XATTR_IBODY_HEADER + (uint64_t)shared * 4;
+	end = base + ino->xattr_size;
+	/* Each entry is at least 4 bytes, so this loop ends within xattr_size / 4 rounds. */
+	while (end - pos >= EROFS_XATTR_ENTRY_HEADER) {
+		r = parse_xattr_entry(img, ino, pos, end - pos, res, &size);
+		if (r)
+			return r;
+		pos += size;
+	}
 	for (unsigned i = 0; i < shared; i++) {
 		uint64_t id = le32(img->data + base + EROFS_XATTR_IBODY_HEADER + i * 4);
 		uint64_t off = img->xattr_base + id * 4;
@@ -581,19 +615,52 @@ static int parse_xattrs(struct cfs_image *img, const struct inode *ino, struct x
 			return fail(img, -EUCLEAN, "inode %llu: shared xattr %llu beyond end of image",
 				    (unsigned long long)ino->nid, (unsigned long long)id);
 		r = parse_xattr_entry(img, ino, off, img->size - off, res, &size);
-		if (r < 0)
+		if (r)
 			return r;
-	}
-	pos = base + EROFS_XATTR_IBODY_HEADER + (uint64_t)shared * 4;
-	end = base + ino->xattr_size;
-	/* Each entry is at least 4 bytes, so this loop ends within xattr_size / 4 rounds. */
-	while (end - pos >= EROFS_XATTR_ENTRY_HEADER) {
-		r = parse_xattr_entry(img, ino, pos, end - pos, res, &size);
-		if (r < 0)
-			return r;
-		pos += size;
 	}
 	return 0;
+}
+
+int cfs_image_xattrs(struct cfs_image *image, uint64_t nid, cfs_image_xattr_fn fn,
+		     void *userdata)
+{
+	struct xattr_result xr;
+	struct inode ino;
+	int r;
+
+	r = read_inode(image, nid, &ino);
+	if (r < 0)
+		return r;
+	image->xattr_fn = fn;
+	image->xattr_userdata = userdata;
+	image->xattr_err = 0;
+	r = parse_xattrs(image, &ino, &xr);
+	image->xattr_fn = NULL;
+	image->xattr_userdata = NULL;
+	return image->xattr_err ? image->xattr_err : r;
+}
+
+ssize_t cfs_image_read_data(struct cfs_image *image, uint64_t nid, void *buf, size_t len)
+{
+	struct inode ino;
+	uint64_t done = 0, want;
+	int r;
+
+	r = read_inode(image, nid, &ino);
+	if (r < 0)
+		return r;
+	want = CFS_MIN((uint64_t)len, ino.size);
+	for (uint64_t b = 0; done < want; b++) {
+		uint64_t off, blen;
+
+		r = map_block(image, &ino, b, &off, &blen);
+		if (r < 0)
+			return r;
+		blen = CFS_MIN(blen, want - done);
+		memcpy((uint8_t *)buf + done, image->data + off, blen);
+		done += blen;
+	}
+	return (ssize_t)done;
 }
 
 /* ---- walk ------------------------------------------------------------------------------ */
@@ -654,14 +721,13 @@ static int read_symlink(struct cfs_image *img, const struct inode *ino, char *bu
 	return 0;
 }
 
-static void fill_object(struct cfs_image_entry *e, const struct xattr_result *xr, char *redirect)
+/* Fills the overlay fields of @e. A redirect is where overlayfs goes looking for the data in
+ * every data-only layer, so the only one accepted is an object path "/XX/<62hex>" on a
+ * regular file, naming the object its metacopy digest (when it has one) names: anything else
+ * (/etc/passwd, /.cfs-tmp/x) would have the kernel open other files of the store. */
+static int fill_object(struct cfs_image *img, struct cfs_image_entry *e,
+		       const struct xattr_result *xr, char *redirect)
 {
-	if (xr->have_redirect) {
-		memcpy(redirect, xr->redirect, xr->redirect_len);
-		redirect[xr->redirect_len] = '\0';
-		e->redirect = redirect;
-		e->redirect_len = xr->redirect_len;
-	}
 	/* struct ovl_metacopy: version 0, length, flags 0, digest algorithm (1 = SHA-256). */
 	if (xr->have_metacopy) {
 		const uint8_t *m = xr->metacopy;
@@ -677,15 +743,32 @@ static void fill_object(struct cfs_image_entry *e, const struct xattr_result *xr
 			}
 		}
 	}
-	if (!S_ISREG(e->mode))
-		return;
-	if (e->redirect && e->redirect_len == CFS_NAME_PATH_LEN + 1 && e->redirect[0] == '/' &&
-	    cfs_name_parse_path(e->redirect + 1, CFS_NAME_PATH_LEN, e->object) == 0)
+	if (xr->have_redirect) {
+		uint8_t named[CFS_DIGEST_SIZE];
+
+		memcpy(redirect, xr->redirect, xr->redirect_len);
+		redirect[xr->redirect_len] = '\0';
+		e->redirect = redirect;
+		e->redirect_len = xr->redirect_len;
+		if (!S_ISREG(e->mode))
+			return fail(img, -EUCLEAN, "inode %llu: overlay redirect on a non-regular file",
+				    (unsigned long long)e->nid);
+		if (e->redirect_len != CFS_NAME_PATH_LEN + 1 || e->redirect[0] != '/' ||
+		    cfs_name_parse_path(e->redirect + 1, CFS_NAME_PATH_LEN, named) < 0)
+			return fail(img, -EUCLEAN,
+				    "inode %llu: overlay redirect \"%.80s\" is not an object path",
+				    (unsigned long long)e->nid, redirect);
+		if (e->has_digest && memcmp(named, e->digest, CFS_DIGEST_SIZE) != 0)
+			return fail(img, -EUCLEAN,
+				    "inode %llu: overlay redirect %s does not match its fs-verity digest",
+				    (unsigned long long)e->nid, redirect);
+		memcpy(e->object, named, CFS_DIGEST_SIZE);
 		e->has_object = true;
-	else if (e->has_digest) {
+	} else if (S_ISREG(e->mode) && e->has_digest) {
 		memcpy(e->object, e->digest, CFS_DIGEST_SIZE);
 		e->has_object = true;
 	}
+	return 0;
 }
 
 static int walk_dir(struct cfs_image *img, const struct inode *dir, size_t plen, unsigned depth);
@@ -711,6 +794,8 @@ static int visit_inode(struct cfs_image *img, uint64_t nid, size_t plen, struct 
 	e.nlink = ino->nlink;
 	e.size = ino->size;
 	e.mtime = ino->mtime;
+	e.mtime_nsec = ino->mtime_nsec;
+	e.flat = ino->layout == LAYOUT_FLAT_PLAIN || ino->layout == LAYOUT_FLAT_INLINE;
 	if (S_ISCHR(ino->mode) || S_ISBLK(ino->mode))
 		e.rdev = ino->u;
 	if (S_ISLNK(ino->mode)) {
@@ -719,7 +804,9 @@ static int visit_inode(struct cfs_image *img, uint64_t nid, size_t plen, struct 
 			return r;
 		e.symlink = img->symlink;
 	}
-	fill_object(&e, &xr, img->redirect);
+	r = fill_object(img, &e, &xr, img->redirect);
+	if (r < 0)
+		return r;
 	return img->fn ? img->fn(&e, img->userdata) : 0;
 }
 
@@ -955,4 +1042,24 @@ int cfs_image_objects_of_files(char *const *images, size_t n, uint8_t **digests_
 	*digests_ret = all;
 	*count_ret = u;
 	return 0;
+}
+
+int cfs_image_check(const char *path, char *msg, size_t msglen)
+{
+	struct cfs_image *img = NULL;
+	int r;
+
+	if (msg && msglen)
+		msg[0] = '\0';
+	r = cfs_image_open_msg(path, &img, msg, msglen);
+	if (r < 0) {
+		if (msg && msglen && !msg[0])
+			snprintf(msg, msglen, "%s", strerror(-r));
+		return r;
+	}
+	r = cfs_image_walk(img, CFS_IMAGE_WALK_ROOT, NULL, NULL);
+	if (r < 0 && msg && msglen)
+		snprintf(msg, msglen, "%s", cfs_image_error(img));
+	cfs_image_free(img);
+	return r;
 }

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "common/digest.h"
 
@@ -45,11 +46,13 @@ struct cfs_image_entry {
 	uint32_t mode;        /* type and permission bits */
 	uint32_t uid, gid, nlink;
 	uint64_t size;
-	uint64_t mtime;       /* seconds; 0 for compact inodes without a build time */
+	uint64_t mtime;       /* seconds (compact inodes: the superblock's build time) */
+	uint32_t mtime_nsec;
 	uint32_t rdev;        /* devices: the encoded device number */
 	const char *symlink;  /* symlinks: the target (NUL-terminated), else NULL */
 	const char *redirect; /* trusted.overlay.redirect value (NUL-terminated), or NULL */
 	size_t redirect_len;
+	bool flat;            /* data stored in the image itself (not chunk-based) */
 	bool metacopy;        /* trusted.overlay.metacopy present and well-formed */
 	bool has_digest;      /* ...and carrying a SHA-256 fs-verity digest */
 	uint8_t digest[CFS_DIGEST_SIZE];
@@ -84,6 +87,23 @@ int cfs_image_objects(struct cfs_image *image, uint8_t **digests_ret, size_t *co
  * Returns 0 or the first error; the caller frees *digests_ret (32 bytes per object). */
 int cfs_image_objects_of_files(char *const *paths, size_t n, uint8_t **digests_ret,
 			       size_t *count_ret);
+
+/* Called for every xattr of an inode with its full name ("user.foo"); a non-zero return
+ * stops and is returned. Pointers are valid during the callback only. */
+typedef int (*cfs_image_xattr_fn)(const char *name, const uint8_t *value, size_t len,
+				  void *userdata);
+/* Lists the xattrs of inode @nid (from a walk entry): inline ones first, then shared ones.
+ * Returns 0, the callback's value or -EUCLEAN. */
+int cfs_image_xattrs(struct cfs_image *image, uint64_t nid, cfs_image_xattr_fn fn,
+		     void *userdata);
+/* Reads up to @len bytes of inode @nid's data from offset 0 into @buf (for inline content).
+ * Returns the byte count (min(len, size)) or -EUCLEAN (e.g. data held elsewhere). */
+ssize_t cfs_image_read_data(struct cfs_image *image, uint64_t nid, void *buf, size_t len);
+
+/* Checks that @path is a composefs image that mounts as what it claims: superblock, size,
+ * every inode and directory, every overlay redirect (see cfs_image_walk). Returns 0 or the
+ * codes of cfs_image_open / cfs_image_walk, with the reason in @msg. For mount-image. */
+int cfs_image_check(const char *path, char *msg, size_t msglen);
 
 /* Number of inodes visited by the last walk (for statistics). */
 uint64_t cfs_image_inodes_visited(const struct cfs_image *image);

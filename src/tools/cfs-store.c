@@ -44,13 +44,35 @@ static const struct tool_cmd commands[] = {
 	  NULL },
 	{ "objects", cmd_objects, "IMAGE...", "list the objects composefs images point at", NULL,
 	  NULL },
-	{ "missing-objects", cmd_missing_objects, "--store DIR IMAGE...",
+	{ "missing-objects", cmd_missing_objects, "--store DIR IMAGE|DIGEST...",
 	  "list the objects of images that a store lacks",
-	  "  -s, --store DIR      the store to look in (required)\n", " -s --store " },
+	  "  -s, --store DIR      the store to look in (required)\n"
+	  "\n"
+	  "An image may be named by its digest (sha256:HEX, 64 hex or XX/<62hex>): it is then\n"
+	  "looked up in the store.\n",
+	  " -s --store " },
 	{ "ls", cmd_ls, "IMAGE...", "list the files of images with their objects", NULL, NULL },
-	{ "mkimage", cmd_mkimage, "[--store STORE] SRC_DIR IMAGE",
-	  "import a tree and write a composefs image of it",
-	  "  -s, --store STORE    import the objects into STORE\n", " -s --store " },
+	{ "mkimage", cmd_mkimage,
+	  "[--store STORE] [--use-epoch] [--skip-devices] [--skip-xattrs] [--user-xattrs] "
+	  "[--min-version N] [--max-version N] [--print-digest] [--print-digest-only] "
+	  "[--threads N] [--from-file] SRC IMAGE",
+	  "import a tree and write its composefs image (as mkcomposefs 1.0.8 does)",
+	  "  -s, --store STORE    import the objects into STORE, and the image itself\n"
+	  "                       (its digest is printed)\n"
+	  "      --use-epoch      every timestamp 0\n"
+	  "      --skip-devices   leave device nodes out\n"
+	  "      --skip-xattrs    leave extended attributes out\n"
+	  "      --user-xattrs    keep only user.* extended attributes\n"
+	  "      --min-version N, --max-version N\n"
+	  "                       composefs format versions to choose from (default 0 and 1)\n"
+	  "      --print-digest   print the image's fs-verity digest\n"
+	  "      --print-digest-only\n"
+	  "                       only compute and print it (IMAGE may be omitted)\n"
+	  "      --threads N      hash on N threads\n"
+	  "      --from-file      SRC is a composefs-dump(5) file, not a directory\n",
+	  " -s --store --digest-store --min-version --max-version --threads " },
+	{ "dump", cmd_dump, "IMAGE...", "print composefs images in the composefs-dump(5) format",
+	  NULL, NULL },
 	{ "gc", cmd_gc, "[--max-size SIZE] [--keep IMAGE]... [--unreferenced] [--dry-run] STORE",
 	  "remove objects no kept image refers to, or least recently used ones down to a size",
 	  "  -m, --max-size SIZE  remove least recently used objects (not those of --keep\n"

@@ -1,22 +1,15 @@
 /* SPDX-License-Identifier: MIT */
-/* cfscache: cfs-store objects, missing-objects, ls (read composefs images) and mkimage. */
+/* cfscache: cfs-store objects, missing-objects, ls, dump (read composefs images) and mkimage. */
 #include "config.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
-#include <libgen.h>
-#include <limits.h>
-#include <search.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -25,6 +18,7 @@
 #include "common/store.h"
 #include "common/util.h"
 #include "image/image.h"
+#include "image/writer.h"
 #include "tools/cmds.h"
 
 static void report_open_error(const char *path, int r, const char *msg)
@@ -89,7 +83,8 @@ int cmd_missing_objects(int argc, char **argv)
 	const char *store_path = NULL;
 	struct cfs_store *store = NULL;
 	uint8_t *d = NULL;
-	size_t n = 0;
+	size_t n = 0, nimg = 0;
+	char **paths = NULL;
 	int r, ret = 0;
 
 	r = parse_image_options(argc, argv, "missing-objects", &store_path);
@@ -102,10 +97,41 @@ int cmd_missing_objects(int argc, char **argv)
 		cfs_err("cannot open store %s: %s", store_path, strerror(-r));
 		return 1;
 	}
-	r = cfs_image_objects_of_files(argv + optind, (size_t)(argc - optind), &d, &n);
-	if (r < 0) {
+	nimg = (size_t)(argc - optind);
+	paths = calloc(nimg, sizeof(*paths));
+	if (!paths) {
 		cfs_store_free(store);
 		return 1;
+	}
+	/* An image is named by its path, or by its digest when it is an object of the store. */
+	for (size_t i = 0; i < nimg; i++) {
+		const char *arg = argv[optind + i];
+		uint8_t idig[CFS_DIGEST_SIZE];
+		char rel[CFS_NAME_PATH_LEN + 1];
+
+		if (access(arg, F_OK) == 0 || cfs_name_parse_any(arg, strlen(arg), idig) < 0)
+			continue;
+		cfs_name_format_path(idig, rel);
+		if (cfs_store_lookup(store, idig, NULL) < 0) {
+			cfs_err("image %s: not in the store %s", arg, store_path);
+			ret = 1;
+			goto out;
+		}
+		if (asprintf(&paths[i], "%s/%s", cfs_store_path(store), rel) < 0) {
+			paths[i] = NULL;
+			ret = 1;
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < nimg; i++)
+		if (!paths[i] && !(paths[i] = strdup(argv[optind + i]))) {
+			ret = 1;
+			goto out;
+		}
+	r = cfs_image_objects_of_files(paths, nimg, &d, &n);
+	if (r < 0) {
+		ret = 1;
+		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
 		char path[CFS_NAME_PATH_LEN + 1];
@@ -120,7 +146,11 @@ int cmd_missing_objects(int argc, char **argv)
 		}
 		puts(path);
 	}
+out:
 	free(d);
+	for (size_t i = 0; paths && i < nimg; i++)
+		free(paths[i]);
+	free(paths);
 	cfs_store_free(store);
 	if (fflush(stdout) != 0)
 		ret = 1;
@@ -214,373 +244,155 @@ int cmd_ls(int argc, char **argv)
 
 /* ---- mkimage --------------------------------------------------------------------------- */
 
-/* Files up to this size stay inline in the image, as mkcomposefs does. */
-#define MKIMAGE_INLINE_MAX 64
-
-struct mk_dir {
-	char *path, *src;
-	struct stat st;
-};
-
-struct mk_link {
-	dev_t dev;
-	ino_t ino;
-	char *path;
-};
-
 struct mkimage_state {
-	const char *src;
-	size_t src_len;
-	const char *shadow;
-	dev_t skip_dev[2];
-	ino_t skip_ino[2]; /* the shadow tree and an old image, when they sit inside the source */
 	struct cfs_store *store;
 	struct cfs_progress progress;
 	struct cfs_store_batch batch; /* verified writers waiting for one shared flush */
-	struct mk_dir *dirs;
-	size_t ndirs, dirs_cap;
-	void *links; /* tsearch tree of struct mk_link */
+	unsigned threads;
 	uint8_t *buf;
 	size_t bufsize;
-	int err;
-	uint64_t files, objects, bytes, inlined, others, warnings;
+	uint64_t files, bytes;
 };
 
-static struct mkimage_state *mk_st; /* nftw has no user pointer */
+/* Hashes a regular file of the tree (and copies it into the store when there is one). */
+static int mk_file(int fd, const char *path, const struct stat *st, uint8_t digest[CFS_DIGEST_SIZE],
+		   void *userdata)
+{
+	struct mkimage_state *ms = userdata;
+	struct cfs_store_writer *w = NULL;
+	uint64_t size = 0;
+	int r;
 
-/* Hashes @fd (and copies it into the store when there is one); *size_ret is what was read. */
-static int mk_object(struct mkimage_state *st, int fd, uint8_t digest[CFS_DIGEST_SIZE],
-		     uint64_t *size_ret)
+	(void)path;
+	(void)st;
+	if (!ms->store) {
+		r = cfs_digest_fd(fd, ms->threads, digest, &size);
+		goto done;
+	}
+	r = cfs_store_writer_new(ms->store, NULL, &w);
+	if (r < 0)
+		return r;
+	r = cfs_store_writer_write_fd(w, fd, ms->buf, ms->bufsize);
+	if (r < 0)
+		goto out;
+	size = cfs_store_writer_size(w);
+	r = cfs_store_writer_verify(w, digest);
+	if (r < 0)
+		goto out;
+	r = cfs_store_batch_add(&ms->batch, cfs_steal_pointer(&w));
+out:
+	cfs_store_writer_free(w);
+done:
+	if (r == 0) {
+		ms->files++;
+		ms->bytes += size;
+		cfs_progress_add(&ms->progress, 1, size);
+	}
+	return r;
+}
+
+/* Writes @len bytes to @path through a temporary file renamed into place ("-" = stdout). */
+static int write_image_file(const char *path, const uint8_t *data, size_t len)
+{
+	char *tmp = NULL;
+	int fd, r;
+
+	if (strcmp(path, "-") == 0)
+		return cfs_write_full(STDOUT_FILENO, data, len);
+	if (asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0)
+		return -ENOMEM;
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	r = cfs_write_full(fd, data, len);
+	if (r == 0 && fchmod(fd, 0644) < 0)
+		r = -errno;
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	if (r == 0 && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0)
+		unlink(tmp);
+out:
+	free(tmp);
+	return r;
+}
+
+/* Stores the image itself as an object: its fs-verity digest is what nodes trust. */
+static int store_image(struct cfs_store *store, const uint8_t *data, size_t len,
+		       uint8_t digest[CFS_DIGEST_SIZE], bool *existed_ret)
 {
 	struct cfs_store_writer *w = NULL;
 	int r;
 
-	if (!st->store)
-		return cfs_digest_fd(fd, 0, digest, size_ret);
-	r = cfs_store_writer_new(st->store, NULL, &w);
+	r = cfs_store_writer_new(store, NULL, &w);
 	if (r < 0)
 		return r;
-	r = cfs_store_writer_write_fd(w, fd, st->buf, st->bufsize);
-	if (r < 0)
-		goto out;
-	*size_ret = cfs_store_writer_size(w);
-	r = cfs_store_writer_verify(w, digest);
-	if (r < 0)
-		goto out;
-	r = cfs_store_batch_add(&st->batch, cfs_steal_pointer(&w));
-out:
+	r = cfs_store_writer_write(w, data, len);
+	if (r == 0)
+		r = cfs_store_writer_verify(w, digest);
+	if (r == 0)
+		r = cfs_store_writer_commit(w, 0, existed_ret);
 	cfs_store_writer_free(w);
 	return r;
 }
 
-/* Copies the extended attributes of @src to @dst (both not followed), except the overlay
- * ones that the image itself uses. */
-static void mk_copy_xattrs(struct mkimage_state *st, const char *src, const char *dst)
+static int parse_version(const char *s, unsigned *v)
 {
-	char names[65536], *value = NULL;
-	ssize_t len;
+	char *end;
+	unsigned long x;
 
-	len = llistxattr(src, names, sizeof(names));
-	if (len <= 0)
-		return;
-	value = malloc(65536);
-	if (!value)
-		return;
-	for (char *n = names; n < names + len; n += strlen(n) + 1) {
-		ssize_t vlen;
-
-		if (strncmp(n, "trusted.overlay.", 16) == 0) {
-			cfs_warn("%s: xattr %s not copied (reserved for the image)", src, n);
-			st->warnings++;
-			continue;
-		}
-		vlen = lgetxattr(src, n, value, 65536);
-		if (vlen < 0 || lsetxattr(dst, n, value, (size_t)vlen, 0) < 0) {
-			cfs_warn("%s: cannot copy xattr %s: %s", src, n, strerror(errno));
-			st->warnings++;
-		}
-	}
-	free(value);
-}
-
-/* Owner, mode and times, in that order (chown clears set-id bits). */
-static int mk_set_meta(const char *dst, const struct stat *sb)
-{
-	struct timespec ts[2] = { sb->st_atim, sb->st_mtim };
-
-	if (lchown(dst, sb->st_uid, sb->st_gid) < 0)
-		return -errno;
-	if (!S_ISLNK(sb->st_mode) && chmod(dst, sb->st_mode & 07777) < 0)
-		return -errno;
-	if (utimensat(AT_FDCWD, dst, ts, AT_SYMLINK_NOFOLLOW) < 0)
-		return -errno;
+	errno = 0;
+	x = strtoul(s, &end, 10);
+	if (errno || *end || end == s || x > CFS_WRITER_VERSION_MAX)
+		return -EINVAL;
+	*v = (unsigned)x;
 	return 0;
 }
 
-static int mk_link_cmp(const void *a, const void *b)
-{
-	const struct mk_link *x = a, *y = b;
-
-	if (x->dev != y->dev)
-		return x->dev < y->dev ? -1 : 1;
-	if (x->ino != y->ino)
-		return x->ino < y->ino ? -1 : 1;
-	return 0;
-}
-
-static void mk_link_free(void *p)
-{
-	struct mk_link *l = p;
-
-	free(l->path);
-	free(l);
-}
-
-static int mk_regular(struct mkimage_state *st, const char *path, const char *dst,
-		      const struct stat *sb)
-{
-	uint8_t digest[CFS_DIGEST_SIZE];
-	uint64_t size = 0;
-	int fd = -1, out = -1, r;
-
-	if (sb->st_nlink > 1) {
-		struct mk_link key = { .dev = sb->st_dev, .ino = sb->st_ino }, *l, **found;
-
-		found = tfind(&key, &st->links, mk_link_cmp);
-		if (found) {
-			if (link((*found)->path, dst) < 0)
-				return -errno;
-			return 0;
-		}
-		l = calloc(1, sizeof(*l));
-		if (!l || !(l->path = strdup(dst))) {
-			free(l);
-			return -ENOMEM;
-		}
-		l->dev = sb->st_dev;
-		l->ino = sb->st_ino;
-		if (!tsearch(l, &st->links, mk_link_cmp)) {
-			mk_link_free(l);
-			return -ENOMEM;
-		}
-	}
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (out < 0) {
-		r = -errno;
-		goto out;
-	}
-	if (sb->st_size > MKIMAGE_INLINE_MAX) {
-		char redirect[1 + CFS_NAME_PATH_LEN + 1];
-		uint8_t metacopy[4 + CFS_DIGEST_SIZE] = { 0, sizeof(metacopy), 0, 1 };
-
-		r = mk_object(st, fd, digest, &size);
-		if (r < 0)
-			goto out;
-		/* The content lives in the store: a sparse file of the real size carries the
-		 * overlay xattrs that point at it. */
-		if (ftruncate(out, (off_t)size) < 0) {
-			r = -errno;
-			goto out;
-		}
-		memcpy(metacopy + 4, digest, CFS_DIGEST_SIZE);
-		redirect[0] = '/';
-		cfs_name_format_path(digest, redirect + 1);
-		if (fsetxattr(out, "trusted.overlay.metacopy", metacopy, sizeof(metacopy), 0) < 0 ||
-		    fsetxattr(out, "trusted.overlay.redirect", redirect, strlen(redirect), 0) < 0) {
-			r = -errno;
-			goto out;
-		}
-		st->objects++;
-	} else {
-		ssize_t n = cfs_read_full(fd, st->buf, MKIMAGE_INLINE_MAX + 1);
-
-		if (n < 0) {
-			r = (int)n;
-			goto out;
-		}
-		if (n > MKIMAGE_INLINE_MAX) {
-			r = -EAGAIN; /* grew while we looked */
-			goto out;
-		}
-		r = cfs_write_full(out, st->buf, (size_t)n);
-		if (r < 0)
-			goto out;
-		size = (uint64_t)n;
-		st->inlined++;
-	}
-	st->files++;
-	st->bytes += size;
-	cfs_progress_add(&st->progress, 1, size);
-	r = 0;
-out:
-	if (out >= 0)
-		close(out);
-	close(fd);
-	return r;
-}
-
-static int mk_visit(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-	struct mkimage_state *st = mk_st;
-	const char *rel = path + st->src_len;
-	char *dst = NULL;
-	int r = 0;
-
-	(void)ftw;
-	if (type == FTW_DNR || type == FTW_NS) {
-		cfs_err("%s: cannot read", path);
-		st->err = -EIO;
-		return FTW_STOP;
-	}
-	for (int i = 0; i < 2; i++)
-		if (sb->st_dev == st->skip_dev[i] && sb->st_ino == st->skip_ino[i])
-			return FTW_SKIP_SUBTREE;
-	if (asprintf(&dst, "%s%s", st->shadow, rel) < 0) {
-		st->err = -ENOMEM;
-		return FTW_STOP;
-	}
-	if (S_ISDIR(sb->st_mode)) {
-		struct mk_dir *d;
-
-		if (*rel && mkdir(dst, 0700) < 0) {
-			r = -errno;
-			goto out;
-		}
-		if (st->ndirs == st->dirs_cap) {
-			size_t ncap = st->dirs_cap ? st->dirs_cap * 2 : 64;
-
-			d = realloc(st->dirs, ncap * sizeof(*d));
-			if (!d) {
-				r = -ENOMEM;
-				goto out;
-			}
-			st->dirs = d;
-			st->dirs_cap = ncap;
-		}
-		/* Metadata after the children, which would change the times. */
-		st->dirs[st->ndirs].src = strdup(path);
-		if (!st->dirs[st->ndirs].src) {
-			r = -ENOMEM;
-			goto out;
-		}
-		st->dirs[st->ndirs].path = cfs_steal_pointer(&dst);
-		st->dirs[st->ndirs++].st = *sb;
-		return 0;
-	}
-	if (S_ISREG(sb->st_mode)) {
-		r = mk_regular(st, path, dst, sb);
-	} else if (S_ISLNK(sb->st_mode)) {
-		char target[PATH_MAX + 1];
-		ssize_t n = readlink(path, target, PATH_MAX);
-
-		if (n < 0) {
-			r = -errno;
-		} else {
-			target[n] = '\0';
-			if (symlink(target, dst) < 0)
-				r = -errno;
-		}
-		st->others++;
-	} else {
-		if (mknod(dst, sb->st_mode & (S_IFMT | 07777), sb->st_rdev) < 0)
-			r = -errno;
-		st->others++;
-	}
-	if (r == 0 && sb->st_nlink > 1 && S_ISREG(sb->st_mode)) {
-		struct stat now;
-
-		/* A second name of a file already done: metadata is shared. */
-		if (lstat(dst, &now) == 0 && now.st_nlink > 1)
-			goto out;
-	}
-	if (r == 0) {
-		mk_copy_xattrs(st, path, dst);
-		r = mk_set_meta(dst, sb);
-	}
-out:
-	/* An image missing a file would be wrong: every failure stops the build. */
-	if (r < 0) {
-		cfs_err("%s: %s", path, strerror(-r));
-		st->err = r;
-		free(dst);
-		return FTW_STOP;
-	}
-	free(dst);
-	return FTW_CONTINUE;
-}
-
-static int rm_visit(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)sb;
-	(void)ftw;
-	if (type == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
-/* Finds @prog in PATH, so a missing tool is reported before any work. */
-static bool have_program(const char *prog)
-{
-	const char *path = getenv("PATH");
-	char *copy, *save = NULL;
-	bool found = false;
-
-	if (!path || !*path)
-		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-	copy = strdup(path);
-	if (!copy)
-		return false;
-	for (char *dir = strtok_r(copy, ":", &save); dir && !found;
-	     dir = strtok_r(NULL, ":", &save)) {
-		char full[PATH_MAX];
-
-		snprintf(full, sizeof(full), "%s/%s", *dir ? dir : ".", prog);
-		found = access(full, X_OK) == 0;
-	}
-	free(copy);
-	return found;
-}
-
-static int run_mkfs(const char *image, const char *shadow)
-{
-	char *const args[] = { (char *)"mkfs.erofs", (char *)"-x2",
-			       (char *)"--chunksize=1048576", (char *)"--quiet",
-			       (char *)image, (char *)shadow, NULL };
-	posix_spawn_file_actions_t fa;
-	pid_t pid;
-	int r, status;
-
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-	r = posix_spawnp(&pid, "mkfs.erofs", &fa, NULL, args, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	if (r != 0)
-		return -r;
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return -EIO;
-	return 0;
-}
+enum {
+	OPT_USE_EPOCH = 256,
+	OPT_SKIP_DEVICES,
+	OPT_SKIP_XATTRS,
+	OPT_USER_XATTRS,
+	OPT_MIN_VERSION,
+	OPT_MAX_VERSION,
+	OPT_PRINT_DIGEST,
+	OPT_PRINT_DIGEST_ONLY,
+	OPT_FROM_FILE,
+	OPT_THREADS,
+};
 
 int cmd_mkimage(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "help", no_argument, NULL, 'h' },
 		{ "store", required_argument, NULL, 's' },
+		{ "digest-store", required_argument, NULL, 's' },
+		{ "use-epoch", no_argument, NULL, OPT_USE_EPOCH },
+		{ "skip-devices", no_argument, NULL, OPT_SKIP_DEVICES },
+		{ "skip-xattrs", no_argument, NULL, OPT_SKIP_XATTRS },
+		{ "user-xattrs", no_argument, NULL, OPT_USER_XATTRS },
+		{ "min-version", required_argument, NULL, OPT_MIN_VERSION },
+		{ "max-version", required_argument, NULL, OPT_MAX_VERSION },
+		{ "print-digest", no_argument, NULL, OPT_PRINT_DIGEST },
+		{ "print-digest-only", no_argument, NULL, OPT_PRINT_DIGEST_ONLY },
+		{ "from-file", no_argument, NULL, OPT_FROM_FILE },
+		{ "threads", required_argument, NULL, OPT_THREADS },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct mkimage_state st = { .bufsize = 1 << 20 };
-	const char *store_path = NULL, *image;
-	char *src = NULL, *shadow = NULL, *imgdir = NULL, b1[32], b2[32];
-	struct stat sb;
-	int c, r, ret = 1;
+	struct mkimage_state ms = { .bufsize = 1 << 20 };
+	struct cfs_write_options wopts = { .min_version = 0, .max_version = 1 };
+	struct cfs_tree *tree = NULL;
+	const char *store_path = NULL, *src, *image = NULL;
+	bool print_digest = false, digest_only = false, from_file = false, max_given = false;
+	unsigned flags = 0;
+	uint8_t *data = NULL, digest[CFS_DIGEST_SIZE];
+	size_t len = 0;
+	char *failed = NULL, hex[2 * CFS_DIGEST_SIZE + 1], b1[32], b2[32], b3[32];
+	int c, r, ret = 1, nargs;
 
 	while ((c = getopt_long(argc, argv, "hs:", opts, NULL)) != -1) {
 		switch (c) {
@@ -590,131 +402,232 @@ int cmd_mkimage(int argc, char **argv)
 		case 's':
 			store_path = optarg;
 			break;
+		case OPT_USE_EPOCH:
+			flags |= CFS_TREE_USE_EPOCH;
+			break;
+		case OPT_SKIP_DEVICES:
+			flags |= CFS_TREE_SKIP_DEVICES;
+			break;
+		case OPT_SKIP_XATTRS:
+			flags |= CFS_TREE_SKIP_XATTRS;
+			break;
+		case OPT_USER_XATTRS:
+			flags |= CFS_TREE_USER_XATTRS;
+			break;
+		case OPT_MIN_VERSION:
+			if (parse_version(optarg, &wopts.min_version) < 0)
+				return tool_usage_error("mkimage", "bad --min-version %s", optarg);
+			break;
+		case OPT_MAX_VERSION:
+			if (parse_version(optarg, &wopts.max_version) < 0)
+				return tool_usage_error("mkimage", "bad --max-version %s", optarg);
+			max_given = true;
+			break;
+		case OPT_PRINT_DIGEST:
+			print_digest = true;
+			break;
+		case OPT_PRINT_DIGEST_ONLY:
+			digest_only = print_digest = true;
+			break;
+		case OPT_FROM_FILE:
+			from_file = true;
+			break;
+		case OPT_THREADS: {
+			char *end;
+			unsigned long t = strtoul(optarg, &end, 10);
+
+			if (*end || end == optarg || t > 1024)
+				return tool_usage_error("mkimage", "bad --threads %s", optarg);
+			ms.threads = (unsigned)t;
+			break;
+		}
 		default:
 			return tool_usage_error("mkimage", "unknown option");
 		}
 	}
-	if (argc - optind != 2)
-		return tool_usage_error("mkimage", "need a source directory and an image path");
-	image = argv[optind + 1];
-	if (!have_program("mkfs.erofs")) {
-		cfs_err("mkfs.erofs not found in PATH: install erofs-utils");
-		return 1;
-	}
-	src = realpath(argv[optind], NULL);
-	if (!src || stat(src, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
-		cfs_err("%s: not a directory", argv[optind]);
-		goto out;
-	}
-	st.src = src;
-	st.src_len = strcmp(src, "/") == 0 ? 0 : strlen(src);
-	/* The shadow tree sits next to the image: same filesystem, and sparse files cost
-	 * nothing there. */
-	imgdir = strdup(image);
-	if (!imgdir || asprintf(&shadow, "%s/.cfs-mkimage.XXXXXX", dirname(imgdir)) < 0) {
-		shadow = NULL;
-		goto out;
-	}
-	if (!mkdtemp(shadow)) {
-		cfs_err("cannot create a temporary directory next to %s: %s", image,
-			strerror(errno));
-		free(shadow);
-		shadow = NULL;
-		goto out;
-	}
-	st.shadow = shadow;
-	/* The overlay xattrs are trusted.*: find out now, not at the first file. */
-	if (lsetxattr(shadow, "trusted.cfs-probe", "1", 1, 0) < 0) {
-		if (errno == EPERM)
-			cfs_err("mkimage needs root (CAP_SYS_ADMIN) to write trusted.overlay xattrs");
-		else
-			cfs_err("cannot write trusted xattrs next to %s: %s", image, strerror(errno));
-		goto out;
-	}
-	lremovexattr(shadow, "trusted.cfs-probe");
-	if (stat(shadow, &sb) == 0) {
-		st.skip_dev[0] = sb.st_dev;
-		st.skip_ino[0] = sb.st_ino;
-	}
-	if (stat(image, &sb) == 0) {
-		st.skip_dev[1] = sb.st_dev;
-		st.skip_ino[1] = sb.st_ino;
-	}
+	nargs = argc - optind;
+	if (nargs != (digest_only ? 1 : 2))
+		return tool_usage_error("mkimage", digest_only ?
+							   "need a source (and no image) with --print-digest-only" :
+							   "need a source and an image path");
+	if ((flags & CFS_TREE_SKIP_XATTRS) && (flags & CFS_TREE_USER_XATTRS))
+		return tool_usage_error("mkimage", "--skip-xattrs and --user-xattrs conflict");
+	if (max_given && wopts.max_version < wopts.min_version)
+		return tool_usage_error("mkimage", "--max-version is below --min-version");
+	src = argv[optind];
+	if (!digest_only)
+		image = argv[optind + 1];
 	if (store_path) {
-		r = cfs_store_open(store_path, CFS_STORE_CREATE, &st.store);
+		r = cfs_store_open(store_path, CFS_STORE_CREATE, &ms.store);
 		if (r < 0) {
 			cfs_err("cannot open store %s: %s", store_path, strerror(-r));
 			goto out;
 		}
-		st.batch.store = st.store;
+		ms.batch.store = ms.store;
+	} else if (!tool_quiet && !from_file) {
+		cfs_notice("no --store given: the content of %s is not saved anywhere, only its "
+			   "digests go into the image",
+			   src);
 	}
-	st.buf = malloc(st.bufsize);
-	if (!st.buf)
+	ms.buf = malloc(ms.bufsize);
+	if (!ms.buf)
 		goto out;
-	cfs_progress_init(&st.progress, "mkimage", 0, 0, tool_no_progress || tool_quiet);
-	mk_st = &st;
-	if (nftw(src, mk_visit, 64, FTW_PHYS | FTW_MOUNT | FTW_ACTIONRETVAL) < 0 && !st.err) {
-		cfs_err("%s: %s", src, strerror(errno));
-		st.err = -errno;
-	}
-	r = cfs_store_batch_commit(&st.batch);
-	if (r < 0 && !st.err) {
-		cfs_err("cannot commit objects: %s", strerror(-r));
-		st.err = r;
-	}
-	for (size_t i = st.ndirs; i-- > 0;) {
-		if (st.err)
-			break;
-		mk_copy_xattrs(&st, st.dirs[i].src, st.dirs[i].path);
-		r = mk_set_meta(st.dirs[i].path, &st.dirs[i].st);
+	cfs_progress_init(&ms.progress, "mkimage", 0, 0, tool_no_progress || tool_quiet);
+	if (from_file) {
+		FILE *f = strcmp(src, "-") == 0 ? stdin : fopen(src, "re");
+		size_t line = 0;
+
+		if (!f) {
+			cfs_err("%s: %s", src, strerror(errno));
+			goto out;
+		}
+		r = cfs_tree_from_dump(f, &tree, &line);
+		if (f != stdin)
+			fclose(f);
 		if (r < 0) {
-			cfs_err("%s: %s", st.dirs[i].path, strerror(-r));
-			st.err = r;
+			if (r == -EINVAL)
+				cfs_err("%s:%zu: not a valid composefs dump line", src, line);
+			else
+				cfs_err("%s: %s", src, strerror(-r));
+			goto out;
+		}
+	} else {
+		r = cfs_tree_from_dir(src, flags, mk_file, &ms, &tree, &failed);
+		if (r < 0) {
+			cfs_err("%s: %s", failed ? failed : src, strerror(-r));
+			goto out;
+		}
+		r = cfs_store_batch_commit(&ms.batch);
+		if (r < 0) {
+			cfs_err("cannot commit objects: %s", strerror(-r));
+			goto out;
 		}
 	}
-	cfs_progress_done(&st.progress);
-	if (st.err)
-		goto out;
-	cfs_info("shadow tree of %s written in %.1fs", src, cfs_progress_elapsed(&st.progress));
-	r = run_mkfs(image, shadow);
+	cfs_progress_done(&ms.progress);
+	r = cfs_tree_write(tree, &wopts, &data, &len);
 	if (r < 0) {
-		cfs_err("mkfs.erofs failed to write %s: %s", image, strerror(-r));
+		cfs_err("cannot lay out the image of %s: %s", src,
+			r == -ENAMETOOLONG ? "a symlink target does not fit in one EROFS block"
+					   : strerror(-r));
 		goto out;
 	}
-	cfs_info("mkfs.erofs done at %.1fs", cfs_progress_elapsed(&st.progress));
-	if (!tool_quiet && st.store)
-		printf("%s: %llu files (%s), %llu objects (%llu added, %s; %llu already stored), "
-		       "%llu inline, %llu other inodes, %llu warnings in %.1fs\n",
-		       image, (unsigned long long)st.files,
-		       cfs_format_size(st.bytes, b1, sizeof(b1)), (unsigned long long)st.objects,
-		       (unsigned long long)st.batch.added,
-		       cfs_format_size(st.batch.bytes_added, b2, sizeof(b2)),
-		       (unsigned long long)st.batch.present, (unsigned long long)st.inlined,
-		       (unsigned long long)st.others, (unsigned long long)st.warnings,
-		       cfs_progress_elapsed(&st.progress));
-	else if (!tool_quiet)
-		printf("%s: %llu files (%s), %llu objects (no store given), %llu inline, "
-		       "%llu other inodes, %llu warnings in %.1fs\n",
-		       image, (unsigned long long)st.files,
-		       cfs_format_size(st.bytes, b1, sizeof(b1)), (unsigned long long)st.objects,
-		       (unsigned long long)st.inlined, (unsigned long long)st.others,
-		       (unsigned long long)st.warnings, cfs_progress_elapsed(&st.progress));
-	ret = 0;
+	if (ms.store) {
+		bool existed = false;
+
+		r = store_image(ms.store, data, len, digest, &existed);
+		if (r < 0) {
+			cfs_err("cannot store the image in %s: %s", store_path, strerror(-r));
+			goto out;
+		}
+	} else {
+		r = cfs_digest_buffer(data, len, digest);
+		if (r < 0)
+			goto out;
+	}
+	if (image) {
+		r = write_image_file(image, data, len);
+		if (r < 0) {
+			cfs_err("cannot write %s: %s", image, strerror(-r));
+			goto out;
+		}
+	}
+	cfs_hex_encode(digest, CFS_DIGEST_SIZE, hex);
+	/* The digest is the image's name: printed when asked, or when the image went into the
+	 * store, on stdout alone so scripts can take it. */
+	if (print_digest || ms.store)
+		printf("%s\n", hex);
+	if (!tool_quiet && !from_file && ms.store)
+		fprintf(stderr,
+			"%s: %llu files (%s), %llu objects (%llu added, %s; %llu already stored), "
+			"image %s, in %.1fs\n",
+			image ? image : src, (unsigned long long)ms.files,
+			cfs_format_size(ms.bytes, b1, sizeof(b1)),
+			(unsigned long long)(ms.batch.added + ms.batch.present),
+			(unsigned long long)ms.batch.added,
+			cfs_format_size(ms.batch.bytes_added, b2, sizeof(b2)),
+			(unsigned long long)ms.batch.present, cfs_format_size(len, b3, sizeof(b3)),
+			cfs_progress_elapsed(&ms.progress));
+	else if (!tool_quiet && !from_file)
+		fprintf(stderr, "%s: %llu files (%s), no store given, image %s, in %.1fs\n",
+			image ? image : src, (unsigned long long)ms.files,
+			cfs_format_size(ms.bytes, b1, sizeof(b1)), cfs_format_size(len, b3, sizeof(b3)),
+			cfs_progress_elapsed(&ms.progress));
+	ret = fflush(stdout) == 0 ? 0 : 1;
 out:
-	cfs_store_batch_discard(&st.batch);
-	for (size_t i = 0; i < st.ndirs; i++) {
-		free(st.dirs[i].path);
-		free(st.dirs[i].src);
+	cfs_store_batch_discard(&ms.batch);
+	cfs_tree_free(tree);
+	free(data);
+	free(failed);
+	free(ms.buf);
+	cfs_store_free(ms.store);
+	return ret;
+}
+
+/* Reads a whole file (at most @max bytes) into a malloc'ed buffer. */
+static int read_file(const char *path, uint64_t max, uint8_t **data_ret, size_t *len_ret)
+{
+	struct stat st;
+	uint8_t *buf = NULL;
+	ssize_t n;
+	int fd, r;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
 	}
-	free(st.dirs);
-	tdestroy(st.links, mk_link_free);
-	if (shadow) {
-		nftw(shadow, rm_visit, 64, FTW_DEPTH | FTW_PHYS);
-		free(shadow);
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
+		r = S_ISREG(st.st_mode) ? -EFBIG : -EINVAL;
+		goto out;
 	}
-	free(st.buf);
-	cfs_store_free(st.store);
-	free(imgdir);
-	free(src);
+	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	if (!buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	n = cfs_read_full(fd, buf, (size_t)st.st_size);
+	if (n < 0) {
+		r = (int)n;
+		goto out;
+	}
+	*data_ret = cfs_steal_pointer(&buf);
+	*len_ret = (size_t)n;
+	r = 0;
+out:
+	free(buf);
+	close(fd);
+	return r;
+}
+
+int cmd_dump(int argc, char **argv)
+{
+	int r, ret = 0;
+
+	r = parse_image_options(argc, argv, "dump", NULL);
+	if (r >= 0)
+		return r;
+	for (int i = optind; i < argc; i++) {
+		char msg[256] = "";
+		uint8_t *data = NULL;
+		size_t len = 0;
+
+		r = read_file(argv[i], CFS_IMAGE_MAX_SIZE, &data, &len);
+		if (r < 0) {
+			report_open_error(argv[i], r, NULL);
+			ret = 1;
+			continue;
+		}
+		r = cfs_image_dump(data, len, stdout, msg, sizeof(msg));
+		free(data);
+		if (r < 0) {
+			fflush(stdout);
+			report_open_error(argv[i], r, msg);
+			ret = 1;
+		}
+	}
+	if (fflush(stdout) != 0)
+		ret = 1;
 	return ret;
 }

@@ -29,6 +29,7 @@ int cmd_objects(int argc, char **argv);
 int cmd_missing_objects(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_mkimage(int argc, char **argv);
+int cmd_dump(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 /* src/tools/cmd-push.c */
 int cmd_push(int argc, char **argv);

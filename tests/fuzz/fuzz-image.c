@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: MIT */
-/* cfscache: libFuzzer entry point for the composefs image reader (open a buffer, walk, objects). */
+/* cfscache: libFuzzer entry point for the composefs image reader (open a buffer, walk, objects,
+ * dump). */
 #include "config.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "image/image.h"
+#include "image/writer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -26,6 +29,8 @@ static int touch(const struct cfs_image_entry *e, void *userdata)
 	return 0;
 }
 
+static FILE *devnull;
+
 static void run(const uint8_t *data, size_t size)
 {
 	struct cfs_image *img = NULL;
@@ -42,6 +47,15 @@ static void run(const uint8_t *data, size_t size)
 		abort();
 	free(digests);
 	cfs_image_free(img);
+	/* The dump reads every xattr and inline content too. */
+	if (!devnull)
+		devnull = fopen("/dev/null", "w");
+	if (devnull) {
+		char msg[256];
+
+		if (cfs_image_dump(data, size, devnull, msg, sizeof(msg)) < 0 && !msg[0])
+			abort();
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

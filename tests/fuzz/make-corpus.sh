@@ -1,6 +1,7 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# Writes a seed corpus of small real EROFS images (made by mkfs.erofs) into DIR for fuzz-image.
+# Writes a seed corpus of small real EROFS images (made by mkfs.erofs, and by cfs-store mkimage
+# when ./cfs-store or $CFS_STORE_BIN is there) into DIR for fuzz-image.
 set -eu
 out=$1
 command -v mkfs.erofs >/dev/null || { echo "make-corpus: needs mkfs.erofs" >&2; exit 1; }
@@ -28,13 +29,22 @@ done
 i=0
 for f in "$t"/a/b/c/s65 "$t"/a/b/s64; do
 	i=$((i + 1))
-	setfattr -n trusted.overlay.metacopy -v "0x00240001$(printf '%064x' $i)" "$f" 2>/dev/null || true
+	setfattr -n trusted.overlay.metacopy -v "0x00240001$(printf '%02x%062x' $i $i)" "$f" 2>/dev/null || true
 	setfattr -n trusted.overlay.redirect -v "/$(printf '%02x/%062x' $i $i)" "$f" 2>/dev/null || true
 done
 for f in "$t"/many/entry-with-a-longish-name-1*; do
 	setfattr -n user.shared -v same "$f" 2>/dev/null || true
 done
 mkfs.erofs -x2 --quiet "$out/full.img" "$t" >/dev/null
+# The composefs writer's layout (tail packing, shared xattrs, chunk indexes, whiteouts).
+store_bin=${CFS_STORE_BIN:-./cfs-store}
+if [ -x "$store_bin" ]; then
+	"$store_bin" -q mkimage --skip-xattrs "$t" "$out/writer.img" >/dev/null 2>&1 || true
+	printf '%s\n' '/ 0 40755 2 0 0 0 1.0 - - - user.a=1' '/f 5 100644 1 0 0 0 1.0 - abcde - user.a=1' \
+		'/g 9000 100644 1 0 0 0 2.0 ab/'"$(printf 'cd%.0s' $(seq 1 31))"' - - trusted.x=y' \
+		'/h 5 @100644 1 0 0 0 1.0 /f - -' '/w 0 20000 1 0 0 0 1.0 - - -' >"$tmp/seed.dump"
+	"$store_bin" mkimage --from-file "$tmp/seed.dump" "$out/writer-dump.img" >/dev/null 2>&1 || true
+fi
 mkfs.erofs -x2 --chunksize=4096 --quiet "$out/chunked.img" "$t" >/dev/null
 rm -rf "$t/many"
 mkfs.erofs -x2 --quiet "$out/small.img" "$t" >/dev/null

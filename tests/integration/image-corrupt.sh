@@ -39,10 +39,39 @@ head -c $((size - 1)) "$CFS_TMP/good.img" >"$CFS_TMP/cut.img"
 expect_reject "$CFS_TMP/cut.img" "truncated"
 head -c 100000 /dev/urandom >"$CFS_TMP/random.img"
 expect_reject "$CFS_TMP/random.img" "not an EROFS image"
-# A flipped bit in the superblock fails its checksum.
-cp "$CFS_TMP/good.img" "$CFS_TMP/flip.img"
+# A flipped bit in the superblock of an image with a checksum (mkfs.erofs writes one,
+# composefs does not) fails it.
+mkfs.erofs -x2 --quiet "$CFS_TMP/chk.img" "$src" >/dev/null
+cp "$CFS_TMP/chk.img" "$CFS_TMP/flip.img"
 printf '\x07' | dd of="$CFS_TMP/flip.img" bs=1 seek=$((1024 + 14)) conv=notrunc status=none
 expect_reject "$CFS_TMP/flip.img" "checksum"
+# In a composefs image, a root nid that points at no directory.
+cp "$CFS_TMP/good.img" "$CFS_TMP/flip.img"
+printf '\x07' | dd of="$CFS_TMP/flip.img" bs=1 seek=$((1024 + 14)) conv=notrunc status=none
+expect_reject "$CFS_TMP/flip.img" "flip.img: "
+
+# Hostile redirects: overlayfs would resolve them inside the store. Only /XX/<62hex> naming
+# the object of the file's own metacopy digest is accepted.
+d=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+e=fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210
+hostile() { # NAME PAYLOAD DIGEST
+	printf '/ 4096 40755 2 0 0 0 0.0 - - -\n/f 100 100644 1 0 0 0 0.0 %s - %s\n' "$2" "$3" \
+		>"$CFS_TMP/$1.dump"
+	"$S" mkimage --from-file "$CFS_TMP/$1.dump" "$CFS_TMP/$1.img" || cfs_fail "mkimage $1"
+}
+hostile ok "${d:0:2}/${d:2}" "$d"
+"$S" objects "$CFS_TMP/ok.img" >"$CFS_TMP/out" || cfs_fail "a good redirect rejected"
+cfs_assert_eq "$(cat "$CFS_TMP/out")" "${d:0:2}/${d:2}" "object of a good redirect"
+hostile passwd etc/passwd "$d"
+expect_reject "$CFS_TMP/passwd.img" "redirect \"/etc/passwd\" is not an object path"
+hostile tmp .cfs-tmp/x "$d"
+expect_reject "$CFS_TMP/tmp.img" "is not an object path"
+hostile dotdot "${d:0:2}/../${d:5}" "$d"
+expect_reject "$CFS_TMP/dotdot.img" "is not an object path"
+hostile upper "${d:0:2}/${d:2:60}AB" "$d"
+expect_reject "$CFS_TMP/upper.img" "is not an object path"
+hostile other "${e:0:2}/${e:2}" "$d"
+expect_reject "$CFS_TMP/other.img" "does not match its fs-verity digest"
 expect_reject "$CFS_TMP/nonexistent.img" "No such file"
 
 # Random changes in the metadata blocks: exit 0 or 1 with a message, never a crash or a hang.

@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# A short libFuzzer run of the image reader (the `make fuzz` target, bounded to ~20 s).
+# A short libFuzzer run of the image reader and dump (the `make fuzz` target, bounded to ~20 s).
 . "$(dirname "$0")/lib.sh"
 
 cfs_require_cmd clang mkfs.erofs
@@ -14,6 +14,7 @@ bin=$CFS_TMP/fuzz-image
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-I"$CFS_SRCDIR/src" -I"$CFS_BUILDDIR" -D_GNU_SOURCE -o "$bin" \
 	"$CFS_SRCDIR/tests/fuzz/fuzz-image.c" "$CFS_SRCDIR/src/image/image.c" \
+	"$CFS_SRCDIR/src/image/dump.c" "$CFS_SRCDIR/src/image/writer.c" \
 	"$CFS_SRCDIR/src/common/name.c" "$CFS_SRCDIR/src/common/util.c" \
 	"$CFS_SRCDIR/src/common/log.c" -lm ||
 	cfs_fail "cannot build the fuzzer"

@@ -31,6 +31,20 @@ set -e
 cfs_assert_eq "$rc1 $rc2 $rc3" "2 2 2" "misuse exit codes"
 "$C" prefetch --help | grep -q -- "--order" || cfs_fail "--help"
 
+# A hostile redirect (the kernel would open /etc/passwd of the store): refused, nothing fetched.
+d=$(head -n1 "$CFS_TMP/all" | tr -d /)
+printf '/ 4096 40755 2 0 0 0 0.0 - - -\n/f 100 100644 1 0 0 0 0.0 etc/passwd - %s\n' "$d" \
+	>"$CFS_TMP/hostile.dump"
+"$S" mkimage --from-file "$CFS_TMP/hostile.dump" "$CFS_TMP/hostile.img"
+set +e
+"$C" prefetch --image "$CFS_TMP/hostile.img" --store "$CFS_TMP/hs" --server "$url" -q \
+	--no-progress 2>"$CFS_TMP/err"
+rc=$?
+set -e
+cfs_assert_eq "$rc" 1 "prefetch of a hostile image"
+grep -q "is not an object path" "$CFS_TMP/err" || cfs_fail "prefetch message: $(cat "$CFS_TMP/err")"
+[ -z "$(find "$CFS_TMP/hs" -type f 2>/dev/null)" ] || cfs_fail "prefetch of a hostile image fetched"
+
 # A partial store: a/ imported already.
 store=$CFS_TMP/store
 "$S" -q import "$src/a" "$store" >/dev/null

@@ -154,30 +154,10 @@ cfs_make_file() {
 		</dev/zero 2>/dev/null | head -c "$size" >"$path"
 }
 
-# cfs_mkimage SRC STORE IMAGE: imports SRC's files into STORE and writes a composefs-style
-# EROFS image: regular files over 64 bytes become sparse files of their real size carrying
-# trusted.overlay.metacopy and trusted.overlay.redirect; smaller files stay inline.
+# cfs_mkimage SRC STORE IMAGE: imports SRC's files into STORE and writes its composefs image
+# (cfs-store mkimage: the project's writer, byte-identical to mkcomposefs).
 cfs_mkimage() {
-	local src=$1 store=$2 image=$3 d path hex size
-	local shadow="$CFS_TMP/shadow.$$.$RANDOM"
-	local xattrs="$CFS_TMP/xattrs.$$.$RANDOM"
-	"$CFS_STORE_BIN" --no-progress -q import "$src" "$store" >/dev/null
-	cp -a "$src" "$shadow"
-	: >"$xattrs"
-	(cd "$src" && find . -type f -size +64c -print0) |
-		(cd "$src" && xargs -0 -r "$CFS_STORE_BIN" digest) |
-		while read -r d path; do
-			hex=${d#sha256:}
-			size=$(stat -c %s "$src/$path")
-			truncate -s 0 "$shadow/$path"
-			truncate -s "$size" "$shadow/$path"
-			printf '# file: %s\ntrusted.overlay.metacopy=0x00240001%s\ntrusted.overlay.redirect="/%s/%s"\n\n' \
-				"$shadow/$path" "$hex" "${hex%"${hex#??}"}" "${hex#??}" >>"$xattrs"
-		done
-	setfattr --restore="$xattrs"
-	mkfs.erofs -x2 --chunksize=1048576 --quiet "$image" "$shadow" >/dev/null 2>&1 ||
-		mkfs.erofs -x2 --chunksize=1048576 "$image" "$shadow" >/dev/null
-	rm -rf "$shadow" "$xattrs"
+	"$CFS_STORE_BIN" -q --no-progress mkimage --store "$2" "$1" "$3" >/dev/null
 }
 
 # cfs_mount_composefs IMAGE MOUNTPOINT BASEDIR...: EROFS + overlayfs the way mount.composefs

@@ -466,7 +466,7 @@ static int setup_real(void **state)
 	if (run("set -e; cd %s; mkdir -p t/a/b t/c; printf x > t/a/small;"
 		"head -c 64 /dev/zero > t/a/b/s64; : > t/empty; ln -s a/small t/ln;"
 		"for i in $(seq 1 40); do f=t/c/file$i; truncate -s $((i * 100)) $f;"
-		" setfattr -n trusted.overlay.metacopy -v 0x00240001$(printf '%%064x' $i) $f;"
+		" setfattr -n trusted.overlay.metacopy -v 0x00240001$(printf '%%02x%%062x' $i $i) $f;"
 		" setfattr -n trusted.overlay.redirect -v /$(printf '%%02x/%%062x' $i $i) $f;"
 		" setfattr -n user.shared -v same $f; done;"
 		"ln t/c/file1 t/hard; mknod t/dev c 1 3 2>/dev/null || true;"
