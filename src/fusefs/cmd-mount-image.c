@@ -25,6 +25,7 @@
 #include "common/name.h"
 #include "common/store.h"
 #include "fusefs/cmds.h"
+#include "image/image.h"
 
 #define MAX_BASEDIRS 8
 
@@ -527,6 +528,18 @@ int cfs_cache_cmd_mount_image(int argc, char **argv)
 		return 1;
 	}
 	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", imgfd);
+	/* What the kernel would accept but cannot serve (a truncated image), or would resolve
+	 * where it must not (a redirect that is not its file's own object), is refused here. */
+	{
+		char msg[256] = "";
+
+		if (cfs_image_check(fdpath, msg, sizeof(msg)) < 0) {
+			fprintf(stderr, "cfs-cache mount-image: %s: %s\n", image,
+				msg[0] ? msg : "not a composefs image");
+			close(imgfd);
+			return 1;
+		}
+	}
 	mfd = mount_erofs(fdpath, image);
 	if (mfd < 0) {
 		close(imgfd);

@@ -68,9 +68,16 @@ head -c 100000 /dev/urandom >"$CFS_TMP/garbage.cfs"
 rc=0
 "$CFS_CACHE_BIN" mount-image "$CFS_TMP/garbage.cfs" "$mnt" --store "$store" 2>"$CFS_TMP/err" || rc=$?
 cfs_assert_eq "$rc" 1 "exit status of a garbage image"
-grep -q "not a valid EROFS image" "$CFS_TMP/err" || cfs_fail "garbage image: $(cat "$CFS_TMP/err")"
+grep -qE "not (a valid|an) EROFS image" "$CFS_TMP/err" || cfs_fail "garbage image: $(cat "$CFS_TMP/err")"
 grep -q "Permission denied" "$CFS_TMP/err" && cfs_fail "garbage image blamed on permissions"
 mountpoint -q "$mnt" && cfs_fail "mounted a garbage image"
+# A truncated image mounts in the kernel but cannot be read: refused, with the reason.
+head -c $(( $(stat -c %s "$image") / 2 )) "$image" >"$CFS_TMP/half.cfs"
+rc=0
+"$CFS_CACHE_BIN" mount-image "$CFS_TMP/half.cfs" "$mnt" --store "$store" 2>"$CFS_TMP/err" || rc=$?
+cfs_assert_eq "$rc" 1 "exit status of a truncated image"
+grep -q "truncated" "$CFS_TMP/err" || cfs_fail "truncated image: $(cat "$CFS_TMP/err")"
+mountpoint -q "$mnt" && cfs_fail "mounted a truncated image"
 # Misuse: a digest that is not one.
 rc=0
 "$CFS_CACHE_BIN" mount-image --digest nonsense "$mnt" --store "$store" 2>/dev/null || rc=$?
