@@ -17,6 +17,7 @@ EXTRA_DIST += bench/serve.sh
 SERVER_TESTS = \
 	tests/integration/server-objects.sh \
 	tests/integration/server-hostile.sh \
+	tests/integration/server-port.sh \
 	tests/integration/server-tls-upload.sh \
 	tests/integration/server-lifecycle.sh \
 	tests/integration/scale-chain.sh \

@@ -1157,9 +1157,89 @@ static int parse_listen(const char *s, char *host, size_t hostlen, char *port, s
 	return 0;
 }
 
+static bool proc_addr_is_wildcard(const char *hex)
+{
+	return strspn(hex, "0") == strlen(hex);
+}
+
+static void proc_addr_format(const struct sockaddr *sa, char *out, size_t outlen, unsigned *port)
+{
+	const uint8_t *b;
+	size_t n, o = 0;
+
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+
+		b = s6->sin6_addr.s6_addr;
+		n = 16;
+		*port = ntohs(s6->sin6_port);
+	} else {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+
+		b = (const uint8_t *)&s4->sin_addr.s_addr;
+		n = 4;
+		*port = ntohs(s4->sin_port);
+	}
+	/* The kernel prints each 32-bit word as a host-order integer. */
+	for (size_t w = 0; w < n; w += 4) {
+		uint32_t v;
+
+		memcpy(&v, b + w, 4);
+		o += (size_t)snprintf(out + o, outlen - o, "%08X", v);
+	}
+}
+
+/* SO_REUSEPORT lets another process of the same user bind the same port, and the kernel would
+ * then spread connections over both servers: after listening, any LISTEN socket on an
+ * overlapping address whose inode is not one of ours means the address is in use. */
+static int srv_check_sole_listener(struct cfs_serve *srv, size_t li, const struct sockaddr *sa)
+{
+	static const char *const tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+	char want[40], line[512];
+	unsigned port;
+
+	proc_addr_format(sa, want, sizeof(want), &port);
+	for (size_t ti = 0; ti < CFS_ARRAY_SIZE(tables); ti++) {
+		FILE *f = fopen(tables[ti], "re");
+
+		if (!f)
+			continue; /* no /proc (or no IPv6): nothing to check against */
+		while (fgets(line, sizeof(line), f)) {
+			char addr[40];
+			unsigned lport, state;
+			unsigned long inode;
+			bool ours = false;
+
+			if (sscanf(line, " %*u: %39[0-9A-Fa-f]:%x %*s %x %*s %*s %*s %*s %*s %lu",
+			           addr, &lport, &state, &inode) != 4 ||
+			    state != 0x0A || lport != port)
+				continue;
+			/* Overlapping: the same address, or either side a wildcard. */
+			if (!proc_addr_is_wildcard(addr) && !proc_addr_is_wildcard(want) &&
+			    strcmp(addr, want) != 0)
+				continue;
+			for (unsigned i = 0; i < srv->nthreads && !ours; i++) {
+				struct stat st;
+
+				ours = fstat(srv->threads[i].lfds[li], &st) == 0 &&
+				       (unsigned long)st.st_ino == inode;
+			}
+			if (!ours) {
+				fclose(f);
+				cfs_err("cannot listen on %s: address in use by another server "
+				        "(socket inode %lu)",
+				        srv->cfg.listen[li], inode);
+				return -EADDRINUSE;
+			}
+		}
+		fclose(f);
+	}
+	return 0;
+}
+
 static int srv_bind_all(struct cfs_serve *srv, size_t li)
 {
-	char host[256], port[32], shown[300];
+	char host[256], port[32], shown[300] = "?";
 	struct addrinfo hints = {.ai_flags = AI_PASSIVE | AI_NUMERICSERV,
 	                         .ai_socktype = SOCK_STREAM};
 	struct addrinfo *ai = NULL;
@@ -1203,12 +1283,12 @@ static int srv_bind_all(struct cfs_serve *srv, size_t li)
 				memcpy(ai->ai_addr, &ss, ai->ai_addrlen);
 				snprintf(shown, sizeof(shown),
 				         ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, p);
-				cfs_notice("listening on %s%s",
-				           srv->cfg.tls_cert ? "https://" : "http://", shown);
 			}
 		}
 	}
-	r = 0;
+	r = srv_check_sole_listener(srv, li, ai->ai_addr);
+	if (r == 0)
+		cfs_notice("listening on %s%s", srv->cfg.tls_cert ? "https://" : "http://", shown);
 out:
 	freeaddrinfo(ai);
 	return r;
