@@ -2,6 +2,7 @@
 # src/server: cfs-serve, the HTTP(S) object server
 bin_PROGRAMS += cfs-serve
 cfs_serve_SOURCES = \
+	src/server/gate.c src/server/server-internal.h \
 	src/server/main.c \
 	src/server/ocache.c src/server/ocache.h \
 	src/server/server.c src/server/server.h \

@@ -35,6 +35,8 @@ static void print_help(FILE *f)
 	    "  -t, --threads N           event loops (default: number of CPUs)\n"
 	    "      --max-connections N   answer 503 above N open connections (default 4096)\n"
 	    "      --timeout DUR         read/write/idle timeout per connection (default 30s)\n"
+	    "      --header-timeout DUR  a whole request head (and TLS handshake) must arrive\n"
+	    "                            within DUR (default 10s)\n"
 	    "      --shutdown-timeout DUR  time for in-flight requests on SIGTERM (default 10s)\n"
 	    "      --max-header-size SIZE  request line + headers limit (default 8k)\n"
 	    "      --max-uri N           request-target length limit (default 1024)\n"
@@ -105,6 +107,7 @@ int main(int argc, char **argv)
 	enum {
 		O_MAXCONN = 256,
 		O_TIMEOUT,
+		O_HDRTIMEOUT,
 		O_SHUTDOWN,
 		O_MAXHDR,
 		O_MAXURI,
@@ -134,6 +137,7 @@ int main(int argc, char **argv)
 	    {"threads", required_argument, NULL, 't'},
 	    {"max-connections", required_argument, NULL, O_MAXCONN},
 	    {"timeout", required_argument, NULL, O_TIMEOUT},
+	    {"header-timeout", required_argument, NULL, O_HDRTIMEOUT},
 	    {"shutdown-timeout", required_argument, NULL, O_SHUTDOWN},
 	    {"max-header-size", required_argument, NULL, O_MAXHDR},
 	    {"max-uri", required_argument, NULL, O_MAXURI},
@@ -165,6 +169,7 @@ int main(int argc, char **argv)
 	struct cfs_serve_config cfg = {
 	    .max_connections = 4096,
 	    .timeout_ms = 30000,
+	    .header_timeout_ms = 10000,
 	    .shutdown_timeout_ms = 10000,
 	    .max_header_size = 8192,
 	    .max_uri = 1024,
@@ -212,6 +217,11 @@ int main(int argc, char **argv)
 			if (cfs_parse_duration_ms(optarg, &cfg.timeout_ms) < 0 ||
 			    cfg.timeout_ms < 1000)
 				return misuse("bad --timeout '%s' (at least 1s)", optarg);
+			break;
+		case O_HDRTIMEOUT:
+			if (cfs_parse_duration_ms(optarg, &cfg.header_timeout_ms) < 0 ||
+			    cfg.header_timeout_ms < 100)
+				return misuse("bad --header-timeout '%s' (at least 100ms)", optarg);
 			break;
 		case O_SHUTDOWN:
 			if (cfs_parse_duration_ms(optarg, &cfg.shutdown_timeout_ms) < 0)

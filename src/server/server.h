@@ -27,6 +27,7 @@ struct cfs_serve_config {
 	unsigned threads;         /* event loops; 0 = online CPUs */
 	unsigned max_connections; /* over it, requests get 503 */
 	uint64_t timeout_ms;      /* read/write/idle timeout of a connection */
+	uint64_t header_timeout_ms; /* a whole request head (and TLS handshake) must arrive in it */
 	uint64_t shutdown_timeout_ms;
 	size_t max_header_size; /* request line + headers */
 	size_t max_uri;         /* request-target length */
