@@ -903,6 +903,64 @@ static void srv_commit_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+#define SUM_STAT(field)                                                                            \
+	({                                                                                         \
+		uint64_t sum_ = 0;                                                                 \
+		for (unsigned i_ = 0; i_ < srv->nthreads; i_++)                                    \
+			sum_ += STAT_GET(srv->threads[i_].stats.field);                            \
+		sum_;                                                                              \
+	})
+
+/* The counters of issue 17: what the gate closed, what was received, latency, build. */
+static void srv_metrics_more(struct cfs_serve *srv, struct evbuffer *out)
+{
+	uint64_t cum = 0;
+
+	evbuffer_add_printf(
+	    out,
+	    "# HELP cfs_serve_received_bytes_total Bytes received from clients (heads and bodies).\n"
+	    "# TYPE cfs_serve_received_bytes_total counter\n"
+	    "cfs_serve_received_bytes_total %llu\n"
+	    "# HELP cfs_serve_head_timeouts_total Connections closed at the request-head deadline.\n"
+	    "# TYPE cfs_serve_head_timeouts_total counter\n"
+	    "cfs_serve_head_timeouts_total %llu\n"
+	    "# HELP cfs_serve_head_evictions_total Incomplete heads closed to make room for a new "
+	    "connection.\n"
+	    "# TYPE cfs_serve_head_evictions_total counter\n"
+	    "cfs_serve_head_evictions_total %llu\n"
+	    "# HELP cfs_serve_accept_errors_total Failed accept() calls (out of descriptors...).\n"
+	    "# TYPE cfs_serve_accept_errors_total counter\n"
+	    "cfs_serve_accept_errors_total %llu\n"
+	    "# HELP cfs_serve_request_duration_seconds From a request's accepted head to its last "
+	    "byte handed to the kernel.\n"
+	    "# TYPE cfs_serve_request_duration_seconds histogram\n",
+	    (unsigned long long)SUM_STAT(bytes_received), (unsigned long long)SUM_STAT(head_timeouts),
+	    (unsigned long long)SUM_STAT(head_evictions), (unsigned long long)SUM_STAT(accept_errors));
+	for (size_t b = 0; b < N_LATENCY; b++) {
+		cum += SUM_STAT(latency[b]);
+		if (b < N_LATENCY - 1)
+			evbuffer_add_printf(out,
+			                    "cfs_serve_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+			                    (double)latency_us[b] / 1e6, (unsigned long long)cum);
+		else
+			evbuffer_add_printf(
+			    out, "cfs_serve_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+			    (unsigned long long)cum);
+	}
+	evbuffer_add_printf(out,
+	                    "cfs_serve_request_duration_seconds_sum %.6f\n"
+	                    "cfs_serve_request_duration_seconds_count %llu\n"
+	                    "# HELP cfs_serve_build_info The running cfs-serve.\n"
+	                    "# TYPE cfs_serve_build_info gauge\n"
+	                    "cfs_serve_build_info{version=\"%s\",tls=\"%s\",zstd=\"%s\","
+	                    "upload=\"%s\",pull_through=\"%s\"} 1\n",
+	                    (double)SUM_STAT(latency_sum_us) / 1e6, (unsigned long long)cum,
+	                    PACKAGE_VERSION, srv->ssl ? "yes" : "no", srv->zc ? "yes" : "no",
+	                    srv->cfg.allow_upload ? "yes" : "no", srv->cfg.miss_fn ? "yes" : "no");
+	if (srv->cfg.metrics_fn)
+		srv->cfg.metrics_fn(out, srv->cfg.miss_userdata);
+}
+
 static void srv_metrics(struct srv_thread *t, struct evhttp_request *req)
 {
 	struct cfs_serve *srv = t->srv;
@@ -961,6 +1019,7 @@ static void srv_metrics(struct srv_thread *t, struct evhttp_request *req)
 	                    (unsigned long long)bytes, atomic_load(&srv->open_conns),
 	                    (unsigned long long)conns, (unsigned long long)errors,
 	                    (unsigned long long)zstd, srv->nthreads);
+	srv_metrics_more(srv, out);
 	evbuffer_add_printf(
 	    out, "# HELP cfs_serve_loop_requests_total Requests answered by each event loop.\n"
 	         "# TYPE cfs_serve_loop_requests_total counter\n");
@@ -1084,9 +1143,77 @@ static void srv_deadline_cb(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(t->base, NULL);
 }
 
+/* The loop running on this thread: libevent hands the listener's error callback evhttp's
+ * pointer, not ours. */
+static __thread struct srv_thread *srv_current;
+
+#define SRV_ACCEPT_PAUSE_MS 250
+#define SRV_ACCEPT_LOG_SECONDS 10
+
+static void srv_accept_pause(struct srv_thread *t, bool pause)
+{
+	for (size_t i = 0; i < t->srv->cfg.n_listen; i++) {
+		struct evconnlistener *l = t->bound[i] ? evhttp_bound_socket_get_listener(t->bound[i])
+		                                       : NULL;
+
+		if (l && pause)
+			evconnlistener_disable(l);
+		else if (l)
+			evconnlistener_enable(l);
+	}
+	t->accept_paused = pause;
+}
+
+static void srv_accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct srv_thread *t = arg;
+
+	(void)fd;
+	(void)what;
+	if (!t->draining)
+		srv_accept_pause(t, false);
+}
+
+/* accept() failed for want of descriptors or memory: the pending connection stays in the
+ * backlog and the listener would spin on it. Pause accepting for a moment instead, keep
+ * serving the connections we have, and say so once per interval. */
+static void srv_accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct srv_thread *t = srv_current;
+	int e = EVUTIL_SOCKET_ERROR();
+	time_t now = time(NULL);
+	struct timeval tv = {0, SRV_ACCEPT_PAUSE_MS * 1000};
+
+	(void)l;
+	(void)arg;
+	if (!t)
+		return;
+	STAT_ADD(t->stats.accept_errors, 1);
+	if (now - t->accept_logged >= SRV_ACCEPT_LOG_SECONDS) {
+		if (t->accept_suppressed)
+			cfs_warn("accept: %s; pausing new connections for %d ms (%llu more such "
+			         "errors on loop %u since the last message)",
+			         strerror(e), SRV_ACCEPT_PAUSE_MS,
+			         (unsigned long long)t->accept_suppressed, t->idx);
+		else
+			cfs_warn("accept: %s; pausing new connections for %d ms", strerror(e),
+			         SRV_ACCEPT_PAUSE_MS);
+		t->accept_logged = now;
+		t->accept_suppressed = 0;
+	} else {
+		t->accept_suppressed++;
+	}
+	if (!t->accept_paused) {
+		srv_accept_pause(t, true);
+		evtimer_add(t->accept_ev, &tv);
+	}
+}
+
 static void *srv_thread_main(void *arg)
 {
 	struct srv_thread *t = arg;
+
+	srv_current = t;
 
 	event_base_dispatch(t->base);
 	/* Idle keep-alive connections are closed here, with the server. */
@@ -1343,10 +1470,15 @@ static int srv_thread_init(struct cfs_serve *srv, struct srv_thread *t)
 		if (r < 0)
 			return r;
 	}
+	t->accept_ev = evtimer_new(t->base, srv_accept_resume_cb, t);
+	if (!t->accept_ev)
+		return -ENOMEM;
 	for (size_t i = 0; i < srv->cfg.n_listen; i++) {
 		t->bound[i] = evhttp_accept_socket_with_handle(t->http, t->lfds[i]);
 		if (!t->bound[i])
 			return -ENOMEM;
+		evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(t->bound[i]),
+		                            srv_accept_error_cb);
 	}
 	return 0;
 }
@@ -1480,6 +1612,8 @@ void cfs_serve_free(struct cfs_serve *srv)
 			event_free(t->commit_ev);
 		if (t->waiting_ev)
 			event_free(t->waiting_ev);
+		if (t->accept_ev)
+			event_free(t->accept_ev);
 		/* Uploads never committed (the loop ended first): their temp files go. */
 		while (t->puts) {
 			struct srv_put *p = t->puts;

@@ -13,6 +13,7 @@
 struct cfs_serve;
 struct cfs_serve_miss;
 struct event_base;
+struct evbuffer;
 
 /* Called on the request's own event-loop thread when an object is absent from the store.
  * The handler takes over the request: it must later call cfs_serve_miss_done exactly once,
@@ -42,6 +43,8 @@ struct cfs_serve_config {
 	FILE *access_log;       /* NULL: none */
 	cfs_serve_miss_fn miss_fn;
 	void *miss_userdata;
+	/* Adds the miss handler's own lines to /metrics (any loop thread); may be NULL. */
+	void (*metrics_fn)(struct evbuffer *out, void *miss_userdata);
 };
 
 /* Opens the store, loads TLS material and binds every listening socket (one per thread and
