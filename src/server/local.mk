@@ -21,10 +21,11 @@ SERVER_TESTS = \
 	tests/integration/server-port.sh \
 	tests/integration/server-fds.sh \
 	tests/integration/server-slowloris.sh \
+	tests/integration/server-upload-flood.sh \
 	tests/integration/server-tls-upload.sh \
 	tests/integration/server-lifecycle.sh \
 	tests/integration/scale-chain.sh \
 	tests/integration/scale-pullthrough.sh
 TESTS += $(SERVER_TESTS)
 EXTRA_DIST += $(SERVER_TESTS) tests/integration/load/fd_flood.py \
-	tests/integration/load/slowloris.py
+	tests/integration/load/slowloris.py tests/integration/load/upload_flood.py

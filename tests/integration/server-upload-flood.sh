@@ -1,0 +1,71 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# cfs-serve --allow-upload against uploaders that may not upload: 40 tokenless connections each
+# declaring and pushing 9 MiB get 401 at once and the server's memory stays under 64 MiB; a
+# declared size over --max-upload gets 413 at once (no 100 Continue, no body read); an
+# authorized upload with Expect: 100-continue still works.
+. "$(dirname "$0")/lib.sh"
+cfs_require_cmd curl python3
+
+store="$CFS_TMP/store"
+mkdir -p "$store"
+printf 'up-token\n' >"$CFS_TMP/token"
+cfs_make_file "$CFS_TMP/big" $((3 << 20)) 9
+p=$(cfs_object_of "$CFS_TMP/big")
+load="$CFS_SRCDIR/tests/integration/load/upload_flood.py"
+field() { echo "$1" | python3 -c "import json,sys; print(json.load(sys.stdin)[\"$2\"])"; }
+
+port=$(cfs_free_port)
+"$CFS_SERVE_BIN" --store "$store" --listen "127.0.0.1:$port" --threads 2 --allow-upload \
+	--token-file "$CFS_TMP/token" --max-upload 16M 2>"$CFS_TMP/serve.err" &
+pid=$!
+cfs_track_pid $pid
+cfs_wait_port "$port"
+rss() { awk '/^VmHWM/ {print int($2 / 1024)}' "/proc/$pid/status"; }
+cfs_log "peak RSS before: $(rss) MiB"
+
+out=$(cfs_bounded 60 python3 "$load" --port "$port" --path "/objects/$p" --conns 40 \
+	--declared $((9 << 20)) --push $((9 << 20)) --seconds 15)
+peak=$(rss)
+cfs_log "tokenless flood: $out; peak RSS $peak MiB"
+codes=$(field "$out" codes)
+[ "$codes" = "{'401': 40}" ] || cfs_fail "tokenless uploads: $codes"
+python3 -c "import sys; sys.exit(not $(field "$out" worst_answer_s) < 1.0)" ||
+	cfs_fail "401 not at once: $out"
+[ "$peak" -lt 64 ] || cfs_fail "peak RSS $peak MiB under the tokenless flood"
+[ ! -e "$store/$p" ] || cfs_fail "a tokenless upload was stored"
+
+# Over --max-upload: 413 at once, whether the client waits for 100 Continue or not.
+for e in --expect ""; do
+	# shellcheck disable=SC2086 # $e is an option or nothing
+	out=$(cfs_bounded 30 python3 "$load" --port "$port" --path "/objects/$p" --conns 4 \
+		--declared $((10 << 30)) --push $((1 << 20)) --token up-token $e --seconds 10)
+	cfs_log "oversized ${e:-(pushing)}: $out"
+	[ "$(field "$out" codes)" = "{'413': 4}" ] || cfs_fail "oversized upload $e: $out"
+	python3 -c "import sys; sys.exit(not $(field "$out" worst_answer_s) < 1.0)" ||
+		cfs_fail "413 not at once: $out"
+done
+cfs_make_file "$CFS_TMP/huge" $((17 << 20)) 10
+t0=$(date +%s%N)
+c=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer up-token' -T "$CFS_TMP/huge" \
+	"http://127.0.0.1:$port/objects/$(cfs_object_of "$CFS_TMP/huge")")
+ms=$((($(date +%s%N) - t0) / 1000000))
+cfs_assert_eq "$c" 413 "curl upload over --max-upload"
+[ "$ms" -lt 900 ] || cfs_fail "curl's oversized upload took $ms ms (waited for the body?)"
+
+# The right token, a body above curl's Expect threshold: 100 Continue, then 201.
+t0=$(date +%s%N)
+c=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer up-token' -T "$CFS_TMP/big" \
+	"http://127.0.0.1:$port/objects/$p")
+ms=$((($(date +%s%N) - t0) / 1000000))
+cfs_assert_eq "$c" 201 "authorized upload"
+[ "$ms" -lt 900 ] || cfs_fail "authorized upload took $ms ms (no 100 Continue?)"
+cmp -s "$store/$p" "$CFS_TMP/big" || cfs_fail "uploaded bytes"
+# Still a 401 for the wrong token, and the requests were counted.
+c=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer nope' -T "$CFS_TMP/huge" \
+	"http://127.0.0.1:$port/objects/$(cfs_object_of "$CFS_TMP/huge")")
+cfs_assert_eq "$c" 401 "wrong token"
+m=$(curl -s -H 'Authorization: Bearer up-token' "http://127.0.0.1:$port/metrics")
+echo "$m" | grep -q '^cfs_serve_requests_total{method="PUT",code="401"} 41$' ||
+	cfs_fail "401s not counted: $(echo "$m" | grep PUT)"
+cfs_stop_pid $pid
