@@ -442,9 +442,12 @@ static bool accepts_zstd(const char *h)
 	return false;
 }
 
-/* true when one of the listed entity tags is ours (either representation) or "*". */
-static bool etag_matches(const char *h, const char *hex)
+/* true when one of the listed entity tags is @etag (quoted; weak comparison) or "*". Only the
+ * representation about to be sent counts: the zstd tag does not match a plain answer. */
+static bool etag_matches(const char *h, const char *etag)
 {
+	size_t elen = strlen(etag);
+
 	while (h && *h) {
 		const char *end = strchr(h, ',');
 		size_t n = end ? (size_t)(end - h) : strlen(h);
@@ -457,11 +460,7 @@ static bool etag_matches(const char *h, const char *hex)
 			return true;
 		if (n >= 2 && h[0] == 'W' && h[1] == '/')
 			h += 2, n -= 2;
-		if (n >= CFS_DIGEST_HEX_SIZE + 2 && h[0] == '"' && h[n - 1] == '"' &&
-		    memcmp(h + 1, hex, CFS_DIGEST_HEX_SIZE) == 0 &&
-		    (n == CFS_DIGEST_HEX_SIZE + 2 ||
-		     (n == CFS_DIGEST_HEX_SIZE + 7 &&
-		      memcmp(h + 1 + CFS_DIGEST_HEX_SIZE, "-zstd", 5) == 0)))
+		if (n == elen && memcmp(h, etag, n) == 0)
 			return true;
 		h = end ? end + 1 : NULL;
 	}
@@ -580,6 +579,7 @@ static void srv_reply_object(struct srv_thread *t, struct evhttp_request *req, i
 	char hex[CFS_DIGEST_HEX_SIZE + 1], etag[CFS_DIGEST_HEX_SIZE + 8], num[96];
 	uint64_t size = (uint64_t)st->st_size, off = 0, len = size;
 	const char *range = evhttp_find_header(in, "Range"), *ifr;
+	bool zstd = false;
 	int code = 200, r;
 
 	cfs_name_format_hex(digest, hex);
@@ -588,17 +588,33 @@ static void srv_reply_object(struct srv_thread *t, struct evhttp_request *req, i
 	evhttp_add_header(h, "Accept-Ranges", "bytes");
 	if (srv->zc)
 		evhttp_add_header(h, "Vary", "Accept-Encoding");
-	if (etag_matches(evhttp_find_header(in, "If-None-Match"), hex)) {
+	ifr = evhttp_find_header(in, "If-Range");
+	if (range && ifr && strcmp(ifr, etag) != 0)
+		range = NULL;
+	r = parse_range(range, size, &off, &len);
+	/* The representation comes first: If-None-Match is compared with its own tag. */
+	if (r == 0 && fd >= 0 && srv->zc && accepts_zstd(evhttp_find_header(in, "Accept-Encoding"))) {
+		int zfd = -1;
+		uint64_t zsize;
+		int rz = cfs_zcache_get(srv->zc, t->zctx, fd, st, digest, &zfd, &zsize);
+
+		if (rz == 0) {
+			close(fd);
+			fd = zfd;
+			len = zsize;
+			zstd = true;
+			snprintf(etag, sizeof(etag), "\"%s-zstd\"", hex);
+		} else if (rz != -ENOENT && rz != -EAGAIN) {
+			cfs_warn("zstd encoding of %s failed: %s", hex, strerror(-rz));
+		}
+	}
+	if (etag_matches(evhttp_find_header(in, "If-None-Match"), etag)) {
 		evhttp_add_header(h, "ETag", etag);
 		if (fd >= 0)
 			close(fd);
 		srv_send(t, req, 304, "Not Modified", 0);
 		return;
 	}
-	ifr = evhttp_find_header(in, "If-Range");
-	if (range && ifr && strcmp(ifr, etag) != 0)
-		range = NULL;
-	r = parse_range(range, size, &off, &len);
 	if (r < 0) {
 		if (fd >= 0)
 			close(fd);
@@ -613,21 +629,9 @@ static void srv_reply_object(struct srv_thread *t, struct evhttp_request *req, i
 		snprintf(num, sizeof(num), "bytes %llu-%llu/%llu", (unsigned long long)off,
 		         (unsigned long long)(off + len - 1), (unsigned long long)size);
 		evhttp_add_header(h, "Content-Range", num);
-	} else if (fd >= 0 && srv->zc && accepts_zstd(evhttp_find_header(in, "Accept-Encoding"))) {
-		int zfd = -1;
-		uint64_t zsize;
-
-		r = cfs_zcache_get(srv->zc, t->zctx, fd, st, digest, &zfd, &zsize);
-		if (r == 0) {
-			close(fd);
-			fd = zfd;
-			len = zsize;
-			snprintf(etag, sizeof(etag), "\"%s-zstd\"", hex);
-			evhttp_add_header(h, "Content-Encoding", "zstd");
-			STAT_ADD(t->stats.zstd_replies, 1);
-		} else if (r != -ENOENT && r != -EAGAIN) {
-			cfs_warn("zstd encoding of %s failed: %s", hex, strerror(-r));
-		}
+	} else if (zstd) {
+		evhttp_add_header(h, "Content-Encoding", "zstd");
+		STAT_ADD(t->stats.zstd_replies, 1);
 	}
 	evhttp_add_header(h, "ETag", etag);
 	snprintf(num, sizeof(num), "%llu", (unsigned long long)len);
