@@ -22,6 +22,7 @@ SERVER_TESTS = \
 	tests/integration/server-fds.sh \
 	tests/integration/server-slowloris.sh \
 	tests/integration/server-upload-flood.sh \
+	tests/integration/server-negative.sh \
 	tests/integration/server-tls-upload.sh \
 	tests/integration/server-lifecycle.sh \
 	tests/integration/scale-chain.sh \

@@ -55,6 +55,8 @@ static void print_help(FILE *f)
 	    "                            (repeatable, tried in order), verify, store, serve\n"
 	    "      --max-size SIZE       with --upstream: keep the store under SIZE by evicting\n"
 	    "                            least recently used objects\n"
+	    "      --negative-ttl DUR    with --upstream: remember an upstream 404 for DUR\n"
+	    "                            (default 5s; 0 = never)\n"
 	    "      --upstream-ca-file F, --upstream-cert F, --upstream-key F,\n"
 	    "      --upstream-token-file F, --upstream-insecure\n"
 	    "                            TLS and token for talking to the upstreams\n"
@@ -130,6 +132,7 @@ int main(int argc, char **argv)
 		O_UP_KEY,
 		O_UP_TOKEN,
 		O_UP_INSECURE,
+		O_NEGTTL,
 	};
 	static const struct option opts[] = {
 	    {"store", required_argument, NULL, 's'},
@@ -158,6 +161,7 @@ int main(int argc, char **argv)
 	    {"upstream-key", required_argument, NULL, O_UP_KEY},
 	    {"upstream-token-file", required_argument, NULL, O_UP_TOKEN},
 	    {"upstream-insecure", no_argument, NULL, O_UP_INSECURE},
+	    {"negative-ttl", required_argument, NULL, O_NEGTTL},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"log-level", required_argument, NULL, O_LOGLEVEL},
@@ -183,7 +187,7 @@ int main(int argc, char **argv)
 	enum cfs_log_level level = CFS_LOG_NOTICE;
 	struct cfs_serve *srv = NULL;
 	const char *upstreams[MAX_UPSTREAMS];
-	struct cfs_upstream_options upo = { .accept_zstd = true };
+	struct cfs_upstream_options upo = { .accept_zstd = true, .negative_ttl_ms = 5000 };
 	struct cfs_upstream *up = NULL;
 	char *token = NULL;
 	size_t n_listen = 0;
@@ -298,6 +302,11 @@ int main(int argc, char **argv)
 		case O_UP_INSECURE:
 			upo.insecure = true;
 			break;
+		case O_NEGTTL:
+			if (cfs_parse_duration_ms(optarg, &upo.negative_ttl_ms) < 0 ||
+			    upo.negative_ttl_ms > 3600000)
+				return misuse("bad --negative-ttl '%s' (at most 1h)", optarg);
+			break;
 		case 'q':
 			level = CFS_LOG_ERR;
 			break;
@@ -383,6 +392,7 @@ int main(int argc, char **argv)
 		}
 		cfg.miss_fn = cfs_upstream_miss;
 		cfg.miss_userdata = up;
+		cfg.metrics_fn = cfs_upstream_metrics;
 		cfs_notice("pull-through from %zu upstream server(s)%s", upo.n_urls,
 			   upo.max_size ? " with a size quota" : "");
 	}
