@@ -13,7 +13,7 @@ cfs_serve_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBEVENT_OPENSSL_CFLAGS) $(
 cfs_serve_LDADD = $(CFS_FETCH_LIBS) $(CFS_COMMON_LIBS) $(LIBEVENT_LIBS) $(LIBEVENT_OPENSSL_LIBS) $(SSL_LIBS) \
 	$(ZSTD_LIBS)
 dist_man_MANS += docs/cfs-serve.1
-EXTRA_DIST += bench/serve.sh
+EXTRA_DIST += bench/serve.sh contrib/squid/cfs-site-cache.conf
 
 SERVER_TESTS = \
 	tests/integration/server-objects.sh \
@@ -23,6 +23,7 @@ SERVER_TESTS = \
 	tests/integration/server-slowloris.sh \
 	tests/integration/server-upload-flood.sh \
 	tests/integration/server-negative.sh \
+	tests/integration/squid-chain.sh \
 	tests/integration/server-tls-upload.sh \
 	tests/integration/server-lifecycle.sh \
 	tests/integration/scale-chain.sh \
