@@ -119,14 +119,23 @@ static void scan_reset(struct srv_conn *c)
 
 /* ---- refusals ---- */
 
+/* What a refused client may still send before it is cut off: enough for the end of a body
+ * already on its way, not a way to keep the loop busy until the linger deadline. */
+#define GATE_DISCARD_MAX (1u << 20)
+
 static void refused_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct evbuffer *in = bufferevent_get_input(bev);
 	struct srv_conn *c = arg;
 
+	c->g.discarded += evbuffer_get_length(in);
 	c->g.in_cb = true;
 	evbuffer_drain(in, evbuffer_get_length(in));
 	c->g.in_cb = false;
+	if (c->g.discarded > GATE_DISCARD_MAX) {
+		waiting_remove(c);
+		evhttp_connection_free(c->evcon);
+	}
 }
 
 static void refused_write_cb(struct bufferevent *bev, void *arg)
@@ -498,6 +507,14 @@ void cfs_gate_accepted(struct srv_conn *c)
 	}
 	if (evbuffer_get_length(bufferevent_get_input(c->bev)))
 		gate_replay(c);
+}
+
+void cfs_gate_answering(struct srv_conn *c)
+{
+	/* evhttp keeps reading while it writes the answer and leaves what arrives in the input
+	 * buffer: a client could pile up pipelined bytes without bound. They are the next head:
+	 * held to the head limit like any other. */
+	hold_back(c, true);
 }
 
 void cfs_gate_next(struct srv_conn *c)

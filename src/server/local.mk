@@ -30,4 +30,5 @@ SERVER_TESTS = \
 	tests/integration/scale-pullthrough.sh
 TESTS += $(SERVER_TESTS)
 EXTRA_DIST += $(SERVER_TESTS) tests/integration/load/fd_flood.py \
-	tests/integration/load/slowloris.py tests/integration/load/upload_flood.py
+	tests/integration/load/slowloris.py tests/integration/load/upload_flood.py \
+	tests/integration/load/pipeline_flood.py

@@ -77,6 +77,7 @@ struct srv_conn {
 		bool waiting;        /* in the thread's list of incomplete heads */
 		uint64_t since_ms;   /* when it entered that list */
 		TAILQ_ENTRY(srv_conn) link;
+		size_t discarded;      /* bytes dropped after a refusal */
 		struct evbuffer *held; /* a pipelined next request, set aside while a reply ends */
 		struct event *kick_ev;
 	} g;
@@ -164,6 +165,8 @@ const char *cfs_srv_date(struct srv_thread *t);
 int cfs_gate_attach(struct srv_conn *c);
 /* The connection's evhttp_connection is known: it joins the incomplete heads. */
 void cfs_gate_accepted(struct srv_conn *c);
+/* The loop has the request (its body read): what arrives now belongs to the next one. */
+void cfs_gate_answering(struct srv_conn *c);
 /* A reply has been sent: the next request head starts. */
 void cfs_gate_next(struct srv_conn *c);
 void cfs_gate_closed(struct srv_conn *c);

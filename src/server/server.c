@@ -1068,6 +1068,7 @@ static void srv_handle(struct evhttp_request *req, void *arg)
 			t->busy++;
 		}
 		evhttp_request_set_on_complete_cb(req, srv_req_done, c);
+		cfs_gate_answering(c);
 	}
 	if (srv->cfg.max_connections && atomic_load(&srv->open_conns) > srv->cfg.max_connections) {
 		struct evkeyvalq *h = evhttp_request_get_output_headers(req);

@@ -3,7 +3,8 @@
 # cfs-serve --allow-upload against uploaders that may not upload: 40 tokenless connections each
 # declaring and pushing 9 MiB get 401 at once and the server's memory stays under 64 MiB; a
 # declared size over --max-upload gets 413 at once (no 100 Continue, no body read); an
-# authorized upload with Expect: 100-continue still works.
+# authorized upload with Expect: 100-continue still works. And clients that pile "pipelined"
+# bytes behind a large download they never read are not buffered either.
 . "$(dirname "$0")/lib.sh"
 cfs_require_cmd curl python3
 
@@ -68,4 +69,21 @@ cfs_assert_eq "$c" 401 "wrong token"
 m=$(curl -s -H 'Authorization: Bearer up-token' "http://127.0.0.1:$port/metrics")
 echo "$m" | grep -q '^cfs_serve_requests_total{method="PUT",code="401"} 41$' ||
 	cfs_fail "401s not counted: $(echo "$m" | grep PUT)"
+
+# Four clients each asking for a 24 MiB object without reading it, pushing bytes behind it.
+mkdir -p "$CFS_TMP/large"
+cfs_make_file "$CFS_TMP/large/obj" $((24 << 20)) 13
+"$CFS_STORE_BIN" -q --no-progress import "$CFS_TMP/large" "$store" >/dev/null
+pl=$(cfs_object_of "$CFS_TMP/large/obj")
+out=$(cfs_bounded 30 python3 "$CFS_SRCDIR/tests/integration/load/pipeline_flood.py" --port "$port" \
+	--path "/objects/$pl" --conns 4 --seconds 3 --token up-token)
+peak=$(rss)
+cfs_log "pipelined flood behind unread downloads: $out; peak RSS $peak MiB"
+[ "$(field "$out" accepted_bytes)" -lt $((64 << 20)) ] || cfs_fail "the server took $out"
+[ "$peak" -lt 64 ] || cfs_fail "peak RSS $peak MiB under the pipelined flood"
+# Pushing behind a refused request: dropped, and cut off after a bounded amount.
+out=$(cfs_bounded 30 python3 "$CFS_SRCDIR/tests/integration/load/pipeline_flood.py" --port "$port" \
+	--path "/objects/$pl" --conns 4 --seconds 3)
+cfs_log "pushing behind a 401: $out"
+[ "$(field "$out" accepted_bytes)" -lt $((64 << 20)) ] || cfs_fail "the server took $out after a 401"
 cfs_stop_pid $pid
