@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* cfscache: cfs-serve's request-head gate: each head is scanned and checked before evhttp sees it. */
+/* cfscache: cfs-serve's request-head gate: each head is scanned and checked before evhttp sees it.
+ */
 /*
  * Why a gate in front of evhttp: evhttp reads a request's whole body before the handler runs,
  * and has no deadline for a head, only an idle timeout per read. So:
@@ -214,13 +215,15 @@ static void gate_refuse(struct srv_conn *c, const struct head *h, int code)
 	if (code == 401)
 		extra = "WWW-Authenticate: Bearer realm=\"cfs-serve\"\r\n";
 	else if (code == 405)
-		extra = srv->cfg.allow_upload ? "Allow: GET, HEAD, PUT\r\n" : "Allow: GET, HEAD\r\n";
+		extra =
+		    srv->cfg.allow_upload ? "Allow: GET, HEAD, PUT\r\n" : "Allow: GET, HEAD\r\n";
 	n = snprintf(body, sizeof(body), "%d %s\n", code, reason_of(code));
-	evbuffer_add_printf(bufferevent_get_output(c->bev),
-	                    "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-	                    "Content-Length: %d\r\nCache-Control: no-store\r\nConnection: close\r\n"
-	                    "%s\r\n%s",
-	                    code, reason_of(code), cfs_srv_date(t), n, extra, body);
+	evbuffer_add_printf(
+	    bufferevent_get_output(c->bev),
+	    "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+	    "Content-Length: %d\r\nCache-Control: no-store\r\nConnection: close\r\n"
+	    "%s\r\n%s",
+	    code, reason_of(code), cfs_srv_date(t), n, extra, body);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 
 	snprintf(method, sizeof(method), "%.*s", h ? (int)CFS_MIN(h->method_len, 15) : 1,

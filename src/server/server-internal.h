@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* cfscache: cfs-serve internals shared by the loop (server.c) and the request-head gate (gate.c). */
+/* cfscache: cfs-serve internals shared by the loop (server.c) and the request-head gate (gate.c).
+ */
 #ifndef CFS_SERVER_SERVER_INTERNAL_H
 #define CFS_SERVER_SERVER_INTERNAL_H
 
@@ -25,7 +26,7 @@
 #define SRV_SMALL_BODY_LIMIT 65536
 
 enum srv_method { M_GET, M_HEAD, M_PUT, M_OTHER, M_COUNT };
-#define N_STATUS 22 /* status_codes in server.c, plus one slot for any other code */
+#define N_STATUS 22  /* status_codes in server.c, plus one slot for any other code */
 #define N_LATENCY 15 /* latency histogram buckets, the last one +Inf */
 
 #define STAT_ADD(field, n) atomic_fetch_add_explicit(&(field), (n), memory_order_relaxed)
@@ -72,10 +73,10 @@ struct srv_conn {
 		size_t line;                     /* bytes since the last LF */
 		bool line_cr;                    /* ... and they are exactly one CR */
 		bool any_lf;
-		bool held_back;      /* read watermarks keep evhttp from a partial head */
-		bool in_cb;          /* our own changes to the input buffer are not news */
-		bool waiting;        /* in the thread's list of incomplete heads */
-		uint64_t since_ms;   /* when it entered that list */
+		bool held_back;    /* read watermarks keep evhttp from a partial head */
+		bool in_cb;        /* our own changes to the input buffer are not news */
+		bool waiting;      /* in the thread's list of incomplete heads */
+		uint64_t since_ms; /* when it entered that list */
 		TAILQ_ENTRY(srv_conn) link;
 		size_t discarded;      /* bytes dropped after a refusal */
 		struct evbuffer *held; /* a pipelined next request, set aside while a reply ends */

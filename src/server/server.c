@@ -336,8 +336,8 @@ static void srv_empty(struct srv_thread *t, struct evhttp_request *req, int code
 }
 
 /* Upper bounds of the latency histogram's buckets, in microseconds (the last is +Inf). */
-static const uint64_t latency_us[N_LATENCY - 1] = {250,    500,    1000,   2500,    5000,
-                                                   10000,  25000,  50000,  100000,  250000,
+static const uint64_t latency_us[N_LATENCY - 1] = {250,    500,     1000,    2500,    5000,
+                                                   10000,  25000,   50000,   100000,  250000,
                                                    500000, 1000000, 2500000, 10000000};
 
 static void srv_req_done(struct evhttp_request *req, void *arg)
@@ -593,7 +593,8 @@ static void srv_reply_object(struct srv_thread *t, struct evhttp_request *req, i
 		range = NULL;
 	r = parse_range(range, size, &off, &len);
 	/* The representation comes first: If-None-Match is compared with its own tag. */
-	if (r == 0 && fd >= 0 && srv->zc && accepts_zstd(evhttp_find_header(in, "Accept-Encoding"))) {
+	if (r == 0 && fd >= 0 && srv->zc &&
+	    accepts_zstd(evhttp_find_header(in, "Accept-Encoding"))) {
 		int zfd = -1;
 		uint64_t zsize;
 		int rz = cfs_zcache_get(srv->zc, t->zctx, fd, st, digest, &zfd, &zsize);
@@ -791,8 +792,7 @@ bool cfs_serve_miss_alive(const struct cfs_serve_miss *m)
 	return m->req != NULL;
 }
 
-static void srv_put_failed(struct srv_thread *t, struct evhttp_request *req, const char *hex,
-                           int r)
+static void srv_put_failed(struct srv_thread *t, struct evhttp_request *req, const char *hex, int r)
 {
 	cfs_err("upload of %s failed: %s", hex, strerror(-r));
 	if (!req)
@@ -862,7 +862,7 @@ static void srv_object_put(struct srv_thread *t, struct evhttp_request *req,
 	t->puts_tail = &p->next;
 	/* A zero timeout runs after the requests this loop iteration has ready: they share it. */
 	if (!evtimer_pending(t->commit_ev, NULL)) {
-		static const struct timeval now = { 0, 0 };
+		static const struct timeval now = {0, 0};
 
 		evtimer_add(t->commit_ev, &now);
 	}
@@ -922,10 +922,12 @@ static void srv_metrics_more(struct cfs_serve *srv, struct evbuffer *out)
 
 	evbuffer_add_printf(
 	    out,
-	    "# HELP cfs_serve_received_bytes_total Bytes received from clients (heads and bodies).\n"
+	    "# HELP cfs_serve_received_bytes_total Bytes received from clients (heads and "
+	    "bodies).\n"
 	    "# TYPE cfs_serve_received_bytes_total counter\n"
 	    "cfs_serve_received_bytes_total %llu\n"
-	    "# HELP cfs_serve_head_timeouts_total Connections closed at the request-head deadline.\n"
+	    "# HELP cfs_serve_head_timeouts_total Connections closed at the request-head "
+	    "deadline.\n"
 	    "# TYPE cfs_serve_head_timeouts_total counter\n"
 	    "cfs_serve_head_timeouts_total %llu\n"
 	    "# HELP cfs_serve_head_evictions_total Incomplete heads closed to make room for a new "
@@ -938,14 +940,16 @@ static void srv_metrics_more(struct cfs_serve *srv, struct evbuffer *out)
 	    "# HELP cfs_serve_request_duration_seconds From a request's accepted head to its last "
 	    "byte handed to the kernel.\n"
 	    "# TYPE cfs_serve_request_duration_seconds histogram\n",
-	    (unsigned long long)SUM_STAT(bytes_received), (unsigned long long)SUM_STAT(head_timeouts),
-	    (unsigned long long)SUM_STAT(head_evictions), (unsigned long long)SUM_STAT(accept_errors));
+	    (unsigned long long)SUM_STAT(bytes_received),
+	    (unsigned long long)SUM_STAT(head_timeouts),
+	    (unsigned long long)SUM_STAT(head_evictions),
+	    (unsigned long long)SUM_STAT(accept_errors));
 	for (size_t b = 0; b < N_LATENCY; b++) {
 		cum += SUM_STAT(latency[b]);
 		if (b < N_LATENCY - 1)
-			evbuffer_add_printf(out,
-			                    "cfs_serve_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
-			                    (double)latency_us[b] / 1e6, (unsigned long long)cum);
+			evbuffer_add_printf(
+			    out, "cfs_serve_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+			    (double)latency_us[b] / 1e6, (unsigned long long)cum);
 		else
 			evbuffer_add_printf(
 			    out, "cfs_serve_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
@@ -1158,8 +1162,8 @@ static __thread struct srv_thread *srv_current;
 static void srv_accept_pause(struct srv_thread *t, bool pause)
 {
 	for (size_t i = 0; i < t->srv->cfg.n_listen; i++) {
-		struct evconnlistener *l = t->bound[i] ? evhttp_bound_socket_get_listener(t->bound[i])
-		                                       : NULL;
+		struct evconnlistener *l =
+		    t->bound[i] ? evhttp_bound_socket_get_listener(t->bound[i]) : NULL;
 
 		if (l && pause)
 			evconnlistener_disable(l);
@@ -1446,9 +1450,9 @@ static int srv_thread_init(struct cfs_serve *srv, struct srv_thread *t)
 	evhttp_set_default_content_type(t->http, NULL);
 	evhttp_set_max_headers_size(t->http, (ev_ssize_t)srv->cfg.max_header_size);
 	/* Without uploads a small limit still lets a short PUT reach us for its 405. */
-	evhttp_set_max_body_size(t->http, (ev_ssize_t)(srv->cfg.allow_upload
-	                                                   ? srv->cfg.max_upload
-	                                                   : SRV_SMALL_BODY_LIMIT));
+	evhttp_set_max_body_size(
+	    t->http,
+	    (ev_ssize_t)(srv->cfg.allow_upload ? srv->cfg.max_upload : SRV_SMALL_BODY_LIMIT));
 	evhttp_set_timeout_tv(t->http, &tv);
 	evhttp_set_flags(t->http, EVHTTP_SERVER_LINGERING_CLOSE);
 	evhttp_set_gencb(t->http, srv_handle, t);

@@ -25,9 +25,9 @@ struct cfs_serve_config {
 	const char *store_path;
 	const char *const *listen; /* "ADDR:PORT" / "[V6]:PORT" strings */
 	size_t n_listen;
-	unsigned threads;         /* event loops; 0 = online CPUs */
-	unsigned max_connections; /* over it, requests get 503 */
-	uint64_t timeout_ms;      /* read/write/idle timeout of a connection */
+	unsigned threads;           /* event loops; 0 = online CPUs */
+	unsigned max_connections;   /* over it, requests get 503 */
+	uint64_t timeout_ms;        /* read/write/idle timeout of a connection */
 	uint64_t header_timeout_ms; /* a whole request head (and TLS handshake) must arrive in it */
 	uint64_t shutdown_timeout_ms;
 	size_t max_header_size; /* request line + headers */
