@@ -46,9 +46,9 @@ static void waiting_arm(struct srv_thread *t, uint64_t now)
 	if (!first || evtimer_pending(t->waiting_ev, NULL))
 		return;
 	due = first->g.since_ms + t->srv->cfg.header_timeout_ms;
-	ms = due > now ? due - now : 0;
+	ms = (due > now ? due - now : 0) + 1; /* not a millisecond early */
 	tv.tv_sec = (time_t)(ms / 1000);
-	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000 + 1000;
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
 	evtimer_add(t->waiting_ev, &tv);
 }
 
