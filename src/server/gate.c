@@ -6,8 +6,9 @@
  * and has no deadline for a head, only an idle timeout per read. So:
  *  - every connection with an incomplete head (from accept, TLS handshake included, or from
  *    the first byte of a later request) is in its loop's waiting list, oldest first, and is
- *    closed --header-timeout after it entered it; a new connection over --max-connections
- *    closes the oldest of them on its loop instead of getting a 503;
+ *    closed --header-timeout after it entered it; over --max-connections, a request that has
+ *    arrived closes the oldest of them on its loop instead of getting a 503, and so does a
+ *    new connection if that one has waited a moment already;
  *  - a partial head stays in the input buffer (read watermarks keep evhttp's read callback
  *    away, and bound the buffer at --max-header-size + 1) until its empty line arrives;
  *  - a complete head is checked: framing (Content-Length, Transfer-Encoding, obs-fold), and
@@ -62,6 +63,7 @@ static void waiting_add(struct srv_conn *c)
 	c->g.since_ms = now_ms();
 	TAILQ_INSERT_TAIL(&t->waiting, c, g.link);
 	t->n_waiting++;
+	atomic_fetch_add_explicit(&t->srv->waiting_conns, 1, memory_order_relaxed);
 	waiting_arm(t, c->g.since_ms);
 }
 
@@ -71,6 +73,7 @@ static void waiting_remove(struct srv_conn *c)
 		return;
 	TAILQ_REMOVE(&c->t->waiting, c, g.link);
 	c->t->n_waiting--;
+	atomic_fetch_sub_explicit(&c->t->srv->waiting_conns, 1, memory_order_relaxed);
 	c->g.waiting = false;
 }
 
@@ -493,21 +496,31 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 	gate_replay(arg);
 }
 
-void cfs_gate_accepted(struct srv_conn *c)
+/* Over --max-connections, a new connection or request takes the place of this loop's oldest
+ * incomplete head rather than get a 503: slow senders only ever hold what nobody else asks
+ * for. Returns whether the server is within its limit now. */
+bool cfs_gate_make_room(struct srv_thread *t, const struct srv_conn *keep, bool for_request)
 {
-	struct srv_thread *t = c->t;
+	/* For a new connection, a head younger than this may be a normal client in its TLS
+	 * handshake or first round trip: a burst of new connections must not close it. A request
+	 * that has arrived is a client that behaves, and takes the oldest head whatever its age. */
+	uint64_t grace = for_request ? 0 : CFS_MIN(t->srv->cfg.header_timeout_ms / 4, 500);
 
-	waiting_add(c);
-	/* A new connection over the limit takes the place of this loop's oldest incomplete head
-	 * rather than get a 503: slow senders only ever hold what nobody else asks for. */
 	while (atomic_load(&t->srv->open_conns) > t->srv->cfg.max_connections) {
 		struct srv_conn *old = TAILQ_FIRST(&t->waiting);
 
-		if (old == c)
-			break;
+		if (!old || old == keep || old->g.since_ms + grace > now_ms())
+			return false;
 		STAT_ADD(t->stats.head_evictions, 1);
 		gate_close(old);
 	}
+	return true;
+}
+
+void cfs_gate_accepted(struct srv_conn *c)
+{
+	waiting_add(c);
+	cfs_gate_make_room(c->t, c, false);
 	if (evbuffer_get_length(bufferevent_get_input(c->bev)))
 		gate_replay(c);
 }

@@ -141,6 +141,7 @@ struct cfs_serve {
 	unsigned nthreads;
 	struct srv_thread *threads;
 	atomic_uint open_conns;
+	atomic_uint waiting_conns; /* of them, incomplete heads (in the loops' waiting lists) */
 };
 
 struct cfs_serve_miss {
@@ -164,6 +165,10 @@ const char *cfs_srv_date(struct srv_thread *t);
 /* gate.c: every request head passes it before evhttp sees it (header deadline, the slow
  * heads' share of the connections, and the checks a request body must not be read before). */
 int cfs_gate_attach(struct srv_conn *c);
+/* Closes this loop's oldest incomplete heads (never @keep) while the server is over
+ * --max-connections; for a new connection rather than a request, only heads that have waited
+ * a moment. Returns whether it is within the limit now. */
+bool cfs_gate_make_room(struct srv_thread *t, const struct srv_conn *keep, bool for_request);
 /* The connection's evhttp_connection is known: it joins the incomplete heads. */
 void cfs_gate_accepted(struct srv_conn *c);
 /* The loop has the request (its body read): what arrives now belongs to the next one. */

@@ -175,6 +175,9 @@ static struct bufferevent *srv_bevcb(struct event_base *base, void *arg)
 	event_active(t->setup_ev, EV_READ, 1);
 	atomic_fetch_add(&t->srv->open_conns, 1);
 	STAT_ADD(t->stats.connections, 1);
+	/* At once, not in the set-up: a burst of accepts must not push the other loops' requests
+	 * over the limit meanwhile. */
+	cfs_gate_make_room(t, NULL, false);
 	return bev;
 }
 
@@ -1074,7 +1077,12 @@ static void srv_handle(struct evhttp_request *req, void *arg)
 		evhttp_request_set_on_complete_cb(req, srv_req_done, c);
 		cfs_gate_answering(c);
 	}
-	if (srv->cfg.max_connections && atomic_load(&srv->open_conns) > srv->cfg.max_connections) {
+	/* Over the limit: this loop's oldest incomplete head makes room; if the excess is only
+	 * incomplete heads of the other loops (their own accepts and deadlines close them), the
+	 * request is served anyway. */
+	if (srv->cfg.max_connections && !cfs_gate_make_room(t, c, true) &&
+	    atomic_load(&srv->open_conns) - atomic_load(&srv->waiting_conns) >
+	        srv->cfg.max_connections) {
 		struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 
 		evhttp_add_header(h, "Retry-After", "1");
