@@ -436,11 +436,11 @@ static void gate_scan(struct srv_conn *c, struct evbuffer *buf)
 
 	if (len == 0)
 		return;
-	waiting_add(c); /* from the first byte of a later request's head */
 	end = scan_head(c, buf, CFS_MIN(len, max + 1));
 	if ((!end && len > max) || end > max)
 		return gate_refuse(c, NULL, 431);
 	if (!end) {
+		waiting_add(c); /* from the first partial read of a later request's head */
 		hold_back(c, true);
 		return;
 	}
@@ -457,6 +457,14 @@ static void input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
 	if (info->n_added == 0 || c->g.in_cb)
 		return;
 	STAT_ADD(c->t->stats.bytes_received, info->n_added);
+	if (c->g.state == G_PASS) {
+		/* evhttp goes on reading while the loop answers and keeps what arrives: a client
+		 * could pile up pipelined bytes without bound. They are the next head: held to
+		 * the head limit like any other (from the next read on). */
+		if (c->busy)
+			hold_back(c, true);
+		return;
+	}
 	if (c->g.state != G_HEAD)
 		return;
 	if (!c->evcon) {
@@ -523,14 +531,6 @@ void cfs_gate_accepted(struct srv_conn *c)
 	cfs_gate_make_room(c->t, c, false);
 	if (evbuffer_get_length(bufferevent_get_input(c->bev)))
 		gate_replay(c);
-}
-
-void cfs_gate_answering(struct srv_conn *c)
-{
-	/* evhttp keeps reading while it writes the answer and leaves what arrives in the input
-	 * buffer: a client could pile up pipelined bytes without bound. They are the next head:
-	 * held to the head limit like any other. */
-	hold_back(c, true);
 }
 
 void cfs_gate_next(struct srv_conn *c)

@@ -171,8 +171,6 @@ int cfs_gate_attach(struct srv_conn *c);
 bool cfs_gate_make_room(struct srv_thread *t, const struct srv_conn *keep, bool for_request);
 /* The connection's evhttp_connection is known: it joins the incomplete heads. */
 void cfs_gate_accepted(struct srv_conn *c);
-/* The loop has the request (its body read): what arrives now belongs to the next one. */
-void cfs_gate_answering(struct srv_conn *c);
 /* A reply has been sent: the next request head starts. */
 void cfs_gate_next(struct srv_conn *c);
 void cfs_gate_closed(struct srv_conn *c);

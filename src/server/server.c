@@ -1075,7 +1075,6 @@ static void srv_handle(struct evhttp_request *req, void *arg)
 			t->busy++;
 		}
 		evhttp_request_set_on_complete_cb(req, srv_req_done, c);
-		cfs_gate_answering(c);
 	}
 	/* Over the limit: this loop's oldest incomplete head makes room; if the excess is only
 	 * incomplete heads of the other loops (their own accepts and deadlines close them), the
