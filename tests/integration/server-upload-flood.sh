@@ -39,6 +39,12 @@ python3 -c "import sys; sys.exit(not $(field "$out" worst_answer_s) < 1.0)" ||
 [ "$peak" -lt 64 ] || cfs_fail "peak RSS $peak MiB under the tokenless flood"
 [ ! -e "$store/$p" ] || cfs_fail "a tokenless upload was stored"
 
+# The answer does not wait for the body: clients that send only the headers get it too.
+out=$(cfs_bounded 30 python3 "$load" --port "$port" --path "/objects/$p" --conns 10 \
+	--declared $((9 << 20)) --push 0 --seconds 5)
+cfs_log "tokenless, headers only: $out"
+[ "$(field "$out" codes)" = "{'401': 10}" ] || cfs_fail "tokenless uploads without a body: $out"
+
 # Over --max-upload: 413 at once, whether the client waits for 100 Continue or not.
 for e in --expect ""; do
 	# shellcheck disable=SC2086 # $e is an option or nothing

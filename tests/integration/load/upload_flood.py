@@ -39,8 +39,13 @@ def main():
         s = socket.create_connection(("127.0.0.1", a.port), timeout=5)
         s.sendall(head)
         s.setblocking(False)
-        st[s] = {"sent": 0, "got": b"", "t": time.monotonic(), "answer_s": None, "done": False}
+        st[s] = {"sent": 0, "got": b"", "t": time.monotonic(), "answer_s": None, "done": False,
+                 "read_done": False}
         sel.register(s, selectors.EVENT_READ | (0 if a.expect else selectors.EVENT_WRITE))
+    def finish(s, v):
+        v["done"] = True
+        sel.unregister(s)
+
     while time.monotonic() - t0 < a.seconds and not all(v["done"] for v in st.values()):
         for key, ev in sel.select(0.2):
             s, v = key.fileobj, st[key.fileobj]
@@ -53,18 +58,31 @@ def main():
                     v["answer_s"] = time.monotonic() - v["t"]
                 v["got"] += d
                 answered = b"\r\n\r\n" in v["got"] and not v["got"].startswith(b"HTTP/1.1 100")
-                # An answered client goes on pushing what it declared, as an attacker would.
-                if not d or (answered and (a.expect or v["sent"] >= a.push)):
-                    v["done"] = True
-                    sel.unregister(s)
+                if not d or answered:
+                    v["read_done"] = True
+                # An answered client goes on pushing what it declared, as an attacker would,
+                # until the server cuts it off.
+                if v["read_done"] and (a.expect or v["sent"] >= a.push):
+                    finish(s, v)
+                    continue
+                if v["read_done"]:
+                    sel.modify(s, selectors.EVENT_WRITE)
                     continue
             if ev & selectors.EVENT_WRITE and v["sent"] < a.push:
                 try:
                     v["sent"] += s.send(chunk[:min(len(chunk), a.push - v["sent"])])
+                except BlockingIOError:
+                    pass
                 except OSError:
-                    sel.modify(s, selectors.EVENT_READ)
+                    if v["read_done"]:
+                        finish(s, v)
+                    else:
+                        sel.modify(s, selectors.EVENT_READ)
             elif ev & selectors.EVENT_WRITE:
-                sel.modify(s, selectors.EVENT_READ)
+                if v["read_done"]:
+                    finish(s, v)
+                else:
+                    sel.modify(s, selectors.EVENT_READ)
     codes = {}
     worst = 0.0
     for v in st.values():
