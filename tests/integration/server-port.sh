@@ -40,6 +40,14 @@ for l in 0 1; do
 	n=$(echo "$m" | awk -v l="$l" '$1 == "cfs_serve_loop_requests_total{loop=\"" l "\"}" {print $2}')
 	[ "${n:-0}" -gt 0 ] || cfs_fail "loop $l served nothing: $(echo "$m" | grep loop_requests)"
 done
+# The request histogram and the other counters of the exposition.
+metric() { echo "$m" | awk -v k="$1" '$1 == k {print $2}'; }
+n=$(metric cfs_serve_request_duration_seconds_count)
+[ "${n:-0}" -ge 20 ] || cfs_fail "request histogram count: $n"
+cfs_assert_eq "$(metric 'cfs_serve_request_duration_seconds_bucket{le="+Inf"}')" "$n" "+Inf bucket"
+[ "$(metric cfs_serve_received_bytes_total)" -gt $((20 * 50)) ] || cfs_fail "received bytes"
+echo "$m" | grep -q '^cfs_serve_build_info{version="[^"]*",tls="no",zstd="yes",upload="no",pull_through="no"} 1$' ||
+	cfs_fail "build info: $(echo "$m" | grep build_info)"
 cfs_stop_pid $pid
 
 # Once the first server is gone the address is free again (no stale refusal).
