@@ -206,6 +206,11 @@ static void gate_refuse(struct srv_conn *c, const struct head *h, int code)
 	ev_uint16_t port = 0;
 	int n;
 
+	/* @h points into the input buffer, about to be drained. */
+	snprintf(method, sizeof(method), "%.*s", h ? (int)CFS_MIN(h->method_len, 15) : 1,
+	         h ? h->method : "-");
+	snprintf(target, sizeof(target), "%.*s", h ? (int)CFS_MIN(h->target_len, 255) : 1,
+	         h ? h->target : "-");
 	c->g.state = G_REFUSED;
 	/* A fresh place in the waiting list: it lingers at most one header timeout. */
 	waiting_remove(c);
@@ -228,11 +233,6 @@ static void gate_refuse(struct srv_conn *c, const struct head *h, int code)
 	    "%s\r\n%s",
 	    code, reason_of(code), cfs_srv_date(t), n, extra, body);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-
-	snprintf(method, sizeof(method), "%.*s", h ? (int)CFS_MIN(h->method_len, 15) : 1,
-	         h ? h->method : "-");
-	snprintf(target, sizeof(target), "%.*s", h ? (int)CFS_MIN(h->target_len, 255) : 1,
-	         h ? h->target : "-");
 	if (c->evcon)
 		evhttp_connection_get_peer(c->evcon, &peer, &port);
 	cfs_srv_count(t, h ? h->m : M_OTHER, method, target, peer, code, (uint64_t)n);
