@@ -48,3 +48,6 @@ cfs_log "cfs-serve CPU during the flood: ${pct}% of one core, $n accept error li
 curl -s "http://127.0.0.1:$port/metrics" | grep -q '^cfs_serve_accept_errors_total [1-9]' ||
 	cfs_fail "accept errors not counted"
 cfs_stop_pid $pid
+# Every server stopped: none of them had a sanitizer (or leak) report.
+! grep -q "Sanitizer\|runtime error:" "$CFS_TMP"/*.err 2>/dev/null ||
+	cfs_fail "sanitizer report: $(grep -h -m1 "Sanitizer\|runtime error:" "$CFS_TMP"/*.err)"

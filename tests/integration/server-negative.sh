@@ -18,7 +18,8 @@ auth=(-H 'Authorization: Bearer tier-token')
 po=$(cfs_free_port)
 "$CFS_SERVE_BIN" --store "$origin" --listen "127.0.0.1:$po" --threads 1 \
 	--access-log "$CFS_TMP/origin.log" 2>"$CFS_TMP/origin.err" &
-cfs_track_pid $!
+origin_pid=$!
+cfs_track_pid $origin_pid
 pt=$(cfs_free_port)
 "$CFS_SERVE_BIN" --store "$tier" --listen "127.0.0.1:$pt" --threads 2 --negative-ttl 2s \
 	--upstream "http://127.0.0.1:$po/objects" --allow-upload --token-file "$CFS_TMP/token" \
@@ -69,10 +70,16 @@ cfs_stop_pid $tier_pid
 pt=$(cfs_free_port)
 "$CFS_SERVE_BIN" --store "$tier" --listen "127.0.0.1:$pt" --negative-ttl 0 \
 	--upstream "http://127.0.0.1:$po/objects" 2>>"$CFS_TMP/tier.err" &
-cfs_track_pid $!
+tier_pid=$!
+cfs_track_pid $tier_pid
 cfs_wait_port "$pt"
 pc="ab/$(printf 'c%.0s' $(seq 1 62))"
 for _ in 1 2 3; do
 	cfs_assert_eq "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$pt/objects/$pc")" 404 "absent"
 done
 cfs_assert_eq "$(origin_gets "$pc")" 3 "upstream requests without a negative cache"
+cfs_stop_pid $tier_pid
+cfs_stop_pid $origin_pid
+# Every server stopped: none of them had a sanitizer (or leak) report.
+! grep -q "Sanitizer\|runtime error:" "$CFS_TMP"/*.err 2>/dev/null ||
+	cfs_fail "sanitizer report: $(grep -h -m1 "Sanitizer\|runtime error:" "$CFS_TMP"/*.err)"

@@ -58,3 +58,6 @@ cfs_wait_port "$port"
 cfs_assert_eq "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/objects/$p")" 404 \
 	"the new server's own store"
 cfs_stop_pid $pid
+# Every server stopped: none of them had a sanitizer (or leak) report.
+! grep -q "Sanitizer\|runtime error:" "$CFS_TMP"/*.err 2>/dev/null ||
+	cfs_fail "sanitizer report: $(grep -h -m1 "Sanitizer\|runtime error:" "$CFS_TMP"/*.err)"

@@ -55,3 +55,6 @@ cfs_wait_port "$port"
 out=$(cfs_bounded 60 python3 "$load" --port "$port" --path "/objects/$p" --slow 100 --seconds 10 --tls)
 check tls "$out"
 cfs_stop_pid $pid
+# Every server stopped: none of them had a sanitizer (or leak) report.
+! grep -q "Sanitizer\|runtime error:" "$CFS_TMP"/*.err 2>/dev/null ||
+	cfs_fail "sanitizer report: $(grep -h -m1 "Sanitizer\|runtime error:" "$CFS_TMP"/*.err)"

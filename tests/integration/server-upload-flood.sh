@@ -97,3 +97,6 @@ out=$(cfs_bounded 30 python3 "$CFS_SRCDIR/tests/integration/load/pipeline_flood.
 cfs_log "pushing behind a 401: $out"
 [ "$(field "$out" accepted_bytes)" -lt $((64 << 20)) ] || cfs_fail "the server took $out after a 401"
 cfs_stop_pid $pid
+# Every server stopped: none of them had a sanitizer (or leak) report.
+! grep -q "Sanitizer\|runtime error:" "$CFS_TMP"/*.err 2>/dev/null ||
+	cfs_fail "sanitizer report: $(grep -h -m1 "Sanitizer\|runtime error:" "$CFS_TMP"/*.err)"

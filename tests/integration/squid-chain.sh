@@ -103,7 +103,8 @@ cfs_stop_pid $squid_pid
 ps2=$(cfs_free_port)
 "$CFS_SERVE_BIN" --store "$origin" --listen "127.0.0.1:$ps2" --threads 2 \
 	--access-log "$CFS_TMP/serve.log" 2>"$CFS_TMP/serve.err" &
-cfs_track_pid $!
+serve_pid=$!
+cfs_track_pid $serve_pid
 cfs_wait_port "$ps2"
 start_squid "$ps2"
 serve_gets() { grep -c "\"GET /objects/$1\" 200" "$CFS_TMP/serve.log" || true; }
@@ -124,3 +125,7 @@ cfs_bounded 60 "$CFS_CACHE_BIN" fetch --store "$CFS_TMP/local5" --server "$base"
 	2>>"$CFS_TMP/fetch.err" || rc=$?
 [ "$rc" != 0 ] && [ ! -e "$CFS_TMP/local5/$pb" ] || cfs_fail "corrupted object through cfs-serve and squid"
 cfs_stop_pid $squid_pid
+cfs_stop_pid $serve_pid
+# Every server stopped: none of them had a sanitizer (or leak) report.
+! grep -q "Sanitizer\|runtime error:" "$CFS_TMP"/*.err 2>/dev/null ||
+	cfs_fail "sanitizer report: $(grep -h -m1 "Sanitizer\|runtime error:" "$CFS_TMP"/*.err)"
