@@ -51,3 +51,43 @@ echo "| misses in flight (peak of user.cfs.pending) | $peak_pending | 1 000 |"
 echo "| time to start the 1 000 readers | $(printf '%.1f' "$t_spawn") s | |"
 echo "| RSS after mount and index | $((rss_start / 1024)) MiB | |"
 echo "| peak RSS (VmHWM) | $((hwm / 1024)) MiB | < 64 MiB |"
+
+# cfs-serve: peak RSS with 256 connections streaming large objects, then under 40 tokenless
+# uploaders declaring and pushing 9 MiB each (the bodies must never be buffered). Target < 32 MiB.
+sstore="$BENCH_TMP/sstore"
+mkdir -p "$BENCH_TMP/large"
+for i in 1 2 3 4; do head -c $((64 << 20)) /dev/urandom >"$BENCH_TMP/large/l$i"; done
+"$B/cfs-store" -q --no-progress import "$BENCH_TMP/large" "$sstore"
+printf 'bench-token\n' >"$BENCH_TMP/token"
+sport=$(bench_free_port)
+"$B/cfs-serve" --store "$sstore" --listen "127.0.0.1:$sport" --threads 2 -q --allow-upload \
+	--token-file "$BENCH_TMP/token" --max-upload 16M &
+spid=$!
+bench_track_pid $spid
+bench_wait_port "$sport"
+srss0=$(awk '/VmRSS/ {print $2}' "/proc/$spid/status")
+# 256 connections, 64 on each of the four objects, each reading its whole 64 MiB.
+readers=""
+for f in "$BENCH_TMP"/large/l*; do
+	d=$("$B/cfs-store" digest "$f" | awk '{print $1}')
+	d=${d#sha256:}
+	for _ in $(seq 1 64); do
+		timeout 120 curl -s -o /dev/null -H 'Authorization: Bearer bench-token' \
+			--limit-rate 20M "http://127.0.0.1:$sport/objects/${d:0:2}/${d:2}" &
+		readers="$readers $!"
+	done
+done
+sleep 6 # the streams run (64 MiB at 20 MB/s: about 3 s each, staggered by their start)
+for r in $readers; do kill "$r" 2>/dev/null || true; done
+for r in $readers; do wait "$r" 2>/dev/null || true; done
+stream_hwm=$(awk '/VmHWM/ {print $2}' "/proc/$spid/status")
+python3 "$CFS_SRCDIR/tests/integration/load/upload_flood.py" --port "$sport" \
+	--path "/objects/$(cd "$sstore" && ls -d [0-9a-f][0-9a-f]/* | head -1)" --conns 40 \
+	--declared $((9 << 20)) --push $((9 << 20)) --seconds 15 >"$BENCH_TMP/flood.json"
+flood_hwm=$(awk '/VmHWM/ {print $2}' "/proc/$spid/status")
+echo
+echo "| cfs-serve | value | target |"
+echo "|---|---|---|"
+echo "| RSS at start | $((srss0 / 1024)) MiB | |"
+echo "| peak RSS, 256 connections streaming 64 MiB objects (curl, 20 MB/s each) | $((stream_hwm / 1024)) MiB | < 32 MiB |"
+echo "| peak RSS after 40 tokenless uploaders pushing 9 MiB each ($(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["codes"])' "$BENCH_TMP/flood.json")) | $((flood_hwm / 1024)) MiB | < 64 MiB |"

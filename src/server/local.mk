@@ -2,6 +2,7 @@
 # src/server: cfs-serve, the HTTP(S) object server
 bin_PROGRAMS += cfs-serve
 cfs_serve_SOURCES = \
+	src/server/gate.c src/server/server-internal.h \
 	src/server/main.c \
 	src/server/ocache.c src/server/ocache.h \
 	src/server/server.c src/server/server.h \
@@ -12,14 +13,22 @@ cfs_serve_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBEVENT_OPENSSL_CFLAGS) $(
 cfs_serve_LDADD = $(CFS_FETCH_LIBS) $(CFS_COMMON_LIBS) $(LIBEVENT_LIBS) $(LIBEVENT_OPENSSL_LIBS) $(SSL_LIBS) \
 	$(ZSTD_LIBS)
 dist_man_MANS += docs/cfs-serve.1
-EXTRA_DIST += bench/serve.sh
+EXTRA_DIST += bench/serve.sh contrib/squid/cfs-site-cache.conf
 
 SERVER_TESTS = \
 	tests/integration/server-objects.sh \
 	tests/integration/server-hostile.sh \
+	tests/integration/server-port.sh \
+	tests/integration/server-fds.sh \
+	tests/integration/server-slowloris.sh \
+	tests/integration/server-upload-flood.sh \
+	tests/integration/server-negative.sh \
+	tests/integration/squid-chain.sh \
 	tests/integration/server-tls-upload.sh \
 	tests/integration/server-lifecycle.sh \
 	tests/integration/scale-chain.sh \
 	tests/integration/scale-pullthrough.sh
 TESTS += $(SERVER_TESTS)
-EXTRA_DIST += $(SERVER_TESTS)
+EXTRA_DIST += $(SERVER_TESTS) tests/integration/load/fd_flood.py \
+	tests/integration/load/slowloris.py tests/integration/load/upload_flood.py \
+	tests/integration/load/pipeline_flood.py

@@ -35,6 +35,8 @@ static void print_help(FILE *f)
 	    "  -t, --threads N           event loops (default: number of CPUs)\n"
 	    "      --max-connections N   answer 503 above N open connections (default 4096)\n"
 	    "      --timeout DUR         read/write/idle timeout per connection (default 30s)\n"
+	    "      --header-timeout DUR  a whole request head (and TLS handshake) must arrive\n"
+	    "                            within DUR (default 10s)\n"
 	    "      --shutdown-timeout DUR  time for in-flight requests on SIGTERM (default 10s)\n"
 	    "      --max-header-size SIZE  request line + headers limit (default 8k)\n"
 	    "      --max-uri N           request-target length limit (default 1024)\n"
@@ -53,6 +55,8 @@ static void print_help(FILE *f)
 	    "                            (repeatable, tried in order), verify, store, serve\n"
 	    "      --max-size SIZE       with --upstream: keep the store under SIZE by evicting\n"
 	    "                            least recently used objects\n"
+	    "      --negative-ttl DUR    with --upstream: remember an upstream 404 for DUR\n"
+	    "                            (default 5s; 0 = never)\n"
 	    "      --upstream-ca-file F, --upstream-cert F, --upstream-key F,\n"
 	    "      --upstream-token-file F, --upstream-insecure\n"
 	    "                            TLS and token for talking to the upstreams\n"
@@ -105,6 +109,7 @@ int main(int argc, char **argv)
 	enum {
 		O_MAXCONN = 256,
 		O_TIMEOUT,
+		O_HDRTIMEOUT,
 		O_SHUTDOWN,
 		O_MAXHDR,
 		O_MAXURI,
@@ -127,6 +132,7 @@ int main(int argc, char **argv)
 		O_UP_KEY,
 		O_UP_TOKEN,
 		O_UP_INSECURE,
+		O_NEGTTL,
 	};
 	static const struct option opts[] = {
 	    {"store", required_argument, NULL, 's'},
@@ -134,6 +140,7 @@ int main(int argc, char **argv)
 	    {"threads", required_argument, NULL, 't'},
 	    {"max-connections", required_argument, NULL, O_MAXCONN},
 	    {"timeout", required_argument, NULL, O_TIMEOUT},
+	    {"header-timeout", required_argument, NULL, O_HDRTIMEOUT},
 	    {"shutdown-timeout", required_argument, NULL, O_SHUTDOWN},
 	    {"max-header-size", required_argument, NULL, O_MAXHDR},
 	    {"max-uri", required_argument, NULL, O_MAXURI},
@@ -154,6 +161,7 @@ int main(int argc, char **argv)
 	    {"upstream-key", required_argument, NULL, O_UP_KEY},
 	    {"upstream-token-file", required_argument, NULL, O_UP_TOKEN},
 	    {"upstream-insecure", no_argument, NULL, O_UP_INSECURE},
+	    {"negative-ttl", required_argument, NULL, O_NEGTTL},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"log-level", required_argument, NULL, O_LOGLEVEL},
@@ -165,6 +173,7 @@ int main(int argc, char **argv)
 	struct cfs_serve_config cfg = {
 	    .max_connections = 4096,
 	    .timeout_ms = 30000,
+	    .header_timeout_ms = 10000,
 	    .shutdown_timeout_ms = 10000,
 	    .max_header_size = 8192,
 	    .max_uri = 1024,
@@ -178,7 +187,7 @@ int main(int argc, char **argv)
 	enum cfs_log_level level = CFS_LOG_NOTICE;
 	struct cfs_serve *srv = NULL;
 	const char *upstreams[MAX_UPSTREAMS];
-	struct cfs_upstream_options upo = { .accept_zstd = true };
+	struct cfs_upstream_options upo = { .accept_zstd = true, .negative_ttl_ms = 5000 };
 	struct cfs_upstream *up = NULL;
 	char *token = NULL;
 	size_t n_listen = 0;
@@ -212,6 +221,11 @@ int main(int argc, char **argv)
 			if (cfs_parse_duration_ms(optarg, &cfg.timeout_ms) < 0 ||
 			    cfg.timeout_ms < 1000)
 				return misuse("bad --timeout '%s' (at least 1s)", optarg);
+			break;
+		case O_HDRTIMEOUT:
+			if (cfs_parse_duration_ms(optarg, &cfg.header_timeout_ms) < 0 ||
+			    cfg.header_timeout_ms < 100)
+				return misuse("bad --header-timeout '%s' (at least 100ms)", optarg);
 			break;
 		case O_SHUTDOWN:
 			if (cfs_parse_duration_ms(optarg, &cfg.shutdown_timeout_ms) < 0)
@@ -287,6 +301,11 @@ int main(int argc, char **argv)
 			break;
 		case O_UP_INSECURE:
 			upo.insecure = true;
+			break;
+		case O_NEGTTL:
+			if (cfs_parse_duration_ms(optarg, &upo.negative_ttl_ms) < 0 ||
+			    upo.negative_ttl_ms > 3600000)
+				return misuse("bad --negative-ttl '%s' (at most 1h)", optarg);
 			break;
 		case 'q':
 			level = CFS_LOG_ERR;
@@ -373,6 +392,7 @@ int main(int argc, char **argv)
 		}
 		cfg.miss_fn = cfs_upstream_miss;
 		cfg.miss_userdata = up;
+		cfg.metrics_fn = cfs_upstream_metrics;
 		cfs_notice("pull-through from %zu upstream server(s)%s", upo.n_urls,
 			   upo.max_size ? " with a size quota" : "");
 	}

@@ -33,98 +33,20 @@
 #include "common/store.h"
 #include "common/util.h"
 #include "server/ocache.h"
+#include "server/server-internal.h"
 #include "server/server.h"
 #include "server/zcache.h"
 
 /* Bodies up to this size are read into the reply (one writev); larger ones use sendfile. */
 #define SRV_SMALL_BODY (16 * 1024)
-#define SRV_CONN_BUCKETS 1024
 #define SRV_ALL_METHODS                                                                            \
 	(EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | \
 	 EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH)
 
-enum srv_method { M_GET, M_HEAD, M_PUT, M_OTHER, M_COUNT };
 static const char *const method_names[M_COUNT] = {"GET", "HEAD", "PUT", "other"};
-static const int status_codes[] = {200, 201, 204, 206, 304, 400, 401, 404,
-                                   405, 413, 414, 416, 422, 500, 503};
-#define N_STATUS (CFS_ARRAY_SIZE(status_codes) + 1) /* the last slot counts any other code */
-
-#define STAT_ADD(field, n) atomic_fetch_add_explicit(&(field), (n), memory_order_relaxed)
-#define STAT_GET(field) atomic_load_explicit(&(field), memory_order_relaxed)
-
-struct srv_stats {
-	atomic_uint_fast64_t requests[M_COUNT][N_STATUS];
-	atomic_uint_fast64_t bytes_sent;
-	atomic_uint_fast64_t errors;
-	atomic_uint_fast64_t connections;
-	atomic_uint_fast64_t zstd_replies;
-};
-
-struct srv_thread;
-
-struct srv_conn {
-	struct srv_conn *next;
-	struct evhttp_connection *evcon;
-	struct srv_thread *t;
-	bool busy;                   /* a request of this connection is being answered */
-	struct cfs_serve_miss *miss; /* handed to the miss handler, not answered yet */
-	struct srv_put *put;         /* a verified upload waiting for the group commit */
-};
-
-/* A verified upload: its answer waits for the thread's next group commit (one syncfs for all
- * uploads finished in the same loop iteration, then their renames). */
-struct srv_put {
-	struct srv_put *next;
-	struct srv_conn *conn;
-	struct evhttp_request *req; /* NULL once the client has gone */
-	struct cfs_store_writer *w;
-	char hex[CFS_DIGEST_HEX_SIZE + 1];
-};
-
-struct srv_thread {
-	struct cfs_serve *srv;
-	unsigned idx;
-	pthread_t tid;
-	bool started;
-	struct event_base *base;
-	struct evhttp *http;
-	int *lfds;
-	struct evhttp_bound_socket **bound;
-	int stop_fd;
-	struct event *stop_ev, *deadline_ev, *setup_ev, *commit_ev;
-	struct srv_put *puts, **puts_tail; /* waiting for commit_ev, in order of arrival */
-	/* Connections whose bufferevent exists but whose evhttp_connection is not known yet. */
-	struct bufferevent **pending;
-	size_t n_pending, cap_pending;
-	struct srv_conn *conns[SRV_CONN_BUCKETS];
-	unsigned busy;
-	bool draining;
-	struct cfs_zcache_ctx *zctx;
-	struct cfs_ocache *oc;
-	time_t date_time;
-	char date[40]; /* the Date header, made once a second */
-	struct srv_stats stats;
-};
-
-struct cfs_serve {
-	struct cfs_serve_config cfg;
-	struct cfs_store *store;
-	int store_fd;
-	struct cfs_zcache *zc;
-	SSL_CTX *ssl;
-	size_t token_len;
-	unsigned nthreads;
-	struct srv_thread *threads;
-	atomic_uint open_conns;
-};
-
-struct cfs_serve_miss {
-	struct srv_thread *t;
-	struct srv_conn *conn;
-	struct evhttp_request *req; /* NULL once the client has gone */
-	uint8_t digest[CFS_DIGEST_SIZE];
-	bool head;
-};
+static const int status_codes[] = {200, 201, 204, 206, 304, 400, 401, 403, 404, 405, 413,
+                                   414, 416, 417, 422, 431, 500, 501, 502, 503, 507};
+_Static_assert(CFS_ARRAY_SIZE(status_codes) + 1 == N_STATUS, "N_STATUS");
 
 /* ---- connection tracking ---- */
 
@@ -171,6 +93,7 @@ static void srv_conn_closed(struct evhttp_connection *evcon, void *arg)
 		c->put->req = NULL; /* the upload is still committed */
 		c->put->conn = NULL;
 	}
+	cfs_gate_closed(c);
 	atomic_fetch_sub(&t->srv->open_conns, 1);
 	free(c);
 	srv_check_drained(t);
@@ -184,26 +107,24 @@ static void srv_setup_cb(evutil_socket_t fd, short what, void *arg)
 	int one = 1;
 
 	for (size_t i = 0; i < t->n_pending; i++) {
-		struct evhttp_connection *evcon = NULL;
-		struct srv_conn *c;
+		struct srv_conn *c = t->pending[i];
 		void *cbarg = NULL;
 
-		bufferevent_getcb(t->pending[i], NULL, NULL, NULL, &cbarg);
-		evcon = cbarg;
-		c = evcon ? calloc(1, sizeof(*c)) : NULL;
-		if (!c) {
+		bufferevent_getcb(c->bev, NULL, NULL, NULL, &cbarg);
+		c->evcon = cbarg;
+		if (!c->evcon) {
+			cfs_gate_closed(c);
+			free(c);
 			atomic_fetch_sub(&t->srv->open_conns, 1);
 			continue;
 		}
 		/* Headers and a sendfile body go out as two writes; Nagle would hold the tail
 		 * of the body back until the header segment is acknowledged. */
-		setsockopt(bufferevent_getfd(t->pending[i]), IPPROTO_TCP, TCP_NODELAY, &one,
-		           sizeof(one));
-		c->evcon = evcon;
-		c->t = t;
-		c->next = t->conns[conn_bucket(evcon)];
-		t->conns[conn_bucket(evcon)] = c;
-		evhttp_connection_set_closecb(evcon, srv_conn_closed, c);
+		setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c->next = t->conns[conn_bucket(c->evcon)];
+		t->conns[conn_bucket(c->evcon)] = c;
+		evhttp_connection_set_closecb(c->evcon, srv_conn_closed, c);
+		cfs_gate_accepted(c); /* may close older connections, or this one */
 	}
 	t->n_pending = 0;
 }
@@ -212,21 +133,27 @@ static struct bufferevent *srv_bevcb(struct event_base *base, void *arg)
 {
 	struct srv_thread *t = arg;
 	struct bufferevent *bev;
+	struct srv_conn *c;
 
 	if (t->n_pending == t->cap_pending) {
 		size_t cap = t->cap_pending ? t->cap_pending * 2 : 64;
-		struct bufferevent **p = realloc(t->pending, cap * sizeof(*p));
+		struct srv_conn **p = realloc(t->pending, cap * sizeof(*p));
 
 		if (!p)
 			return NULL;
 		t->pending = p;
 		t->cap_pending = cap;
 	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
 	if (t->srv->ssl) {
 		SSL *ssl = SSL_new(t->srv->ssl);
 
-		if (!ssl)
+		if (!ssl) {
+			free(c);
 			return NULL;
+		}
 		bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
 		                                     BEV_OPT_CLOSE_ON_FREE);
 		if (bev)
@@ -234,14 +161,23 @@ static struct bufferevent *srv_bevcb(struct event_base *base, void *arg)
 	} else {
 		bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	}
-	if (!bev)
+	c->t = t;
+	c->bev = bev;
+	if (!bev || cfs_gate_attach(c) < 0) {
+		if (bev)
+			bufferevent_free(bev);
+		free(c);
 		return NULL;
+	}
 	/* libevent writes at most 16 KiB per call by default: one sendfile per object instead. */
 	bufferevent_set_max_single_write(bev, 4u << 20);
-	t->pending[t->n_pending++] = bev;
+	t->pending[t->n_pending++] = c;
 	event_active(t->setup_ev, EV_READ, 1);
 	atomic_fetch_add(&t->srv->open_conns, 1);
 	STAT_ADD(t->stats.connections, 1);
+	/* At once, not in the set-up: a burst of accepts must not push the other loops' requests
+	 * over the limit meanwhile. */
+	cfs_gate_make_room(t, NULL, false);
 	return bev;
 }
 
@@ -287,20 +223,14 @@ static const char *method_str(struct evhttp_request *req)
 	}
 }
 
-static void srv_access_log(struct srv_thread *t, struct evhttp_request *req, int code,
-                           uint64_t body)
+static void srv_access_log(struct srv_thread *t, const char *peer, const char *method,
+                           const char *u, int code, uint64_t body)
 {
 	char line[1024], uri[256], tbuf[64];
-	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-	const char *u = evhttp_request_get_uri(req);
-	char *peer = NULL;
-	ev_uint16_t port = 0;
 	struct tm tm;
 	time_t now = time(NULL);
 	size_t o = 0;
 
-	if (evcon)
-		evhttp_connection_get_peer(evcon, &peer, &port);
 	/* The URI is hostile input: escape anything that is not plain printable ASCII. */
 	for (; u && *u && o + 5 < sizeof(uri); u++) {
 		unsigned char ch = (unsigned char)*u;
@@ -314,11 +244,12 @@ static void srv_access_log(struct srv_thread *t, struct evhttp_request *req, int
 	gmtime_r(&now, &tm);
 	strftime(tbuf, sizeof(tbuf), "%d/%b/%Y:%H:%M:%S +0000", &tm);
 	snprintf(line, sizeof(line), "%s - - [%s] \"%s %s\" %d %llu\n", peer ? peer : "-", tbuf,
-	         method_str(req), uri, code, (unsigned long long)body);
+	         method, uri, code, (unsigned long long)body);
 	fputs(line, t->srv->cfg.access_log);
 }
 
-static void srv_count(struct srv_thread *t, struct evhttp_request *req, int code, uint64_t body)
+void cfs_srv_count(struct srv_thread *t, enum srv_method m, const char *method, const char *uri,
+                   const char *peer, int code, uint64_t body)
 {
 	size_t s = N_STATUS - 1;
 
@@ -328,21 +259,28 @@ static void srv_count(struct srv_thread *t, struct evhttp_request *req, int code
 			break;
 		}
 	}
-	STAT_ADD(t->stats.requests[method_of(req)][s], 1);
+	STAT_ADD(t->stats.requests[m][s], 1);
 	STAT_ADD(t->stats.bytes_sent, body);
 	if (code >= 500)
 		STAT_ADD(t->stats.errors, 1);
 	if (t->srv->cfg.access_log)
-		srv_access_log(t, req, code, body);
+		srv_access_log(t, peer, method, uri, code, body);
 }
 
-/* Sends what the output buffer holds; @body is the byte count for metrics and the log. */
-static void srv_send(struct srv_thread *t, struct evhttp_request *req, int code, const char *reason,
-                     uint64_t body)
+static void srv_count(struct srv_thread *t, struct evhttp_request *req, int code, uint64_t body)
 {
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	char *peer = NULL;
+	ev_uint16_t port = 0;
 
+	if (evcon && t->srv->cfg.access_log)
+		evhttp_connection_get_peer(evcon, &peer, &port);
+	cfs_srv_count(t, method_of(req), method_str(req), evhttp_request_get_uri(req), peer, code,
+	              body);
+}
+
+const char *cfs_srv_date(struct srv_thread *t)
+{
 	time_t now = time(NULL);
 
 	if (now != t->date_time) {
@@ -352,7 +290,17 @@ static void srv_send(struct srv_thread *t, struct evhttp_request *req, int code,
 		strftime(t->date, sizeof(t->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
 		t->date_time = now;
 	}
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Date", t->date);
+	return t->date;
+}
+
+/* Sends what the output buffer holds; @body is the byte count for metrics and the log. */
+static void srv_send(struct srv_thread *t, struct evhttp_request *req, int code, const char *reason,
+                     uint64_t body)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Date", cfs_srv_date(t));
 	if (t->draining)
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 	srv_count(t, req, code, body);
@@ -390,31 +338,48 @@ static void srv_empty(struct srv_thread *t, struct evhttp_request *req, int code
 	srv_send(t, req, code, reason, 0);
 }
 
+/* Upper bounds of the latency histogram's buckets, in microseconds (the last is +Inf). */
+static const uint64_t latency_us[N_LATENCY - 1] = {250,    500,     1000,    2500,    5000,
+                                                   10000,  25000,   50000,   100000,  250000,
+                                                   500000, 1000000, 2500000, 10000000};
+
 static void srv_req_done(struct evhttp_request *req, void *arg)
 {
 	struct srv_conn *c = arg;
+	struct srv_thread *t = c->t;
 
+	(void)req;
+	if (c->head_done_ns) {
+		uint64_t us = (cfs_now_ns() - c->head_done_ns) / 1000;
+		size_t b = 0;
+
+		while (b < N_LATENCY - 1 && us > latency_us[b])
+			b++;
+		STAT_ADD(t->stats.latency[b], 1);
+		STAT_ADD(t->stats.latency_sum_us, us);
+		c->head_done_ns = 0;
+	}
+	cfs_gate_next(c);
 	if (c->busy) {
 		c->busy = false;
-		c->t->busy--;
-		srv_check_drained(c->t);
+		t->busy--;
+		srv_check_drained(t);
 	}
 }
 
 /* ---- request parsing ---- */
 
-enum srv_route { R_BAD, R_TOO_LONG, R_NOT_FOUND, R_OBJECT, R_HEALTH, R_METRICS };
-
-/* Classifies the raw request target. No decoding happens anywhere: an object path is only
- * ever rebuilt from the parsed digest. */
-static enum srv_route srv_route(const char *uri, size_t max_uri, uint8_t digest[CFS_DIGEST_SIZE])
+/* Classifies the raw request target (@len bytes). No decoding happens anywhere: an object
+ * path is only ever rebuilt from the parsed digest. */
+enum srv_route cfs_srv_route(const char *uri, size_t len, size_t max_uri,
+                             uint8_t digest[CFS_DIGEST_SIZE])
 {
-	size_t len = strlen(uri), plen;
 	const char *q;
+	size_t plen;
 
 	if (len > max_uri)
 		return R_TOO_LONG;
-	q = strchr(uri, '?');
+	q = memchr(uri, '?', len);
 	plen = q ? (size_t)(q - uri) : len;
 	if (plen == 0 || uri[0] != '/')
 		return R_BAD;
@@ -435,19 +400,25 @@ static enum srv_route srv_route(const char *uri, size_t max_uri, uint8_t digest[
 	return R_NOT_FOUND;
 }
 
-static bool srv_authorized(struct cfs_serve *srv, struct evhttp_request *req)
+/* Whether an Authorization value (@len bytes, NULL if absent) carries the token. */
+bool cfs_srv_token_ok(const struct cfs_serve *srv, const char *h, size_t len)
 {
-	const char *h;
-
 	if (!srv->cfg.token)
 		return true;
-	h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+	if (!h || len < 7 || strncasecmp(h, "Bearer ", 7) != 0)
 		return false;
 	h += 7;
-	while (*h == ' ')
-		h++;
-	return cfs_const_time_eq(h, strlen(h), srv->cfg.token, srv->token_len);
+	len -= 7;
+	while (len && *h == ' ')
+		h++, len--;
+	return cfs_const_time_eq(h, len, srv->cfg.token, srv->token_len);
+}
+
+static bool srv_authorized(struct cfs_serve *srv, struct evhttp_request *req)
+{
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+
+	return cfs_srv_token_ok(srv, h, h ? strlen(h) : 0);
 }
 
 static bool accepts_zstd(const char *h)
@@ -474,9 +445,12 @@ static bool accepts_zstd(const char *h)
 	return false;
 }
 
-/* true when one of the listed entity tags is ours (either representation) or "*". */
-static bool etag_matches(const char *h, const char *hex)
+/* true when one of the listed entity tags is @etag (quoted; weak comparison) or "*". Only the
+ * representation about to be sent counts: the zstd tag does not match a plain answer. */
+static bool etag_matches(const char *h, const char *etag)
 {
+	size_t elen = strlen(etag);
+
 	while (h && *h) {
 		const char *end = strchr(h, ',');
 		size_t n = end ? (size_t)(end - h) : strlen(h);
@@ -489,11 +463,7 @@ static bool etag_matches(const char *h, const char *hex)
 			return true;
 		if (n >= 2 && h[0] == 'W' && h[1] == '/')
 			h += 2, n -= 2;
-		if (n >= CFS_DIGEST_HEX_SIZE + 2 && h[0] == '"' && h[n - 1] == '"' &&
-		    memcmp(h + 1, hex, CFS_DIGEST_HEX_SIZE) == 0 &&
-		    (n == CFS_DIGEST_HEX_SIZE + 2 ||
-		     (n == CFS_DIGEST_HEX_SIZE + 7 &&
-		      memcmp(h + 1 + CFS_DIGEST_HEX_SIZE, "-zstd", 5) == 0)))
+		if (n == elen && memcmp(h, etag, n) == 0)
 			return true;
 		h = end ? end + 1 : NULL;
 	}
@@ -612,6 +582,7 @@ static void srv_reply_object(struct srv_thread *t, struct evhttp_request *req, i
 	char hex[CFS_DIGEST_HEX_SIZE + 1], etag[CFS_DIGEST_HEX_SIZE + 8], num[96];
 	uint64_t size = (uint64_t)st->st_size, off = 0, len = size;
 	const char *range = evhttp_find_header(in, "Range"), *ifr;
+	bool zstd = false;
 	int code = 200, r;
 
 	cfs_name_format_hex(digest, hex);
@@ -620,17 +591,34 @@ static void srv_reply_object(struct srv_thread *t, struct evhttp_request *req, i
 	evhttp_add_header(h, "Accept-Ranges", "bytes");
 	if (srv->zc)
 		evhttp_add_header(h, "Vary", "Accept-Encoding");
-	if (etag_matches(evhttp_find_header(in, "If-None-Match"), hex)) {
+	ifr = evhttp_find_header(in, "If-Range");
+	if (range && ifr && strcmp(ifr, etag) != 0)
+		range = NULL;
+	r = parse_range(range, size, &off, &len);
+	/* The representation comes first: If-None-Match is compared with its own tag. */
+	if (r == 0 && fd >= 0 && srv->zc &&
+	    accepts_zstd(evhttp_find_header(in, "Accept-Encoding"))) {
+		int zfd = -1;
+		uint64_t zsize;
+		int rz = cfs_zcache_get(srv->zc, t->zctx, fd, st, digest, &zfd, &zsize);
+
+		if (rz == 0) {
+			close(fd);
+			fd = zfd;
+			len = zsize;
+			zstd = true;
+			snprintf(etag, sizeof(etag), "\"%s-zstd\"", hex);
+		} else if (rz != -ENOENT && rz != -EAGAIN) {
+			cfs_warn("zstd encoding of %s failed: %s", hex, strerror(-rz));
+		}
+	}
+	if (etag_matches(evhttp_find_header(in, "If-None-Match"), etag)) {
 		evhttp_add_header(h, "ETag", etag);
 		if (fd >= 0)
 			close(fd);
 		srv_send(t, req, 304, "Not Modified", 0);
 		return;
 	}
-	ifr = evhttp_find_header(in, "If-Range");
-	if (range && ifr && strcmp(ifr, etag) != 0)
-		range = NULL;
-	r = parse_range(range, size, &off, &len);
 	if (r < 0) {
 		if (fd >= 0)
 			close(fd);
@@ -645,21 +633,9 @@ static void srv_reply_object(struct srv_thread *t, struct evhttp_request *req, i
 		snprintf(num, sizeof(num), "bytes %llu-%llu/%llu", (unsigned long long)off,
 		         (unsigned long long)(off + len - 1), (unsigned long long)size);
 		evhttp_add_header(h, "Content-Range", num);
-	} else if (fd >= 0 && srv->zc && accepts_zstd(evhttp_find_header(in, "Accept-Encoding"))) {
-		int zfd = -1;
-		uint64_t zsize;
-
-		r = cfs_zcache_get(srv->zc, t->zctx, fd, st, digest, &zfd, &zsize);
-		if (r == 0) {
-			close(fd);
-			fd = zfd;
-			len = zsize;
-			snprintf(etag, sizeof(etag), "\"%s-zstd\"", hex);
-			evhttp_add_header(h, "Content-Encoding", "zstd");
-			STAT_ADD(t->stats.zstd_replies, 1);
-		} else if (r != -ENOENT && r != -EAGAIN) {
-			cfs_warn("zstd encoding of %s failed: %s", hex, strerror(-r));
-		}
+	} else if (zstd) {
+		evhttp_add_header(h, "Content-Encoding", "zstd");
+		STAT_ADD(t->stats.zstd_replies, 1);
 	}
 	evhttp_add_header(h, "ETag", etag);
 	snprintf(num, sizeof(num), "%llu", (unsigned long long)len);
@@ -819,8 +795,7 @@ bool cfs_serve_miss_alive(const struct cfs_serve_miss *m)
 	return m->req != NULL;
 }
 
-static void srv_put_failed(struct srv_thread *t, struct evhttp_request *req, const char *hex,
-                           int r)
+static void srv_put_failed(struct srv_thread *t, struct evhttp_request *req, const char *hex, int r)
 {
 	cfs_err("upload of %s failed: %s", hex, strerror(-r));
 	if (!req)
@@ -890,7 +865,7 @@ static void srv_object_put(struct srv_thread *t, struct evhttp_request *req,
 	t->puts_tail = &p->next;
 	/* A zero timeout runs after the requests this loop iteration has ready: they share it. */
 	if (!evtimer_pending(t->commit_ev, NULL)) {
-		static const struct timeval now = { 0, 0 };
+		static const struct timeval now = {0, 0};
 
 		evtimer_add(t->commit_ev, &now);
 	}
@@ -933,6 +908,68 @@ static void srv_commit_cb(evutil_socket_t fd, short what, void *arg)
 		free(p);
 		p = next;
 	}
+}
+
+#define SUM_STAT(field)                                                                            \
+	({                                                                                         \
+		uint64_t sum_ = 0;                                                                 \
+		for (unsigned i_ = 0; i_ < srv->nthreads; i_++)                                    \
+			sum_ += STAT_GET(srv->threads[i_].stats.field);                            \
+		sum_;                                                                              \
+	})
+
+/* The counters of issue 17: what the gate closed, what was received, latency, build. */
+static void srv_metrics_more(struct cfs_serve *srv, struct evbuffer *out)
+{
+	uint64_t cum = 0;
+
+	evbuffer_add_printf(
+	    out,
+	    "# HELP cfs_serve_received_bytes_total Bytes received from clients (heads and "
+	    "bodies).\n"
+	    "# TYPE cfs_serve_received_bytes_total counter\n"
+	    "cfs_serve_received_bytes_total %llu\n"
+	    "# HELP cfs_serve_head_timeouts_total Connections closed at the request-head "
+	    "deadline.\n"
+	    "# TYPE cfs_serve_head_timeouts_total counter\n"
+	    "cfs_serve_head_timeouts_total %llu\n"
+	    "# HELP cfs_serve_head_evictions_total Incomplete heads closed to make room for a new "
+	    "connection.\n"
+	    "# TYPE cfs_serve_head_evictions_total counter\n"
+	    "cfs_serve_head_evictions_total %llu\n"
+	    "# HELP cfs_serve_accept_errors_total Failed accept() calls (out of descriptors...).\n"
+	    "# TYPE cfs_serve_accept_errors_total counter\n"
+	    "cfs_serve_accept_errors_total %llu\n"
+	    "# HELP cfs_serve_request_duration_seconds From a request's accepted head to its last "
+	    "byte handed to the kernel.\n"
+	    "# TYPE cfs_serve_request_duration_seconds histogram\n",
+	    (unsigned long long)SUM_STAT(bytes_received),
+	    (unsigned long long)SUM_STAT(head_timeouts),
+	    (unsigned long long)SUM_STAT(head_evictions),
+	    (unsigned long long)SUM_STAT(accept_errors));
+	for (size_t b = 0; b < N_LATENCY; b++) {
+		cum += SUM_STAT(latency[b]);
+		if (b < N_LATENCY - 1)
+			evbuffer_add_printf(
+			    out, "cfs_serve_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+			    (double)latency_us[b] / 1e6, (unsigned long long)cum);
+		else
+			evbuffer_add_printf(
+			    out, "cfs_serve_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+			    (unsigned long long)cum);
+	}
+	evbuffer_add_printf(out,
+	                    "cfs_serve_request_duration_seconds_sum %.6f\n"
+	                    "cfs_serve_request_duration_seconds_count %llu\n"
+	                    "# HELP cfs_serve_build_info The running cfs-serve.\n"
+	                    "# TYPE cfs_serve_build_info gauge\n"
+	                    "cfs_serve_build_info{version=\"%s\",tls=\"%s\",zstd=\"%s\","
+	                    "upload=\"%s\",pull_through=\"%s\"} 1\n",
+	                    (double)SUM_STAT(latency_sum_us) / 1e6, (unsigned long long)cum,
+	                    PACKAGE_VERSION, srv->ssl ? "yes" : "no", srv->zc ? "yes" : "no",
+	                    srv->cfg.allow_upload ? "yes" : "no", srv->cfg.miss_fn ? "yes" : "no");
+	if (srv->cfg.metrics_fn)
+		srv->cfg.metrics_fn(out, srv->cfg.miss_userdata);
 }
 
 static void srv_metrics(struct srv_thread *t, struct evhttp_request *req)
@@ -993,6 +1030,7 @@ static void srv_metrics(struct srv_thread *t, struct evhttp_request *req)
 	                    (unsigned long long)bytes, atomic_load(&srv->open_conns),
 	                    (unsigned long long)conns, (unsigned long long)errors,
 	                    (unsigned long long)zstd, srv->nthreads);
+	srv_metrics_more(srv, out);
 	evbuffer_add_printf(
 	    out, "# HELP cfs_serve_loop_requests_total Requests answered by each event loop.\n"
 	         "# TYPE cfs_serve_loop_requests_total counter\n");
@@ -1029,13 +1067,21 @@ static void srv_handle(struct evhttp_request *req, void *arg)
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	uint8_t digest[CFS_DIGEST_SIZE];
 	enum srv_route route;
+	const char *uri;
 
-	if (c && !c->busy) {
-		c->busy = true;
-		t->busy++;
+	if (c) {
+		if (!c->busy) {
+			c->busy = true;
+			t->busy++;
+		}
 		evhttp_request_set_on_complete_cb(req, srv_req_done, c);
 	}
-	if (srv->cfg.max_connections && atomic_load(&srv->open_conns) > srv->cfg.max_connections) {
+	/* Over the limit: this loop's oldest incomplete head makes room; if the excess is only
+	 * incomplete heads of the other loops (their own accepts and deadlines close them), the
+	 * request is served anyway. */
+	if (srv->cfg.max_connections && !cfs_gate_make_room(t, c, true) &&
+	    atomic_load(&srv->open_conns) - atomic_load(&srv->waiting_conns) >
+	        srv->cfg.max_connections) {
 		struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 
 		evhttp_add_header(h, "Retry-After", "1");
@@ -1043,7 +1089,8 @@ static void srv_handle(struct evhttp_request *req, void *arg)
 		srv_error(t, req, 503, "Service Unavailable");
 		return;
 	}
-	route = srv_route(evhttp_request_get_uri(req), srv->cfg.max_uri, digest);
+	uri = evhttp_request_get_uri(req);
+	route = cfs_srv_route(uri, strlen(uri), srv->cfg.max_uri, digest);
 	if (route == R_HEALTH) {
 		if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD)
 			return srv_method_not_allowed(t, req, "GET, HEAD");
@@ -1112,9 +1159,77 @@ static void srv_deadline_cb(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(t->base, NULL);
 }
 
+/* The loop running on this thread: libevent hands the listener's error callback evhttp's
+ * pointer, not ours. */
+static __thread struct srv_thread *srv_current;
+
+#define SRV_ACCEPT_PAUSE_MS 250
+#define SRV_ACCEPT_LOG_SECONDS 10
+
+static void srv_accept_pause(struct srv_thread *t, bool pause)
+{
+	for (size_t i = 0; i < t->srv->cfg.n_listen; i++) {
+		struct evconnlistener *l =
+		    t->bound[i] ? evhttp_bound_socket_get_listener(t->bound[i]) : NULL;
+
+		if (l && pause)
+			evconnlistener_disable(l);
+		else if (l)
+			evconnlistener_enable(l);
+	}
+	t->accept_paused = pause;
+}
+
+static void srv_accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct srv_thread *t = arg;
+
+	(void)fd;
+	(void)what;
+	if (!t->draining)
+		srv_accept_pause(t, false);
+}
+
+/* accept() failed for want of descriptors or memory: the pending connection stays in the
+ * backlog and the listener would spin on it. Pause accepting for a moment instead, keep
+ * serving the connections we have, and say so once per interval. */
+static void srv_accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct srv_thread *t = srv_current;
+	int e = EVUTIL_SOCKET_ERROR();
+	time_t now = time(NULL);
+	struct timeval tv = {0, SRV_ACCEPT_PAUSE_MS * 1000};
+
+	(void)l;
+	(void)arg;
+	if (!t)
+		return;
+	STAT_ADD(t->stats.accept_errors, 1);
+	if (now - t->accept_logged >= SRV_ACCEPT_LOG_SECONDS) {
+		if (t->accept_suppressed)
+			cfs_warn("accept: %s; pausing new connections for %d ms (%llu more such "
+			         "errors on loop %u since the last message)",
+			         strerror(e), SRV_ACCEPT_PAUSE_MS,
+			         (unsigned long long)t->accept_suppressed, t->idx);
+		else
+			cfs_warn("accept: %s; pausing new connections for %d ms", strerror(e),
+			         SRV_ACCEPT_PAUSE_MS);
+		t->accept_logged = now;
+		t->accept_suppressed = 0;
+	} else {
+		t->accept_suppressed++;
+	}
+	if (!t->accept_paused) {
+		srv_accept_pause(t, true);
+		evtimer_add(t->accept_ev, &tv);
+	}
+}
+
 static void *srv_thread_main(void *arg)
 {
 	struct srv_thread *t = arg;
+
+	srv_current = t;
 
 	event_base_dispatch(t->base);
 	/* Idle keep-alive connections are closed here, with the server. */
@@ -1157,9 +1272,89 @@ static int parse_listen(const char *s, char *host, size_t hostlen, char *port, s
 	return 0;
 }
 
+static bool proc_addr_is_wildcard(const char *hex)
+{
+	return strspn(hex, "0") == strlen(hex);
+}
+
+static void proc_addr_format(const struct sockaddr *sa, char *out, size_t outlen, unsigned *port)
+{
+	const uint8_t *b;
+	size_t n, o = 0;
+
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+
+		b = s6->sin6_addr.s6_addr;
+		n = 16;
+		*port = ntohs(s6->sin6_port);
+	} else {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+
+		b = (const uint8_t *)&s4->sin_addr.s_addr;
+		n = 4;
+		*port = ntohs(s4->sin_port);
+	}
+	/* The kernel prints each 32-bit word as a host-order integer. */
+	for (size_t w = 0; w < n; w += 4) {
+		uint32_t v;
+
+		memcpy(&v, b + w, 4);
+		o += (size_t)snprintf(out + o, outlen - o, "%08X", v);
+	}
+}
+
+/* SO_REUSEPORT lets another process of the same user bind the same port, and the kernel would
+ * then spread connections over both servers: after listening, any LISTEN socket on an
+ * overlapping address whose inode is not one of ours means the address is in use. */
+static int srv_check_sole_listener(struct cfs_serve *srv, size_t li, const struct sockaddr *sa)
+{
+	static const char *const tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+	char want[40], line[512];
+	unsigned port;
+
+	proc_addr_format(sa, want, sizeof(want), &port);
+	for (size_t ti = 0; ti < CFS_ARRAY_SIZE(tables); ti++) {
+		FILE *f = fopen(tables[ti], "re");
+
+		if (!f)
+			continue; /* no /proc (or no IPv6): nothing to check against */
+		while (fgets(line, sizeof(line), f)) {
+			char addr[40];
+			unsigned lport, state;
+			unsigned long inode;
+			bool ours = false;
+
+			if (sscanf(line, " %*u: %39[0-9A-Fa-f]:%x %*s %x %*s %*s %*s %*s %*s %lu",
+			           addr, &lport, &state, &inode) != 4 ||
+			    state != 0x0A || lport != port)
+				continue;
+			/* Overlapping: the same address, or either side a wildcard. */
+			if (!proc_addr_is_wildcard(addr) && !proc_addr_is_wildcard(want) &&
+			    strcmp(addr, want) != 0)
+				continue;
+			for (unsigned i = 0; i < srv->nthreads && !ours; i++) {
+				struct stat st;
+
+				ours = fstat(srv->threads[i].lfds[li], &st) == 0 &&
+				       (unsigned long)st.st_ino == inode;
+			}
+			if (!ours) {
+				fclose(f);
+				cfs_err("cannot listen on %s: address in use by another server "
+				        "(socket inode %lu)",
+				        srv->cfg.listen[li], inode);
+				return -EADDRINUSE;
+			}
+		}
+		fclose(f);
+	}
+	return 0;
+}
+
 static int srv_bind_all(struct cfs_serve *srv, size_t li)
 {
-	char host[256], port[32], shown[300];
+	char host[256], port[32], shown[300] = "?";
 	struct addrinfo hints = {.ai_flags = AI_PASSIVE | AI_NUMERICSERV,
 	                         .ai_socktype = SOCK_STREAM};
 	struct addrinfo *ai = NULL;
@@ -1203,12 +1398,12 @@ static int srv_bind_all(struct cfs_serve *srv, size_t li)
 				memcpy(ai->ai_addr, &ss, ai->ai_addrlen);
 				snprintf(shown, sizeof(shown),
 				         ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, p);
-				cfs_notice("listening on %s%s",
-				           srv->cfg.tls_cert ? "https://" : "http://", shown);
 			}
 		}
 	}
-	r = 0;
+	r = srv_check_sole_listener(srv, li, ai->ai_addr);
+	if (r == 0)
+		cfs_notice("listening on %s%s", srv->cfg.tls_cert ? "https://" : "http://", shown);
 out:
 	freeaddrinfo(ai);
 	return r;
@@ -1262,8 +1457,9 @@ static int srv_thread_init(struct cfs_serve *srv, struct srv_thread *t)
 	evhttp_set_default_content_type(t->http, NULL);
 	evhttp_set_max_headers_size(t->http, (ev_ssize_t)srv->cfg.max_header_size);
 	/* Without uploads a small limit still lets a short PUT reach us for its 405. */
-	evhttp_set_max_body_size(t->http,
-	                         (ev_ssize_t)(srv->cfg.allow_upload ? srv->cfg.max_upload : 65536));
+	evhttp_set_max_body_size(
+	    t->http,
+	    (ev_ssize_t)(srv->cfg.allow_upload ? srv->cfg.max_upload : SRV_SMALL_BODY_LIMIT));
 	evhttp_set_timeout_tv(t->http, &tv);
 	evhttp_set_flags(t->http, EVHTTP_SERVER_LINGERING_CLOSE);
 	evhttp_set_gencb(t->http, srv_handle, t);
@@ -1275,7 +1471,9 @@ static int srv_thread_init(struct cfs_serve *srv, struct srv_thread *t)
 	t->deadline_ev = evtimer_new(t->base, srv_deadline_cb, t);
 	t->setup_ev = event_new(t->base, -1, 0, srv_setup_cb, t);
 	t->commit_ev = evtimer_new(t->base, srv_commit_cb, t);
-	if (!t->stop_ev || !t->deadline_ev || !t->setup_ev || !t->commit_ev ||
+	TAILQ_INIT(&t->waiting);
+	t->waiting_ev = evtimer_new(t->base, cfs_gate_waiting_cb, t);
+	if (!t->stop_ev || !t->deadline_ev || !t->setup_ev || !t->commit_ev || !t->waiting_ev ||
 	    event_add(t->stop_ev, NULL) < 0)
 		return -ENOMEM;
 	if (srv->cfg.cache_size) {
@@ -1288,10 +1486,15 @@ static int srv_thread_init(struct cfs_serve *srv, struct srv_thread *t)
 		if (r < 0)
 			return r;
 	}
+	t->accept_ev = evtimer_new(t->base, srv_accept_resume_cb, t);
+	if (!t->accept_ev)
+		return -ENOMEM;
 	for (size_t i = 0; i < srv->cfg.n_listen; i++) {
 		t->bound[i] = evhttp_accept_socket_with_handle(t->http, t->lfds[i]);
 		if (!t->bound[i])
 			return -ENOMEM;
+		evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(t->bound[i]),
+		                            srv_accept_error_cb);
 	}
 	return 0;
 }
@@ -1423,6 +1626,10 @@ void cfs_serve_free(struct cfs_serve *srv)
 			event_free(t->setup_ev);
 		if (t->commit_ev)
 			event_free(t->commit_ev);
+		if (t->waiting_ev)
+			event_free(t->waiting_ev);
+		if (t->accept_ev)
+			event_free(t->accept_ev);
 		/* Uploads never committed (the loop ended first): their temp files go. */
 		while (t->puts) {
 			struct srv_put *p = t->puts;

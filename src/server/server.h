@@ -13,6 +13,7 @@
 struct cfs_serve;
 struct cfs_serve_miss;
 struct event_base;
+struct evbuffer;
 
 /* Called on the request's own event-loop thread when an object is absent from the store.
  * The handler takes over the request: it must later call cfs_serve_miss_done exactly once,
@@ -24,9 +25,10 @@ struct cfs_serve_config {
 	const char *store_path;
 	const char *const *listen; /* "ADDR:PORT" / "[V6]:PORT" strings */
 	size_t n_listen;
-	unsigned threads;         /* event loops; 0 = online CPUs */
-	unsigned max_connections; /* over it, requests get 503 */
-	uint64_t timeout_ms;      /* read/write/idle timeout of a connection */
+	unsigned threads;           /* event loops; 0 = online CPUs */
+	unsigned max_connections;   /* over it, requests get 503 */
+	uint64_t timeout_ms;        /* read/write/idle timeout of a connection */
+	uint64_t header_timeout_ms; /* a whole request head (and TLS handshake) must arrive in it */
 	uint64_t shutdown_timeout_ms;
 	size_t max_header_size; /* request line + headers */
 	size_t max_uri;         /* request-target length */
@@ -41,6 +43,8 @@ struct cfs_serve_config {
 	FILE *access_log;       /* NULL: none */
 	cfs_serve_miss_fn miss_fn;
 	void *miss_userdata;
+	/* Adds the miss handler's own lines to /metrics (any loop thread); may be NULL. */
+	void (*metrics_fn)(struct evbuffer *out, void *miss_userdata);
 };
 
 /* Opens the store, loads TLS material and binds every listening socket (one per thread and

@@ -21,6 +21,7 @@ struct cfs_upstream_options {
 	const char *ca_file, *client_cert, *client_key, *token_file;
 	bool insecure;
 	bool accept_zstd;
+	uint64_t negative_ttl_ms; /* how long an upstream 404 is remembered; 0: not at all */
 };
 
 /* Opens the store, indexes it when a quota is set, and starts the fetch engine. The event
@@ -29,7 +30,11 @@ struct cfs_upstream_options {
 int cfs_upstream_new(const struct cfs_upstream_options *o, struct cfs_upstream **up_ret);
 /* Stops the fetch engine; misses still pending are answered 503 if their loop still runs. */
 void cfs_upstream_free(struct cfs_upstream *up);
-/* The cfs_serve_miss_fn: userdata is the cfs_upstream. */
+struct evbuffer;
+/* The cfs_serve_config metrics_fn: the upstream counters; userdata is the cfs_upstream. */
+void cfs_upstream_metrics(struct evbuffer *out, void *userdata);
+/* The cfs_serve_miss_fn: userdata is the cfs_upstream. Absent objects remembered from an
+ * earlier upstream 404 are answered 404 at once. */
 void cfs_upstream_miss(struct cfs_serve_miss *miss, const uint8_t digest[CFS_DIGEST_SIZE],
 		       void *userdata);
 

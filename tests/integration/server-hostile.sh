@@ -118,6 +118,21 @@ refused "bad method" "$(raw "BREW /objects/$good HTTP/1.1\r\nHost: x\r\n\r\n")"
 refused "bad version" "$(raw "GET /objects/$good HTTP/9.9x\r\nHost: x\r\n\r\n")"
 refused "body on GET too big" "$(raw "GET /objects/$good HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n")"
 
+# Framing a proxy in front could read differently: refused with 400, before any body is read.
+cfs_assert_eq "$(raw "GET /objects/$good HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab")" 400 "differing Content-Length"
+cfs_assert_eq "$(raw "GET /objects/$good HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")" 200 "repeated equal Content-Length"
+cfs_assert_eq "$(raw "GET /objects/$good HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")" 400 "Content-Length and Transfer-Encoding"
+cfs_assert_eq "$(raw "GET /objects/$good HTTP/1.1\r\nHost: x\r\nContent-Length : 3\r\n\r\nabc")" 400 "space before the colon"
+cfs_assert_eq "$(raw "GET /objects/$good HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n Content-Length: 3\r\n\r\nabc")" 400 "folded header line"
+cfs_assert_eq "$(raw "GET /objects/$good HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\nabc")" 400 "signed Content-Length"
+cfs_assert_eq "$(raw "GET /objects/$good HTTP/1.1\r\nHost: x\r\nX-Big: $long\r\n\r\n")" 431 "head over --max-header-size"
+# Pipelined requests in one write: each is answered, in order, through the same checks.
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+printf 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nHEAD /objects/%s HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n' "$good" >&3
+codes=$(timeout 5 cat <&3 | tr -d '\r' | awk '/^HTTP\/1.1/ {printf "%s ", $2}') || true
+exec 3<&- 3>&-
+cfs_assert_eq "$codes" "200 200 400 " "pipelined answers"
+
 # Planted files: refused with 404, and the server says why.
 for n in "$link_name" "$dirlink" "$fifo_name" "$dir_name"; do
 	c=$(curl -s -o "$CFS_TMP/raw.out" -w '%{http_code}' "$base/objects/$n")

@@ -146,6 +146,14 @@ cmp -s "$CFS_TMP/z.dec" "$src/text" || cfs_fail "curl --compressed bytes differ"
 # Second time from the side file, same bytes.
 curl -sSf -H 'Accept-Encoding: gzip, zstd;q=0.5' -o "$CFS_TMP/z2.zst" "$base/objects/$p"
 cmp -s "$CFS_TMP/z.zst" "$CFS_TMP/z2.zst" || cfs_fail "side file differs from first encoding"
+# Each representation's tag validates that representation only.
+zhex=${p/\//}
+cfs_assert_eq "$(code -H "If-None-Match: \"$zhex-zstd\"" "$base/objects/$p")" 200 \
+	"the zstd tag on a plain request"
+cfs_assert_eq "$(code -H "If-None-Match: \"$zhex-zstd\"" -H 'Accept-Encoding: zstd' \
+	"$base/objects/$p")" 304 "the zstd tag on a zstd request"
+cfs_assert_eq "$(code -H "If-None-Match: \"$zhex\"" -H 'Accept-Encoding: zstd' \
+	"$base/objects/$p")" 200 "the plain tag on a zstd request"
 # Above 1 MiB the encoding is made in the background: identity first, zstd soon after.
 p=$(path_of "$src/bigtext")
 got=""
