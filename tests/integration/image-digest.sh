@@ -78,6 +78,14 @@ rc=0
 cfs_assert_eq "$rc" 1 "exit status of a truncated image"
 grep -q "truncated" "$CFS_TMP/err" || cfs_fail "truncated image: $(cat "$CFS_TMP/err")"
 mountpoint -q "$mnt" && cfs_fail "mounted a truncated image"
+# A --remote that is a plain directory, not a live cfs-cache mount: refused.
+mkdir -p "$CFS_TMP/plain"
+rc=0
+"$CFS_CACHE_BIN" mount-image "$image" "$mnt" --store "$store" --remote "$CFS_TMP/plain" \
+	2>"$CFS_TMP/err" || rc=$?
+cfs_assert_eq "$rc" 1 "exit status of a plain --remote"
+grep -q "is not a live cfs-cache mount" "$CFS_TMP/err" || cfs_fail "plain --remote: $(cat "$CFS_TMP/err")"
+mountpoint -q "$mnt" && cfs_fail "mounted over a plain --remote"
 # Misuse: a digest that is not one.
 rc=0
 "$CFS_CACHE_BIN" mount-image --digest nonsense "$mnt" --store "$store" 2>/dev/null || rc=$?
