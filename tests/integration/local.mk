@@ -7,6 +7,7 @@ INTEGRATION_TESTS = \
 	tests/integration/handoff.sh \
 	tests/integration/restart.sh \
 	tests/integration/image-digest.sh \
+	tests/integration/deps-lock.sh \
 	tests/integration/fuse-faults.sh \
 	tests/integration/fuse-concurrent.sh \
 	tests/integration/fuse-lifecycle.sh \
