@@ -41,19 +41,6 @@ struct doctor {
 	char tmp[PATH_MAX]; /* scratch directory for the probes, "" when none */
 };
 
-static void json_string(const char *s)
-{
-	putchar('"');
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			printf("\\%c", *p);
-		else if (*p < 0x20)
-			printf("\\u%04x", *p);
-		else
-			putchar(*p);
-	}
-	putchar('"');
-}
 
 /* Reports one check: its verdict, what was found and, for a warning or failure, what to do. */
 static void __attribute__((format(printf, 5, 6)))
@@ -72,12 +59,12 @@ report(struct doctor *d, enum verdict v, const char *check, const char *fix, con
 		d->warnings++;
 	if (d->json) {
 		printf("%s\n    {\"check\": ", d->first ? "" : ",");
-		json_string(check);
+		cfs_cache_print_json_string(check);
 		printf(", \"verdict\": \"%s\", \"detail\": ", v == V_FAIL ? "fail" : names[v]);
-		json_string(detail);
+		cfs_cache_print_json_string(detail);
 		if (fix && v != V_OK) {
 			printf(", \"fix\": ");
-			json_string(fix);
+			cfs_cache_print_json_string(fix);
 		}
 		printf("}");
 	} else {

@@ -16,8 +16,7 @@
 #define PREFIX "user.cfs."
 #define MAX_SERVERS 64
 
-/* Prints @v as a JSON string: quotes, backslashes and control characters escaped. */
-static void print_json_string(const char *v)
+void cfs_cache_print_json_string(const char *v)
 {
 	putchar('"');
 	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
@@ -38,7 +37,7 @@ static void print_json_value(const char *v)
 	if (len > 0 && len <= 19 && strspn(v, "0123456789") == len)
 		fputs(v, stdout);
 	else
-		print_json_string(v);
+		cfs_cache_print_json_string(v);
 }
 
 /* "server.N.FIELD": N and FIELD; "server.N" (the one-line form) and others: -1. */
@@ -113,7 +112,7 @@ int cfs_cache_cmd_stats(int argc, char **argv)
 	}
 	if (json) {
 		printf("{\"mount\": ");
-		print_json_string(mnt);
+		cfs_cache_print_json_string(mnt);
 	}
 	/* The counters; in JSON the per-server fields wait for the "servers" array. */
 	for (char *n = names; n < names + len; n += strlen(n) + 1) {
@@ -137,7 +136,7 @@ int cfs_cache_cmd_stats(int argc, char **argv)
 			if (strncmp(name, "server.", 7) == 0)
 				continue; /* the one-line form: the array has it all */
 			printf(", ");
-			print_json_string(name);
+			cfs_cache_print_json_string(name);
 			printf(": ");
 			print_json_value(value);
 		} else {
@@ -162,7 +161,7 @@ int cfs_cache_cmd_stats(int argc, char **argv)
 					continue;
 				value[vl] = '\0';
 				printf("%s", first ? "" : ", ");
-				print_json_string(n + strlen(prefix));
+				cfs_cache_print_json_string(n + strlen(prefix));
 				printf(": ");
 				print_json_value(value);
 				first = false;

@@ -11,6 +11,9 @@ int cfs_cache_cmd_fetch(int argc, char **argv);
 int cfs_cache_cmd_prefetch(int argc, char **argv);
 /* cfs-cache stats: print a mount's counters (src/fusefs/cmd-stats.c). */
 int cfs_cache_cmd_stats(int argc, char **argv);
+/* Prints @s to stdout as a JSON string (quotes, backslashes, control characters escaped); for
+ * the --json output of stats and doctor. */
+void cfs_cache_print_json_string(const char *s);
 /* cfs-cache doctor: checks what a node needs (src/fusefs/cmd-doctor.c). */
 int cfs_cache_cmd_doctor(int argc, char **argv);
 /* cfs-cache mount-image: EROFS + overlayfs composefs mount (src/fusefs/cmd-mount-image.c). */
