@@ -41,7 +41,6 @@ struct doctor {
 	char tmp[PATH_MAX]; /* scratch directory for the probes, "" when none */
 };
 
-
 /* Reports one check: its verdict, what was found and, for a warning or failure, what to do. */
 static void __attribute__((format(printf, 5, 6)))
 report(struct doctor *d, enum verdict v, const char *check, const char *fix, const char *fmt, ...)
