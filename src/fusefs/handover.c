@@ -329,6 +329,8 @@ int cfs_handover_supervise(const struct cfs_handover *h, const char *exe, char *
 			return 1;
 		if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
 			return 1; /* could not start the binary at all */
+		if (WIFEXITED(status) && WEXITSTATUS(status) == 2)
+			return 2; /* misuse: another try would say the same */
 		cfs_warn("supervisor: worker %d %s %d; starting another on the same connection",
 			 (int)pid, WIFSIGNALED(status) ? "died of signal" : "exited with",
 			 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
