@@ -11,9 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/digestset.h"
+#include "common/log.h"
 #include "common/name.h"
 #include "common/util.h"
-#include "common/log.h"
 #include "image/image.h"
 
 /* On-disk facts of the EROFS format (all little endian). */
@@ -932,115 +933,64 @@ int cfs_image_walk(struct cfs_image *image, unsigned flags, cfs_image_walk_fn fn
 
 /* ---- objects --------------------------------------------------------------------------- */
 
-struct objects_ctx {
-	uint8_t *d;
-	size_t n, cap;
-};
-
 static int collect_object(const struct cfs_image_entry *e, void *userdata)
 {
-	struct objects_ctx *ctx = userdata;
-
-	if (!e->has_object)
-		return 0;
-	if (ctx->n == ctx->cap) {
-		size_t ncap = ctx->cap ? ctx->cap * 2 : 1024;
-		uint8_t *n = realloc(ctx->d, ncap * CFS_DIGEST_SIZE);
-
-		if (!n)
-			return -ENOMEM;
-		ctx->d = n;
-		ctx->cap = ncap;
-	}
-	memcpy(ctx->d + ctx->n * CFS_DIGEST_SIZE, e->object, CFS_DIGEST_SIZE);
-	ctx->n++;
-	return 0;
+	return e->has_object ? cfs_digestset_add(userdata, e->object, NULL) : 0;
 }
 
-static int cmp_digest(const void *a, const void *b)
+/* Adds the objects of @image's regular files to @set (unsealed). */
+static int add_objects(struct cfs_image *image, struct cfs_digestset *set)
 {
-	return memcmp(a, b, CFS_DIGEST_SIZE);
+	int r = cfs_image_walk(image, 0, collect_object, set);
+
+	if (r == -ENOMEM && !image->err[0])
+		fail(image, r, "out of memory");
+	return r;
 }
 
 int cfs_image_objects(struct cfs_image *image, uint8_t **digests_ret, size_t *count_ret)
 {
-	struct objects_ctx ctx = { 0 };
-	size_t n = 0;
+	struct cfs_digestset set = CFS_DIGESTSET_INIT;
 	int r;
 
-	r = cfs_image_walk(image, 0, collect_object, &ctx);
+	r = add_objects(image, &set);
 	if (r != 0) {
-		free(ctx.d);
-		if (r == -ENOMEM && !image->err[0])
-			fail(image, r, "out of memory");
+		cfs_digestset_free(&set);
 		return r;
 	}
-	if (ctx.n)
-		qsort(ctx.d, ctx.n, CFS_DIGEST_SIZE, cmp_digest);
-	for (size_t i = 0; i < ctx.n; i++)
-		if (n == 0 || memcmp(ctx.d + (n - 1) * CFS_DIGEST_SIZE,
-				     ctx.d + i * CFS_DIGEST_SIZE, CFS_DIGEST_SIZE) != 0)
-			memmove(ctx.d + n++ * CFS_DIGEST_SIZE, ctx.d + i * CFS_DIGEST_SIZE,
-				CFS_DIGEST_SIZE);
-	*digests_ret = ctx.d;
-	*count_ret = n;
+	cfs_digestset_seal(&set);
+	*digests_ret = cfs_digestset_steal(&set, count_ret);
 	return 0;
-}
-
-static int cmp_object_digest(const void *a, const void *b)
-{
-	return memcmp(a, b, CFS_DIGEST_SIZE);
 }
 
 int cfs_image_objects_of_files(char *const *images, size_t n, uint8_t **digests_ret,
 			       size_t *count_ret)
 {
-	uint8_t *all = NULL;
-	size_t total = 0, u = 0;
+	struct cfs_digestset set = CFS_DIGESTSET_INIT;
 
 	for (size_t i = 0; i < n; i++) {
 		struct cfs_image *img = NULL;
-		uint8_t *d = NULL, *grown;
-		size_t cnt = 0;
 		char msg[256] = "";
 		int r;
 
 		r = cfs_image_open_msg(images[i], &img, msg, sizeof(msg));
 		if (r < 0) {
 			cfs_err("%s: %s", images[i], msg[0] ? msg : strerror(-r));
-			free(all);
+			cfs_digestset_free(&set);
 			return r;
 		}
-		r = cfs_image_objects(img, &d, &cnt);
+		r = add_objects(img, &set);
 		if (r < 0) {
 			cfs_err("%s: %s", images[i],
 				cfs_image_error(img)[0] ? cfs_image_error(img) : strerror(-r));
 			cfs_image_free(img);
-			free(all);
+			cfs_digestset_free(&set);
 			return r;
 		}
 		cfs_image_free(img);
-		grown = realloc(all, (total + cnt) * CFS_DIGEST_SIZE + 1);
-		if (!grown) {
-			free(d);
-			free(all);
-			return -ENOMEM;
-		}
-		all = grown;
-		if (cnt)
-			memcpy(all + total * CFS_DIGEST_SIZE, d, cnt * CFS_DIGEST_SIZE);
-		total += cnt;
-		free(d);
 	}
-	if (total > 1)
-		qsort(all, total, CFS_DIGEST_SIZE, cmp_object_digest);
-	for (size_t i = 0; i < total; i++)
-		if (u == 0 || memcmp(all + (u - 1) * CFS_DIGEST_SIZE, all + i * CFS_DIGEST_SIZE,
-				     CFS_DIGEST_SIZE) != 0)
-			memmove(all + u++ * CFS_DIGEST_SIZE, all + i * CFS_DIGEST_SIZE,
-				CFS_DIGEST_SIZE);
-	*digests_ret = all;
-	*count_ret = u;
+	cfs_digestset_seal(&set);
+	*digests_ret = cfs_digestset_steal(&set, count_ret);
 	return 0;
 }
 

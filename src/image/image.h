@@ -79,12 +79,14 @@ int cfs_image_walk(struct cfs_image *image, unsigned flags, cfs_image_walk_fn fn
 		   void *userdata);
 
 /* Collects the sorted, unique objects of the image's regular files into *digests_ret (32
- * bytes each, caller frees) and their count into *count_ret. Returns 0 or a walk error. */
+ * bytes each, caller frees; NULL when there are none) and their count into *count_ret.
+ * Returns 0 or a walk error. */
 int cfs_image_objects(struct cfs_image *image, uint8_t **digests_ret, size_t *count_ret);
 
 /* The sorted union of the objects of several image files, for callers that only need that:
  * opens each, collects its objects, logs "<path>: <what is wrong>" through cfs_log on failure.
- * Returns 0 or the first error; the caller frees *digests_ret (32 bytes per object). */
+ * Returns 0 or the first error; the caller frees *digests_ret (32 bytes per object; NULL when
+ * there are none). */
 int cfs_image_objects_of_files(char *const *paths, size_t n, uint8_t **digests_ret,
 			       size_t *count_ret);
 
