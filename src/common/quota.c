@@ -21,7 +21,7 @@ struct entry {
 	uint8_t digest[CFS_DIGEST_SIZE];
 	uint8_t pinned;
 	uint8_t present;
-	uint8_t seen;   /* the refresh mark of the last scan that found it */
+	uint8_t seen; /* the refresh mark of the last scan that found it */
 	uint64_t size;
 	int64_t last_use; /* seconds since the epoch */
 };
@@ -33,7 +33,7 @@ struct cfs_quota {
 	struct cfs_digestmap *index; /* digest -> struct entry (allocated) */
 	uint64_t bytes, objects, pinned, pinned_present;
 	uint64_t evictions, bytes_evicted;
-	uint8_t mark; /* flips with each refresh */
+	uint8_t mark;     /* flips with each refresh */
 	uint64_t blksize; /* what a new object of n bytes takes is estimated as n rounded up */
 	/* Offline users (gc): told of each victim; with dry_run the file stays (the index forgets
 	 * it all the same, so the counts come out as a real run's). */
@@ -106,8 +106,7 @@ static int remove_victim(struct cfs_quota *q, const struct entry *e)
 	return r;
 }
 
-void cfs_quota_set_victim_fn(struct cfs_quota *q, bool dry_run, cfs_quota_victim_fn fn,
-			     void *ctx)
+void cfs_quota_set_victim_fn(struct cfs_quota *q, bool dry_run, cfs_quota_victim_fn fn, void *ctx)
 {
 	pthread_mutex_lock(&q->lock);
 	q->dry_run = dry_run;
@@ -122,7 +121,7 @@ static int64_t now_s(void)
 }
 
 int cfs_quota_new(struct cfs_store *store, uint64_t max_bytes, uint64_t low_water,
-		  struct cfs_quota **quota_ret)
+                  struct cfs_quota **quota_ret)
 {
 	struct cfs_quota *q = calloc(1, sizeof(*q));
 	int r;
@@ -139,8 +138,8 @@ int cfs_quota_new(struct cfs_store *store, uint64_t max_bytes, uint64_t low_wate
 		struct stat st;
 
 		q->blksize = fstat(cfs_store_dirfd(store), &st) == 0 && st.st_blksize > 0
-				     ? (uint64_t)st.st_blksize
-				     : 4096;
+		                 ? (uint64_t)st.st_blksize
+		                 : 4096;
 	}
 	pthread_mutex_init(&q->lock, NULL);
 	if (r < 0) {
@@ -236,8 +235,7 @@ static int cmp_victim(const void *a, const void *b)
 
 /* One LRU pass over the unpinned objects; with @honor_atime, a victim whose atime shows a use
  * since we last recorded one gets that time and is spared this pass. Lock held. */
-static int evict_pass(struct cfs_quota *q, uint64_t target, bool honor_atime,
-		      const uint8_t *keep)
+static int evict_pass(struct cfs_quota *q, uint64_t target, bool honor_atime, const uint8_t *keep)
 {
 	struct victim *v;
 	struct entry *e;
@@ -247,7 +245,8 @@ static int evict_pass(struct cfs_quota *q, uint64_t target, bool honor_atime,
 	v = malloc((q->objects ? q->objects : 1) * sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	for (size_t pos = 0; n < q->objects && cfs_digestmap_next(q->index, &pos, NULL, (void **)&e);) {
+	for (size_t pos = 0;
+	     n < q->objects && cfs_digestmap_next(q->index, &pos, NULL, (void **)&e);) {
 		if (e->present && !e->pinned &&
 		    !(keep && memcmp(e->digest, keep, CFS_DIGEST_SIZE) == 0)) {
 			v[n].last_use = e->last_use;
@@ -319,7 +318,7 @@ void cfs_quota_added(struct cfs_quota *q, const uint8_t digest[CFS_DIGEST_SIZE],
 			cfs_warn("eviction failed: %s", strerror(-r));
 		else if (r > 0)
 			cfs_info("evicted %d object(s); store now %llu bytes", r,
-				 (unsigned long long)q->bytes);
+			         (unsigned long long)q->bytes);
 	}
 	pthread_mutex_unlock(&q->lock);
 }
@@ -359,7 +358,7 @@ static int collect_cb(const struct cfs_store_entry *se, void *userdata)
  * present with their size and at least their atime; present ones not found are gone, unless
  * recorded since the walk began (added while it ran). */
 static int merge_locked(struct cfs_quota *q, const struct found_list *l, int64_t start,
-			struct cfs_quota_refresh *res)
+                        struct cfs_quota_refresh *res)
 {
 	struct entry *e;
 
@@ -389,8 +388,8 @@ static int merge_locked(struct cfs_quota *q, const struct found_list *l, int64_t
  * result, and with @evict brings the store back under its quota. */
 static int refresh(struct cfs_quota *q, bool evict, struct cfs_quota_refresh *res_ret)
 {
-	struct cfs_quota_refresh res = { 0 };
-	struct found_list l = { 0 };
+	struct cfs_quota_refresh res = {0};
+	struct found_list l = {0};
 	int64_t start = now_s();
 	int r;
 
@@ -444,8 +443,9 @@ int cfs_quota_make_room(void *ctx, uint64_t bytes)
 	cfs_quota_get_stats(q, &st);
 	r = cfs_quota_evict_to(q, st.bytes > bytes ? st.bytes - bytes : 0);
 	if (r > 0)
-		cfs_notice("store's filesystem full: evicted %d object(s) to make room for %llu bytes",
-		           r, (unsigned long long)bytes);
+		cfs_notice(
+		    "store's filesystem full: evicted %d object(s) to make room for %llu bytes", r,
+		    (unsigned long long)bytes);
 	return r;
 }
 

@@ -91,7 +91,7 @@ static int collect(const struct cfs_image_entry *e, void *userdata)
  * from the store, or fetched into it first (verified like any object). Its path replaces the
  * digest in @images; @owned keeps the strings to free. Returns 0 or -errno after saying why. */
 static int resolve_image_digests(char **images, size_t n, char **owned, const char *store_path,
-				 struct fetch_cli *cli)
+                                 struct fetch_cli *cli)
 {
 	struct cfs_store *store = NULL;
 	struct cfs_fetch *fetch = NULL;
@@ -117,15 +117,18 @@ static int resolve_image_digests(char **images, size_t n, char **owned, const ch
 				r = cli->n_servers ? cfs_fetch_new(&cli->o, &fetch) : -ENOENT;
 				if (r < 0) {
 					cfs_err("image %s: not in the store%s", images[i],
-						cli->n_servers ? "" : ", and no --server to fetch it from");
+					        cli->n_servers
+					            ? ""
+					            : ", and no --server to fetch it from");
 					break;
 				}
 			}
 			r = cfs_fetch_sync(fetch, d, &info);
 			if (r < 0) {
 				cfs_err("image %s: %s", images[i],
-					r == -ENOENT ? "absent on every server"
-						     : info.reason ? info.reason : strerror(-r));
+				        r == -ENOENT  ? "absent on every server"
+				        : info.reason ? info.reason
+				                      : strerror(-r));
 				break;
 			}
 		}
@@ -245,7 +248,7 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 	struct fetch_tally run = FETCH_TALLY_INIT;
 	struct fetch_cli cli;
 	struct cfs_digestset all;
-	struct missing_ctx missing = { NULL, 0 };
+	struct missing_ctx missing = {NULL, 0};
 	struct object **order = NULL;
 	struct cfs_store *store = NULL;
 	struct cfs_fetch *fetch = NULL;
@@ -376,7 +379,8 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 		cfs_err("cannot start the fetcher: %s", strerror(-r));
 		goto out;
 	}
-	cfs_progress_init(&progress, "prefetch", n_missing, missing_bytes, cli.quiet || no_progress);
+	cfs_progress_init(&progress, "prefetch", n_missing, missing_bytes,
+	                  cli.quiet || no_progress);
 	start_ns = cfs_now_ns();
 	pthread_mutex_lock(&run.lock);
 	for (size_t i = 0; i < n_order; i++) {

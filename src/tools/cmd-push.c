@@ -129,7 +129,7 @@ static bool keep_in_store(void *record, void *userdata)
 static int collect_image_objects(struct push *p, char **images, size_t n_images,
                                  struct cfs_digestset *set)
 {
-	struct in_store_ctx ctx = { p->store, 0 };
+	struct in_store_ctx ctx = {p->store, 0};
 	int r = 0;
 
 	for (size_t i = 0; i < n_images; i++) {
@@ -605,21 +605,22 @@ static int run_transfers(struct push *p)
 
 static void print_push_help(void)
 {
-	printf("Usage: cfs-store push [OPTIONS] STORE URL\n\n"
-	       "Publishes objects to a server that accepts uploads (cfs-serve --allow-upload):\n"
-	       "asks with HEAD which ones it lacks and PUTs those, several at a time. URL is the\n"
-	       "objects base, e.g. https://origin:8443/objects.\n\n"
-	       "  -i, --image IMAGE     only the objects this composefs image refers to\n"
-	       "                        (repeatable); all must be in STORE\n"
-	       "  -t, --token-file F    send 'Authorization: Bearer <contents of F>'\n"
-	       "  -j, --jobs N          concurrent requests (default 8)\n"
-	       "      --retries N       extra attempts after a 5xx or network error (default 2)\n"
-	       "      --ca-file F       CA certificates for an HTTPS server\n"
-	       "  -k, --insecure        do not verify the server's certificate (testing only)\n"
-	       "  -n, --dry-run         only ask; list the missing objects\n"
-	       "  -h, --help            this help\n\n"
-	       "The global options (-q, -v, --log-level, --no-progress) go before or after the\n"
-	       "command. Exit status 0 when every object is on the server afterwards, 1 otherwise.\n");
+	printf(
+	    "Usage: cfs-store push [OPTIONS] STORE URL\n\n"
+	    "Publishes objects to a server that accepts uploads (cfs-serve --allow-upload):\n"
+	    "asks with HEAD which ones it lacks and PUTs those, several at a time. URL is the\n"
+	    "objects base, e.g. https://origin:8443/objects.\n\n"
+	    "  -i, --image IMAGE     only the objects this composefs image refers to\n"
+	    "                        (repeatable); all must be in STORE\n"
+	    "  -t, --token-file F    send 'Authorization: Bearer <contents of F>'\n"
+	    "  -j, --jobs N          concurrent requests (default 8)\n"
+	    "      --retries N       extra attempts after a 5xx or network error (default 2)\n"
+	    "      --ca-file F       CA certificates for an HTTPS server\n"
+	    "  -k, --insecure        do not verify the server's certificate (testing only)\n"
+	    "  -n, --dry-run         only ask; list the missing objects\n"
+	    "  -h, --help            this help\n\n"
+	    "The global options (-q, -v, --log-level, --no-progress) go before or after the\n"
+	    "command. Exit status 0 when every object is on the server afterwards, 1 otherwise.\n");
 }
 
 int cmd_push(int argc, char **argv)
