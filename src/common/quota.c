@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "common/digestmap.h"
+#include "common/digestset.h"
 #include "common/log.h"
 #include "common/name.h"
 #include "common/quota.h"
@@ -323,56 +324,45 @@ void cfs_quota_added(struct cfs_quota *q, const uint8_t digest[CFS_DIGEST_SIZE],
 	pthread_mutex_unlock(&q->lock);
 }
 
+/* An object the walk found: a record of a struct cfs_digestset (the digest first). */
 struct found {
 	uint8_t digest[CFS_DIGEST_SIZE];
 	uint64_t size;
 	int64_t atime;
 };
 
-struct found_list {
-	struct found *v;
-	size_t n, cap;
-};
-
 static int collect_cb(const struct cfs_store_entry *se, void *userdata)
 {
-	struct found_list *l = userdata;
+	struct found *f;
+	int r = cfs_digestset_add(userdata, se->digest, (void **)&f);
 
-	if (l->n == l->cap) {
-		size_t ncap = l->cap ? l->cap * 2 : 1024;
-		struct found *nv = realloc(l->v, ncap * sizeof(*nv));
-
-		if (!nv)
-			return -ENOMEM;
-		l->v = nv;
-		l->cap = ncap;
+	if (r == 0) {
+		f->size = disk_use(&se->st);
+		f->atime = (int64_t)se->st.st_atime;
 	}
-	memcpy(l->v[l->n].digest, se->digest, CFS_DIGEST_SIZE);
-	l->v[l->n].size = disk_use(&se->st);
-	l->v[l->n].atime = (int64_t)se->st.st_atime;
-	l->n++;
-	return 0;
+	return r;
 }
 
 /* Merges a walk of the store that began at @start into the index (lock held): objects found are
  * present with their size and at least their atime; present ones not found are gone, unless
  * recorded since the walk began (added while it ran). */
-static int merge_locked(struct cfs_quota *q, const struct found_list *l, int64_t start,
+static int merge_locked(struct cfs_quota *q, const struct cfs_digestset *found, int64_t start,
                         struct cfs_quota_refresh *res)
 {
 	struct entry *e;
 
 	q->mark ^= 1;
-	for (size_t i = 0; i < l->n; i++) {
-		e = get_entry(q, l->v[i].digest);
+	for (size_t i = 0; i < cfs_digestset_count(found); i++) {
+		const struct found *f = cfs_digestset_at(found, i);
 
+		e = get_entry(q, f->digest);
 		if (!e)
 			return -ENOMEM;
 		if (!e->present)
 			res->added++;
-		set_present(q, e, l->v[i].size);
-		if (l->v[i].atime > e->last_use)
-			e->last_use = l->v[i].atime;
+		set_present(q, e, f->size);
+		if (f->atime > e->last_use)
+			e->last_use = f->atime;
 		e->seen = q->mark;
 	}
 	for (size_t pos = 0; cfs_digestmap_next(q->index, &pos, NULL, (void **)&e);) {
@@ -389,17 +379,18 @@ static int merge_locked(struct cfs_quota *q, const struct found_list *l, int64_t
 static int refresh(struct cfs_quota *q, bool evict, struct cfs_quota_refresh *res_ret)
 {
 	struct cfs_quota_refresh res = {0};
-	struct found_list l = {0};
+	struct cfs_digestset found;
 	int64_t start = now_s();
 	int r;
 
-	r = cfs_store_iter(q->store, false, collect_cb, &l);
+	cfs_digestset_init(&found, sizeof(struct found));
+	r = cfs_store_iter(q->store, false, collect_cb, &found);
 	if (r < 0) {
-		free(l.v);
+		cfs_digestset_free(&found);
 		return r;
 	}
 	pthread_mutex_lock(&q->lock);
-	r = merge_locked(q, &l, start, &res);
+	r = merge_locked(q, &found, start, &res);
 	if (r == 0 && evict && q->max_bytes && q->bytes > q->max_bytes) {
 		r = evict_locked(q, q->low_water, NULL);
 		if (r > 0) {
@@ -408,7 +399,7 @@ static int refresh(struct cfs_quota *q, bool evict, struct cfs_quota_refresh *re
 		}
 	}
 	pthread_mutex_unlock(&q->lock);
-	free(l.v);
+	cfs_digestset_free(&found);
 	if (r == 0 && res_ret)
 		*res_ret = res;
 	return r;

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 # tests/unit: one cmocka program per module, linked against the same internal libraries
 COMMON_UNIT_TESTS = tests/unit/test-containers tests/unit/test-digest tests/unit/test-name \
-	tests/unit/test-store tests/unit/test-util
+	tests/unit/test-quota tests/unit/test-store tests/unit/test-util
 check_PROGRAMS += $(COMMON_UNIT_TESTS)
 TESTS += $(COMMON_UNIT_TESTS)
 # Every unit test program, the ones the modules' local.mk build too: `make distcheck
@@ -20,6 +20,9 @@ tests_unit_test_digest_LDADD = $(UNIT_LIBS)
 tests_unit_test_name_SOURCES = tests/unit/test-name.c
 tests_unit_test_name_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_name_LDADD = $(UNIT_LIBS)
+tests_unit_test_quota_SOURCES = tests/unit/test-quota.c
+tests_unit_test_quota_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_quota_LDADD = $(UNIT_LIBS)
 tests_unit_test_store_SOURCES = tests/unit/test-store.c
 tests_unit_test_store_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_store_LDADD = $(UNIT_LIBS)
