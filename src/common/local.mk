@@ -3,6 +3,8 @@
 noinst_LIBRARIES += libcfscommon.a
 libcfscommon_a_SOURCES = \
 	src/common/digest.c src/common/digest.h \
+	src/common/digestmap.c src/common/digestmap.h \
+	src/common/digestset.c src/common/digestset.h \
 	src/common/handoff.c src/common/handoff.h \
 	src/common/log.c src/common/log.h \
 	src/common/name.c src/common/name.h \

@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "common/digestmap.h"
+#include "common/digestset.h"
 #include "common/log.h"
 #include "common/name.h"
 #include "common/quota.h"
@@ -18,10 +20,9 @@
 
 struct entry {
 	uint8_t digest[CFS_DIGEST_SIZE];
-	uint8_t used;   /* slot state: 0 empty, 1 live, 2 deleted */
 	uint8_t pinned;
 	uint8_t present;
-	uint8_t seen;   /* the refresh mark of the last scan that found it */
+	uint8_t seen; /* the refresh mark of the last scan that found it */
 	uint64_t size;
 	int64_t last_use; /* seconds since the epoch */
 };
@@ -30,12 +31,10 @@ struct cfs_quota {
 	struct cfs_store *store;
 	uint64_t max_bytes, low_water;
 	pthread_mutex_t lock;
-	/* Open addressing keyed by the digest's first bytes (already uniformly random). */
-	struct entry *slots;
-	size_t nslots, nlive, ndeleted;
+	struct cfs_digestmap *index; /* digest -> struct entry (allocated) */
 	uint64_t bytes, objects, pinned, pinned_present;
 	uint64_t evictions, bytes_evicted;
-	uint8_t mark; /* flips with each refresh */
+	uint8_t mark;     /* flips with each refresh */
 	uint64_t blksize; /* what a new object of n bytes takes is estimated as n rounded up */
 	/* Offline users (gc): told of each victim; with dry_run the file stays (the index forgets
 	 * it all the same, so the counts come out as a real run's). */
@@ -44,71 +43,21 @@ struct cfs_quota {
 	bool dry_run;
 };
 
-static size_t slot_of(const uint8_t digest[CFS_DIGEST_SIZE], size_t nslots)
-{
-	uint64_t h;
-
-	memcpy(&h, digest, sizeof(h));
-	return (size_t)h & (nslots - 1);
-}
-
-/* Finds the entry for @digest, or the slot where it would go. */
-static struct entry *find_slot(struct entry *slots, size_t nslots,
-			       const uint8_t digest[CFS_DIGEST_SIZE], bool for_insert)
-{
-	size_t i = slot_of(digest, nslots);
-	struct entry *tomb = NULL;
-
-	for (size_t probe = 0; probe < nslots; probe++, i = (i + 1) & (nslots - 1)) {
-		struct entry *e = &slots[i];
-
-		if (e->used == 0)
-			return for_insert && tomb ? tomb : e;
-		if (e->used == 2) {
-			if (!tomb)
-				tomb = e;
-			continue;
-		}
-		if (memcmp(e->digest, digest, CFS_DIGEST_SIZE) == 0)
-			return e;
-	}
-	return for_insert ? tomb : NULL;
-}
-
-static int rehash(struct cfs_quota *q, size_t nslots)
-{
-	struct entry *n = calloc(nslots, sizeof(*n));
-
-	if (!n)
-		return -ENOMEM;
-	for (size_t i = 0; i < q->nslots; i++) {
-		if (q->slots[i].used == 1)
-			*find_slot(n, nslots, q->slots[i].digest, true) = q->slots[i];
-	}
-	free(q->slots);
-	q->slots = n;
-	q->nslots = nslots;
-	q->ndeleted = 0;
-	return 0;
-}
-
-/* Returns the live entry for @digest, creating an empty one if needed; NULL on ENOMEM. */
+/* Returns the entry for @digest, creating an empty one if needed; NULL on ENOMEM. */
 static struct entry *get_entry(struct cfs_quota *q, const uint8_t digest[CFS_DIGEST_SIZE])
 {
-	struct entry *e = find_slot(q->slots, q->nslots, digest, false);
+	struct entry *e = cfs_digestmap_get(q->index, digest);
 
-	if (e && e->used == 1)
+	if (e)
 		return e;
-	if ((q->nlive + q->ndeleted + 1) * 4 > q->nslots * 3 &&
-	    rehash(q, q->nlive * 4 > q->nslots ? q->nslots * 2 : q->nslots) < 0)
+	e = calloc(1, sizeof(*e));
+	if (!e)
 		return NULL;
-	e = find_slot(q->slots, q->nslots, digest, true);
-	if (e->used == 2)
-		q->ndeleted--;
-	memset(e, 0, sizeof(*e));
-	e->used = 1;
 	memcpy(e->digest, digest, CFS_DIGEST_SIZE);
-	q->nlive++;
+	if (cfs_digestmap_put(q->index, digest, e, NULL) < 0) {
+		free(e);
+		return NULL;
+	}
 	return e;
 }
 
@@ -138,9 +87,8 @@ static void drop_entry(struct cfs_quota *q, struct entry *e)
 	}
 	if (e->pinned)
 		return; /* pins outlive presence */
-	e->used = 2;
-	q->nlive--;
-	q->ndeleted++;
+	cfs_digestmap_remove(q->index, e->digest);
+	free(e);
 }
 
 /* Disk use of a file as the walk measures it: allocated blocks. */
@@ -159,8 +107,7 @@ static int remove_victim(struct cfs_quota *q, const struct entry *e)
 	return r;
 }
 
-void cfs_quota_set_victim_fn(struct cfs_quota *q, bool dry_run, cfs_quota_victim_fn fn,
-			     void *ctx)
+void cfs_quota_set_victim_fn(struct cfs_quota *q, bool dry_run, cfs_quota_victim_fn fn, void *ctx)
 {
 	pthread_mutex_lock(&q->lock);
 	q->dry_run = dry_run;
@@ -175,7 +122,7 @@ static int64_t now_s(void)
 }
 
 int cfs_quota_new(struct cfs_store *store, uint64_t max_bytes, uint64_t low_water,
-		  struct cfs_quota **quota_ret)
+                  struct cfs_quota **quota_ret)
 {
 	struct cfs_quota *q = calloc(1, sizeof(*q));
 	int r;
@@ -187,19 +134,18 @@ int cfs_quota_new(struct cfs_store *store, uint64_t max_bytes, uint64_t low_wate
 	q->low_water = low_water ? low_water : max_bytes / 10 * 9;
 	if (q->low_water > max_bytes)
 		q->low_water = max_bytes;
-	q->nslots = 1024;
-	q->slots = calloc(q->nslots, sizeof(*q->slots));
+	r = cfs_digestmap_new(1024, &q->index);
 	{
 		struct stat st;
 
 		q->blksize = fstat(cfs_store_dirfd(store), &st) == 0 && st.st_blksize > 0
-				     ? (uint64_t)st.st_blksize
-				     : 4096;
+		                 ? (uint64_t)st.st_blksize
+		                 : 4096;
 	}
 	pthread_mutex_init(&q->lock, NULL);
-	if (!q->slots) {
+	if (r < 0) {
 		cfs_quota_free(q);
-		return -ENOMEM;
+		return r;
 	}
 	r = cfs_quota_rescan(q);
 	if (r < 0) {
@@ -215,7 +161,13 @@ void cfs_quota_free(struct cfs_quota *q)
 	if (!q)
 		return;
 	pthread_mutex_destroy(&q->lock);
-	free(q->slots);
+	if (q->index) {
+		void *e;
+
+		for (size_t pos = 0; cfs_digestmap_next(q->index, &pos, NULL, &e);)
+			free(e);
+		cfs_digestmap_free(q->index);
+	}
 	free(q);
 }
 
@@ -253,8 +205,8 @@ bool cfs_quota_is_pinned(struct cfs_quota *q, const uint8_t digest[CFS_DIGEST_SI
 	bool pinned;
 
 	pthread_mutex_lock(&q->lock);
-	e = find_slot(q->slots, q->nslots, digest, false);
-	pinned = e && e->used == 1 && e->pinned;
+	e = cfs_digestmap_get(q->index, digest);
+	pinned = e && e->pinned;
 	pthread_mutex_unlock(&q->lock);
 	return pinned;
 }
@@ -264,8 +216,8 @@ void cfs_quota_touch(struct cfs_quota *q, const uint8_t digest[CFS_DIGEST_SIZE])
 	struct entry *e;
 
 	pthread_mutex_lock(&q->lock);
-	e = find_slot(q->slots, q->nslots, digest, false);
-	if (e && e->used == 1)
+	e = cfs_digestmap_get(q->index, digest);
+	if (e)
 		e->last_use = now_s();
 	pthread_mutex_unlock(&q->lock);
 }
@@ -284,20 +236,19 @@ static int cmp_victim(const void *a, const void *b)
 
 /* One LRU pass over the unpinned objects; with @honor_atime, a victim whose atime shows a use
  * since we last recorded one gets that time and is spared this pass. Lock held. */
-static int evict_pass(struct cfs_quota *q, uint64_t target, bool honor_atime,
-		      const uint8_t *keep)
+static int evict_pass(struct cfs_quota *q, uint64_t target, bool honor_atime, const uint8_t *keep)
 {
 	struct victim *v;
+	struct entry *e;
 	size_t n = 0;
 	int removed = 0;
 
 	v = malloc((q->objects ? q->objects : 1) * sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	for (size_t i = 0; i < q->nslots && n < q->objects; i++) {
-		struct entry *e = &q->slots[i];
-
-		if (e->used == 1 && e->present && !e->pinned &&
+	for (size_t pos = 0;
+	     n < q->objects && cfs_digestmap_next(q->index, &pos, NULL, (void **)&e);) {
+		if (e->present && !e->pinned &&
 		    !(keep && memcmp(e->digest, keep, CFS_DIGEST_SIZE) == 0)) {
 			v[n].last_use = e->last_use;
 			memcpy(v[n].digest, e->digest, CFS_DIGEST_SIZE);
@@ -306,11 +257,11 @@ static int evict_pass(struct cfs_quota *q, uint64_t target, bool honor_atime,
 	}
 	qsort(v, n, sizeof(*v), cmp_victim);
 	for (size_t i = 0; i < n && q->bytes > target; i++) {
-		struct entry *e = find_slot(q->slots, q->nslots, v[i].digest, false);
 		struct stat st;
 		int r;
 
-		if (!e || e->used != 1 || !e->present || e->pinned)
+		e = cfs_digestmap_get(q->index, v[i].digest);
+		if (!e || !e->present || e->pinned)
 			continue;
 		/* Reads through overlayfs never reach us: the file's atime tells of them. */
 		r = cfs_store_lookup(q->store, e->digest, &st);
@@ -368,65 +319,54 @@ void cfs_quota_added(struct cfs_quota *q, const uint8_t digest[CFS_DIGEST_SIZE],
 			cfs_warn("eviction failed: %s", strerror(-r));
 		else if (r > 0)
 			cfs_info("evicted %d object(s); store now %llu bytes", r,
-				 (unsigned long long)q->bytes);
+			         (unsigned long long)q->bytes);
 	}
 	pthread_mutex_unlock(&q->lock);
 }
 
+/* An object the walk found: a record of a struct cfs_digestset (the digest first). */
 struct found {
 	uint8_t digest[CFS_DIGEST_SIZE];
 	uint64_t size;
 	int64_t atime;
 };
 
-struct found_list {
-	struct found *v;
-	size_t n, cap;
-};
-
 static int collect_cb(const struct cfs_store_entry *se, void *userdata)
 {
-	struct found_list *l = userdata;
+	struct found *f;
+	int r = cfs_digestset_add(userdata, se->digest, (void **)&f);
 
-	if (l->n == l->cap) {
-		size_t ncap = l->cap ? l->cap * 2 : 1024;
-		struct found *nv = realloc(l->v, ncap * sizeof(*nv));
-
-		if (!nv)
-			return -ENOMEM;
-		l->v = nv;
-		l->cap = ncap;
+	if (r == 0) {
+		f->size = disk_use(&se->st);
+		f->atime = (int64_t)se->st.st_atime;
 	}
-	memcpy(l->v[l->n].digest, se->digest, CFS_DIGEST_SIZE);
-	l->v[l->n].size = disk_use(&se->st);
-	l->v[l->n].atime = (int64_t)se->st.st_atime;
-	l->n++;
-	return 0;
+	return r;
 }
 
 /* Merges a walk of the store that began at @start into the index (lock held): objects found are
  * present with their size and at least their atime; present ones not found are gone, unless
  * recorded since the walk began (added while it ran). */
-static int merge_locked(struct cfs_quota *q, const struct found_list *l, int64_t start,
-			struct cfs_quota_refresh *res)
+static int merge_locked(struct cfs_quota *q, const struct cfs_digestset *found, int64_t start,
+                        struct cfs_quota_refresh *res)
 {
-	q->mark ^= 1;
-	for (size_t i = 0; i < l->n; i++) {
-		struct entry *e = get_entry(q, l->v[i].digest);
+	struct entry *e;
 
+	q->mark ^= 1;
+	for (size_t i = 0; i < cfs_digestset_count(found); i++) {
+		const struct found *f = cfs_digestset_at(found, i);
+
+		e = get_entry(q, f->digest);
 		if (!e)
 			return -ENOMEM;
 		if (!e->present)
 			res->added++;
-		set_present(q, e, l->v[i].size);
-		if (l->v[i].atime > e->last_use)
-			e->last_use = l->v[i].atime;
+		set_present(q, e, f->size);
+		if (f->atime > e->last_use)
+			e->last_use = f->atime;
 		e->seen = q->mark;
 	}
-	for (size_t i = 0; i < q->nslots; i++) {
-		struct entry *e = &q->slots[i];
-
-		if (e->used == 1 && e->present && e->seen != q->mark && e->last_use < start) {
+	for (size_t pos = 0; cfs_digestmap_next(q->index, &pos, NULL, (void **)&e);) {
+		if (e->present && e->seen != q->mark && e->last_use < start) {
 			drop_entry(q, e);
 			res->removed++;
 		}
@@ -438,18 +378,19 @@ static int merge_locked(struct cfs_quota *q, const struct found_list *l, int64_t
  * result, and with @evict brings the store back under its quota. */
 static int refresh(struct cfs_quota *q, bool evict, struct cfs_quota_refresh *res_ret)
 {
-	struct cfs_quota_refresh res = { 0 };
-	struct found_list l = { 0 };
+	struct cfs_quota_refresh res = {0};
+	struct cfs_digestset found;
 	int64_t start = now_s();
 	int r;
 
-	r = cfs_store_iter(q->store, false, collect_cb, &l);
+	cfs_digestset_init(&found, sizeof(struct found));
+	r = cfs_store_iter(q->store, false, collect_cb, &found);
 	if (r < 0) {
-		free(l.v);
+		cfs_digestset_free(&found);
 		return r;
 	}
 	pthread_mutex_lock(&q->lock);
-	r = merge_locked(q, &l, start, &res);
+	r = merge_locked(q, &found, start, &res);
 	if (r == 0 && evict && q->max_bytes && q->bytes > q->max_bytes) {
 		r = evict_locked(q, q->low_water, NULL);
 		if (r > 0) {
@@ -458,7 +399,7 @@ static int refresh(struct cfs_quota *q, bool evict, struct cfs_quota_refresh *re
 		}
 	}
 	pthread_mutex_unlock(&q->lock);
-	free(l.v);
+	cfs_digestset_free(&found);
 	if (r == 0 && res_ret)
 		*res_ret = res;
 	return r;
@@ -493,20 +434,20 @@ int cfs_quota_make_room(void *ctx, uint64_t bytes)
 	cfs_quota_get_stats(q, &st);
 	r = cfs_quota_evict_to(q, st.bytes > bytes ? st.bytes - bytes : 0);
 	if (r > 0)
-		cfs_notice("store's filesystem full: evicted %d object(s) to make room for %llu bytes",
-		           r, (unsigned long long)bytes);
+		cfs_notice(
+		    "store's filesystem full: evicted %d object(s) to make room for %llu bytes", r,
+		    (unsigned long long)bytes);
 	return r;
 }
 
 int cfs_quota_remove_unpinned(struct cfs_quota *q)
 {
+	struct entry *e;
 	int removed = 0;
 
 	pthread_mutex_lock(&q->lock);
-	for (size_t i = 0; i < q->nslots; i++) {
-		struct entry *e = &q->slots[i];
-
-		if (e->used != 1 || !e->present || e->pinned)
+	for (size_t pos = 0; cfs_digestmap_next(q->index, &pos, NULL, (void **)&e);) {
+		if (!e->present || e->pinned)
 			continue;
 		if (remove_victim(q, e) == 0) {
 			q->evictions++;

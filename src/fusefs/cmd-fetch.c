@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "common/digestset.h"
 #include "common/log.h"
 #include "common/name.h"
 #include "common/progress.h"
@@ -19,11 +20,6 @@
 #include "fetcher/fetch.h"
 #include "fusefs/cmds.h"
 #include "fusefs/fetch-cli.h"
-
-struct digest_list {
-	uint8_t (*d)[CFS_DIGEST_SIZE];
-	size_t n, cap;
-};
 
 static void print_help(FILE *f)
 {
@@ -43,7 +39,8 @@ static void print_help(FILE *f)
 	    "      --per-server N         concurrent transfers per server (default 16)\n"
 	    "      --retries N            extra attempts per server (default 2)\n"
 	    "      --connect-timeout DURATION  e.g. 5s, 500ms (default 5s)\n"
-	    "      --low-speed-time DURATION  abort a transfer slower than 1 KiB/s this long (10s)\n"
+	    "      --low-speed-time DURATION  abort a transfer slower than 1 KiB/s this long "
+	    "(10s)\n"
 	    "      --max-object-size SIZE abort a body (decoded) larger than this (default 4G)\n"
 	    "      --token-file FILE      send \"Authorization: Bearer <contents>\"\n"
 	    "      --ca-file FILE         CA certificates for HTTPS\n"
@@ -68,23 +65,8 @@ static int usage_error(const char *what, const char *arg)
 	return CFS_EXIT_MISUSE;
 }
 
-static int list_add(struct digest_list *l, const uint8_t d[CFS_DIGEST_SIZE])
-{
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 1024;
-		void *p = realloc(l->d, cap * sizeof(*l->d));
-
-		if (!p)
-			return -ENOMEM;
-		l->d = p;
-		l->cap = cap;
-	}
-	memcpy(l->d[l->n++], d, CFS_DIGEST_SIZE);
-	return 0;
-}
-
 /* Reads one digest per line; blank lines and '#' comments are skipped. */
-static int read_list(const char *path, struct digest_list *l)
+static int read_list(const char *path, struct cfs_digestset *l)
 {
 	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
 	char *line = NULL;
@@ -114,7 +96,7 @@ static int read_list(const char *path, struct digest_list *l)
 			r = CFS_EXIT_MISUSE;
 			break;
 		}
-		if (list_add(l, d) < 0) {
+		if (cfs_digestset_add(l, d, NULL) < 0) {
 			r = 1;
 			break;
 		}
@@ -127,25 +109,6 @@ static int read_list(const char *path, struct digest_list *l)
 	if (f != stdin)
 		fclose(f);
 	return r;
-}
-
-static int digest_cmp(const void *a, const void *b)
-{
-	return memcmp(a, b, CFS_DIGEST_SIZE);
-}
-
-/* Sorts and drops duplicates, so that counts are of distinct objects. */
-static void list_unique(struct digest_list *l)
-{
-	size_t out = 0;
-
-	if (l->n == 0)
-		return;
-	qsort(l->d, l->n, sizeof(*l->d), digest_cmp);
-	for (size_t i = 1; i < l->n; i++)
-		if (memcmp(l->d[i], l->d[out], CFS_DIGEST_SIZE) != 0)
-			memcpy(l->d[++out], l->d[i], CFS_DIGEST_SIZE);
-	l->n = out + 1;
 }
 
 static void print_stats(struct cfs_fetch *fetch)
@@ -210,11 +173,11 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 	};
 	struct fetch_tally run = FETCH_TALLY_INIT;
 	struct fetch_cli cli;
-	struct digest_list list = {0};
+	struct cfs_digestset list = CFS_DIGESTSET_INIT;
 	struct cfs_store *store = NULL;
 	struct cfs_fetch *fetch = NULL;
 	struct cfs_progress progress;
-	size_t submitted = 0;
+	size_t submitted = 0, n = 0;
 	const char *store_path = NULL, *from = NULL;
 	bool no_progress = false, want_stats = false;
 	uint64_t v;
@@ -293,7 +256,7 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 			ret = usage_error("not an object name:", argv[i]);
 			goto out;
 		}
-		if (list_add(&list, d) < 0)
+		if (cfs_digestset_add(&list, d, NULL) < 0)
 			goto out;
 	}
 	if (from) {
@@ -308,7 +271,9 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 		goto out;
 	}
 
-	list_unique(&list);
+	/* Counts are of distinct objects. */
+	cfs_digestset_seal(&list);
+	n = cfs_digestset_count(&list);
 	/* Objects wait for their group commit with a descriptor open. */
 	fetch_cli_raise_nofile();
 	r = cfs_store_open(store_path, CFS_STORE_CREATE, &store);
@@ -324,9 +289,9 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 		cfs_err("cannot start the fetcher: %s", strerror(-r));
 		goto out;
 	}
-	cfs_progress_init(&progress, "fetch", list.n, 0, cli.quiet || no_progress);
-	for (size_t i = 0; i < list.n; i++) {
-		r = cfs_fetch_submit(fetch, list.d[i], 0, fetch_tally_cb, &run);
+	cfs_progress_init(&progress, "fetch", n, 0, cli.quiet || no_progress);
+	for (size_t i = 0; i < n; i++) {
+		r = cfs_fetch_submit(fetch, cfs_digestset_at(&list, i), 0, fetch_tally_cb, &run);
 		if (r < 0) {
 			cfs_err("cannot submit: %s", strerror(-r));
 			pthread_mutex_lock(&run.lock);
@@ -338,8 +303,8 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 		submitted++;
 	}
 	pthread_mutex_lock(&run.lock);
-	while (run.done < list.n)
-		fetch_tally_wait(&run, &progress, list.n, 100);
+	while (run.done < n)
+		fetch_tally_wait(&run, &progress, n, 100);
 	pthread_mutex_unlock(&run.lock);
 	cfs_progress_done(&progress);
 	if (!cli.quiet) {
@@ -351,7 +316,7 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 		                sizeof(rate));
 		printf("%zu objects: %llu fetched (%s), %llu already present, %llu not found, "
 		       "%llu failed in %.2fs (%s/s)\n",
-		       list.n, (unsigned long long)run.fetched, sz, (unsigned long long)run.present,
+		       n, (unsigned long long)run.fetched, sz, (unsigned long long)run.present,
 		       (unsigned long long)run.missing, (unsigned long long)run.failed, secs, rate);
 	}
 	if (want_stats)
@@ -361,7 +326,7 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 out:
 	cfs_fetch_free(fetch);
 	cfs_store_free(store);
-	free(list.d);
+	cfs_digestset_free(&list);
 	fetch_cli_free(&cli);
 	if (fflush(stdout) != 0 && ret == 0)
 		ret = 1;

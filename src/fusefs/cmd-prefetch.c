@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/digestset.h"
 #include "common/log.h"
 #include "common/name.h"
 #include "common/progress.h"
@@ -22,15 +23,11 @@
 #include "fusefs/fetch-cli.h"
 #include "image/image.h"
 
+/* A record of a struct cfs_digestset: the digest first. */
 struct object {
 	uint8_t digest[CFS_DIGEST_SIZE];
 	uint64_t size;
 	bool queued;
-};
-
-struct object_list {
-	struct object *v;
-	size_t n, cap;
 };
 
 static void print_help(FILE *f)
@@ -77,38 +74,24 @@ static int usage_error(const char *what, const char *arg)
 	return CFS_EXIT_MISUSE;
 }
 
-static int list_add(struct object_list *l, const uint8_t digest[CFS_DIGEST_SIZE], uint64_t size)
-{
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 1024;
-		struct object *v = realloc(l->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
-	memcpy(l->v[l->n].digest, digest, CFS_DIGEST_SIZE);
-	l->v[l->n].size = size;
-	l->v[l->n++].queued = false;
-	return 0;
-}
-
 static int collect(const struct cfs_image_entry *e, void *userdata)
 {
-	return e->has_object ? list_add(userdata, e->object, e->size) : 0;
-}
+	struct object *o;
+	int r;
 
-static int object_cmp(const void *a, const void *b)
-{
-	return memcmp(a, b, CFS_DIGEST_SIZE);
+	if (!e->has_object)
+		return 0;
+	r = cfs_digestset_add(userdata, e->object, (void **)&o);
+	if (r == 0)
+		o->size = e->size;
+	return r;
 }
 
 /* An --image that is no file but a digest (sha256:HEX or 64 hex) names an image object: taken
  * from the store, or fetched into it first (verified like any object). Its path replaces the
  * digest in @images; @owned keeps the strings to free. Returns 0 or -errno after saying why. */
 static int resolve_image_digests(char **images, size_t n, char **owned, const char *store_path,
-				 struct fetch_cli *cli)
+                                 struct fetch_cli *cli)
 {
 	struct cfs_store *store = NULL;
 	struct cfs_fetch *fetch = NULL;
@@ -134,15 +117,18 @@ static int resolve_image_digests(char **images, size_t n, char **owned, const ch
 				r = cli->n_servers ? cfs_fetch_new(&cli->o, &fetch) : -ENOENT;
 				if (r < 0) {
 					cfs_err("image %s: not in the store%s", images[i],
-						cli->n_servers ? "" : ", and no --server to fetch it from");
+					        cli->n_servers
+					            ? ""
+					            : ", and no --server to fetch it from");
 					break;
 				}
 			}
 			r = cfs_fetch_sync(fetch, d, &info);
 			if (r < 0) {
 				cfs_err("image %s: %s", images[i],
-					r == -ENOENT ? "absent on every server"
-						     : info.reason ? info.reason : strerror(-r));
+				        r == -ENOENT  ? "absent on every server"
+				        : info.reason ? info.reason
+				                      : strerror(-r));
 				break;
 			}
 		}
@@ -159,10 +145,25 @@ static int resolve_image_digests(char **images, size_t n, char **owned, const ch
 	return r;
 }
 
-static int load_images(char **images, size_t n, struct object_list *l)
-{
-	size_t out = 0;
+struct missing_ctx {
+	struct cfs_store *store;
+	uint64_t bytes;
+};
 
+/* Keeps the objects the store lacks, counting their bytes. */
+static bool keep_missing(void *record, void *userdata)
+{
+	struct missing_ctx *ctx = userdata;
+	struct object *o = record;
+
+	if (cfs_store_lookup(ctx->store, o->digest, NULL) == 0)
+		return false;
+	ctx->bytes += o->size;
+	return true;
+}
+
+static int load_images(char **images, size_t n, struct cfs_digestset *l)
+{
 	for (size_t i = 0; i < n; i++) {
 		struct cfs_image *img = NULL;
 		char msg[256] = "";
@@ -181,19 +182,13 @@ static int load_images(char **images, size_t n, struct object_list *l)
 		if (r < 0)
 			return r;
 	}
-	if (l->n == 0)
-		return 0;
-	qsort(l->v, l->n, sizeof(*l->v), object_cmp);
-	for (size_t i = 1; i < l->n; i++)
-		if (memcmp(l->v[i].digest, l->v[out].digest, CFS_DIGEST_SIZE) != 0)
-			l->v[++out] = l->v[i];
-	l->n = out + 1;
+	cfs_digestset_seal(l);
 	return 0;
 }
 
 /* Appends to @order the objects of @all named at the start of TRACE's lines, in trace order,
  * each once. Lines that do not start with an object name are skipped. */
-static int read_order(const char *path, struct object_list *all, struct object **order,
+static int read_order(const char *path, struct cfs_digestset *all, struct object **order,
                       size_t *n_order)
 {
 	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
@@ -206,14 +201,15 @@ static int read_order(const char *path, struct object_list *all, struct object *
 		return CFS_EXIT_MISUSE;
 	}
 	while ((len = getline(&line, &cap, f)) >= 0) {
-		struct object key, *o;
+		uint8_t digest[CFS_DIGEST_SIZE];
+		struct object *o;
 		size_t tok = strcspn(line, " \t\r\n");
 
-		if (cfs_name_parse_any(line, tok, key.digest) < 0) {
+		if (cfs_name_parse_any(line, tok, digest) < 0) {
 			skipped++;
 			continue;
 		}
-		o = bsearch(&key, all->v, all->n, sizeof(*all->v), object_cmp);
+		o = cfs_digestset_find(all, digest);
 		if (!o || o->queued)
 			continue;
 		o->queued = true;
@@ -251,7 +247,8 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 	};
 	struct fetch_tally run = FETCH_TALLY_INIT;
 	struct fetch_cli cli;
-	struct object_list all = {0};
+	struct cfs_digestset all;
+	struct missing_ctx missing = {NULL, 0};
 	struct object **order = NULL;
 	struct cfs_store *store = NULL;
 	struct cfs_fetch *fetch = NULL;
@@ -263,6 +260,7 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 	uint64_t rate = 0, missing_bytes = 0, submitted_bytes = 0, start_ns;
 	int c, r, ret = 1;
 
+	cfs_digestset_init(&all, sizeof(struct object));
 	fetch_cli_init(&cli);
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "i:s:S:o:r:j:knqvhV", opts, NULL)) != -1) {
@@ -335,20 +333,17 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 	if (!owned || resolve_image_digests(images, n_images, owned, store_path, &cli) < 0 ||
 	    load_images(images, n_images, &all) < 0)
 		goto out;
-	in_image = all.n;
+	in_image = cfs_digestset_count(&all);
 	r = cfs_store_open(store_path, dry_run ? CFS_STORE_NO_CLEAN : CFS_STORE_CREATE, &store);
 	if (r < 0) {
 		cfs_err("cannot open store %s: %s", store_path, strerror(-r));
 		goto out;
 	}
-	/* Drop what the store has; mark the rest as not yet ordered. */
-	for (size_t i = 0; i < all.n; i++)
-		if (cfs_store_lookup(store, all.v[i].digest, NULL) != 0) {
-			all.v[n_missing] = all.v[i];
-			missing_bytes += all.v[i].size;
-			n_missing++;
-		}
-	all.n = n_missing;
+	/* Drop what the store has. */
+	missing.store = store;
+	cfs_digestset_filter(&all, keep_missing, &missing);
+	n_missing = cfs_digestset_count(&all);
+	missing_bytes = missing.bytes;
 	order = calloc(n_missing ? n_missing : 1, sizeof(*order));
 	if (!order)
 		goto out;
@@ -359,9 +354,12 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 			goto out;
 		}
 	}
-	for (size_t i = 0; i < all.n; i++)
-		if (!all.v[i].queued)
-			order[n_order++] = &all.v[i];
+	for (size_t i = 0; i < n_missing; i++) {
+		struct object *o = cfs_digestset_at(&all, i);
+
+		if (!o->queued)
+			order[n_order++] = o;
+	}
 	if (dry_run) {
 		for (size_t i = 0; i < n_order; i++) {
 			char path[CFS_NAME_PATH_LEN + 1];
@@ -381,7 +379,8 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 		cfs_err("cannot start the fetcher: %s", strerror(-r));
 		goto out;
 	}
-	cfs_progress_init(&progress, "prefetch", n_missing, missing_bytes, cli.quiet || no_progress);
+	cfs_progress_init(&progress, "prefetch", n_missing, missing_bytes,
+	                  cli.quiet || no_progress);
 	start_ns = cfs_now_ns();
 	pthread_mutex_lock(&run.lock);
 	for (size_t i = 0; i < n_order; i++) {
@@ -441,7 +440,7 @@ out:
 	cfs_fetch_free(fetch);
 	cfs_store_free(store);
 	free(order);
-	free(all.v);
+	cfs_digestset_free(&all);
 	for (size_t i = 0; owned && i < n_images; i++)
 		free(owned[i]);
 	free(owned);

@@ -11,9 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/digestset.h"
+#include "common/log.h"
 #include "common/name.h"
 #include "common/util.h"
-#include "common/log.h"
 #include "image/image.h"
 
 /* On-disk facts of the EROFS format (all little endian). */
@@ -93,7 +94,7 @@ struct cfs_image {
 	/* Walk state. */
 	uint64_t *visited; /* open-addressing set of directory nids (+1, 0 = empty) */
 	size_t visited_cap, visited_count;
-	uint64_t budget;   /* dirents left to process */
+	uint64_t budget; /* dirents left to process */
 	uint64_t inodes;
 	cfs_image_walk_fn fn;
 	void *userdata;
@@ -115,7 +116,7 @@ struct inode {
 };
 
 static int fail(struct cfs_image *img, int r, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static int fail(struct cfs_image *img, int r, const char *fmt, ...)
 {
@@ -206,11 +207,11 @@ static int check_super(struct cfs_image *img)
 
 	if (img->size < EROFS_SUPER_OFFSET + EROFS_SUPER_SIZE)
 		return fail(img, -EUCLEAN, "too small for an EROFS image (%llu bytes)",
-			    (unsigned long long)img->size);
+		            (unsigned long long)img->size);
 	sb = img->data + EROFS_SUPER_OFFSET;
 	if (le32(sb + SB_MAGIC) != EROFS_MAGIC)
 		return fail(img, -EUCLEAN, "not an EROFS image (bad magic 0x%08x)",
-			    le32(sb + SB_MAGIC));
+		            le32(sb + SB_MAGIC));
 	img->blkszbits = sb[SB_BLKSZBITS];
 	if (img->blkszbits < 9 || img->blkszbits > 16)
 		return fail(img, -EUCLEAN, "bad block size 2^%u", img->blkszbits);
@@ -222,12 +223,12 @@ static int check_super(struct cfs_image *img)
 	/* Regular file data is never read here, so this is what catches a cut-off tail. */
 	if (((uint64_t)le32(sb + SB_BLOCKS) << img->blkszbits) > img->size)
 		return fail(img, -EUCLEAN, "image truncated: %llu of %llu bytes",
-			    (unsigned long long)img->size,
-			    (unsigned long long)le32(sb + SB_BLOCKS) << img->blkszbits);
+		            (unsigned long long)img->size,
+		            (unsigned long long)le32(sb + SB_BLOCKS) << img->blkszbits);
 	incompat = le32(sb + SB_FEATURE_INCOMPAT);
 	if (incompat & ~INCOMPAT_KNOWN)
 		return fail(img, -EOPNOTSUPP, "unsupported EROFS features 0x%x",
-			    incompat & ~INCOMPAT_KNOWN);
+		            incompat & ~INCOMPAT_KNOWN);
 	if (sb[SB_DIRBLKBITS] != 0)
 		return fail(img, -EOPNOTSUPP, "unsupported directory block size");
 	meta_blkaddr = le32(sb + SB_META_BLKADDR);
@@ -243,13 +244,14 @@ static int check_super(struct cfs_image *img)
 		/* With a packed inode the prefix table is that inode's data: not handled. */
 		if (le64(sb + SB_PACKED_NID) != 0)
 			return fail(img, -EOPNOTSUPP, "long xattr prefixes in a packed inode");
-		return load_prefixes(img, sb[SB_XATTR_PREFIX_COUNT], le32(sb + SB_XATTR_PREFIX_START));
+		return load_prefixes(img, sb[SB_XATTR_PREFIX_COUNT],
+		                     le32(sb + SB_XATTR_PREFIX_START));
 	}
 	return 0;
 }
 
 static int open_owned(uint8_t *data, uint64_t size, struct cfs_image **image_ret, char *msg,
-		      size_t msglen)
+                      size_t msglen)
 {
 	struct cfs_image *img;
 	int r;
@@ -274,8 +276,8 @@ static int open_owned(uint8_t *data, uint64_t size, struct cfs_image **image_ret
 	return 0;
 }
 
-int cfs_image_open_buffer_msg(const void *data, size_t len, struct cfs_image **image_ret,
-			      char *msg, size_t msglen)
+int cfs_image_open_buffer_msg(const void *data, size_t len, struct cfs_image **image_ret, char *msg,
+                              size_t msglen)
 {
 	uint8_t *copy;
 
@@ -379,7 +381,7 @@ static int read_inode(struct cfs_image *img, uint64_t nid, struct inode *ino)
 	if (nid > img->size / EROFS_ISLOT_SIZE ||
 	    !in_image(img, img->meta_base + nid * EROFS_ISLOT_SIZE, EROFS_INODE_COMPACT_SIZE))
 		return fail(img, -EUCLEAN, "inode %llu beyond end of image",
-			    (unsigned long long)nid);
+		            (unsigned long long)nid);
 	memset(ino, 0, sizeof(*ino));
 	ino->nid = nid;
 	ino->off = img->meta_base + nid * EROFS_ISLOT_SIZE;
@@ -393,7 +395,7 @@ static int read_inode(struct cfs_image *img, uint64_t nid, struct inode *ino)
 		ino->isize = EROFS_INODE_EXTENDED_SIZE;
 		if (!in_image(img, ino->off, EROFS_INODE_EXTENDED_SIZE))
 			return fail(img, -EUCLEAN, "inode %llu beyond end of image",
-				    (unsigned long long)nid);
+			            (unsigned long long)nid);
 		ino->size = le64(p + 8);
 		ino->u = le32(p + 16);
 		ino->uid = le32(p + 24);
@@ -413,7 +415,7 @@ static int read_inode(struct cfs_image *img, uint64_t nid, struct inode *ino)
 	}
 	if (!in_image(img, ino->off + ino->isize, ino->xattr_size))
 		return fail(img, -EUCLEAN, "inode %llu: xattrs beyond end of image",
-			    (unsigned long long)nid);
+		            (unsigned long long)nid);
 	switch (ino->mode & S_IFMT) {
 	case S_IFREG:
 	case S_IFDIR:
@@ -425,11 +427,11 @@ static int read_inode(struct cfs_image *img, uint64_t nid, struct inode *ino)
 		break;
 	default:
 		return fail(img, -EUCLEAN, "inode %llu: bad file type 0%o", (unsigned long long)nid,
-			    ino->mode & S_IFMT);
+		            ino->mode & S_IFMT);
 	}
 	if (ino->layout > LAYOUT_CHUNK_BASED)
 		return fail(img, -EUCLEAN, "inode %llu: unknown data layout %u",
-			    (unsigned long long)nid, ino->layout);
+		            (unsigned long long)nid, ino->layout);
 	img->inodes++;
 	return 0;
 }
@@ -437,7 +439,7 @@ static int read_inode(struct cfs_image *img, uint64_t nid, struct inode *ino)
 /* Maps the @lblk-th block of an uncompressed inode's data to a byte range of the image.
  * *len_ret is the valid length in that block (the last one may be partial). */
 static int map_block(struct cfs_image *img, const struct inode *ino, uint64_t lblk,
-		     uint64_t *off_ret, uint64_t *len_ret)
+                     uint64_t *off_ret, uint64_t *len_ret)
 {
 	uint64_t nblocks = (ino->size + img->blksz - 1) >> img->blkszbits;
 	uint64_t pos = lblk << img->blkszbits;
@@ -445,7 +447,7 @@ static int map_block(struct cfs_image *img, const struct inode *ino, uint64_t lb
 
 	if (lblk >= nblocks)
 		return fail(img, -EUCLEAN, "inode %llu: block %llu out of range",
-			    (unsigned long long)ino->nid, (unsigned long long)lblk);
+		            (unsigned long long)ino->nid, (unsigned long long)lblk);
 	len = CFS_MIN(img->blksz, ino->size - pos);
 	switch (ino->layout) {
 	case LAYOUT_FLAT_PLAIN:
@@ -454,8 +456,9 @@ static int map_block(struct cfs_image *img, const struct inode *ino, uint64_t lb
 			/* The tail sits right after the inode and must not cross a block. */
 			off = ino->off + ino->isize + ino->xattr_size;
 			if ((off & (img->blksz - 1)) + len > img->blksz)
-				return fail(img, -EUCLEAN, "inode %llu: inline data crosses a block",
-					    (unsigned long long)ino->nid);
+				return fail(img, -EUCLEAN,
+				            "inode %llu: inline data crosses a block",
+				            (unsigned long long)ino->nid);
 		} else {
 			off = ((uint64_t)ino->u + lblk) << img->blkszbits;
 		}
@@ -466,7 +469,7 @@ static int map_block(struct cfs_image *img, const struct inode *ino, uint64_t lb
 
 		if (fmt & ~(EROFS_CHUNK_BLKBITS_MASK | EROFS_CHUNK_INDEXES))
 			return fail(img, -EUCLEAN, "inode %llu: bad chunk format 0x%x",
-				    (unsigned long long)ino->nid, fmt);
+			            (unsigned long long)ino->nid, fmt);
 		chunkbits = fmt & EROFS_CHUNK_BLKBITS_MASK; /* in blocks */
 		unit = (fmt & EROFS_CHUNK_INDEXES) ? 8 : 4;
 		chunk = lblk >> chunkbits;
@@ -475,28 +478,28 @@ static int map_block(struct cfs_image *img, const struct inode *ino, uint64_t lb
 		ipos += chunk * unit;
 		if (!in_image(img, ipos, unit))
 			return fail(img, -EUCLEAN, "inode %llu: chunk index beyond end of image",
-				    (unsigned long long)ino->nid);
+			            (unsigned long long)ino->nid);
 		if (unit == 8) {
 			if (le16(img->data + ipos + 2) != 0)
 				return fail(img, -EOPNOTSUPP, "inode %llu: data on an extra device",
-					    (unsigned long long)ino->nid);
+				            (unsigned long long)ino->nid);
 			blkaddr = le32(img->data + ipos + 4);
 		} else {
 			blkaddr = le32(img->data + ipos);
 		}
 		if (blkaddr == EROFS_NULL_ADDR)
 			return fail(img, -EUCLEAN, "inode %llu: hole in metadata",
-				    (unsigned long long)ino->nid);
+			            (unsigned long long)ino->nid);
 		off = (blkaddr + (lblk & ((1ULL << chunkbits) - 1))) << img->blkszbits;
 		break;
 	}
 	default:
 		return fail(img, -EUCLEAN, "inode %llu: compressed directory or symlink",
-			    (unsigned long long)ino->nid);
+		            (unsigned long long)ino->nid);
 	}
 	if (!in_image(img, off, len))
 		return fail(img, -EUCLEAN, "inode %llu: data beyond end of image",
-			    (unsigned long long)ino->nid);
+		            (unsigned long long)ino->nid);
 	*off_ret = off;
 	*len_ret = len;
 	return 0;
@@ -511,13 +514,16 @@ struct xattr_result {
 };
 
 static const char *const xattr_prefix_names[] = {
-	[1] = "user.", [2] = "system.posix_acl_access", [3] = "system.posix_acl_default",
-	[4] = "trusted.", [6] = "security.",
+    [1] = "user.",
+    [2] = "system.posix_acl_access",
+    [3] = "system.posix_acl_default",
+    [4] = "trusted.",
+    [6] = "security.",
 };
 
 /* Looks at one xattr entry at @off (header + name + value), returns its aligned size. */
 static int parse_xattr_entry(struct cfs_image *img, const struct inode *ino, uint64_t off,
-			     uint64_t limit, struct xattr_result *res, uint64_t *size_ret)
+                             uint64_t limit, struct xattr_result *res, uint64_t *size_ret)
 {
 	const uint8_t *p = img->data + off;
 	unsigned name_len, index, value_len;
@@ -528,21 +534,21 @@ static int parse_xattr_entry(struct cfs_image *img, const struct inode *ino, uin
 
 	if (limit < EROFS_XATTR_ENTRY_HEADER || !in_image(img, off, EROFS_XATTR_ENTRY_HEADER))
 		return fail(img, -EUCLEAN, "inode %llu: truncated xattr entry",
-			    (unsigned long long)ino->nid);
+		            (unsigned long long)ino->nid);
 	name_len = p[0];
 	index = p[1];
 	value_len = le16(p + 2);
 	total = (EROFS_XATTR_ENTRY_HEADER + (uint64_t)name_len + value_len + 3) & ~(uint64_t)3;
 	if (total > limit || !in_image(img, off, total))
 		return fail(img, -EUCLEAN, "inode %llu: xattr entry beyond its area",
-			    (unsigned long long)ino->nid);
+		            (unsigned long long)ino->nid);
 	*size_ret = total;
 	if (index & EROFS_XATTR_LONG_PREFIX) {
 		const struct long_prefix *lp;
 
 		if ((index & 0x7f) >= img->n_prefixes)
 			return fail(img, -EUCLEAN, "inode %llu: bad long xattr prefix %u",
-				    (unsigned long long)ino->nid, index & 0x7f);
+			            (unsigned long long)ino->nid, index & 0x7f);
 		lp = &img->prefixes[index & 0x7f];
 		index = lp->base_index;
 		infix = lp->infix;
@@ -565,7 +571,7 @@ static int parse_xattr_entry(struct cfs_image *img, const struct inode *ino, uin
 		return 0; /* a NUL inside the name: never one of ours */
 	if (img->xattr_fn) {
 		int r = img->xattr_fn(full, p + EROFS_XATTR_ENTRY_HEADER + name_len, value_len,
-				      img->xattr_userdata);
+		                      img->xattr_userdata);
 
 		if (r) {
 			img->xattr_err = r;
@@ -596,7 +602,7 @@ static int parse_xattrs(struct cfs_image *img, const struct inode *ino, struct x
 	shared = img->data[base + 4];
 	if (EROFS_XATTR_IBODY_HEADER + (uint64_t)shared * 4 > ino->xattr_size)
 		return fail(img, -EUCLEAN, "inode %llu: too many shared xattrs",
-			    (unsigned long long)ino->nid);
+		            (unsigned long long)ino->nid);
 	/* Inline entries first, then shared ones: the order composefs reads them in. */
 	pos = base + EROFS_XATTR_IBODY_HEADER + (uint64_t)shared * 4;
 	end = base + ino->xattr_size;
@@ -612,8 +618,9 @@ static int parse_xattrs(struct cfs_image *img, const struct inode *ino, struct x
 		uint64_t off = img->xattr_base + id * 4;
 
 		if (!in_image(img, off, EROFS_XATTR_ENTRY_HEADER))
-			return fail(img, -EUCLEAN, "inode %llu: shared xattr %llu beyond end of image",
-				    (unsigned long long)ino->nid, (unsigned long long)id);
+			return fail(img, -EUCLEAN,
+			            "inode %llu: shared xattr %llu beyond end of image",
+			            (unsigned long long)ino->nid, (unsigned long long)id);
 		r = parse_xattr_entry(img, ino, off, img->size - off, res, &size);
 		if (r)
 			return r;
@@ -621,8 +628,7 @@ static int parse_xattrs(struct cfs_image *img, const struct inode *ino, struct x
 	return 0;
 }
 
-int cfs_image_xattrs(struct cfs_image *image, uint64_t nid, cfs_image_xattr_fn fn,
-		     void *userdata)
+int cfs_image_xattrs(struct cfs_image *image, uint64_t nid, cfs_image_xattr_fn fn, void *userdata)
 {
 	struct xattr_result xr;
 	struct inode ino;
@@ -707,7 +713,7 @@ static int read_symlink(struct cfs_image *img, const struct inode *ino, char *bu
 
 	if (ino->size == 0 || ino->size >= bufsize)
 		return fail(img, -EUCLEAN, "inode %llu: bad symlink length %llu",
-			    (unsigned long long)ino->nid, (unsigned long long)ino->size);
+		            (unsigned long long)ino->nid, (unsigned long long)ino->size);
 	for (uint64_t b = 0; done < ino->size; b++) {
 		uint64_t off, len;
 
@@ -726,7 +732,7 @@ static int read_symlink(struct cfs_image *img, const struct inode *ino, char *bu
  * regular file, naming the object its metacopy digest (when it has one) names: anything else
  * (/etc/passwd, /.cfs-tmp/x) would have the kernel open other files of the store. */
 static int fill_object(struct cfs_image *img, struct cfs_image_entry *e,
-		       const struct xattr_result *xr, char *redirect)
+                       const struct xattr_result *xr, char *redirect)
 {
 	/* struct ovl_metacopy: version 0, length, flags 0, digest algorithm (1 = SHA-256). */
 	if (xr->have_metacopy) {
@@ -735,7 +741,7 @@ static int fill_object(struct cfs_image *img, struct cfs_image_entry *e,
 		if (xr->metacopy_len == 0) {
 			e->metacopy = true;
 		} else if (xr->metacopy_len >= 4 && m[0] == 0 && m[1] == xr->metacopy_len &&
-			   m[2] == 0) {
+		           m[2] == 0) {
 			e->metacopy = true;
 			if (xr->metacopy_len == 4 + CFS_DIGEST_SIZE && m[3] == 1) {
 				e->has_digest = true;
@@ -751,17 +757,19 @@ static int fill_object(struct cfs_image *img, struct cfs_image_entry *e,
 		e->redirect = redirect;
 		e->redirect_len = xr->redirect_len;
 		if (!S_ISREG(e->mode))
-			return fail(img, -EUCLEAN, "inode %llu: overlay redirect on a non-regular file",
-				    (unsigned long long)e->nid);
+			return fail(img, -EUCLEAN,
+			            "inode %llu: overlay redirect on a non-regular file",
+			            (unsigned long long)e->nid);
 		if (e->redirect_len != CFS_NAME_PATH_LEN + 1 || e->redirect[0] != '/' ||
 		    cfs_name_parse_path(e->redirect + 1, CFS_NAME_PATH_LEN, named) < 0)
 			return fail(img, -EUCLEAN,
-				    "inode %llu: overlay redirect \"%.80s\" is not an object path",
-				    (unsigned long long)e->nid, redirect);
+			            "inode %llu: overlay redirect \"%.80s\" is not an object path",
+			            (unsigned long long)e->nid, redirect);
 		if (e->has_digest && memcmp(named, e->digest, CFS_DIGEST_SIZE) != 0)
-			return fail(img, -EUCLEAN,
-				    "inode %llu: overlay redirect %s does not match its fs-verity digest",
-				    (unsigned long long)e->nid, redirect);
+			return fail(
+			    img, -EUCLEAN,
+			    "inode %llu: overlay redirect %s does not match its fs-verity digest",
+			    (unsigned long long)e->nid, redirect);
 		memcpy(e->object, named, CFS_DIGEST_SIZE);
 		e->has_object = true;
 	} else if (S_ISREG(e->mode) && e->has_digest) {
@@ -775,7 +783,7 @@ static int walk_dir(struct cfs_image *img, const struct inode *dir, size_t plen,
 
 static int visit_inode(struct cfs_image *img, uint64_t nid, size_t plen, struct inode *ino)
 {
-	struct cfs_image_entry e = { 0 };
+	struct cfs_image_entry e = {0};
 	struct xattr_result xr;
 	int r;
 
@@ -811,18 +819,18 @@ static int visit_inode(struct cfs_image *img, uint64_t nid, size_t plen, struct 
 }
 
 static int walk_block(struct cfs_image *img, const struct inode *dir, const uint8_t *blk,
-		      uint64_t len, size_t plen, unsigned depth)
+                      uint64_t len, size_t plen, unsigned depth)
 {
 	unsigned nameoff0, ndirents;
 	int r;
 
 	if (len < EROFS_DIRENT_SIZE)
 		return fail(img, -EUCLEAN, "directory %llu: block too small",
-			    (unsigned long long)dir->nid);
+		            (unsigned long long)dir->nid);
 	nameoff0 = le16(blk + 8);
 	if (nameoff0 < EROFS_DIRENT_SIZE || nameoff0 > len || nameoff0 % EROFS_DIRENT_SIZE)
 		return fail(img, -EUCLEAN, "directory %llu: bad dirent table",
-			    (unsigned long long)dir->nid);
+		            (unsigned long long)dir->nid);
 	ndirents = nameoff0 / EROFS_DIRENT_SIZE;
 	for (unsigned i = 0; i < ndirents; i++) {
 		const uint8_t *d = blk + i * EROFS_DIRENT_SIZE;
@@ -835,7 +843,7 @@ static int walk_block(struct cfs_image *img, const struct inode *dir, const uint
 		end = i + 1 < ndirents ? le16(d + EROFS_DIRENT_SIZE + 8) : (unsigned)len;
 		if (off < nameoff0 || off >= end || end > len)
 			return fail(img, -EUCLEAN, "directory %llu: bad name offset",
-				    (unsigned long long)dir->nid);
+			            (unsigned long long)dir->nid);
 		name = (const char *)blk + off;
 		nlen = end - off;
 		if (i + 1 == ndirents)
@@ -843,11 +851,13 @@ static int walk_block(struct cfs_image *img, const struct inode *dir, const uint
 		if (nlen == 0 || nlen > EROFS_NAME_LEN || memchr(name, '/', nlen) ||
 		    memchr(name, '\0', nlen))
 			return fail(img, -EUCLEAN, "directory %llu: bad file name",
-				    (unsigned long long)dir->nid);
-		if ((nlen == 1 && name[0] == '.') || (nlen == 2 && name[0] == '.' && name[1] == '.'))
+			            (unsigned long long)dir->nid);
+		if ((nlen == 1 && name[0] == '.') ||
+		    (nlen == 2 && name[0] == '.' && name[1] == '.'))
 			continue;
 		if (img->budget == 0)
-			return fail(img, -EUCLEAN, "more directory entries than the image can hold");
+			return fail(img, -EUCLEAN,
+			            "more directory entries than the image can hold");
 		img->budget--;
 		if (plen + 1 + nlen > CFS_IMAGE_MAX_PATH)
 			return fail(img, -ENAMETOOLONG, "path too long under %s", img->path);
@@ -858,8 +868,8 @@ static int walk_block(struct cfs_image *img, const struct inode *dir, const uint
 		if (r != 0) {
 			if (r < 0 && img->err[0] && !strstr(img->err, " at /"))
 				snprintf(img->err + strlen(img->err),
-					 sizeof(img->err) - strlen(img->err), " at %.*s",
-					 (int)CFS_MIN(plen + 1 + nlen, 120), img->path);
+				         sizeof(img->err) - strlen(img->err), " at %.*s",
+				         (int)CFS_MIN(plen + 1 + nlen, 120), img->path);
 			return r;
 		}
 		if (S_ISDIR(child.mode)) {
@@ -882,12 +892,12 @@ static int walk_dir(struct cfs_image *img, const struct inode *dir, size_t plen,
 	r = visit_dir(img, dir->nid);
 	if (r == -EEXIST)
 		return fail(img, -EUCLEAN, "directory loop: inode %llu reached twice at %.120s",
-			    (unsigned long long)dir->nid, plen ? img->path : "/");
+		            (unsigned long long)dir->nid, plen ? img->path : "/");
 	if (r < 0)
 		return r;
 	if (dir->size > img->size)
 		return fail(img, -EUCLEAN, "directory %llu larger than the image",
-			    (unsigned long long)dir->nid);
+		            (unsigned long long)dir->nid);
 	nblocks = (dir->size + img->blksz - 1) >> img->blkszbits;
 	for (uint64_t b = 0; b < nblocks; b++) {
 		uint64_t off, len;
@@ -903,8 +913,7 @@ static int walk_dir(struct cfs_image *img, const struct inode *dir, size_t plen,
 	return 0;
 }
 
-int cfs_image_walk(struct cfs_image *image, unsigned flags, cfs_image_walk_fn fn,
-		   void *userdata)
+int cfs_image_walk(struct cfs_image *image, unsigned flags, cfs_image_walk_fn fn, void *userdata)
 {
 	struct cfs_image *img = image;
 	struct inode root;
@@ -925,122 +934,71 @@ int cfs_image_walk(struct cfs_image *image, unsigned flags, cfs_image_walk_fn fn
 		return r;
 	if (!S_ISDIR(root.mode))
 		return fail(img, -EUCLEAN, "root inode %llu is not a directory",
-			    (unsigned long long)root.nid);
+		            (unsigned long long)root.nid);
 	img->fn = fn;
 	return walk_dir(img, &root, 0, 0);
 }
 
 /* ---- objects --------------------------------------------------------------------------- */
 
-struct objects_ctx {
-	uint8_t *d;
-	size_t n, cap;
-};
-
 static int collect_object(const struct cfs_image_entry *e, void *userdata)
 {
-	struct objects_ctx *ctx = userdata;
-
-	if (!e->has_object)
-		return 0;
-	if (ctx->n == ctx->cap) {
-		size_t ncap = ctx->cap ? ctx->cap * 2 : 1024;
-		uint8_t *n = realloc(ctx->d, ncap * CFS_DIGEST_SIZE);
-
-		if (!n)
-			return -ENOMEM;
-		ctx->d = n;
-		ctx->cap = ncap;
-	}
-	memcpy(ctx->d + ctx->n * CFS_DIGEST_SIZE, e->object, CFS_DIGEST_SIZE);
-	ctx->n++;
-	return 0;
+	return e->has_object ? cfs_digestset_add(userdata, e->object, NULL) : 0;
 }
 
-static int cmp_digest(const void *a, const void *b)
+/* Adds the objects of @image's regular files to @set (unsealed). */
+static int add_objects(struct cfs_image *image, struct cfs_digestset *set)
 {
-	return memcmp(a, b, CFS_DIGEST_SIZE);
+	int r = cfs_image_walk(image, 0, collect_object, set);
+
+	if (r == -ENOMEM && !image->err[0])
+		fail(image, r, "out of memory");
+	return r;
 }
 
 int cfs_image_objects(struct cfs_image *image, uint8_t **digests_ret, size_t *count_ret)
 {
-	struct objects_ctx ctx = { 0 };
-	size_t n = 0;
+	struct cfs_digestset set = CFS_DIGESTSET_INIT;
 	int r;
 
-	r = cfs_image_walk(image, 0, collect_object, &ctx);
+	r = add_objects(image, &set);
 	if (r != 0) {
-		free(ctx.d);
-		if (r == -ENOMEM && !image->err[0])
-			fail(image, r, "out of memory");
+		cfs_digestset_free(&set);
 		return r;
 	}
-	if (ctx.n)
-		qsort(ctx.d, ctx.n, CFS_DIGEST_SIZE, cmp_digest);
-	for (size_t i = 0; i < ctx.n; i++)
-		if (n == 0 || memcmp(ctx.d + (n - 1) * CFS_DIGEST_SIZE,
-				     ctx.d + i * CFS_DIGEST_SIZE, CFS_DIGEST_SIZE) != 0)
-			memmove(ctx.d + n++ * CFS_DIGEST_SIZE, ctx.d + i * CFS_DIGEST_SIZE,
-				CFS_DIGEST_SIZE);
-	*digests_ret = ctx.d;
-	*count_ret = n;
+	cfs_digestset_seal(&set);
+	*digests_ret = cfs_digestset_steal(&set, count_ret);
 	return 0;
 }
 
-static int cmp_object_digest(const void *a, const void *b)
-{
-	return memcmp(a, b, CFS_DIGEST_SIZE);
-}
-
 int cfs_image_objects_of_files(char *const *images, size_t n, uint8_t **digests_ret,
-			       size_t *count_ret)
+                               size_t *count_ret)
 {
-	uint8_t *all = NULL;
-	size_t total = 0, u = 0;
+	struct cfs_digestset set = CFS_DIGESTSET_INIT;
 
 	for (size_t i = 0; i < n; i++) {
 		struct cfs_image *img = NULL;
-		uint8_t *d = NULL, *grown;
-		size_t cnt = 0;
 		char msg[256] = "";
 		int r;
 
 		r = cfs_image_open_msg(images[i], &img, msg, sizeof(msg));
 		if (r < 0) {
 			cfs_err("%s: %s", images[i], msg[0] ? msg : strerror(-r));
-			free(all);
+			cfs_digestset_free(&set);
 			return r;
 		}
-		r = cfs_image_objects(img, &d, &cnt);
+		r = add_objects(img, &set);
 		if (r < 0) {
 			cfs_err("%s: %s", images[i],
-				cfs_image_error(img)[0] ? cfs_image_error(img) : strerror(-r));
+			        cfs_image_error(img)[0] ? cfs_image_error(img) : strerror(-r));
 			cfs_image_free(img);
-			free(all);
+			cfs_digestset_free(&set);
 			return r;
 		}
 		cfs_image_free(img);
-		grown = realloc(all, (total + cnt) * CFS_DIGEST_SIZE + 1);
-		if (!grown) {
-			free(d);
-			free(all);
-			return -ENOMEM;
-		}
-		all = grown;
-		if (cnt)
-			memcpy(all + total * CFS_DIGEST_SIZE, d, cnt * CFS_DIGEST_SIZE);
-		total += cnt;
-		free(d);
 	}
-	if (total > 1)
-		qsort(all, total, CFS_DIGEST_SIZE, cmp_object_digest);
-	for (size_t i = 0; i < total; i++)
-		if (u == 0 || memcmp(all + (u - 1) * CFS_DIGEST_SIZE, all + i * CFS_DIGEST_SIZE,
-				     CFS_DIGEST_SIZE) != 0)
-			memmove(all + u++ * CFS_DIGEST_SIZE, all + i * CFS_DIGEST_SIZE,
-				CFS_DIGEST_SIZE);
-	*digests_ret = all;
-	*count_ret = u;
+	cfs_digestset_seal(&set);
+	*digests_ret = cfs_digestset_steal(&set, count_ret);
 	return 0;
 }
 

@@ -33,28 +33,28 @@ void cfs_image_free(struct cfs_image *image);
 const char *cfs_image_error(const struct cfs_image *image);
 /* The same for a failed open, which leaves no image behind: open into a buffer the caller
  * provides. Returns 0 or the same codes as cfs_image_open_buffer. */
-int cfs_image_open_buffer_msg(const void *data, size_t len, struct cfs_image **image_ret,
-			      char *msg, size_t msglen);
+int cfs_image_open_buffer_msg(const void *data, size_t len, struct cfs_image **image_ret, char *msg,
+                              size_t msglen);
 int cfs_image_open_msg(const char *path, struct cfs_image **image_ret, char *msg, size_t msglen);
 
 /* One inode reached by the walk, under one of its names. Pointers are valid during the
  * callback only. */
 struct cfs_image_entry {
-	const char *path;     /* "/" for the root, else "/a/b" */
+	const char *path; /* "/" for the root, else "/a/b" */
 	size_t path_len;
 	uint64_t nid;
-	uint32_t mode;        /* type and permission bits */
+	uint32_t mode; /* type and permission bits */
 	uint32_t uid, gid, nlink;
 	uint64_t size;
-	uint64_t mtime;       /* seconds (compact inodes: the superblock's build time) */
+	uint64_t mtime; /* seconds (compact inodes: the superblock's build time) */
 	uint32_t mtime_nsec;
 	uint32_t rdev;        /* devices: the encoded device number */
 	const char *symlink;  /* symlinks: the target (NUL-terminated), else NULL */
 	const char *redirect; /* trusted.overlay.redirect value (NUL-terminated), or NULL */
 	size_t redirect_len;
-	bool flat;            /* data stored in the image itself (not chunk-based) */
-	bool metacopy;        /* trusted.overlay.metacopy present and well-formed */
-	bool has_digest;      /* ...and carrying a SHA-256 fs-verity digest */
+	bool flat;       /* data stored in the image itself (not chunk-based) */
+	bool metacopy;   /* trusted.overlay.metacopy present and well-formed */
+	bool has_digest; /* ...and carrying a SHA-256 fs-verity digest */
 	uint8_t digest[CFS_DIGEST_SIZE];
 	/* The object a regular file points at: the redirect when it names an object path
 	 * "/XX/<62hex>", else the metacopy digest. False for inline and empty files. */
@@ -75,27 +75,27 @@ enum cfs_image_walk_flags {
  * corrupt or hostile image (bad offsets, loops, bad names, ...), -EOPNOTSUPP, -ENAMETOOLONG
  * or -ENOMEM; cfs_image_error says where. Every offset is checked against the image size,
  * every directory is entered at most once, and the total work is bounded by the image size. */
-int cfs_image_walk(struct cfs_image *image, unsigned flags, cfs_image_walk_fn fn,
-		   void *userdata);
+int cfs_image_walk(struct cfs_image *image, unsigned flags, cfs_image_walk_fn fn, void *userdata);
 
 /* Collects the sorted, unique objects of the image's regular files into *digests_ret (32
- * bytes each, caller frees) and their count into *count_ret. Returns 0 or a walk error. */
+ * bytes each, caller frees; NULL when there are none) and their count into *count_ret.
+ * Returns 0 or a walk error. */
 int cfs_image_objects(struct cfs_image *image, uint8_t **digests_ret, size_t *count_ret);
 
 /* The sorted union of the objects of several image files, for callers that only need that:
  * opens each, collects its objects, logs "<path>: <what is wrong>" through cfs_log on failure.
- * Returns 0 or the first error; the caller frees *digests_ret (32 bytes per object). */
+ * Returns 0 or the first error; the caller frees *digests_ret (32 bytes per object; NULL when
+ * there are none). */
 int cfs_image_objects_of_files(char *const *paths, size_t n, uint8_t **digests_ret,
-			       size_t *count_ret);
+                               size_t *count_ret);
 
 /* Called for every xattr of an inode with its full name ("user.foo"); a non-zero return
  * stops and is returned. Pointers are valid during the callback only. */
 typedef int (*cfs_image_xattr_fn)(const char *name, const uint8_t *value, size_t len,
-				  void *userdata);
+                                  void *userdata);
 /* Lists the xattrs of inode @nid (from a walk entry): inline ones first, then shared ones.
  * Returns 0, the callback's value or -EUCLEAN. */
-int cfs_image_xattrs(struct cfs_image *image, uint64_t nid, cfs_image_xattr_fn fn,
-		     void *userdata);
+int cfs_image_xattrs(struct cfs_image *image, uint64_t nid, cfs_image_xattr_fn fn, void *userdata);
 /* Reads up to @len bytes of inode @nid's data from offset 0 into @buf (for inline content).
  * Returns the byte count (min(len, size)) or -EUCLEAN (e.g. data held elsewhere). */
 ssize_t cfs_image_read_data(struct cfs_image *image, uint64_t nid, void *buf, size_t len);

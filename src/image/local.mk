@@ -37,7 +37,7 @@ FUZZ_LIB_SRCS = \
 	$(top_srcdir)/src/image/image.c \
 	$(top_srcdir)/src/image/dump.c $(top_srcdir)/src/image/writer.c \
 	$(top_srcdir)/src/common/name.c $(top_srcdir)/src/common/util.c \
-	$(top_srcdir)/src/common/log.c
+	$(top_srcdir)/src/common/log.c $(top_srcdir)/src/common/digestset.c
 FUZZ_IMAGE_SRCS = $(top_srcdir)/tests/fuzz/fuzz-image.c $(FUZZ_LIB_SRCS)
 FUZZ_DUMP_SRCS = $(top_srcdir)/tests/fuzz/fuzz-dump.c $(FUZZ_LIB_SRCS)
 EXTRA_DIST += tests/fuzz/fuzz-image.c tests/fuzz/fuzz-dump.c tests/fuzz/make-corpus.sh

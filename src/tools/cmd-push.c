@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/digestset.h"
 #include "common/log.h"
 #include "common/name.h"
 #include "common/progress.h"
@@ -36,6 +37,7 @@ enum item_state {
 	ST_FAILED,
 };
 
+/* A record of a struct cfs_digestset while the objects are collected: the digest first. */
 struct push_item {
 	uint8_t digest[CFS_DIGEST_SIZE];
 	uint64_t size;
@@ -60,7 +62,7 @@ struct xfer {
 struct push {
 	struct cfs_store *store;
 	struct push_item *items;
-	size_t n_items, cap_items;
+	size_t n_items;
 	const char *base;
 	size_t base_len;
 	const char *token_file;
@@ -86,40 +88,48 @@ struct push {
 
 /* ---- collecting the objects ---- */
 
-static int add_item(struct push *p, const uint8_t digest[CFS_DIGEST_SIZE], uint64_t size)
-{
-	if (p->n_items == p->cap_items) {
-		size_t cap = p->cap_items ? p->cap_items * 2 : 1024;
-		struct push_item *grown = realloc(p->items, cap * sizeof(*grown));
-
-		if (!grown)
-			return -ENOMEM;
-		p->items = grown;
-		p->cap_items = cap;
-	}
-	memset(&p->items[p->n_items], 0, sizeof(p->items[0]));
-	memcpy(p->items[p->n_items].digest, digest, CFS_DIGEST_SIZE);
-	p->items[p->n_items].size = size;
-	p->n_items++;
-	return 0;
-}
-
 static int iter_add(const struct cfs_store_entry *e, void *userdata)
 {
-	return add_item(userdata, e->digest, (uint64_t)e->st.st_size);
+	struct push_item *it;
+	int r = cfs_digestset_add(userdata, e->digest, (void **)&it);
+
+	if (r == 0)
+		it->size = (uint64_t)e->st.st_size;
+	return r;
 }
 
-static int cmp_item(const void *a, const void *b)
+struct in_store_ctx {
+	struct cfs_store *store;
+	size_t missing;
+};
+
+/* Keeps the objects the store has, with their sizes; logs the first missing ones. */
+static bool keep_in_store(void *record, void *userdata)
 {
-	return memcmp(((const struct push_item *)a)->digest, ((const struct push_item *)b)->digest,
-	              CFS_DIGEST_SIZE);
+	struct in_store_ctx *ctx = userdata;
+	struct push_item *it = record;
+	char path[CFS_NAME_PATH_LEN + 1];
+	struct stat st;
+	int r = cfs_store_lookup(ctx->store, it->digest, &st);
+
+	if (r == 0) {
+		it->size = (uint64_t)st.st_size;
+		return true;
+	}
+	cfs_name_format_path(it->digest, path);
+	if (++ctx->missing <= PUSH_LOG_FAILURES)
+		cfs_err("%s: %s", path,
+		        r == -ENOENT ? "referenced by the image but missing from the store"
+		                     : strerror(-r));
+	return false;
 }
 
-/* Adds the objects of every image, once each; all must be in the store. Returns 0 or -errno
- * (reported). */
-static int collect_image_objects(struct push *p, char **images, size_t n_images)
+/* Adds the objects of every image to @set, once each; all must be in the store. Returns 0 or
+ * -errno (reported). */
+static int collect_image_objects(struct push *p, char **images, size_t n_images,
+                                 struct cfs_digestset *set)
 {
-	size_t missing = 0, u = 0;
+	struct in_store_ctx ctx = {p->store, 0};
 	int r = 0;
 
 	for (size_t i = 0; i < n_images; i++) {
@@ -141,40 +151,40 @@ static int collect_image_objects(struct push *p, char **images, size_t n_images)
 		}
 		cfs_image_free(img);
 		for (size_t k = 0; k < cnt && r == 0; k++)
-			r = add_item(p, d + k * CFS_DIGEST_SIZE, 0);
+			r = cfs_digestset_add(set, d + k * CFS_DIGEST_SIZE, NULL);
 		free(d);
 		if (r < 0)
 			return r;
 	}
-	if (p->n_items > 1)
-		qsort(p->items, p->n_items, sizeof(p->items[0]), cmp_item);
-	for (size_t i = 0; i < p->n_items; i++) {
-		struct push_item *it = &p->items[i];
-		char path[CFS_NAME_PATH_LEN + 1];
-		struct stat st;
-
-		if (u > 0 && memcmp(p->items[u - 1].digest, it->digest, CFS_DIGEST_SIZE) == 0)
-			continue;
-		r = cfs_store_lookup(p->store, it->digest, &st);
-		if (r < 0) {
-			cfs_name_format_path(it->digest, path);
-			if (++missing <= PUSH_LOG_FAILURES)
-				cfs_err("%s: %s", path,
-				        r == -ENOENT
-				            ? "referenced by the image but missing from the store"
-				            : strerror(-r));
-			continue;
-		}
-		it->size = (uint64_t)st.st_size;
-		p->items[u++] = *it;
-	}
-	p->n_items = u;
-	if (missing) {
+	cfs_digestset_seal(set);
+	cfs_digestset_filter(set, keep_in_store, &ctx);
+	if (ctx.missing) {
 		cfs_err("%zu object(s) of the image(s) missing from store %s; nothing pushed",
-		        missing, cfs_store_path(p->store));
+		        ctx.missing, cfs_store_path(p->store));
 		return -ENOENT;
 	}
 	return 0;
+}
+
+/* The objects to push into p->items: the images' (sorted), or the whole store's (in the store's
+ * order). Returns 0 or -errno (reported). */
+static int collect_items(struct push *p, char **images, size_t n_images, const char *store_path)
+{
+	struct cfs_digestset set;
+	int r;
+
+	cfs_digestset_init(&set, sizeof(struct push_item));
+	if (n_images) {
+		r = collect_image_objects(p, images, n_images, &set);
+	} else {
+		r = cfs_store_iter(p->store, false, iter_add, &set);
+		if (r < 0)
+			cfs_err("cannot list store %s: %s", store_path, strerror(-r));
+	}
+	if (r == 0)
+		p->items = cfs_digestset_steal(&set, &p->n_items);
+	cfs_digestset_free(&set);
+	return r;
 }
 
 /* ---- transfers ---- */
@@ -595,21 +605,22 @@ static int run_transfers(struct push *p)
 
 static void print_push_help(void)
 {
-	printf("Usage: cfs-store push [OPTIONS] STORE URL\n\n"
-	       "Publishes objects to a server that accepts uploads (cfs-serve --allow-upload):\n"
-	       "asks with HEAD which ones it lacks and PUTs those, several at a time. URL is the\n"
-	       "objects base, e.g. https://origin:8443/objects.\n\n"
-	       "  -i, --image IMAGE     only the objects this composefs image refers to\n"
-	       "                        (repeatable); all must be in STORE\n"
-	       "  -t, --token-file F    send 'Authorization: Bearer <contents of F>'\n"
-	       "  -j, --jobs N          concurrent requests (default 8)\n"
-	       "      --retries N       extra attempts after a 5xx or network error (default 2)\n"
-	       "      --ca-file F       CA certificates for an HTTPS server\n"
-	       "  -k, --insecure        do not verify the server's certificate (testing only)\n"
-	       "  -n, --dry-run         only ask; list the missing objects\n"
-	       "  -h, --help            this help\n\n"
-	       "The global options (-q, -v, --log-level, --no-progress) go before or after the\n"
-	       "command. Exit status 0 when every object is on the server afterwards, 1 otherwise.\n");
+	printf(
+	    "Usage: cfs-store push [OPTIONS] STORE URL\n\n"
+	    "Publishes objects to a server that accepts uploads (cfs-serve --allow-upload):\n"
+	    "asks with HEAD which ones it lacks and PUTs those, several at a time. URL is the\n"
+	    "objects base, e.g. https://origin:8443/objects.\n\n"
+	    "  -i, --image IMAGE     only the objects this composefs image refers to\n"
+	    "                        (repeatable); all must be in STORE\n"
+	    "  -t, --token-file F    send 'Authorization: Bearer <contents of F>'\n"
+	    "  -j, --jobs N          concurrent requests (default 8)\n"
+	    "      --retries N       extra attempts after a 5xx or network error (default 2)\n"
+	    "      --ca-file F       CA certificates for an HTTPS server\n"
+	    "  -k, --insecure        do not verify the server's certificate (testing only)\n"
+	    "  -n, --dry-run         only ask; list the missing objects\n"
+	    "  -h, --help            this help\n\n"
+	    "The global options (-q, -v, --log-level, --no-progress) go before or after the\n"
+	    "command. Exit status 0 when every object is on the server afterwards, 1 otherwise.\n");
 }
 
 int cmd_push(int argc, char **argv)
@@ -705,15 +716,9 @@ int cmd_push(int argc, char **argv)
 		cfs_err("cannot open store %s: %s", store_path, strerror(-r));
 		goto out;
 	}
-	if (n_images)
-		r = collect_image_objects(&p, images, n_images);
-	else
-		r = cfs_store_iter(p.store, false, iter_add, &p);
-	if (r < 0) {
-		if (!n_images)
-			cfs_err("cannot list store %s: %s", store_path, strerror(-r));
+	r = collect_items(&p, images, n_images, store_path);
+	if (r < 0)
 		goto out;
-	}
 	for (size_t i = 0; i < p.n_items; i++)
 		total_bytes += p.items[i].size;
 

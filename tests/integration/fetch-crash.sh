@@ -24,7 +24,7 @@ for _ in $(seq 1 50); do
 	[ "$(grep -c '^GET ' "$CFS_TMP/srv.log")" -ge 4 ] && break
 	sleep 0.1
 done
-sleep 1
+cfs_wait_download "$store"
 n=$(find "$store/.cfs-tmp" -type f | wc -l)
 [ "$n" -ge 1 ] || cfs_fail "no temp files while transfers run"
 kill -KILL "$pid"

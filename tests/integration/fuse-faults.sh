@@ -68,8 +68,7 @@ mount_all --server "$url"
 slow=$(cfs_object_of "$src/usr/lib/slow.bin")
 (cat "$mnt/usr/lib/slow.bin" >/dev/null 2>&1 || true) &
 reader=$!
-cfs_wait_download "$store"
-sleep 1
+cfs_wait_download "$store" 2000000 # well under way: 2 of 24 MiB
 kill -9 "$CFS_CACHE_PID"
 wait "$reader" 2>/dev/null || true
 cfs_umount "$mnt"

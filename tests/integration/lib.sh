@@ -262,15 +262,15 @@ cfs_tree_fixture() {
 	log="$CFS_TMP/nginx-$port/access.log"
 }
 
-# cfs_wait_download STORE: waits (up to 10 s) until a download into STORE has bytes in a temp
-# file.
+# cfs_wait_download STORE [BYTES]: waits (up to 10 s) until a download into STORE has more than
+# BYTES (default 0) in a temp file.
 cfs_wait_download() {
 	for _ in $(seq 1 100); do
 		# Bytes in a temp file (a mount keeps a few empty ones made ahead).
-		[ -n "$(find "$1/.cfs-tmp" -type f -size +0 2>/dev/null | head -1)" ] && return 0
+		[ -n "$(find "$1/.cfs-tmp" -type f -size +"${2:-0}"c 2>/dev/null | head -1)" ] && return 0
 		sleep 0.1
 	done
-	cfs_fail "no download into $1 in progress"
+	cfs_fail "no download into $1 in progress${2:+ past $2 bytes}"
 }
 
 # Reads one counter of a cfs-cache mount.

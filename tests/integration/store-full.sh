@@ -139,7 +139,7 @@ cfs_wait_mount "$mnt"
 cat "$mnt/$slow" >/dev/null 2>&1 &
 rpid=$!
 cfs_track_pid "$rpid"
-sleep 1
+cfs_wait_download "$store"
 leave 2000000
 t0=$(date +%s)
 rc=0

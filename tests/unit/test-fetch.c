@@ -563,6 +563,9 @@ static int count_lines(const char *path, const char *needle)
 	return n;
 }
 
+/* Set when a test skipped for want of faultd: the program then exits 77 (a visible SKIP). */
+static bool faultd_missing;
+
 /* Starts faultd over the source store with @extra arguments (NULL-terminated) and writes its
  * objects URL to @url; skips the test when faultd was not built. */
 static pid_t faultd_start(struct fixture *f, const char *const *extra, char *url, size_t len)
@@ -577,6 +580,7 @@ static pid_t faultd_start(struct fixture *f, const char *const *extra, char *url
 	snprintf(faultd, sizeof(faultd), "%s/tests/faultd/faultd", builddir ? builddir : ".");
 	if (access(faultd, X_OK) != 0) {
 		fprintf(stderr, "# skipped: no %s\n", faultd);
+		faultd_missing = true;
 		skip();
 	}
 	snprintf(portfile, sizeof(portfile), "%s/port", f->dir);
@@ -744,5 +748,7 @@ int main(void)
 	};
 
 	signal(SIGPIPE, SIG_IGN);
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed = cmocka_run_group_tests(tests, NULL, NULL);
+
+	return failed ? failed : faultd_missing ? 77 : 0;
 }

@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: MIT */
+/* cfscache: unit tests of the store quota's index: pins, rescans, LRU eviction. */
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/quota.h"
+#include "common/store.h"
+
+struct fixture {
+	char dir[64];
+	char path[96];
+	struct cfs_store *store;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -1;
+	strcpy(f->dir, "/tmp/cfs-test-quota-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->path, sizeof(f->path), "%s/store", f->dir);
+	if (cfs_store_open(f->path, CFS_STORE_CREATE, &f->store) < 0)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	char cmd[160];
+
+	cfs_store_free(f->store);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	if (system(cmd) != 0)
+		return -1;
+	free(f);
+	return 0;
+}
+
+/* Stores the string @text as an object; its digest in @d. */
+static void insert_bytes(struct cfs_store *s, const char *text, uint8_t d[CFS_DIGEST_SIZE])
+{
+	struct cfs_store_writer *w;
+
+	assert_int_equal(cfs_store_writer_new(s, NULL, &w), 0);
+	assert_int_equal(cfs_store_writer_write(w, text, strlen(text)), 0);
+	assert_int_equal(cfs_store_writer_verify(w, d), 0);
+	assert_int_equal(cfs_store_writer_commit(w, 0, NULL), 0);
+	cfs_store_writer_free(w);
+}
+
+/* The quota's index over a few hundred objects: pins (present or not) survive removals, a
+ * rescan sees what others add, eviction spares the pinned. */
+static void test_quota_index(void **state)
+{
+	enum { N = 300, PINNED = 10 };
+	struct fixture *f = *state;
+	uint8_t(*d)[CFS_DIGEST_SIZE] = calloc(N + 2, CFS_DIGEST_SIZE);
+	uint8_t absent[CFS_DIGEST_SIZE];
+	struct cfs_quota *q = NULL;
+	struct cfs_quota_stats st;
+	struct cfs_quota_refresh res;
+	char buf[64];
+
+	assert_non_null(d);
+	for (int i = 0; i < N; i++) {
+		snprintf(buf, sizeof(buf), "quota object %d", i);
+		insert_bytes(f->store, buf, d[i]);
+	}
+	memset(absent, 0x5a, sizeof(absent));
+	assert_int_equal(cfs_quota_new(f->store, 0, 0, &q), 0);
+	cfs_quota_get_stats(q, &st);
+	assert_int_equal(st.objects, N);
+	for (int i = 0; i < PINNED; i++)
+		assert_int_equal(cfs_quota_pin(q, d[i * 7]), 0);
+	assert_int_equal(cfs_quota_pin(q, absent), 0);
+	assert_true(cfs_quota_is_pinned(q, d[7]));
+	assert_false(cfs_quota_is_pinned(q, d[1]));
+	assert_true(cfs_quota_is_pinned(q, absent));
+
+	assert_int_equal(cfs_quota_remove_unpinned(q), N - PINNED);
+	cfs_quota_get_stats(q, &st);
+	assert_int_equal(st.objects, PINNED);
+	assert_int_equal(st.pinned, PINNED + 1);
+	assert_int_equal(st.pinned_present, PINNED);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(cfs_store_lookup(f->store, d[i], NULL) == 0,
+		                 i % 7 == 0 && i < 7 * PINNED);
+	assert_true(cfs_quota_is_pinned(q, absent));
+
+	/* One object recorded by its writer, one added behind the index's back (found by a
+	 * rescan), then eviction of all that may go: those two. */
+	snprintf(buf, sizeof(buf), "quota object %d", N);
+	insert_bytes(f->store, buf, d[N]);
+	cfs_quota_added(q, d[N], strlen(buf));
+	snprintf(buf, sizeof(buf), "quota object %d", N + 1);
+	insert_bytes(f->store, buf, d[N + 1]);
+	assert_int_equal(cfs_quota_refresh(q, &res), 0);
+	assert_int_equal(res.added, 1);
+	assert_int_equal(res.removed, 0);
+	cfs_quota_get_stats(q, &st);
+	assert_int_equal(st.objects, PINNED + 2);
+	assert_int_equal(cfs_quota_evict_to(q, 0), 2);
+	cfs_quota_get_stats(q, &st);
+	assert_int_equal(st.objects, PINNED);
+	assert_int_not_equal(cfs_store_lookup(f->store, d[N], NULL), 0);
+	assert_int_equal(cfs_store_lookup(f->store, d[0], NULL), 0);
+	cfs_quota_free(q);
+	free(d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_quota_index, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
