@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: MIT
 # src/fetcher: the libcurl-multi fetch engine -> libcfsfetch.a, its tests, man page and benchmark
 noinst_LIBRARIES += libcfsfetch.a
-libcfsfetch_a_SOURCES = src/fetcher/fetch.h src/fetcher/fetch.c
+libcfsfetch_a_SOURCES = src/fetcher/fetch.h src/fetcher/fetch-internal.h src/fetcher/fetch.c \
+	src/fetcher/fetch-engine.c src/fetcher/fetch-attempt.c src/fetcher/fetch-stage.c \
+	src/fetcher/fetch-commit.c src/fetcher/fetch-table.c src/fetcher/fetch-probe.c
 libcfsfetch_a_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(ZSTD_CFLAGS)
 CFS_FETCH_LIBS = libcfsfetch.a $(CURL_LIBS) $(ZSTD_LIBS)
 
