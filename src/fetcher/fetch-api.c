@@ -38,20 +38,15 @@ void cfs_fetch_options_init(struct cfs_fetch_options *o)
  * end, a server must be able to fail). */
 static void options_fill_zeros(struct cfs_fetch_options *o)
 {
-	if (!o->max_transfers)
-		o->max_transfers = defaults.max_transfers;
-	if (!o->max_per_server)
-		o->max_per_server = defaults.max_per_server;
-	if (!o->max_object_size)
-		o->max_object_size = defaults.max_object_size;
-	if (!o->connect_timeout_ms)
-		o->connect_timeout_ms = defaults.connect_timeout_ms;
-	if (!o->low_speed_bytes)
-		o->low_speed_bytes = defaults.low_speed_bytes;
-	if (!o->low_speed_secs)
-		o->low_speed_secs = defaults.low_speed_secs;
-	if (!o->server_fail_threshold)
-		o->server_fail_threshold = defaults.server_fail_threshold;
+#define FILL(field) (o->field = o->field ? o->field : defaults.field)
+	FILL(max_transfers);
+	FILL(max_per_server);
+	FILL(max_object_size);
+	FILL(connect_timeout_ms);
+	FILL(low_speed_bytes);
+	FILL(low_speed_secs);
+	FILL(server_fail_threshold);
+#undef FILL
 }
 
 static int copy_str(const char *in, const char **out)
