@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: MIT
 # src/fetcher: the libcurl-multi fetch engine -> libcfsfetch.a, its tests, man page and benchmark
 noinst_LIBRARIES += libcfsfetch.a
-libcfsfetch_a_SOURCES = src/fetcher/fetch.h src/fetcher/fetch.c
+libcfsfetch_a_SOURCES = src/fetcher/fetch.h src/fetcher/fetch-internal.h src/fetcher/fetch-api.c \
+	src/fetcher/fetch-engine.c src/fetcher/fetch-attempt.c src/fetcher/fetch-stage.c \
+	src/fetcher/fetch-commit.c src/fetcher/fetch-table.c src/fetcher/fetch-probe.c
 libcfsfetch_a_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(ZSTD_CFLAGS)
 CFS_FETCH_LIBS = libcfsfetch.a $(CURL_LIBS) $(ZSTD_LIBS)
 
@@ -10,6 +12,11 @@ TESTS += tests/unit/test-fetch
 tests_unit_test_fetch_SOURCES = tests/unit/test-fetch.c
 tests_unit_test_fetch_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) $(CURL_CFLAGS)
 tests_unit_test_fetch_LDADD = $(CFS_FETCH_LIBS) $(CFS_COMMON_LIBS) $(CMOCKA_LIBS)
+check_PROGRAMS += tests/unit/test-attempt
+TESTS += tests/unit/test-attempt
+tests_unit_test_attempt_SOURCES = tests/unit/test-attempt.c
+tests_unit_test_attempt_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) $(CURL_CFLAGS)
+tests_unit_test_attempt_LDADD = $(CFS_FETCH_LIBS) $(CFS_COMMON_LIBS) $(CMOCKA_LIBS)
 # The engine test starts tests/faultd/faultd (a check program too) for its single-flight case.
 
 FETCH_INTEGRATION_TESTS = \
