@@ -81,7 +81,8 @@ mkdir -p "$small"
 # Over 64 bytes each, so every file is an object (smaller ones are inline in the image).
 for i in $(seq 1 300); do head -c $((RANDOM % 16320 + 65)) /dev/urandom >"$small/f$i"; done
 "$B/cfs-store" -q --no-progress mkimage --store "$BENCH_TMP/sorigin" "$small" "$BENCH_TMP/small.cfs"
-(cd "$BENCH_TMP/sorigin" && ls -d [0-9a-f][0-9a-f]/*) >"$BENCH_TMP/slist"
+# The image's objects (mkimage --store keeps the image itself in the store too).
+"$B/cfs-store" objects "$BENCH_TMP/small.cfs" >"$BENCH_TMP/slist"
 (cd "$small" && ls) >"$BENCH_TMP/sfiles"
 nsmall=$(wc -l <"$BENCH_TMP/slist")
 sport=$(bench_free_port)
