@@ -14,40 +14,11 @@
 
 #include "common/quota.h"
 #include "common/store.h"
-
-struct fixture {
-	char dir[64];
-	char path[96];
-	struct cfs_store *store;
-};
+#include "store-fixture.h"
 
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-
-	if (!f)
-		return -1;
-	strcpy(f->dir, "/tmp/cfs-test-quota-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	snprintf(f->path, sizeof(f->path), "%s/store", f->dir);
-	if (cfs_store_open(f->path, CFS_STORE_CREATE, &f->store) < 0)
-		return -1;
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-	char cmd[160];
-
-	cfs_store_free(f->store);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	if (system(cmd) != 0)
-		return -1;
-	free(f);
-	return 0;
+	return store_fixture_setup(state, "quota");
 }
 
 /* Stores the string @text as an object; its digest in @d. */
