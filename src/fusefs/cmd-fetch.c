@@ -183,7 +183,7 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 	uint64_t v;
 	int c, r, ret = 1;
 
-	fetch_cli_init(&cli);
+	cfs_cli_init(&cli);
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "s:S:f:j:kqvhV", opts, NULL)) != -1) {
 		switch (c) {
@@ -195,14 +195,14 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 			break;
 		case 'j':
 		case OPT_MAX_TRANSFERS:
-			if (fetch_cli_parse_count(optarg, &cli.o.max_transfers) < 0 ||
+			if (cfs_cli_parse_count(optarg, &cli.o.max_transfers) < 0 ||
 			    cli.o.max_transfers == 0) {
 				ret = usage_error("bad transfer count", optarg);
 				goto out;
 			}
 			break;
 		case OPT_PER_SERVER:
-			if (fetch_cli_parse_count(optarg, &cli.o.max_per_server) < 0 ||
+			if (cfs_cli_parse_count(optarg, &cli.o.max_per_server) < 0 ||
 			    cli.o.max_per_server == 0) {
 				ret = usage_error("bad per-server count", optarg);
 				goto out;
@@ -226,7 +226,7 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 			ret = 0;
 			goto out;
 		default:
-			r = fetch_cli_option(&cli, c, optarg, "fetch");
+			r = cfs_cli_option(&cli, c, optarg, "fetch");
 			if (r == 1)
 				break;
 			if (r == FETCH_CLI_DONE) {
@@ -275,7 +275,7 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 	cfs_digestset_seal(&list);
 	n = cfs_digestset_count(&list);
 	/* Objects wait for their group commit with a descriptor open. */
-	fetch_cli_raise_nofile();
+	cfs_cli_raise_nofile();
 	r = cfs_store_open(store_path, CFS_STORE_CREATE, &store);
 	if (r < 0) {
 		cfs_err("cannot open store %s: %s", store_path, strerror(-r));
@@ -291,7 +291,7 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 	}
 	cfs_progress_init(&progress, "fetch", n, 0, cli.quiet || no_progress);
 	for (size_t i = 0; i < n; i++) {
-		r = cfs_fetch_submit(fetch, cfs_digestset_at(&list, i), 0, fetch_tally_cb, &run);
+		r = cfs_fetch_submit(fetch, cfs_digestset_at(&list, i), 0, cfs_tally_cb, &run);
 		if (r < 0) {
 			cfs_err("cannot submit: %s", strerror(-r));
 			pthread_mutex_lock(&run.lock);
@@ -304,7 +304,7 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 	}
 	pthread_mutex_lock(&run.lock);
 	while (run.done < n)
-		fetch_tally_wait(&run, &progress, n, 100);
+		cfs_tally_wait(&run, &progress, n, 100);
 	pthread_mutex_unlock(&run.lock);
 	cfs_progress_done(&progress);
 	if (!cli.quiet) {
@@ -321,13 +321,13 @@ int cfs_cache_cmd_fetch(int argc, char **argv)
 	}
 	if (want_stats)
 		print_stats(fetch);
-	fetch_tally_report(&run, "fetch");
+	cfs_tally_report(&run, "fetch");
 	ret = run.missing || run.failed ? 1 : 0;
 out:
 	cfs_fetch_free(fetch);
 	cfs_store_free(store);
 	cfs_digestset_free(&list);
-	fetch_cli_free(&cli);
+	cfs_cli_free(&cli);
 	if (fflush(stdout) != 0 && ret == 0)
 		ret = 1;
 	return ret;

@@ -261,7 +261,7 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 	int c, r, ret = 1;
 
 	cfs_digestset_init(&all, sizeof(struct object));
-	fetch_cli_init(&cli);
+	cfs_cli_init(&cli);
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "i:s:S:o:r:j:knqvhV", opts, NULL)) != -1) {
 		switch (c) {
@@ -287,7 +287,7 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 			}
 			break;
 		case 'j':
-			if (fetch_cli_parse_count(optarg, &cli.o.max_transfers) < 0 ||
+			if (cfs_cli_parse_count(optarg, &cli.o.max_transfers) < 0 ||
 			    cli.o.max_transfers == 0) {
 				ret = usage_error("bad transfer count", optarg);
 				goto out;
@@ -306,7 +306,7 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 			ret = 0;
 			goto out;
 		default:
-			r = fetch_cli_option(&cli, c, optarg, "prefetch");
+			r = cfs_cli_option(&cli, c, optarg, "prefetch");
 			if (r == 1)
 				break;
 			if (r == FETCH_CLI_DONE) {
@@ -370,7 +370,7 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 		ret = 0;
 		goto out;
 	}
-	fetch_cli_raise_nofile();
+	cfs_cli_raise_nofile();
 	cli.o.servers = cli.servers;
 	cli.o.n_servers = cli.n_servers;
 	cli.o.store = store;
@@ -402,13 +402,13 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 			if (!window_full && !over_rate)
 				break;
 			/* A full window is woken once half of it is free. */
-			fetch_tally_wait(&run, &progress,
+			cfs_tally_wait(&run, &progress,
 			                 window_full && !over_rate ? i - cli.o.max_transfers
 			                                           : SIZE_MAX,
 			                 over_rate ? 20 : 100);
 		}
 		pthread_mutex_unlock(&run.lock);
-		r = cfs_fetch_submit(fetch, order[i]->digest, 0, fetch_tally_cb, &run);
+		r = cfs_fetch_submit(fetch, order[i]->digest, 0, cfs_tally_cb, &run);
 		pthread_mutex_lock(&run.lock);
 		if (r < 0) {
 			cfs_err("cannot submit: %s", strerror(-r));
@@ -418,7 +418,7 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 		submitted_bytes += order[i]->size;
 	}
 	while (run.done < n_order)
-		fetch_tally_wait(&run, &progress, n_order, 100);
+		cfs_tally_wait(&run, &progress, n_order, 100);
 	pthread_mutex_unlock(&run.lock);
 	cfs_progress_done(&progress);
 	if (!cli.quiet) {
@@ -434,7 +434,7 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 		       (unsigned long long)run.present, (unsigned long long)run.missing,
 		       (unsigned long long)run.failed, secs, rt);
 	}
-	fetch_tally_report(&run, "prefetch");
+	cfs_tally_report(&run, "prefetch");
 	ret = run.missing || run.failed ? 1 : 0;
 out:
 	cfs_fetch_free(fetch);
@@ -445,7 +445,7 @@ out:
 		free(owned[i]);
 	free(owned);
 	free(images);
-	fetch_cli_free(&cli);
+	cfs_cli_free(&cli);
 	if (fflush(stdout) != 0 && ret == 0)
 		ret = 1;
 	return ret;

@@ -12,7 +12,7 @@
 #include "common/util.h"
 #include "fusefs/fetch-cli.h"
 
-void fetch_cli_init(struct fetch_cli *cli)
+void cfs_cli_init(struct fetch_cli *cli)
 {
 	memset(cli, 0, sizeof(*cli));
 	cfs_fetch_options_init(&cli->o);
@@ -20,14 +20,14 @@ void fetch_cli_init(struct fetch_cli *cli)
 	cli->level = CFS_LOG_NOTICE;
 }
 
-void fetch_cli_free(struct fetch_cli *cli)
+void cfs_cli_free(struct fetch_cli *cli)
 {
 	free(cli->servers);
 	cli->servers = NULL;
 	cli->n_servers = 0;
 }
 
-int fetch_cli_parse_count(const char *s, unsigned *v)
+int cfs_cli_parse_count(const char *s, unsigned *v)
 {
 	char *end;
 	unsigned long x;
@@ -47,7 +47,7 @@ static int bad(const char *cmd, const char *what, const char *arg)
 	return -EINVAL;
 }
 
-int fetch_cli_option(struct fetch_cli *cli, int c, const char *arg, const char *cmd)
+int cfs_cli_option(struct fetch_cli *cli, int c, const char *arg, const char *cmd)
 {
 	struct cfs_fetch_options *o = &cli->o;
 	uint64_t ms;
@@ -74,7 +74,7 @@ int fetch_cli_option(struct fetch_cli *cli, int c, const char *arg, const char *
 		return 1;
 	}
 	case FETCH_CLI_RETRIES:
-		if (fetch_cli_parse_count(arg, &o->retries) < 0 || o->retries > 100)
+		if (cfs_cli_parse_count(arg, &o->retries) < 0 || o->retries > 100)
 			return bad(cmd, "retry count", arg);
 		return 1;
 	case FETCH_CLI_CONNECT_TIMEOUT:
@@ -109,7 +109,7 @@ int fetch_cli_option(struct fetch_cli *cli, int c, const char *arg, const char *
 	}
 }
 
-void fetch_cli_raise_nofile(void)
+void cfs_cli_raise_nofile(void)
 {
 	struct rlimit rl;
 
@@ -119,7 +119,7 @@ void fetch_cli_raise_nofile(void)
 	}
 }
 
-void fetch_tally_cb(int result, const uint8_t digest[CFS_DIGEST_SIZE],
+void cfs_tally_cb(int result, const uint8_t digest[CFS_DIGEST_SIZE],
                     const struct cfs_fetch_result *info, void *userdata)
 {
 	struct fetch_tally *t = userdata;
@@ -168,14 +168,14 @@ void fetch_tally_cb(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 	pthread_mutex_unlock(&t->lock);
 }
 
-void fetch_tally_report(struct fetch_tally *t, const char *cmd)
+void cfs_tally_report(struct fetch_tally *t, const char *cmd)
 {
 	if (t->refused > 1)
 		cfs_err("%s: %llu objects in all were refused that way", cmd,
 		        (unsigned long long)t->refused);
 }
 
-void fetch_tally_wait(struct fetch_tally *t, struct cfs_progress *progress, size_t wake_at,
+void cfs_tally_wait(struct fetch_tally *t, struct cfs_progress *progress, size_t wake_at,
                       unsigned ms)
 {
 	struct timespec ts;

@@ -50,26 +50,26 @@ struct fetch_cli {
 	enum cfs_log_level level;   /* notice, err with -q, one step more per -v */
 };
 
-void fetch_cli_init(struct fetch_cli *cli);
-void fetch_cli_free(struct fetch_cli *cli);
+void cfs_cli_init(struct fetch_cli *cli);
+void cfs_cli_free(struct fetch_cli *cli);
 /* Applies option @c if it is one of the shared ones (these, -q, -v and -V). Returns 1 when it
  * was, FETCH_CLI_DONE after -V printed the version (exit 0), 0 when it is not shared, -EINVAL
  * after printing "cfs-cache CMD: bad ..." for a bad value, or -ENOMEM. */
 #define FETCH_CLI_DONE 2
-int fetch_cli_option(struct fetch_cli *cli, int c, const char *arg, const char *cmd);
+int cfs_cli_option(struct fetch_cli *cli, int c, const char *arg, const char *cmd);
 /* Parses a transfer count (1..1000000) for --jobs and friends. Returns 0 or -EINVAL. */
-int fetch_cli_parse_count(const char *s, unsigned *v);
+int cfs_cli_parse_count(const char *s, unsigned *v);
 /* Raises the soft limit on open files: many objects may wait for one shared flush. */
-void fetch_cli_raise_nofile(void);
+void cfs_cli_raise_nofile(void);
 
-/* What a command's fetches came to, counted by the engine's callbacks (fetch_tally_cb, with
+/* What a command's fetches came to, counted by the engine's callbacks (cfs_tally_cb, with
  * the tally as userdata) and read by the command's thread under @lock. */
 struct fetch_tally {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	size_t done;
 	uint64_t fetched, fetched_bytes, present, missing, failed;
-	uint64_t bytes_pending; /* for the progress bar, consumed by fetch_tally_wait */
+	uint64_t bytes_pending; /* for the progress bar, consumed by cfs_tally_wait */
 	size_t items_pending;
 	size_t wake_at; /* the waiter wants a signal once done reaches this */
 	/* Refusals (HTTP 401/403) are said once, with what to do, then only counted. */
@@ -83,14 +83,14 @@ struct fetch_tally {
 		.wake_at = SIZE_MAX                                                                \
 	}
 /* The cfs_fetch callback: logs a failure with the object's name and counts the result. */
-void fetch_tally_cb(int result, const uint8_t digest[CFS_DIGEST_SIZE],
+void cfs_tally_cb(int result, const uint8_t digest[CFS_DIGEST_SIZE],
                     const struct cfs_fetch_result *info, void *userdata);
 /* Waits (with @lock held) until @done reaches @wake_at or @ms pass, then feeds the progress bar
  * what completed meanwhile. Completions signal only the one the waiter asked for: a bulk fetch
  * does not wake the command's thread once per object. */
 /* After the run: how many more objects were refused like the first one (nothing if none). */
-void fetch_tally_report(struct fetch_tally *t, const char *cmd);
-void fetch_tally_wait(struct fetch_tally *t, struct cfs_progress *progress, size_t wake_at,
+void cfs_tally_report(struct fetch_tally *t, const char *cmd);
+void cfs_tally_wait(struct fetch_tally *t, struct cfs_progress *progress, size_t wake_at,
                       unsigned ms);
 
 #endif

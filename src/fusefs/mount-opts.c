@@ -190,7 +190,7 @@ static int parse_o(struct mount_opts *mo, const char *arg)
 	return r;
 }
 
-int mount_opts_parse(int argc, char **argv, struct mount_opts *mo)
+int cfs_mount_opts_parse(int argc, char **argv, struct mount_opts *mo)
 {
 	struct option longopts[N_DAEMON_OPTS + 4];
 	char *positional[2];
@@ -265,7 +265,7 @@ int mount_opts_parse(int argc, char **argv, struct mount_opts *mo)
 	return mo->mountpoint ? 0 : -ENOMEM;
 }
 
-int mount_opts_log_level(const struct mount_opts *mo, enum cfs_log_level *level_ret)
+int cfs_mount_opts_log_level(const struct mount_opts *mo, enum cfs_log_level *level_ret)
 {
 	enum cfs_log_level level = CFS_LOG_NOTICE;
 	int l;
@@ -279,7 +279,7 @@ int mount_opts_log_level(const struct mount_opts *mo, enum cfs_log_level *level_
 	return 0;
 }
 
-void mount_opts_free(struct mount_opts *mo)
+void cfs_mount_opts_free(struct mount_opts *mo)
 {
 	for (size_t i = 0; i < N_DAEMON_OPTS; i++)
 		if (daemon_opts[i].kind == K_VALUE)

@@ -32,10 +32,10 @@ struct mount_opts {
 };
 
 /* Parses @argv (argv[0] is the command's name). Misuse prints a message naming the option to
- * stderr and returns -EINVAL (exit 2); -ENOMEM otherwise. Free with mount_opts_free. */
-int mount_opts_parse(int argc, char **argv, struct mount_opts *mo);
-void mount_opts_free(struct mount_opts *mo);
+ * stderr and returns -EINVAL (exit 2); -ENOMEM otherwise. Free with cfs_mount_opts_free. */
+int cfs_mount_opts_parse(int argc, char **argv, struct mount_opts *mo);
+void cfs_mount_opts_free(struct mount_opts *mo);
 /* The log level from --log-level, -q and -v: 0 or -EINVAL (message printed). */
-int mount_opts_log_level(const struct mount_opts *mo, enum cfs_log_level *level_ret);
+int cfs_mount_opts_log_level(const struct mount_opts *mo, enum cfs_log_level *level_ret);
 
 #endif

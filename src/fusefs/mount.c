@@ -384,7 +384,7 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 	enum cfs_log_level level = CFS_LOG_NOTICE;
 	int ret = 1, r;
 
-	r = mount_opts_parse(argc, argv, &mo);
+	r = cfs_mount_opts_parse(argc, argv, &mo);
 	if (r < 0) {
 		ret = r == -EINVAL ? CFS_EXIT_MISUSE : 1;
 		goto out;
@@ -425,7 +425,7 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 	}
 	if (mo.n_servers == 0)
 		fprintf(stderr, "cfs-cache: warning: no --server: only the local store is shown\n");
-	if (mount_opts_log_level(&mo, &level) < 0) {
+	if (cfs_mount_opts_log_level(&mo, &level) < 0) {
 		ret = CFS_EXIT_MISUSE;
 		goto out;
 	}
@@ -674,6 +674,6 @@ out:
 	free(fopts.mountpoint);
 	free(exec_argv);
 	fuse_opt_free_args(&args);
-	mount_opts_free(&mo);
+	cfs_mount_opts_free(&mo);
 	return ret;
 }

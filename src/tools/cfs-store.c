@@ -12,47 +12,47 @@
 #include "common/log.h"
 #include "tools/cmds.h"
 
-bool tool_quiet;
-bool tool_no_progress;
+bool cfs_tool_quiet;
+bool cfs_tool_no_progress;
 
 #define SIZE_HELP                                                                               \
 	"SIZE is a byte count with an optional unit: K, M, G, T or KiB, MiB, GiB, TiB are\n"   \
 	"powers of 1024; kB (or KB), MB, GB, TB are powers of 1000; e.g. 20G, 512MiB, 1.5GB.\n"
 
 static const struct tool_cmd commands[] = {
-	{ "digest", cmd_digest, "[-j N] FILE...",
+	{ "digest", cfs_cmd_digest, "[-j N] FILE...",
 	  "print the fs-verity digest of files (like `fsverity digest`)",
 	  "  -j, --threads N      hash a large file on N threads (default: every CPU)\n"
 	  "\n"
 	  "Only regular files: a FIFO, a device or a directory is refused (exit status 1).\n",
 	  " -j --threads " },
-	{ "import", cmd_import, "[--dry-run] SRC_DIR... STORE",
+	{ "import", cfs_cmd_import, "[--dry-run] SRC_DIR... STORE",
 	  "add every non-empty regular file of trees to a store",
 	  "  -n, --dry-run        only hash; say what would be added\n"
 	  "\n"
 	  "Symlinks, FIFOs, sockets and devices are skipped. STORE is created if missing.\n",
 	  NULL },
-	{ "verify", cmd_verify, "[--delete-bad] STORE", "re-hash every object and report problems",
+	{ "verify", cfs_cmd_verify, "[--delete-bad] STORE", "re-hash every object and report problems",
 	  "  -d, --delete-bad     remove corrupt and misnamed objects, strays and stale\n"
 	  "                       temporary files (symlinks are removed, never followed)\n"
 	  "\n"
 	  "Exit status 1 when anything was reported.\n",
 	  NULL },
-	{ "stat", cmd_stat, "STORE", "print object count, bytes and disk use",
+	{ "stat", cfs_cmd_stat, "STORE", "print object count, bytes and disk use",
 	  "bytes is the sum of the objects' sizes; disk is the space they take\n"
 	  "(allocated blocks, st_blocks x 512), what gc --max-size and cfs-cache --max-size count.\n",
 	  NULL },
-	{ "objects", cmd_objects, "IMAGE...", "list the objects composefs images point at", NULL,
+	{ "objects", cfs_cmd_objects, "IMAGE...", "list the objects composefs images point at", NULL,
 	  NULL },
-	{ "missing-objects", cmd_missing_objects, "--store DIR IMAGE|DIGEST...",
+	{ "missing-objects", cfs_cmd_missing_objects, "--store DIR IMAGE|DIGEST...",
 	  "list the objects of images that a store lacks",
 	  "  -s, --store DIR      the store to look in (required)\n"
 	  "\n"
 	  "An image may be named by its digest (sha256:HEX, 64 hex or XX/<62hex>): it is then\n"
 	  "looked up in the store.\n",
 	  " -s --store " },
-	{ "ls", cmd_ls, "IMAGE...", "list the files of images with their objects", NULL, NULL },
-	{ "mkimage", cmd_mkimage,
+	{ "ls", cfs_cmd_ls, "IMAGE...", "list the files of images with their objects", NULL, NULL },
+	{ "mkimage", cfs_cmd_mkimage,
 	  "[--store STORE] [--use-epoch] [--skip-devices] [--skip-xattrs] [--user-xattrs] "
 	  "[--min-version N] [--max-version N] [--print-digest] [--print-digest-only] "
 	  "[--threads N] [--from-file] SRC IMAGE",
@@ -71,9 +71,9 @@ static const struct tool_cmd commands[] = {
 	  "      --threads N      hash on N threads\n"
 	  "      --from-file      SRC is a composefs-dump(5) file, not a directory\n",
 	  " -s --store --digest-store --min-version --max-version --threads " },
-	{ "dump", cmd_dump, "IMAGE...", "print composefs images in the composefs-dump(5) format",
+	{ "dump", cfs_cmd_dump, "IMAGE...", "print composefs images in the composefs-dump(5) format",
 	  NULL, NULL },
-	{ "gc", cmd_gc, "[--max-size SIZE] [--keep IMAGE]... [--unreferenced] [--dry-run] STORE",
+	{ "gc", cfs_cmd_gc, "[--max-size SIZE] [--keep IMAGE]... [--unreferenced] [--dry-run] STORE",
 	  "remove objects no kept image refers to, or least recently used ones down to a size",
 	  "  -m, --max-size SIZE  remove least recently used objects (not those of --keep\n"
 	  "                       images) until the store's disk use is at most SIZE\n"
@@ -85,7 +85,7 @@ static const struct tool_cmd commands[] = {
 	  "Sizes are disk use: allocated blocks (st_blocks x 512), as du(1) counts them, the\n"
 	  "same as cfs-cache --max-size.\n" SIZE_HELP,
 	  " -m --max-size -k --keep " },
-	{ "push", cmd_push,
+	{ "push", cfs_cmd_push,
 	  "[--token-file F] [--image IMAGE]... [--jobs N] [--retries N] [--ca-file F] "
 	  "[--insecure] [--dry-run] STORE URL",
 	  "upload the objects a server lacks (all, or those of images)", NULL,
@@ -110,7 +110,7 @@ static void print_help(FILE *f)
 		   "Run 'cfs-store COMMAND --help' for a command's options. See cfs-store(1).\n");
 }
 
-bool tool_wants_help(int argc, char **argv, const char *cmd)
+bool cfs_tool_wants_help(int argc, char **argv, const char *cmd)
 {
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--") == 0)
@@ -135,7 +135,7 @@ bool tool_wants_help(int argc, char **argv, const char *cmd)
 	return false;
 }
 
-int tool_usage_error(const char *cmd, const char *fmt, ...)
+int cfs_tool_usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -163,7 +163,7 @@ static int take_global(struct globals *g, const char *arg, const char *next)
 	int used = 1;
 
 	if (strcmp(arg, "-q") == 0 || strcmp(arg, "--quiet") == 0) {
-		tool_quiet = true;
+		cfs_tool_quiet = true;
 		g->level = CFS_LOG_ERR;
 		return 1;
 	}
@@ -179,7 +179,7 @@ static int take_global(struct globals *g, const char *arg, const char *next)
 		return 1;
 	}
 	if (strcmp(arg, "--no-progress") == 0) {
-		tool_no_progress = true;
+		cfs_tool_no_progress = true;
 		return 1;
 	}
 	if (strncmp(arg, "--log-level=", 12) == 0) {
@@ -265,7 +265,7 @@ int main(int argc, char **argv)
 				return EXIT_MISUSE;
 			break;
 		case 'P':
-			tool_no_progress = true;
+			cfs_tool_no_progress = true;
 			break;
 		case 'h':
 			print_help(stdout);

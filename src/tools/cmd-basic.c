@@ -30,10 +30,10 @@ static int parse_no_options(int argc, char **argv, const char *cmd)
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (c == 'h') {
-			tool_wants_help(2, (char *[]){ (char *)cmd, (char *)"--help", NULL }, cmd);
+			cfs_tool_wants_help(2, (char *[]){ (char *)cmd, (char *)"--help", NULL }, cmd);
 			return 0;
 		}
-		return tool_usage_error(cmd, "unknown option");
+		return cfs_tool_usage_error(cmd, "unknown option");
 	}
 	return -1;
 }
@@ -62,7 +62,7 @@ static int open_regular(const char *path, int flags, int *fd_ret)
 	return 0;
 }
 
-int cmd_digest(int argc, char **argv)
+int cfs_cmd_digest(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "help", no_argument, NULL, 'h' },
@@ -75,23 +75,23 @@ int cmd_digest(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "hj:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
-			tool_wants_help(2, (char *[]){ argv[0], (char *)"--help", NULL }, "digest");
+			cfs_tool_wants_help(2, (char *[]){ argv[0], (char *)"--help", NULL }, "digest");
 			return 0;
 		case 'j': {
 			char *end;
 			unsigned long v = strtoul(optarg, &end, 10);
 
 			if (*end || end == optarg || v > 64)
-				return tool_usage_error("digest", "invalid --threads '%s'", optarg);
+				return cfs_tool_usage_error("digest", "invalid --threads '%s'", optarg);
 			threads = (unsigned)v;
 			break;
 		}
 		default:
-			return tool_usage_error("digest", "unknown option");
+			return cfs_tool_usage_error("digest", "unknown option");
 		}
 	}
 	if (optind >= argc)
-		return tool_usage_error("digest", "no file given");
+		return cfs_tool_usage_error("digest", "no file given");
 	for (int i = optind; i < argc; i++) {
 		uint8_t d[CFS_DIGEST_SIZE];
 		char hex[CFS_DIGEST_HEX_SIZE + 1];
@@ -221,7 +221,7 @@ static int import_visit(const char *path, const struct stat *sb, int type, struc
 	return 0;
 }
 
-int cmd_import(int argc, char **argv)
+int cfs_cmd_import(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "help", no_argument, NULL, 'h' },
@@ -235,17 +235,17 @@ int cmd_import(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "hn", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
-			tool_wants_help(2, (char *[]){ argv[0], (char *)"--help", NULL }, "import");
+			cfs_tool_wants_help(2, (char *[]){ argv[0], (char *)"--help", NULL }, "import");
 			return 0;
 		case 'n':
 			st.dry_run = true;
 			break;
 		default:
-			return tool_usage_error("import", "unknown option");
+			return cfs_tool_usage_error("import", "unknown option");
 		}
 	}
 	if (argc - optind < 2)
-		return tool_usage_error("import", "need a source directory and a store");
+		return cfs_tool_usage_error("import", "need a source directory and a store");
 	r = cfs_store_open(argv[argc - 1], st.dry_run ? 0 : CFS_STORE_CREATE, &st.store);
 	if (r < 0) {
 		cfs_err("cannot open store %s: %s", argv[argc - 1], strerror(-r));
@@ -257,7 +257,7 @@ int cmd_import(int argc, char **argv)
 		cfs_store_free(st.store);
 		return 1;
 	}
-	cfs_progress_init(&st.progress, "import", 0, 0, tool_no_progress || tool_quiet);
+	cfs_progress_init(&st.progress, "import", 0, 0, cfs_tool_no_progress || cfs_tool_quiet);
 	import_st = &st;
 	for (int i = optind; i < argc - 1 && !st.err; i++) {
 		struct stat sb;
@@ -285,7 +285,7 @@ int cmd_import(int argc, char **argv)
 		st.bytes_dedup = st.batch.bytes_present;
 	}
 	cfs_progress_done(&st.progress);
-	if (!tool_quiet)
+	if (!cfs_tool_quiet)
 		printf("%s%llu files added (%s), %llu deduplicated (%s), %llu empty skipped, "
 		       "%llu not regular (FIFO, socket, device) skipped, %llu errors in %.1fs\n",
 		       st.dry_run ? "dry run: " : "", (unsigned long long)st.files_added,
@@ -408,7 +408,7 @@ static int verify_visit(const struct cfs_store_entry *e, void *userdata)
 	return 0;
 }
 
-int cmd_verify(int argc, char **argv)
+int cfs_cmd_verify(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "help", no_argument, NULL, 'h' },
@@ -423,17 +423,17 @@ int cmd_verify(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "hd", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
-			tool_wants_help(2, (char *[]){ argv[0], (char *)"--help", NULL }, "verify");
+			cfs_tool_wants_help(2, (char *[]){ argv[0], (char *)"--help", NULL }, "verify");
 			return 0;
 		case 'd':
 			st.delete_bad = true;
 			break;
 		default:
-			return tool_usage_error("verify", "unknown option");
+			return cfs_tool_usage_error("verify", "unknown option");
 		}
 	}
 	if (argc - optind != 1)
-		return tool_usage_error("verify", "need exactly one store");
+		return cfs_tool_usage_error("verify", "need exactly one store");
 	/* Stale temp files are reported, not silently cleaned, unless asked to repair. */
 	r = cfs_store_open(argv[optind], st.delete_bad ? 0 : CFS_STORE_NO_CLEAN, &st.store);
 	if (r < 0) {
@@ -443,7 +443,7 @@ int cmd_verify(int argc, char **argv)
 	if (cfs_store_usage(st.store, &usage) < 0)
 		usage = (struct cfs_store_usage){ 0 };
 	cfs_progress_init(&st.progress, "verify", usage.objects, usage.bytes,
-			  tool_no_progress || tool_quiet);
+			  cfs_tool_no_progress || cfs_tool_quiet);
 	r = cfs_store_iter(st.store, true, verify_visit, &st);
 	cfs_progress_done(&st.progress);
 	cfs_store_free(st.store);
@@ -452,14 +452,14 @@ int cmd_verify(int argc, char **argv)
 		return 1;
 	}
 	problems = st.corrupt + st.misnamed + st.stray + st.temp + st.unreadable;
-	if (!tool_quiet || problems)
+	if (!cfs_tool_quiet || problems)
 		printf("%llu objects ok, %llu corrupt, %llu misnamed, %llu stray, %llu temp, "
 		       "%llu unreadable%s\n",
 		       (unsigned long long)st.ok, (unsigned long long)st.corrupt,
 		       (unsigned long long)st.misnamed, (unsigned long long)st.stray,
 		       (unsigned long long)st.temp, (unsigned long long)st.unreadable,
 		       st.deleted ? " (bad entries deleted)" : "");
-	if (st.in_use && !tool_quiet)
+	if (st.in_use && !cfs_tool_quiet)
 		printf("%llu temp files being written by a live process (not checked)\n",
 		       (unsigned long long)st.in_use);
 	return problems ? 1 : 0;
@@ -467,7 +467,7 @@ int cmd_verify(int argc, char **argv)
 
 /* ---- stat ------------------------------------------------------------------------------ */
 
-int cmd_stat(int argc, char **argv)
+int cfs_cmd_stat(int argc, char **argv)
 {
 	struct cfs_store *store;
 	struct cfs_store_usage u;
@@ -478,7 +478,7 @@ int cmd_stat(int argc, char **argv)
 	if (r >= 0)
 		return r;
 	if (argc - optind != 1)
-		return tool_usage_error("stat", "need exactly one store");
+		return cfs_tool_usage_error("stat", "need exactly one store");
 	r = cfs_store_open(argv[optind], CFS_STORE_NO_CLEAN, &store);
 	if (r < 0) {
 		cfs_err("cannot open store %s: %s", argv[optind], strerror(-r));

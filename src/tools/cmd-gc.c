@@ -41,7 +41,7 @@ static void print_victim(const uint8_t digest[CFS_DIGEST_SIZE], uint64_t bytes, 
 	printf("would remove: %s (%s)\n", path, cfs_format_size(bytes, b, sizeof(b)));
 }
 
-int cmd_gc(int argc, char **argv)
+int cfs_cmd_gc(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "help", no_argument, NULL, 'h' },
@@ -65,16 +65,16 @@ int cmd_gc(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "hm:k:un", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
-			tool_wants_help(2, (char *[]){ argv[0], (char *)"--help", NULL }, "gc");
+			cfs_tool_wants_help(2, (char *[]){ argv[0], (char *)"--help", NULL }, "gc");
 			return 0;
 		case 'm':
 			if (cfs_parse_size(optarg, &max) < 0)
-				return tool_usage_error("gc", "invalid --max-size '%s'", optarg);
+				return cfs_tool_usage_error("gc", "invalid --max-size '%s'", optarg);
 			have_max = true;
 			break;
 		case 'k':
 			if (nkeep == MAX_KEEP)
-				return tool_usage_error("gc", "at most %d --keep images", MAX_KEEP);
+				return cfs_tool_usage_error("gc", "at most %d --keep images", MAX_KEEP);
 			keep[nkeep++] = optarg;
 			break;
 		case 'u':
@@ -84,15 +84,15 @@ int cmd_gc(int argc, char **argv)
 			dry_run = true;
 			break;
 		default:
-			return tool_usage_error("gc", "unknown option");
+			return cfs_tool_usage_error("gc", "unknown option");
 		}
 	}
 	if (argc - optind != 1)
-		return tool_usage_error("gc", "need exactly one store");
+		return cfs_tool_usage_error("gc", "need exactly one store");
 	if (!have_max && !unreferenced)
-		return tool_usage_error("gc", "nothing to do: give --max-size and/or --unreferenced");
+		return cfs_tool_usage_error("gc", "nothing to do: give --max-size and/or --unreferenced");
 	if (unreferenced && nkeep == 0)
-		return tool_usage_error("gc", "--unreferenced needs at least one --keep IMAGE "
+		return cfs_tool_usage_error("gc", "--unreferenced needs at least one --keep IMAGE "
 					      "(it would delete everything)");
 	r = cfs_store_open(argv[optind], 0, &store);
 	if (r < 0) {
@@ -105,7 +105,7 @@ int cmd_gc(int argc, char **argv)
 		goto out;
 	}
 	if (dry_run)
-		cfs_quota_set_victim_fn(quota, true, tool_quiet ? NULL : print_victim, NULL);
+		cfs_quota_set_victim_fn(quota, true, cfs_tool_quiet ? NULL : print_victim, NULL);
 	if (nkeep && keep_images(quota, keep, nkeep) < 0)
 		goto out;
 	if (unreferenced) {
@@ -128,7 +128,7 @@ int cmd_gc(int argc, char **argv)
 		cfs_warn("cleaning side files: %s", strerror(-side));
 	cfs_quota_get_stats(quota, &after);
 	/* Sizes are disk use (allocated blocks), what --max-size limits. */
-	if (!tool_quiet) {
+	if (!cfs_tool_quiet) {
 		printf("%s %llu objects (%s); %s %llu objects (%s)",
 		       dry_run ? "dry run: would remove" : "removed", (unsigned long long)after.evictions,
 		       cfs_format_size(after.bytes_evicted, b1, sizeof(b1)), dry_run ? "would keep" : "kept",
@@ -143,7 +143,7 @@ int cmd_gc(int argc, char **argv)
 			printf("%llu objects of the kept images are not in the store\n",
 			       (unsigned long long)(after.pinned - after.pinned_present));
 	}
-	if (!tool_quiet && side > 0)
+	if (!cfs_tool_quiet && side > 0)
 		printf("removed %d zstd side files of absent objects (%s)\n", side,
 		       cfs_format_size(side_bytes, b1, sizeof(b1)));
 	ret = 0;

@@ -40,23 +40,23 @@ static int parse_image_options(int argc, char **argv, const char *cmd, const cha
 	while ((c = getopt_long(argc, argv, store_ret ? "hs:" : "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
-			tool_wants_help(2, (char *[]){ (char *)cmd, (char *)"--help", NULL }, cmd);
+			cfs_tool_wants_help(2, (char *[]){ (char *)cmd, (char *)"--help", NULL }, cmd);
 			return 0;
 		case 's':
 			if (!store_ret)
-				return tool_usage_error(cmd, "unknown option");
+				return cfs_tool_usage_error(cmd, "unknown option");
 			*store_ret = optarg;
 			break;
 		default:
-			return tool_usage_error(cmd, "unknown option");
+			return cfs_tool_usage_error(cmd, "unknown option");
 		}
 	}
 	if (optind >= argc)
-		return tool_usage_error(cmd, "no image given");
+		return cfs_tool_usage_error(cmd, "no image given");
 	return -1;
 }
 
-int cmd_objects(int argc, char **argv)
+int cfs_cmd_objects(int argc, char **argv)
 {
 	uint8_t *d = NULL;
 	size_t n = 0;
@@ -78,7 +78,7 @@ int cmd_objects(int argc, char **argv)
 	return fflush(stdout) == 0 ? 0 : 1;
 }
 
-int cmd_missing_objects(int argc, char **argv)
+int cfs_cmd_missing_objects(int argc, char **argv)
 {
 	const char *store_path = NULL;
 	struct cfs_store *store = NULL;
@@ -91,7 +91,7 @@ int cmd_missing_objects(int argc, char **argv)
 	if (r >= 0)
 		return r;
 	if (!store_path)
-		return tool_usage_error("missing-objects", "--store is required");
+		return cfs_tool_usage_error("missing-objects", "--store is required");
 	r = cfs_store_open(store_path, CFS_STORE_NO_CLEAN, &store);
 	if (r < 0) {
 		cfs_err("cannot open store %s: %s", store_path, strerror(-r));
@@ -212,7 +212,7 @@ static int ls_entry(const struct cfs_image_entry *e, void *userdata)
 	return 0;
 }
 
-int cmd_ls(int argc, char **argv)
+int cfs_cmd_ls(int argc, char **argv)
 {
 	int r, ret = 0;
 
@@ -365,7 +365,7 @@ enum {
 	OPT_THREADS,
 };
 
-int cmd_mkimage(int argc, char **argv)
+int cfs_cmd_mkimage(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "help", no_argument, NULL, 'h' },
@@ -397,7 +397,7 @@ int cmd_mkimage(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "hs:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
-			tool_wants_help(2, (char *[]){ argv[0], (char *)"--help", NULL }, "mkimage");
+			cfs_tool_wants_help(2, (char *[]){ argv[0], (char *)"--help", NULL }, "mkimage");
 			return 0;
 		case 's':
 			store_path = optarg;
@@ -416,11 +416,11 @@ int cmd_mkimage(int argc, char **argv)
 			break;
 		case OPT_MIN_VERSION:
 			if (parse_version(optarg, &wopts.min_version) < 0)
-				return tool_usage_error("mkimage", "bad --min-version %s", optarg);
+				return cfs_tool_usage_error("mkimage", "bad --min-version %s", optarg);
 			break;
 		case OPT_MAX_VERSION:
 			if (parse_version(optarg, &wopts.max_version) < 0)
-				return tool_usage_error("mkimage", "bad --max-version %s", optarg);
+				return cfs_tool_usage_error("mkimage", "bad --max-version %s", optarg);
 			max_given = true;
 			break;
 		case OPT_PRINT_DIGEST:
@@ -437,23 +437,23 @@ int cmd_mkimage(int argc, char **argv)
 			unsigned long t = strtoul(optarg, &end, 10);
 
 			if (*end || end == optarg || t > 1024)
-				return tool_usage_error("mkimage", "bad --threads %s", optarg);
+				return cfs_tool_usage_error("mkimage", "bad --threads %s", optarg);
 			ms.threads = (unsigned)t;
 			break;
 		}
 		default:
-			return tool_usage_error("mkimage", "unknown option");
+			return cfs_tool_usage_error("mkimage", "unknown option");
 		}
 	}
 	nargs = argc - optind;
 	if (nargs != (digest_only ? 1 : 2))
-		return tool_usage_error("mkimage", digest_only ?
+		return cfs_tool_usage_error("mkimage", digest_only ?
 							   "need a source (and no image) with --print-digest-only" :
 							   "need a source and an image path");
 	if ((flags & CFS_TREE_SKIP_XATTRS) && (flags & CFS_TREE_USER_XATTRS))
-		return tool_usage_error("mkimage", "--skip-xattrs and --user-xattrs conflict");
+		return cfs_tool_usage_error("mkimage", "--skip-xattrs and --user-xattrs conflict");
 	if (max_given && wopts.max_version < wopts.min_version)
-		return tool_usage_error("mkimage", "--max-version is below --min-version");
+		return cfs_tool_usage_error("mkimage", "--max-version is below --min-version");
 	src = argv[optind];
 	if (!digest_only)
 		image = argv[optind + 1];
@@ -464,7 +464,7 @@ int cmd_mkimage(int argc, char **argv)
 			goto out;
 		}
 		ms.batch.store = ms.store;
-	} else if (!tool_quiet && !from_file) {
+	} else if (!cfs_tool_quiet && !from_file) {
 		cfs_notice("no --store given: the content of %s is not saved anywhere, only its "
 			   "digests go into the image",
 			   src);
@@ -472,7 +472,7 @@ int cmd_mkimage(int argc, char **argv)
 	ms.buf = malloc(ms.bufsize);
 	if (!ms.buf)
 		goto out;
-	cfs_progress_init(&ms.progress, "mkimage", 0, 0, tool_no_progress || tool_quiet);
+	cfs_progress_init(&ms.progress, "mkimage", 0, 0, cfs_tool_no_progress || cfs_tool_quiet);
 	if (from_file) {
 		FILE *f = strcmp(src, "-") == 0 ? stdin : fopen(src, "re");
 		size_t line = 0;
@@ -536,7 +536,7 @@ int cmd_mkimage(int argc, char **argv)
 	 * store, on stdout alone so scripts can take it. */
 	if (print_digest || ms.store)
 		printf("%s\n", hex);
-	if (!tool_quiet && !from_file && ms.store)
+	if (!cfs_tool_quiet && !from_file && ms.store)
 		fprintf(stderr,
 			"%s: %llu files (%s), %llu objects (%llu added, %s; %llu already stored), "
 			"image %s, in %.1fs\n",
@@ -547,7 +547,7 @@ int cmd_mkimage(int argc, char **argv)
 			cfs_format_size(ms.batch.bytes_added, b2, sizeof(b2)),
 			(unsigned long long)ms.batch.present, cfs_format_size(len, b3, sizeof(b3)),
 			cfs_progress_elapsed(&ms.progress));
-	else if (!tool_quiet && !from_file)
+	else if (!cfs_tool_quiet && !from_file)
 		fprintf(stderr, "%s: %llu files (%s), no store given, image %s, in %.1fs\n",
 			image ? image : src, (unsigned long long)ms.files,
 			cfs_format_size(ms.bytes, b1, sizeof(b1)), cfs_format_size(len, b3, sizeof(b3)),
@@ -601,7 +601,7 @@ out:
 	return r;
 }
 
-int cmd_dump(int argc, char **argv)
+int cfs_cmd_dump(int argc, char **argv)
 {
 	int r, ret = 0;
 

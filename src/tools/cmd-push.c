@@ -623,7 +623,7 @@ static void print_push_help(void)
 	    "command. Exit status 0 when every object is on the server afterwards, 1 otherwise.\n");
 }
 
-int cmd_push(int argc, char **argv)
+int cfs_cmd_push(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"help", no_argument, NULL, 'h'},
@@ -656,7 +656,7 @@ int cmd_push(int argc, char **argv)
 			return 0;
 		case 'i':
 			if (n_images == PUSH_MAX_IMAGES)
-				return tool_usage_error("push", "at most %d --image",
+				return cfs_tool_usage_error("push", "at most %d --image",
 				                        PUSH_MAX_IMAGES);
 			images[n_images++] = optarg;
 			break;
@@ -666,13 +666,13 @@ int cmd_push(int argc, char **argv)
 		case 'j':
 			jobs = strtoul(optarg, &end, 10);
 			if (*end || end == optarg || jobs < 1 || jobs > PUSH_MAX_JOBS)
-				return tool_usage_error("push", "invalid --jobs '%s' (1..%d)",
+				return cfs_tool_usage_error("push", "invalid --jobs '%s' (1..%d)",
 				                        optarg, PUSH_MAX_JOBS);
 			break;
 		case 'r':
 			retries = strtoul(optarg, &end, 10);
 			if (*end || end == optarg || retries > 10)
-				return tool_usage_error("push", "invalid --retries '%s' (0..10)",
+				return cfs_tool_usage_error("push", "invalid --retries '%s' (0..10)",
 				                        optarg);
 			break;
 		case 'C':
@@ -685,15 +685,15 @@ int cmd_push(int argc, char **argv)
 			p.dry_run = true;
 			break;
 		default:
-			return tool_usage_error("push", "unknown option");
+			return cfs_tool_usage_error("push", "unknown option");
 		}
 	}
 	if (argc - optind != 2)
-		return tool_usage_error("push", "need a store and a URL");
+		return cfs_tool_usage_error("push", "need a store and a URL");
 	store_path = argv[optind];
 	url = argv[optind + 1];
 	if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
-		return tool_usage_error("push", "URL must start with http:// or https://");
+		return cfs_tool_usage_error("push", "URL must start with http:// or https://");
 	p.base = url;
 	p.base_len = strlen(url);
 	while (p.base_len > 8 && url[p.base_len - 1] == '/')
@@ -766,7 +766,7 @@ int cmd_push(int argc, char **argv)
 	}
 
 	cfs_progress_init(&p.progress, p.dry_run ? "checking" : "pushing", p.n_items, 0,
-	                  tool_no_progress || tool_quiet);
+	                  cfs_tool_no_progress || cfs_tool_quiet);
 	if (p.n_items && run_transfers(&p) < 0) {
 		cfs_err("libcurl multi interface failed");
 		goto out;
@@ -780,7 +780,7 @@ int cmd_push(int argc, char **argv)
 		cfs_err("... and %llu more failures",
 		        (unsigned long long)(p.failures_logged - PUSH_LOG_FAILURES));
 	}
-	if (!tool_quiet || p.failed) {
+	if (!cfs_tool_quiet || p.failed) {
 		printf("%zu objects (%s): %llu %s (%s), %llu already present, %llu failed; "
 		       "%.2f s\n",
 		       p.n_items, cfs_format_size(total_bytes, b1, sizeof(b1)),

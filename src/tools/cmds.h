@@ -17,26 +17,26 @@ struct tool_cmd {
 };
 
 /* Global options shared by the subcommands. */
-extern bool tool_quiet;
-extern bool tool_no_progress;
+extern bool cfs_tool_quiet;
+extern bool cfs_tool_no_progress;
 
-int cmd_digest(int argc, char **argv);
-int cmd_import(int argc, char **argv);
-int cmd_verify(int argc, char **argv);
-int cmd_stat(int argc, char **argv);
+int cfs_cmd_digest(int argc, char **argv);
+int cfs_cmd_import(int argc, char **argv);
+int cfs_cmd_verify(int argc, char **argv);
+int cfs_cmd_stat(int argc, char **argv);
 /* src/tools/cmd-image.c */
-int cmd_objects(int argc, char **argv);
-int cmd_missing_objects(int argc, char **argv);
-int cmd_ls(int argc, char **argv);
-int cmd_mkimage(int argc, char **argv);
-int cmd_dump(int argc, char **argv);
-int cmd_gc(int argc, char **argv);
+int cfs_cmd_objects(int argc, char **argv);
+int cfs_cmd_missing_objects(int argc, char **argv);
+int cfs_cmd_ls(int argc, char **argv);
+int cfs_cmd_mkimage(int argc, char **argv);
+int cfs_cmd_dump(int argc, char **argv);
+int cfs_cmd_gc(int argc, char **argv);
 /* src/tools/cmd-push.c */
-int cmd_push(int argc, char **argv);
+int cfs_cmd_push(int argc, char **argv);
 
 /* Prints "usage: cfs-store CMD SYNOPSIS" to stderr and returns EXIT_MISUSE. */
-int tool_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int cfs_tool_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Handles -h/--help for a subcommand; true when help was printed. */
-bool tool_wants_help(int argc, char **argv, const char *cmd);
+bool cfs_tool_wants_help(int argc, char **argv, const char *cmd);
 
 #endif
