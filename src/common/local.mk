@@ -10,7 +10,8 @@ libcfscommon_a_SOURCES = \
 	src/common/name.c src/common/name.h \
 	src/common/progress.c src/common/progress.h \
 	src/common/quota.c src/common/quota.h \
-	src/common/store.c src/common/store.h \
+	src/common/store.c src/common/store.h src/common/store-internal.h \
+	src/common/store-txn.c src/common/store-walk.c src/common/store-writer.c \
 	src/common/util.c src/common/util.h
 libcfscommon_a_CFLAGS = $(AM_CFLAGS) $(CRYPTO_CFLAGS)
 CFS_COMMON_LIBS = libcfscommon.a $(CRYPTO_LIBS) -lm

@@ -9,7 +9,7 @@
 #include "common/digest.h"
 #include "common/store.h"
 
-#define CFS_ZCACHE_DIR CFS_STORE_ZSTD_DIR
+#define CFS_ZCACHE_DIR CFS_STORE_DERIVED_DIR
 
 struct cfs_zcache;
 struct cfs_zcache_ctx; /* per-thread compression state */

@@ -125,7 +125,7 @@ int cfs_cmd_digest(int argc, char **argv)
 struct import_state {
 	struct cfs_store *store;
 	struct cfs_progress progress;
-	struct cfs_store_batch batch; /* verified writers waiting for one shared flush */
+	struct cfs_store_txn *txn; /* verified writers waiting for one shared flush */
 	uint8_t *buf;
 	size_t bufsize;
 	bool dry_run;
@@ -134,6 +134,8 @@ struct import_state {
 };
 
 static struct import_state *import_st; /* nftw has no user pointer */
+
+#define IMPORT_BATCH 256
 
 static int import_file(struct import_state *st, const char *path, const struct stat *sb)
 {
@@ -168,7 +170,13 @@ static int import_file(struct import_state *st, const char *path, const struct s
 	r = cfs_store_writer_verify(w, digest);
 	if (r < 0)
 		goto out;
-	r = cfs_store_batch_add(&st->batch, cfs_steal_pointer(&w));
+	r = cfs_store_txn_add(st->txn, w, CFS_STORE_TXN_FREE);
+	if (r < 0)
+		goto out;
+	w = NULL;
+	/* Each waiting writer holds a descriptor: a flush every IMPORT_BATCH files. */
+	if (cfs_store_txn_count(st->txn) >= IMPORT_BATCH)
+		r = cfs_store_txn_commit(st->txn);
 out:
 	cfs_store_writer_free(w);
 	close(fd);
@@ -251,9 +259,9 @@ int cfs_cmd_import(int argc, char **argv)
 		cfs_err("cannot open store %s: %s", argv[argc - 1], strerror(-r));
 		return 1;
 	}
-	st.batch.store = st.store;
 	st.buf = malloc(st.bufsize);
-	if (!st.buf) {
+	if (!st.buf || cfs_store_txn_new(st.store, &st.txn) < 0) {
+		free(st.buf);
 		cfs_store_free(st.store);
 		return 1;
 	}
@@ -272,18 +280,21 @@ int cfs_cmd_import(int argc, char **argv)
 			ret = 1;
 		}
 	}
-	r = cfs_store_batch_commit(&st.batch);
+	r = cfs_store_txn_commit(st.txn);
 	if (r < 0 && !st.err) {
 		cfs_err("cannot commit objects: %s", strerror(-r));
 		st.err = r;
 	}
-	cfs_store_batch_discard(&st.batch);
 	if (!st.dry_run) {
-		st.files_added = st.batch.added;
-		st.bytes_added = st.batch.bytes_added;
-		st.files_dedup = st.batch.present;
-		st.bytes_dedup = st.batch.bytes_present;
+		struct cfs_store_txn_stats ts;
+
+		cfs_store_txn_get_stats(st.txn, &ts);
+		st.files_added = ts.added;
+		st.bytes_added = ts.bytes_added;
+		st.files_dedup = ts.present;
+		st.bytes_dedup = ts.bytes_present;
 	}
+	cfs_store_txn_free(st.txn);
 	cfs_progress_done(&st.progress);
 	if (!cfs_tool_quiet)
 		printf("%s%llu files added (%s), %llu deduplicated (%s), %llu empty skipped, "
@@ -397,8 +408,9 @@ static int verify_visit(const struct cfs_store_entry *e, void *userdata)
 	}
 	if (bad && st->delete_bad) {
 		if (unlinkat(dirfd, e->relpath, 0) == 0) {
-			/* A zstd side file cfs-serve made of it must not outlive it. */
-			cfs_store_remove_derived(st->store, e->relpath);
+			/* A zstd side file cfs-serve made of an object must not outlive it. */
+			if (e->kind == CFS_STORE_ENTRY_OBJECT)
+				cfs_store_remove_derived(st->store, e->digest);
 			printf("deleted: %s\n", e->relpath);
 			st->deleted++;
 		} else {

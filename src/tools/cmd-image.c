@@ -244,10 +244,12 @@ int cfs_cmd_ls(int argc, char **argv)
 
 /* ---- mkimage --------------------------------------------------------------------------- */
 
+#define MKIMAGE_BATCH 256
+
 struct mkimage_state {
 	struct cfs_store *store;
 	struct cfs_progress progress;
-	struct cfs_store_batch batch; /* verified writers waiting for one shared flush */
+	struct cfs_store_txn *txn; /* verified writers waiting for one shared flush */
 	unsigned threads;
 	uint8_t *buf;
 	size_t bufsize;
@@ -279,7 +281,13 @@ static int mk_file(int fd, const char *path, const struct stat *st, uint8_t dige
 	r = cfs_store_writer_verify(w, digest);
 	if (r < 0)
 		goto out;
-	r = cfs_store_batch_add(&ms->batch, cfs_steal_pointer(&w));
+	r = cfs_store_txn_add(ms->txn, w, CFS_STORE_TXN_FREE);
+	if (r < 0)
+		goto out;
+	w = NULL;
+	/* Each waiting writer holds a descriptor: a flush every MKIMAGE_BATCH files. */
+	if (cfs_store_txn_count(ms->txn) >= MKIMAGE_BATCH)
+		r = cfs_store_txn_commit(ms->txn);
 out:
 	cfs_store_writer_free(w);
 done:
@@ -334,7 +342,7 @@ static int store_image(struct cfs_store *store, const uint8_t *data, size_t len,
 	if (r == 0)
 		r = cfs_store_writer_verify(w, digest);
 	if (r == 0)
-		r = cfs_store_writer_commit(w, 0, existed_ret);
+		r = cfs_store_commit_one(w, existed_ret);
 	cfs_store_writer_free(w);
 	return r;
 }
@@ -384,6 +392,7 @@ int cfs_cmd_mkimage(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct mkimage_state ms = { .bufsize = 1 << 20 };
+	struct cfs_store_txn_stats ts = { 0 };
 	struct cfs_write_options wopts = { .min_version = 0, .max_version = 1 };
 	struct cfs_tree *tree = NULL;
 	const char *store_path = NULL, *src, *image = NULL;
@@ -463,7 +472,9 @@ int cfs_cmd_mkimage(int argc, char **argv)
 			cfs_err("cannot open store %s: %s", store_path, strerror(-r));
 			goto out;
 		}
-		ms.batch.store = ms.store;
+		r = cfs_store_txn_new(ms.store, &ms.txn);
+		if (r < 0)
+			goto out;
 	} else if (!cfs_tool_quiet && !from_file) {
 		cfs_notice("no --store given: the content of %s is not saved anywhere, only its "
 			   "digests go into the image",
@@ -497,7 +508,7 @@ int cfs_cmd_mkimage(int argc, char **argv)
 			cfs_err("%s: %s", failed ? failed : src, strerror(-r));
 			goto out;
 		}
-		r = cfs_store_batch_commit(&ms.batch);
+		r = ms.txn ? cfs_store_txn_commit(ms.txn) : 0;
 		if (r < 0) {
 			cfs_err("cannot commit objects: %s", strerror(-r));
 			goto out;
@@ -536,16 +547,17 @@ int cfs_cmd_mkimage(int argc, char **argv)
 	 * store, on stdout alone so scripts can take it. */
 	if (print_digest || ms.store)
 		printf("%s\n", hex);
+	if (ms.txn)
+		cfs_store_txn_get_stats(ms.txn, &ts);
 	if (!cfs_tool_quiet && !from_file && ms.store)
 		fprintf(stderr,
 			"%s: %llu files (%s), %llu objects (%llu added, %s; %llu already stored), "
 			"image %s, in %.1fs\n",
 			image ? image : src, (unsigned long long)ms.files,
 			cfs_format_size(ms.bytes, b1, sizeof(b1)),
-			(unsigned long long)(ms.batch.added + ms.batch.present),
-			(unsigned long long)ms.batch.added,
-			cfs_format_size(ms.batch.bytes_added, b2, sizeof(b2)),
-			(unsigned long long)ms.batch.present, cfs_format_size(len, b3, sizeof(b3)),
+			(unsigned long long)(ts.added + ts.present), (unsigned long long)ts.added,
+			cfs_format_size(ts.bytes_added, b2, sizeof(b2)),
+			(unsigned long long)ts.present, cfs_format_size(len, b3, sizeof(b3)),
 			cfs_progress_elapsed(&ms.progress));
 	else if (!cfs_tool_quiet && !from_file)
 		fprintf(stderr, "%s: %llu files (%s), no store given, image %s, in %.1fs\n",
@@ -554,7 +566,7 @@ int cfs_cmd_mkimage(int argc, char **argv)
 			cfs_progress_elapsed(&ms.progress));
 	ret = fflush(stdout) == 0 ? 0 : 1;
 out:
-	cfs_store_batch_discard(&ms.batch);
+	cfs_store_txn_free(ms.txn);
 	cfs_tree_free(tree);
 	free(data);
 	free(failed);

@@ -29,7 +29,7 @@ static void insert_bytes(struct cfs_store *s, const char *text, uint8_t d[CFS_DI
 	assert_int_equal(cfs_store_writer_new(s, NULL, &w), 0);
 	assert_int_equal(cfs_store_writer_write(w, text, strlen(text)), 0);
 	assert_int_equal(cfs_store_writer_verify(w, d), 0);
-	assert_int_equal(cfs_store_writer_commit(w, 0, NULL), 0);
+	assert_int_equal(cfs_store_commit_one(w, NULL), 0);
 	cfs_store_writer_free(w);
 }
 

@@ -45,14 +45,14 @@ static int count_temp(struct fixture *f)
 }
 
 static void insert_bytes(struct cfs_store *s, const void *data, size_t len, uint8_t d[32],
-			 bool *existed)
+                         bool *existed)
 {
 	struct cfs_store_writer *w;
 
 	assert_int_equal(cfs_store_writer_new(s, NULL, &w), 0);
 	assert_int_equal(cfs_store_writer_write(w, data, len), 0);
 	assert_int_equal(cfs_store_writer_verify(w, d), 0);
-	assert_int_equal(cfs_store_writer_commit(w, 0, existed), 0);
+	assert_int_equal(cfs_store_commit_one(w, existed), 0);
 	cfs_store_writer_free(w);
 }
 
@@ -73,7 +73,7 @@ static void test_verified_stays_locked(void **state)
 		assert_int_equal(cfs_store_open(f->path, 0, &other), 0);
 		cfs_store_free(other);
 		assert_int_equal(count_temp(f), 1);
-		assert_int_equal(cfs_store_writer_commit(w[i], 0, NULL), 0);
+		assert_int_equal(cfs_store_commit_one(w[i], NULL), 0);
 		cfs_store_writer_free(w[i]);
 		assert_int_equal(cfs_store_lookup(f->store, d[i], NULL), 0);
 	}
@@ -135,9 +135,9 @@ static void test_insert_lookup_remove(void **state)
 	{
 		char zdir[300], side[400], raw[400], other[400];
 
-		snprintf(zdir, sizeof(zdir), "%s/" CFS_STORE_ZSTD_DIR, f->path);
+		snprintf(zdir, sizeof(zdir), "%s/" CFS_STORE_DERIVED_DIR, f->path);
 		mkdir(zdir, 0755);
-		snprintf(zdir, sizeof(zdir), "%s/" CFS_STORE_ZSTD_DIR "/%.2s", f->path, rel);
+		snprintf(zdir, sizeof(zdir), "%s/" CFS_STORE_DERIVED_DIR "/%.2s", f->path, rel);
 		assert_int_equal(mkdir(zdir, 0755), 0);
 		snprintf(side, sizeof(side), "%s/%s.zst", zdir, rel + 3);
 		snprintf(raw, sizeof(raw), "%s/%s.raw", zdir, rel + 3);
@@ -175,7 +175,8 @@ static void test_mismatch_leaves_nothing(void **state)
 	assert_int_equal(cfs_store_writer_verify(w, got), -EBADMSG);
 	assert_memory_not_equal(want, got, 32);
 	/* A writer that failed to verify cannot be committed. */
-	assert_int_equal(cfs_store_writer_commit(w, 0, NULL), -EINVAL);
+	assert_int_equal(cfs_store_commit_one(w, NULL), -EINVAL);
+	assert_int_equal(cfs_store_writer_result(w, NULL), -EINPROGRESS);
 	cfs_store_writer_free(w);
 	assert_int_equal(cfs_store_lookup(f->store, want, NULL), -ENOENT);
 	assert_int_equal(cfs_store_lookup(f->store, got, NULL), -ENOENT);
@@ -198,16 +199,17 @@ static void test_reset_then_expected(void **state)
 	assert_int_equal(cfs_store_writer_write(w, "ri", 2), 0);
 	assert_int_equal(cfs_store_writer_write(w, "ght", 3), 0);
 	assert_int_equal(cfs_store_writer_verify(w, NULL), 0);
-	assert_int_equal(cfs_store_writer_commit(w, 0, NULL), 0);
+	assert_int_equal(cfs_store_commit_one(w, NULL), 0);
 	cfs_store_writer_free(w);
 	assert_int_equal(cfs_store_lookup(f->store, want, NULL), 0);
 }
 
-/* Two writers of the same object: both succeed, exactly one creates it. */
+/* Two writers of the same object in one transaction: both succeed, exactly one creates it. */
 static void test_two_inserters_race(void **state)
 {
 	struct fixture *f = *state;
 	struct cfs_store_writer *a, *b;
+	struct cfs_store_txn *txn;
 	bool ea = true, eb = false;
 	uint8_t d[32];
 
@@ -218,8 +220,13 @@ static void test_two_inserters_race(void **state)
 	assert_int_equal(cfs_store_writer_verify(a, d), 0);
 	assert_int_equal(cfs_store_writer_verify(b, NULL), 0);
 	assert_int_equal(count_temp(f), 2);
-	assert_int_equal(cfs_store_writer_commit(a, CFS_STORE_NOSYNC, &ea), 0);
-	assert_int_equal(cfs_store_writer_commit(b, CFS_STORE_NOSYNC, &eb), 0);
+	assert_int_equal(cfs_store_txn_new(f->store, &txn), 0);
+	assert_int_equal(cfs_store_txn_add(txn, a, 0), 0);
+	assert_int_equal(cfs_store_txn_add(txn, b, 0), 0);
+	assert_int_equal(cfs_store_txn_commit(txn), 0);
+	cfs_store_txn_free(txn);
+	assert_int_equal(cfs_store_writer_result(a, &ea), 0);
+	assert_int_equal(cfs_store_writer_result(b, &eb), 0);
 	assert_false(ea);
 	assert_true(eb);
 	cfs_store_writer_free(a);
@@ -267,7 +274,7 @@ static void test_crash_and_cleanup(void **state)
 	assert_int_equal(cfs_store_open(f->path, 0, &again), 0);
 	assert_int_equal(count_temp(f), 1); /* the dead one went, the live one stayed */
 	assert_int_equal(cfs_store_writer_verify(live, NULL), 0);
-	assert_int_equal(cfs_store_writer_commit(live, 0, NULL), 0);
+	assert_int_equal(cfs_store_commit_one(live, NULL), 0);
 	cfs_store_writer_free(live);
 	assert_int_equal(count_temp(f), 0);
 	cfs_store_free(again);
@@ -286,7 +293,7 @@ static void test_iter_and_hostile_entries(void **state)
 	struct fixture *f = *state;
 	uint8_t d[32], fake[32];
 	char rel[66], full[300];
-	int counts[3] = { 0 }, fd;
+	int counts[3] = {0}, fd;
 	struct cfs_store_usage u;
 
 	insert_bytes(f->store, "one", 3, d, NULL);
@@ -353,7 +360,7 @@ static int collect_strays(const struct cfs_store_entry *e, void *userdata)
 static void test_strays_walk_and_remove(void **state)
 {
 	struct fixture *f = *state;
-	struct strays st = { { 0 } };
+	struct strays st = {{0}};
 	struct cfs_store_usage u;
 	char full[300], outside[200], pfx[3];
 	uint8_t d[32];
@@ -413,45 +420,187 @@ static struct cfs_store_writer *verified_writer(struct cfs_store *s, const char 
 	return w;
 }
 
-/* A batch commits its writers only when full or told; it counts new and present objects; what
- * it still holds when discarded leaves no temp file and no object. */
-static void test_batch(void **state)
+/* A transaction names its writers only when committed; it counts new and present objects; it
+ * can be used again; what it still holds when discarded leaves no temp file and no object. */
+static void test_txn(void **state)
 {
+	enum { N = 40 };
 	struct fixture *f = *state;
-	struct cfs_store_batch *b = calloc(1, sizeof(*b));
+	struct cfs_store_writer *kept;
+	struct cfs_store_txn_stats ts;
+	struct cfs_store_txn *txn;
 	uint8_t d[32];
 	char text[32];
-	bool existed;
+	bool existed = true;
 
-	assert_non_null(b);
-	b->store = f->store;
+	assert_int_equal(cfs_store_txn_new(f->store, &txn), 0);
+	/* An empty commit is fine. */
+	assert_int_equal(cfs_store_txn_commit(txn), 0);
 	insert_bytes(f->store, "object 0", 8, d, &existed);
-	for (int i = 0; i < CFS_STORE_BATCH_MAX - 1; i++) {
+	for (int i = 0; i < N; i++) {
 		snprintf(text, sizeof(text), "object %d", i);
-		assert_int_equal(cfs_store_batch_add(b, verified_writer(f->store, text)), 0);
+		assert_int_equal(
+		    cfs_store_txn_add(txn, verified_writer(f->store, text), CFS_STORE_TXN_FREE), 0);
 	}
-	/* Not full yet: nothing is visible. */
-	assert_int_equal(b->n, CFS_STORE_BATCH_MAX - 1);
+	/* One the caller keeps, to read its result. */
+	kept = verified_writer(f->store, "kept by the caller");
+	assert_int_equal(cfs_store_txn_add(txn, kept, 0), 0);
+	assert_int_equal(cfs_store_writer_result(kept, NULL), -EINPROGRESS);
+	/* Not committed yet: nothing is visible. */
+	assert_int_equal(cfs_store_txn_count(txn), N + 1);
 	assert_int_equal(cfs_digest_buffer("object 1", 8, d), 0);
 	assert_int_equal(cfs_store_lookup(f->store, d, NULL), -ENOENT);
-	assert_int_equal(count_temp(f), CFS_STORE_BATCH_MAX - 1);
-	/* The last one fills it: all committed. */
-	assert_int_equal(cfs_store_batch_add(b, verified_writer(f->store, "the last one")), 0);
-	assert_int_equal(b->n, 0);
+	assert_int_equal(count_temp(f), N + 1);
+	assert_int_equal(cfs_store_txn_commit(txn), 0);
+	assert_int_equal(cfs_store_txn_count(txn), 0);
 	assert_int_equal(cfs_store_lookup(f->store, d, NULL), 0);
-	assert_int_equal(b->added, CFS_STORE_BATCH_MAX - 1);
-	assert_int_equal(b->present, 1); /* "object 0" was stored before */
-	assert_int_equal(b->bytes_present, 8);
+	assert_int_equal(cfs_store_writer_result(kept, &existed), 0);
+	assert_false(existed);
+	/* Committed: no longer a transaction's to take. */
+	assert_int_equal(cfs_store_txn_add(txn, kept, 0), -EINVAL);
+	cfs_store_writer_free(kept);
+	cfs_store_txn_get_stats(txn, &ts);
+	assert_int_equal(ts.added, N);
+	assert_int_equal(ts.present, 1); /* "object 0" was stored before */
+	assert_int_equal(ts.bytes_present, 8);
 	assert_int_equal(count_temp(f), 0);
-	/* An explicit commit of an empty batch is fine; a discarded writer leaves nothing. */
-	assert_int_equal(cfs_store_batch_commit(b), 0);
-	assert_int_equal(cfs_store_batch_add(b, verified_writer(f->store, "never kept")), 0);
+	/* Used again: a discarded writer leaves nothing. */
+	assert_int_equal(
+	    cfs_store_txn_add(txn, verified_writer(f->store, "never kept"), CFS_STORE_TXN_FREE), 0);
 	assert_int_equal(count_temp(f), 1);
-	cfs_store_batch_discard(b);
+	cfs_store_txn_discard(txn);
 	assert_int_equal(count_temp(f), 0);
 	assert_int_equal(cfs_digest_buffer("never kept", 10, d), 0);
 	assert_int_equal(cfs_store_lookup(f->store, d, NULL), -ENOENT);
-	free(b);
+	/* Freeing discards too. */
+	assert_int_equal(
+	    cfs_store_txn_add(txn, verified_writer(f->store, "freed"), CFS_STORE_TXN_FREE), 0);
+	cfs_store_txn_free(txn);
+	assert_int_equal(count_temp(f), 0);
+}
+
+/* A writer whose name is taken by something that is not an object fails on its own: the others
+ * around it get their names; only writers that verified may join. */
+static void test_txn_failing_writer(void **state)
+{
+	struct fixture *f = *state;
+	struct cfs_store_writer *w[3], *bad;
+	const char *texts[3] = {"first", "blocked", "third"};
+	struct cfs_store_txn_stats ts;
+	struct cfs_store_txn *txn;
+	uint8_t d[3][32];
+	char rel[CFS_NAME_PATH_LEN + 1], path[300];
+	bool existed;
+
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(cfs_digest_buffer(texts[i], strlen(texts[i]), d[i]), 0);
+	cfs_name_format_path(d[1], rel);
+	snprintf(path, sizeof(path), "%s/%.2s", f->path, rel);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/%s", f->path, rel);
+	assert_int_equal(mkdir(path, 0755), 0);
+	assert_int_equal(cfs_store_txn_new(f->store, &txn), 0);
+	for (int i = 0; i < 3; i++) {
+		w[i] = verified_writer(f->store, texts[i]);
+		assert_int_equal(cfs_store_txn_add(txn, w[i], 0), 0);
+	}
+	assert_int_equal(cfs_store_writer_new(f->store, NULL, &bad), 0);
+	assert_int_equal(cfs_store_txn_add(txn, bad, 0), -EINVAL); /* not verified */
+	cfs_store_writer_free(bad);
+	assert_int_equal(cfs_store_txn_commit(txn), -EUCLEAN);
+	assert_int_equal(cfs_store_writer_result(w[0], &existed), 0);
+	assert_false(existed);
+	assert_int_equal(cfs_store_writer_result(w[1], NULL), -EUCLEAN);
+	assert_int_equal(cfs_store_writer_result(w[2], &existed), 0);
+	assert_false(existed);
+	assert_int_equal(cfs_store_lookup(f->store, d[0], NULL), 0);
+	assert_int_equal(cfs_store_lookup(f->store, d[1], NULL), -EUCLEAN);
+	assert_int_equal(cfs_store_lookup(f->store, d[2], NULL), 0);
+	cfs_store_txn_get_stats(txn, &ts);
+	assert_int_equal(ts.added, 2);
+	assert_int_equal(ts.present, 0);
+	for (int i = 0; i < 3; i++)
+		cfs_store_writer_free(w[i]);
+	cfs_store_txn_free(txn);
+	assert_int_equal(count_temp(f), 0);
+}
+
+/* A process killed with verified writers in a transaction (before or during its commit) leaves
+ * whole objects under their names and temp files elsewhere, never part of an object under its
+ * name; the next open removes the temp files. */
+static void test_txn_crash(void **state)
+{
+	enum { N = 8 };
+	struct fixture *f = *state;
+	static char big[1 << 20];
+	struct cfs_store_usage u;
+	struct cfs_store *again;
+	int pipefd[2], status;
+	uint8_t d[32];
+	char c;
+	pid_t pid;
+
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (char)(i * 7);
+	assert_int_equal(pipe(pipefd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct cfs_store_txn *txn;
+		struct cfs_store_writer *w;
+
+		if (cfs_store_txn_new(f->store, &txn) < 0)
+			_exit(1);
+		for (int i = 0; i < N; i++) {
+			big[0] = (char)i;
+			if (cfs_store_writer_new(f->store, NULL, &w) < 0 ||
+			    cfs_store_writer_write(w, big, sizeof(big)) < 0 ||
+			    cfs_store_writer_verify(w, NULL) < 0 ||
+			    cfs_store_txn_add(txn, w, CFS_STORE_TXN_FREE) < 0)
+				_exit(1);
+		}
+		/* One more, half written, never verified. */
+		if (cfs_store_writer_new(f->store, NULL, &w) < 0 ||
+		    cfs_store_writer_write(w, big, sizeof(big) / 2) < 0)
+			_exit(1);
+		if (write(pipefd[1], "x", 1) != 1)
+			_exit(1);
+		/* Killed somewhere in here. */
+		cfs_store_txn_commit(txn);
+		pause();
+		_exit(0);
+	}
+	assert_int_equal(read(pipefd[0], &c, 1), 1);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	/* Whatever has a name is whole: N objects of the full size at most, each matching it. */
+	assert_int_equal(cfs_store_usage(f->store, &u), 0);
+	assert_true(u.objects <= N);
+	assert_int_equal(u.bytes, u.objects * sizeof(big));
+	for (int i = 0; i < N; i++) {
+		struct stat st;
+		int fd;
+
+		big[0] = (char)i;
+		assert_int_equal(cfs_digest_buffer(big, sizeof(big), d), 0);
+		if (cfs_store_lookup(f->store, d, &st) != 0)
+			continue;
+		assert_int_equal(cfs_store_open_object(f->store, d, &fd), 0);
+		{
+			uint8_t got[32];
+
+			assert_int_equal(cfs_digest_fd(fd, 0, got, NULL), 0);
+			assert_memory_equal(got, d, 32);
+		}
+		close(fd);
+	}
+	/* Every writer that did not get its name left a temp file; the next open takes them. */
+	assert_int_equal(count_temp(f), N + 1 - (int)u.objects);
+	assert_int_equal(cfs_store_open(f->path, 0, &again), 0);
+	assert_int_equal(count_temp(f), 0);
+	cfs_store_free(again);
 }
 
 static void test_insert_fd(void **state)
@@ -480,17 +629,19 @@ static void test_insert_fd(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_insert_lookup_remove, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_mismatch_leaves_nothing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reset_then_expected, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_two_inserters_race, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_crash_and_cleanup, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_iter_and_hostile_entries, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_strays_walk_and_remove, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_insert_fd, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_prepare, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_verified_stays_locked, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_insert_lookup_remove, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mismatch_leaves_nothing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reset_then_expected, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_two_inserters_race, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_crash_and_cleanup, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_iter_and_hostile_entries, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_strays_walk_and_remove, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_insert_fd, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_txn, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_txn_failing_writer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_txn_crash, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_prepare, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_verified_stays_locked, setup, teardown),
 	};
 
 	umask(077);
