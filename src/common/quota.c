@@ -97,10 +97,20 @@ static uint64_t disk_use(const struct stat *st)
 	return (uint64_t)st->st_blocks * 512;
 }
 
+/* The quota whose eviction is removing an object on this thread: the store's word of that
+ * removal is not news to it (and its lock is held). */
+static _Thread_local const struct cfs_quota *removing;
+
 /* Removes a victim (or, in a dry run, only tells of it). 0, -ENOENT or -errno. */
 static int remove_victim(struct cfs_quota *q, const struct entry *e)
 {
-	int r = q->dry_run ? 0 : cfs_store_remove(q->store, e->digest);
+	int r = 0;
+
+	if (!q->dry_run) {
+		removing = q;
+		r = cfs_store_remove(q->store, e->digest);
+		removing = NULL;
+	}
 
 	if (r == 0 && q->victim_fn)
 		q->victim_fn(e->digest, e->size, q->victim_ctx);
@@ -120,6 +130,15 @@ static int64_t now_s(void)
 {
 	return (int64_t)time(NULL);
 }
+
+static void quota_added(void *ctx, const uint8_t digest[CFS_DIGEST_SIZE], uint64_t size);
+static void quota_removed(void *ctx, const uint8_t digest[CFS_DIGEST_SIZE]);
+
+/* The quota observes its store: every object a transaction names, every removal. */
+static const struct cfs_store_observer quota_observer = {
+    .added = quota_added,
+    .removed = quota_removed,
+};
 
 int cfs_quota_new(struct cfs_store *store, uint64_t max_bytes, uint64_t low_water,
                   struct cfs_quota **quota_ret)
@@ -152,6 +171,7 @@ int cfs_quota_new(struct cfs_store *store, uint64_t max_bytes, uint64_t low_wate
 		cfs_quota_free(q);
 		return r;
 	}
+	cfs_store_set_observer(store, &quota_observer, q);
 	*quota_ret = q;
 	return 0;
 }
@@ -160,6 +180,8 @@ void cfs_quota_free(struct cfs_quota *q)
 {
 	if (!q)
 		return;
+	if (cfs_store_observed_by(q->store, q))
+		cfs_store_set_observer(q->store, NULL, NULL);
 	pthread_mutex_destroy(&q->lock);
 	if (q->index) {
 		void *e;
@@ -300,8 +322,11 @@ static int evict_locked(struct cfs_quota *q, uint64_t target, const uint8_t *kee
 	return b < 0 ? b : a + b;
 }
 
-void cfs_quota_added(struct cfs_quota *q, const uint8_t digest[CFS_DIGEST_SIZE], uint64_t size)
+/* An object is about to get its name (the committing thread): counted, and room made for it
+ * now, so a batch never takes the store over its quota by more than one object. */
+static void quota_added(void *ctx, const uint8_t digest[CFS_DIGEST_SIZE], uint64_t size)
 {
+	struct cfs_quota *q = ctx;
 	struct entry *e;
 	int r;
 
@@ -314,13 +339,30 @@ void cfs_quota_added(struct cfs_quota *q, const uint8_t digest[CFS_DIGEST_SIZE],
 		e->last_use = now_s();
 	}
 	if (q->max_bytes && q->bytes > q->max_bytes) {
-		r = evict_locked(q, q->low_water, digest); /* never the one just added */
+		/* Never the one just added: it has no name yet. */
+		r = evict_locked(q, q->low_water, digest);
 		if (r < 0)
 			cfs_warn("eviction failed: %s", strerror(-r));
 		else if (r > 0)
 			cfs_info("evicted %d object(s); store now %llu bytes", r,
 			         (unsigned long long)q->bytes);
 	}
+	pthread_mutex_unlock(&q->lock);
+}
+
+/* Someone else removed an object through the store (the quota's own evictions drop their
+ * entries themselves). */
+static void quota_removed(void *ctx, const uint8_t digest[CFS_DIGEST_SIZE])
+{
+	struct cfs_quota *q = ctx;
+	struct entry *e;
+
+	if (removing == q)
+		return;
+	pthread_mutex_lock(&q->lock);
+	e = cfs_digestmap_get(q->index, digest);
+	if (e && e->present)
+		drop_entry(q, e);
 	pthread_mutex_unlock(&q->lock);
 }
 

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* cfscache: size quota for a store: an index of objects with their last use, and LRU eviction
  * down to a low-water mark that never touches pinned objects. Sizes are disk use: allocated
- * blocks (st_blocks * 512) as a walk of the store reads them; an object recorded with
- * cfs_quota_added counts as its size rounded up to the filesystem's block until the next
+ * blocks (st_blocks * 512) as a walk of the store reads them; an object the quota sees a
+ * transaction name counts as its size rounded up to the filesystem's block until the next
  * rescan. */
 #ifndef CFS_QUOTA_H
 #define CFS_QUOTA_H
@@ -24,9 +24,11 @@ struct cfs_quota_stats {
 	uint64_t pinned_present; /* of the objects, those pinned */
 };
 
-/* Indexes every object of @store (not owned). Eviction starts when the indexed bytes exceed
- * @max_bytes and goes down to @low_water (0 = 90% of max_bytes). @max_bytes 0 means no quota:
- * the index still tracks use, for cfs_quota_evict_to. Returns 0 or -errno. */
+/* Indexes every object of @store (not owned) and becomes its observer: objects transactions
+ * name are counted (and room made for them) just before they get their name, on the committing
+ * thread; objects removed through the store leave the index. Eviction starts when the indexed
+ * bytes exceed @max_bytes and goes down to @low_water (0 = 90% of max_bytes). @max_bytes 0
+ * means no quota: the index still tracks use, for cfs_quota_evict_to. Returns 0 or -errno. */
 int cfs_quota_new(struct cfs_store *store, uint64_t max_bytes, uint64_t low_water,
 		  struct cfs_quota **quota_ret);
 void cfs_quota_free(struct cfs_quota *quota);
@@ -46,9 +48,6 @@ int cfs_quota_pin_many(struct cfs_quota *quota, const uint8_t *digests, size_t n
 bool cfs_quota_is_pinned(struct cfs_quota *quota, const uint8_t digest[CFS_DIGEST_SIZE]);
 /* Records a use of an object now. */
 void cfs_quota_touch(struct cfs_quota *quota, const uint8_t digest[CFS_DIGEST_SIZE]);
-/* Records a newly stored object and evicts if the quota is exceeded. Thread-safe. */
-void cfs_quota_added(struct cfs_quota *quota, const uint8_t digest[CFS_DIGEST_SIZE],
-		     uint64_t size);
 /* Evicts least recently used, unpinned objects until at most @target bytes remain.
  * Recency is the later of the index's record and the file's atime, read again just before
  * removal, so objects read directly by the kernel (never seen here) count as used.

@@ -17,6 +17,7 @@
 #include "common/name.h"
 #include "common/store-internal.h"
 #include "common/store.h"
+#include "common/util.h"
 
 struct txn_item {
 	struct cfs_store_writer *w;
@@ -185,10 +186,13 @@ static void txn_release(struct cfs_store_txn *txn)
 int cfs_store_txn_commit(struct cfs_store_txn *txn)
 {
 	int first = 0, flushed;
+	uint64_t t0;
 
 	if (txn->n == 0)
 		return 0;
+	t0 = cfs_now_ns();
 	flushed = txn_flush(txn);
+	txn->stats.last_flush_ns = cfs_now_ns() - t0;
 	for (size_t i = 0; i < txn->n; i++) {
 		struct cfs_store_writer *w = txn->items[i].w;
 		bool existed = false;

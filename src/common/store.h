@@ -136,6 +136,7 @@ void cfs_store_txn_discard(struct cfs_store_txn *txn);
  * already. */
 struct cfs_store_txn_stats {
 	uint64_t added, bytes_added, present, bytes_present;
+	uint64_t last_flush_ns; /* how long the last commit's flush took */
 };
 void cfs_store_txn_get_stats(const struct cfs_store_txn *txn, struct cfs_store_txn_stats *ret);
 

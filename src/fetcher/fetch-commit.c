@@ -11,36 +11,36 @@
 #include "common/util.h"
 #include "fetcher/fetch-internal.h"
 
-/* The store's owner counts an object (and makes room) before it gets its name, so a batch
- * never takes the store over its quota by more than one object. */
-static void commit_stored(struct cfs_fetch *f, struct job *job)
-{
-	if (f->o.stored)
-		f->o.stored(f->o.stored_ctx, job->digest, job->size);
-}
-
+/* One transaction for the batch: one flush, then each job's rename (the store's observer, a
+ * quota, counts each object just before). */
 void cfs_fetch_commit_batch(struct cfs_fetch *f, struct list *batch)
 {
-	uint64_t t0 = cfs_now_ns();
-	int r = cfs_store_sync(f->store);
+	struct cfs_store_txn_stats ts = { 0 };
+	struct cfs_store_txn *txn = NULL;
+	int r = cfs_store_txn_new(f->store, &txn);
 
-	atomic_store(&f->committer.last_flush_ns, cfs_now_ns() - t0);
+	for (struct list *l = batch->next; r == 0 && l != batch; l = l->next)
+		r = cfs_store_txn_add(txn, job_of(l)->body.st->w, 0);
+	if (r == 0) {
+		cfs_store_txn_commit(txn);
+		cfs_store_txn_get_stats(txn, &ts);
+	}
+	/* The flush alone: what the disk's load costs (the window widens with it). */
+	atomic_store(&f->committer.last_flush_ns, ts.last_flush_ns);
 	for (struct list *l = batch->next; l != batch; l = l->next) {
 		struct job *job = job_of(l);
 
-		if (r == 0)
-			commit_stored(f, job);
-		job->commit.result = r < 0 ? r
-		                           : cfs_store_writer_commit(job->body.st->w, CFS_STORE_NOSYNC,
-		                                                     &job->commit.existed);
+		job->commit.result =
+		    r < 0 ? r : cfs_store_writer_result(job->body.st->w, &job->commit.existed);
 	}
+	cfs_store_txn_free(txn);
 	STAT_ADD(f, commits, 1);
 }
 
 void cfs_fetch_commit_one(struct cfs_fetch *f, struct job *job)
 {
-	commit_stored(f, job);
-	job->commit.result = cfs_store_writer_commit(job->body.st->w, 0, NULL);
+	(void)f;
+	job->commit.result = cfs_store_commit_one(job->body.st->w, NULL);
 }
 
 void *cfs_fetch_committer_main(void *arg)

@@ -48,11 +48,6 @@ struct cfs_fetch_options {
 	/* Optional, not owned: a verified object is linked here and its callbacks run at once; it
 	 * gets its name in the store after the next group commit, off the caller's path. */
 	struct cfs_handoff *handoff;
-	/* Optional: called just before an object gets its name in the store, on the thread that
-	 * commits it (engine or committer): a quota counts it and makes room there, not when it
-	 * is handed off. Must be thread-safe and not block for long. */
-	void (*stored)(void *ctx, const uint8_t digest[CFS_DIGEST_SIZE], uint64_t size);
-	void *stored_ctx;
 };
 
 /* Fills @o with the defaults above (servers and store left empty). */

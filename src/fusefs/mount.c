@@ -192,13 +192,6 @@ static void prober_stop(struct prober *p)
 	p->started = false;
 }
 
-/* The fetcher's word that an object is getting its store name: the quota counts it and makes
- * room first. */
-static void quota_stored(void *ctx, const uint8_t digest[CFS_DIGEST_SIZE], uint64_t size)
-{
-	cfs_quota_added(ctx, digest, size);
-}
-
 /* Pins every object of the images. Returns the number pinned or -errno. */
 static int pin_images(struct cfs_quota *quota, char *const *images, size_t n)
 {
@@ -583,11 +576,8 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 		if (handoff && !mo.commit_delay)
 			fo.commit_delay_ms = HANDOFF_COMMIT_DELAY_MS;
 		/* With --max-size the store is a cache whose objects may go to make room for a miss
-		 * when its filesystem is full. */
-		if (quota) {
-			fo.stored = quota_stored;
-			fo.stored_ctx = quota;
-		}
+		 * when its filesystem is full. (The quota observes the store: it counts each
+		 * object just before the fetcher's commit names it.) */
 		if (quota && mo.max_size) {
 			fo.make_room = cfs_quota_make_room;
 			fo.make_room_ctx = quota;

@@ -123,9 +123,6 @@ static void fetch_done(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 		atomic_fetch_add(&p->up->fetched_bytes, info->size);
 	if (result == 0 || result == -ENOENT)
 		neg_set(p->up, digest, result == -ENOENT);
-	/* Make room before the object is served, as cfs-cache does. */
-	if (result == 0 && p->up->quota && info && info->fetched)
-		cfs_quota_added(p->up->quota, digest, info->size);
 	if (result < 0 && result != -ENOENT) {
 		char name[CFS_NAME_PATH_LEN + 1];
 
@@ -189,6 +186,8 @@ int cfs_upstream_new(const struct cfs_upstream_options *o, struct cfs_upstream *
 	r = cfs_store_open(o->store_path, CFS_STORE_CREATE, &up->store);
 	if (r < 0)
 		goto fail;
+	/* The quota observes the store: it makes room for a fetched object before the commit
+	 * names it, so before it is served, as in cfs-cache. */
 	if (o->max_size) {
 		r = cfs_quota_new(up->store, o->max_size, 0, &up->quota);
 		if (r < 0)
