@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* cfscache: zstd side files of objects, kept under <store>/.cfs-zstd (never an object path). */
+/* cfscache: zstd side files of objects, kept under <store>/.cfs-zstd (never an object path):
+ * XX/<62hex>.zst (the encoding), XX/<62hex>.raw (not worth compressing) and unfinished
+ * XX/.tmp-*, the store's rule for derived files, so that removing an object (gc, verify
+ * --delete-bad, eviction) removes them too and gc sweeps what a crash left. */
 #ifndef CFS_SERVER_ZCACHE_H
 #define CFS_SERVER_ZCACHE_H
 

@@ -96,7 +96,7 @@ static void add_object(struct cfs_store *s, size_t len, unsigned seed, uint8_t d
 	assert_int_equal(cfs_store_writer_new(s, NULL, &w), 0);
 	assert_int_equal(cfs_store_writer_write(w, buf, len), 0);
 	assert_int_equal(cfs_store_writer_verify(w, d), 0);
-	assert_int_equal(cfs_store_writer_commit(w, CFS_STORE_NOSYNC, NULL), 0);
+	assert_int_equal(cfs_store_commit_one(w, NULL), 0);
 	cfs_store_writer_free(w);
 	free(buf);
 }
