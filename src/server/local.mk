@@ -3,6 +3,7 @@
 bin_PROGRAMS += cfs-serve
 cfs_serve_SOURCES = \
 	src/server/gate.c src/server/server-internal.h \
+	src/server/http.c src/server/http.h \
 	src/server/main.c \
 	src/server/ocache.c src/server/ocache.h \
 	src/server/server.c src/server/server.h \
@@ -13,6 +14,13 @@ cfs_serve_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBEVENT_OPENSSL_CFLAGS) $(
 cfs_serve_LDADD = $(CFS_FETCH_LIBS) $(CFS_COMMON_LIBS) $(LIBEVENT_LIBS) $(LIBEVENT_OPENSSL_LIBS) $(SSL_LIBS) \
 	$(ZSTD_LIBS)
 dist_man_MANS += docs/cfs-serve.1
+
+# Unit tests of cfs-serve's parts link the server's own objects they test.
+check_PROGRAMS += tests/unit/test-http
+TESTS += tests/unit/test-http
+tests_unit_test_http_SOURCES = tests/unit/test-http.c src/server/http.c src/server/http.h
+tests_unit_test_http_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_http_LDADD = $(CFS_COMMON_LIBS) $(CMOCKA_LIBS)
 EXTRA_DIST += bench/serve.sh contrib/squid/cfs-site-cache.conf
 
 SERVER_TESTS = \

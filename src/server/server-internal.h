@@ -19,13 +19,13 @@
 
 #include "common/digest.h"
 #include "common/util.h"
+#include "server/http.h"
 #include "server/server.h"
 
 #define SRV_CONN_BUCKETS 1024
 /* The body limit of requests other than an allowed PUT (enough for a short PUT to get its 405). */
 #define SRV_SMALL_BODY_LIMIT 65536
 
-enum srv_method { M_GET, M_HEAD, M_PUT, M_OTHER, M_COUNT };
 #define N_STATUS 22  /* status_codes in server.c, plus one slot for any other code */
 #define N_LATENCY 15 /* latency histogram buckets, the last one +Inf */
 
@@ -153,12 +153,8 @@ struct cfs_serve_miss {
 };
 
 /* server.c */
-enum srv_route { R_BAD, R_TOO_LONG, R_NOT_FOUND, R_OBJECT, R_HEALTH, R_METRICS };
-enum srv_route cfs_srv_route(const char *uri, size_t len, size_t max_uri,
-                             uint8_t digest[CFS_DIGEST_SIZE]);
-bool cfs_srv_token_ok(const struct cfs_serve *srv, const char *authorization, size_t len);
 /* Counts an answer in the loop's metrics and writes its access-log line. */
-void cfs_srv_count(struct srv_thread *t, enum srv_method m, const char *method, const char *uri,
+void cfs_srv_count(struct srv_thread *t, enum cfs_http_method m, const char *method, const char *uri,
                    const char *peer, int code, uint64_t body);
 const char *cfs_srv_date(struct srv_thread *t);
 

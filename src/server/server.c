@@ -32,6 +32,7 @@
 #include "common/name.h"
 #include "common/store.h"
 #include "common/util.h"
+#include "server/http.h"
 #include "server/ocache.h"
 #include "server/server-internal.h"
 #include "server/server.h"
@@ -183,7 +184,7 @@ static struct bufferevent *srv_bevcb(struct event_base *base, void *arg)
 
 /* ---- replies ---- */
 
-static enum srv_method method_of(struct evhttp_request *req)
+static enum cfs_http_method method_of(struct evhttp_request *req)
 {
 	switch (evhttp_request_get_command(req)) {
 	case EVHTTP_REQ_GET:
@@ -229,18 +230,9 @@ static void srv_access_log(struct srv_thread *t, const char *peer, const char *m
 	char line[1024], uri[256], tbuf[64];
 	struct tm tm;
 	time_t now = time(NULL);
-	size_t o = 0;
 
 	/* The URI is hostile input: escape anything that is not plain printable ASCII. */
-	for (; u && *u && o + 5 < sizeof(uri); u++) {
-		unsigned char ch = (unsigned char)*u;
-
-		if (ch < 0x21 || ch >= 0x7f || ch == '"' || ch == '\\')
-			o += (size_t)snprintf(uri + o, sizeof(uri) - o, "\\x%02x", ch);
-		else
-			uri[o++] = (char)ch;
-	}
-	uri[o] = '\0';
+	cfs_http_escape(u, uri, sizeof(uri));
 	gmtime_r(&now, &tm);
 	strftime(tbuf, sizeof(tbuf), "%d/%b/%Y:%H:%M:%S +0000", &tm);
 	snprintf(line, sizeof(line), "%s - - [%s] \"%s %s\" %d %llu\n", peer ? peer : "-", tbuf,
@@ -248,7 +240,7 @@ static void srv_access_log(struct srv_thread *t, const char *peer, const char *m
 	fputs(line, t->srv->cfg.access_log);
 }
 
-void cfs_srv_count(struct srv_thread *t, enum srv_method m, const char *method, const char *uri,
+void cfs_srv_count(struct srv_thread *t, enum cfs_http_method m, const char *method, const char *uri,
                    const char *peer, int code, uint64_t body)
 {
 	size_t s = N_STATUS - 1;
@@ -367,175 +359,13 @@ static void srv_req_done(struct evhttp_request *req, void *arg)
 	}
 }
 
-/* ---- request parsing ---- */
-
-/* Classifies the raw request target (@len bytes). No decoding happens anywhere: an object
- * path is only ever rebuilt from the parsed digest. */
-enum srv_route cfs_srv_route(const char *uri, size_t len, size_t max_uri,
-                             uint8_t digest[CFS_DIGEST_SIZE])
-{
-	const char *q;
-	size_t plen;
-
-	if (len > max_uri)
-		return R_TOO_LONG;
-	q = memchr(uri, '?', len);
-	plen = q ? (size_t)(q - uri) : len;
-	if (plen == 0 || uri[0] != '/')
-		return R_BAD;
-	for (size_t i = 0; i < plen; i++) {
-		unsigned char ch = (unsigned char)uri[i];
-
-		if (ch <= 0x20 || ch >= 0x7f || ch == '%' || ch == '\\' || ch == '#')
-			return R_BAD;
-		if (ch == '/' && i + 1 < plen && (uri[i + 1] == '/' || uri[i + 1] == '.'))
-			return R_BAD;
-	}
-	if (plen == 8 && memcmp(uri, "/healthz", 8) == 0)
-		return R_HEALTH;
-	if (plen == 8 && memcmp(uri, "/metrics", 8) == 0)
-		return R_METRICS;
-	if (plen > 9 && memcmp(uri, "/objects/", 9) == 0)
-		return cfs_name_parse_path(uri + 9, plen - 9, digest) == 0 ? R_OBJECT : R_BAD;
-	return R_NOT_FOUND;
-}
-
-/* Whether an Authorization value (@len bytes, NULL if absent) carries the token. */
-bool cfs_srv_token_ok(const struct cfs_serve *srv, const char *h, size_t len)
-{
-	if (!srv->cfg.token)
-		return true;
-	if (!h || len < 7 || strncasecmp(h, "Bearer ", 7) != 0)
-		return false;
-	h += 7;
-	len -= 7;
-	while (len && *h == ' ')
-		h++, len--;
-	return cfs_const_time_eq(h, len, srv->cfg.token, srv->token_len);
-}
+/* ---- request checks ---- */
 
 static bool srv_authorized(struct cfs_serve *srv, struct evhttp_request *req)
 {
 	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
 
-	return cfs_srv_token_ok(srv, h, h ? strlen(h) : 0);
-}
-
-static bool accepts_zstd(const char *h)
-{
-	while (h && *h) {
-		const char *end = strchr(h, ','), *semi;
-		size_t n = end ? (size_t)(end - h) : strlen(h), name;
-
-		while (n && (*h == ' ' || *h == '\t'))
-			h++, n--;
-		semi = memchr(h, ';', n);
-		name = semi ? (size_t)(semi - h) : n;
-		while (name && (h[name - 1] == ' ' || h[name - 1] == '\t'))
-			name--;
-		if (name == 4 && strncasecmp(h, "zstd", 4) == 0) {
-			const char *qp = semi ? strstr(semi, "q=") : NULL;
-
-			if (!qp || (end && qp > end))
-				return true;
-			return strtod(qp + 2, NULL) > 0;
-		}
-		h = end ? end + 1 : NULL;
-	}
-	return false;
-}
-
-/* true when one of the listed entity tags is @etag (quoted; weak comparison) or "*". Only the
- * representation about to be sent counts: the zstd tag does not match a plain answer. */
-static bool etag_matches(const char *h, const char *etag)
-{
-	size_t elen = strlen(etag);
-
-	while (h && *h) {
-		const char *end = strchr(h, ',');
-		size_t n = end ? (size_t)(end - h) : strlen(h);
-
-		while (n && (*h == ' ' || *h == '\t'))
-			h++, n--;
-		while (n && (h[n - 1] == ' ' || h[n - 1] == '\t'))
-			n--;
-		if (n == 1 && h[0] == '*')
-			return true;
-		if (n >= 2 && h[0] == 'W' && h[1] == '/')
-			h += 2, n -= 2;
-		if (n == elen && memcmp(h, etag, n) == 0)
-			return true;
-		h = end ? end + 1 : NULL;
-	}
-	return false;
-}
-
-static bool parse_u64(const char **p, uint64_t *v)
-{
-	const char *s = *p;
-	uint64_t x = 0;
-
-	if (*s < '0' || *s > '9')
-		return false;
-	for (; *s >= '0' && *s <= '9'; s++) {
-		if (x > (UINT64_MAX - 9) / 10)
-			return false;
-		x = x * 10 + (uint64_t)(*s - '0');
-	}
-	*p = s;
-	*v = x;
-	return true;
-}
-
-/* 1: a satisfiable single range; 0: ignore the header and send everything (absent,
- * malformed or several ranges); -1: unsatisfiable (416). */
-static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len)
-{
-	uint64_t a, b;
-
-	if (!h || strncasecmp(h, "bytes", 5) != 0)
-		return 0;
-	h += 5;
-	while (*h == ' ')
-		h++;
-	if (*h++ != '=')
-		return 0;
-	while (*h == ' ')
-		h++;
-	if (strchr(h, ','))
-		return 0;
-	if (*h == '-') {
-		h++;
-		if (!parse_u64(&h, &b))
-			return 0;
-		while (*h == ' ')
-			h++;
-		if (*h)
-			return 0;
-		if (b == 0 || size == 0)
-			return -1;
-		b = CFS_MIN(b, size);
-		*off = size - b;
-		*len = b;
-		return 1;
-	}
-	if (!parse_u64(&h, &a) || *h++ != '-')
-		return 0;
-	if (*h >= '0' && *h <= '9') {
-		if (!parse_u64(&h, &b) || b < a)
-			return 0;
-	} else {
-		b = UINT64_MAX;
-	}
-	while (*h == ' ')
-		h++;
-	if (*h)
-		return 0;
-	if (a >= size)
-		return -1;
-	*off = a;
-	*len = CFS_MIN(b, size - 1) - a + 1;
-	return 1;
+	return cfs_http_token_ok(srv->cfg.token, srv->token_len, h, h ? strlen(h) : 0);
 }
 
 /* ---- objects ---- */
@@ -594,10 +424,10 @@ static void srv_reply_object(struct srv_thread *t, struct evhttp_request *req, i
 	ifr = evhttp_find_header(in, "If-Range");
 	if (range && ifr && strcmp(ifr, etag) != 0)
 		range = NULL;
-	r = parse_range(range, size, &off, &len);
+	r = cfs_http_parse_range(range, size, &off, &len);
 	/* The representation comes first: If-None-Match is compared with its own tag. */
 	if (r == 0 && fd >= 0 && srv->zc &&
-	    accepts_zstd(evhttp_find_header(in, "Accept-Encoding"))) {
+	    cfs_http_accepts_zstd(evhttp_find_header(in, "Accept-Encoding"))) {
 		int zfd = -1;
 		uint64_t zsize;
 		int rz = cfs_zcache_get(srv->zc, t->zctx, fd, st, digest, &zfd, &zsize);
@@ -612,7 +442,7 @@ static void srv_reply_object(struct srv_thread *t, struct evhttp_request *req, i
 			cfs_warn("zstd encoding of %s failed: %s", hex, strerror(-rz));
 		}
 	}
-	if (etag_matches(evhttp_find_header(in, "If-None-Match"), etag)) {
+	if (cfs_http_etag_matches(evhttp_find_header(in, "If-None-Match"), etag)) {
 		evhttp_add_header(h, "ETag", etag);
 		if (fd >= 0)
 			close(fd);
@@ -699,7 +529,7 @@ static void srv_object_get(struct srv_thread *t, struct evhttp_request *req,
 
 	/* zstd answers come from side files; everything else may come from the cache. */
 	cacheable = t->oc && !(srv->zc && !evhttp_find_header(in, "Range") &&
-	                       accepts_zstd(evhttp_find_header(in, "Accept-Encoding")));
+	                       cfs_http_accepts_zstd(evhttp_find_header(in, "Accept-Encoding")));
 	if (cacheable && (e = cfs_ocache_find(t->oc, digest))) {
 		char rel[CFS_NAME_PATH_LEN + 1];
 		time_t now = time(NULL);
@@ -1066,7 +896,7 @@ static void srv_handle(struct evhttp_request *req, void *arg)
 	struct srv_conn *c = conn_find(t, evhttp_request_get_connection(req));
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	uint8_t digest[CFS_DIGEST_SIZE];
-	enum srv_route route;
+	enum cfs_http_route route;
 	const char *uri;
 
 	if (c) {
@@ -1090,7 +920,7 @@ static void srv_handle(struct evhttp_request *req, void *arg)
 		return;
 	}
 	uri = evhttp_request_get_uri(req);
-	route = cfs_srv_route(uri, strlen(uri), srv->cfg.max_uri, digest);
+	route = cfs_http_route(uri, strlen(uri), srv->cfg.max_uri, digest);
 	if (route == R_HEALTH) {
 		if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD)
 			return srv_method_not_allowed(t, req, "GET, HEAD");
