@@ -2,11 +2,18 @@
 # src/server: cfs-serve, the HTTP(S) object server
 bin_PROGRAMS += cfs-serve
 cfs_serve_SOURCES = \
-	src/server/gate.c src/server/server-internal.h \
-	src/server/http.c src/server/http.h \
 	src/server/main.c \
+	src/server/serve.c src/server/server.h src/server/server-internal.h \
+	src/server/listen.c \
+	src/server/request.c \
+	src/server/object.c \
+	src/server/upload.c \
+	src/server/conn.c \
+	src/server/gate.c \
+	src/server/reply.c \
+	src/server/metrics.c \
+	src/server/http.c src/server/http.h \
 	src/server/ocache.c src/server/ocache.h \
-	src/server/server.c src/server/server.h \
 	src/server/upstream.c src/server/upstream.h \
 	src/server/zcache.c src/server/zcache.h
 cfs_serve_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBEVENT_OPENSSL_CFLAGS) $(SSL_CFLAGS) \
