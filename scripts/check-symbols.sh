@@ -22,7 +22,7 @@ if [ "$1" = --program ]; then
 	shift 2
 	case "$prog" in
 	cfs-cache) prefix='cfs_(cache|cli|devio|fs|handover|mount_opts|passthrough|tally)_' ;;
-	cfs-serve) prefix='cfs_(gate|ocache|serve|srv|upstream|zcache)_' ;;
+	cfs-serve) prefix='cfs_(gate|http|ocache|serve|srv|upstream|zcache)_' ;;
 	cfs-store) prefix='cfs_(cmd|tool)_' ;;
 	*) prefix='cfs_' ;;
 	esac

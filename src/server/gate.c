@@ -31,6 +31,7 @@
 #include <event2/http.h>
 
 #include "common/log.h"
+#include "server/http.h"
 #include "server/server-internal.h"
 
 static uint64_t now_ms(void)
@@ -163,40 +164,10 @@ static void refused_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 }
 
-static const char *reason_of(int code)
-{
-	switch (code) {
-	case 400:
-		return "Bad Request";
-	case 401:
-		return "Unauthorized";
-	case 404:
-		return "Not Found";
-	case 405:
-		return "Method Not Allowed";
-	case 413:
-		return "Content Too Large";
-	case 414:
-		return "URI Too Long";
-	case 431:
-		return "Request Header Fields Too Large";
-	case 501:
-		return "Not Implemented";
-	default:
-		return "Error";
-	}
-}
-
-struct head {
-	const char *method, *target;
-	size_t method_len, target_len;
-	enum srv_method m;
-};
-
 /* Answers @code itself and takes the connection away from evhttp: called from the input
  * buffer's callback, it only changes callbacks and buffers; the close comes later (client
  * EOF, error, the idle timeout, or the linger deadline of the waiting list). */
-static void gate_refuse(struct srv_conn *c, const struct head *h, int code)
+static void gate_refuse(struct srv_conn *c, const struct cfs_http_head *h, int code)
 {
 	struct srv_thread *t = c->t;
 	struct cfs_serve *srv = t->srv;
@@ -225,13 +196,13 @@ static void gate_refuse(struct srv_conn *c, const struct head *h, int code)
 	else if (code == 405)
 		extra =
 		    srv->cfg.allow_upload ? "Allow: GET, HEAD, PUT\r\n" : "Allow: GET, HEAD\r\n";
-	n = snprintf(body, sizeof(body), "%d %s\n", code, reason_of(code));
+	n = snprintf(body, sizeof(body), "%d %s\n", code, cfs_http_reason(code));
 	evbuffer_add_printf(
 	    bufferevent_get_output(c->bev),
 	    "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
 	    "Content-Length: %d\r\nCache-Control: no-store\r\nConnection: close\r\n"
 	    "%s\r\n%s",
-	    code, reason_of(code), cfs_srv_date(t), n, extra, body);
+	    code, cfs_http_reason(code), cfs_srv_date(t), n, extra, body);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	if (c->evcon)
 		evhttp_connection_get_peer(c->evcon, &peer, &port);
@@ -240,123 +211,28 @@ static void gate_refuse(struct srv_conn *c, const struct head *h, int code)
 
 /* ---- checking a complete head ---- */
 
-static bool name_is(const char *name, size_t len, const char *want)
-{
-	return strlen(want) == len && strncasecmp(name, want, len) == 0;
-}
-
-static bool is_tchar(unsigned char ch)
-{
-	return ch > 0x20 && ch < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}", ch);
-}
-
-static bool parse_length(const char *v, size_t len, uint64_t *out)
-{
-	uint64_t x = 0;
-
-	if (len == 0)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		if (v[i] < '0' || v[i] > '9' || x > (UINT64_MAX - 9) / 10)
-			return false;
-		x = x * 10 + (uint64_t)(v[i] - '0');
-	}
-	*out = x;
-	return true;
-}
-
 /* 0 to let the request through, or the status to refuse it with. */
-static int gate_check(struct srv_conn *c, const char *p, size_t len, struct head *h)
+static int gate_check(struct srv_conn *c, const char *p, size_t len, struct cfs_http_head *h)
 {
 	struct cfs_serve *srv = c->t->srv;
-	const char *e = p + len, *auth = NULL, *sp;
-	size_t auth_len = 0;
-	bool have_cl = false, have_te = false, chunked = false, body;
-	uint64_t cl = 0;
 	uint8_t digest[CFS_DIGEST_SIZE];
-	const char *lf = memchr(p, '\n', len);
-	size_t n;
+	bool body;
+	int code = cfs_http_parse_head(p, len, h);
 
-	/* The request line: METHOD SP TARGET SP HTTP/x.y */
-	n = (size_t)(lf - p);
-	if (n && p[n - 1] == '\r')
-		n--;
-	sp = memchr(p, ' ', n);
-	if (!sp || sp == p)
-		return 400;
-	h->method = p;
-	h->method_len = (size_t)(sp - p);
-	h->target = sp + 1;
-	sp = memchr(h->target, ' ', n - h->method_len - 1);
-	if (!sp || sp == h->target)
-		return 400;
-	h->target_len = (size_t)(sp - h->target);
-	if ((size_t)(p + n - (sp + 1)) < 5 || memcmp(sp + 1, "HTTP/", 5) != 0)
-		return 400;
-	if (name_is(h->method, h->method_len, "GET"))
-		h->m = M_GET;
-	else if (name_is(h->method, h->method_len, "HEAD"))
-		h->m = M_HEAD;
-	else if (name_is(h->method, h->method_len, "PUT"))
-		h->m = M_PUT;
-	for (p = lf + 1; p < e; p = lf + 1) {
-		const char *colon, *v, *ve;
-
-		lf = memchr(p, '\n', (size_t)(e - p));
-		if (!lf)
-			break;
-		n = (size_t)(lf - p);
-		if (n && p[n - 1] == '\r')
-			n--;
-		if (n == 0)
-			break; /* the empty line */
-		/* Folded lines and names evhttp would not match exactly are ways to hide a length
-		 * from one parser and not the other: refused (RFC 9112 §5). */
-		colon = memchr(p, ':', n);
-		if (p[0] == ' ' || p[0] == '\t' || !colon || colon == p)
-			return 400;
-		for (const char *q = p; q < colon; q++)
-			if (!is_tchar((unsigned char)*q))
-				return 400;
-		v = colon + 1;
-		ve = p + n;
-		while (v < ve && (*v == ' ' || *v == '\t'))
-			v++;
-		while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-			ve--;
-		if (name_is(p, (size_t)(colon - p), "Content-Length")) {
-			uint64_t x;
-
-			if (!parse_length(v, (size_t)(ve - v), &x) || (have_cl && x != cl))
-				return 400;
-			have_cl = true;
-			cl = x;
-		} else if (name_is(p, (size_t)(colon - p), "Transfer-Encoding")) {
-			if (have_te)
-				return 400;
-			have_te = true;
-			chunked = name_is(v, (size_t)(ve - v), "chunked");
-		} else if (name_is(p, (size_t)(colon - p), "Authorization") && !auth) {
-			auth = v;
-			auth_len = (size_t)(ve - v);
-		}
-	}
-	if (have_cl && have_te)
-		return 400;
-	if (have_te && !chunked)
-		return 501;
-	body = have_te || cl > 0;
+	if (code)
+		return code;
+	body = h->have_te || h->cl > 0;
 	if (h->m != M_PUT) {
 		/* Nothing but an upload has any use for a body. */
-		return have_cl && cl > SRV_SMALL_BODY_LIMIT ? 413 : 0;
+		return h->have_cl && h->cl > SRV_SMALL_BODY_LIMIT ? 413 : 0;
 	}
 	if (!body)
 		return 0; /* nothing to hold back: the loop answers as for any request */
 	if (!srv->cfg.allow_upload)
 		return 405;
-	if (!cfs_srv_token_ok(srv, auth, auth_len))
+	if (!cfs_http_token_ok(srv->cfg.token, srv->token_len, h->auth, h->auth_len))
 		return 401;
-	switch (cfs_srv_route(h->target, h->target_len, srv->cfg.max_uri, digest)) {
+	switch (cfs_http_route(h->target, h->target_len, srv->cfg.max_uri, digest)) {
 	case R_OBJECT:
 		break;
 	case R_TOO_LONG:
@@ -368,7 +244,7 @@ static int gate_check(struct srv_conn *c, const char *p, size_t len, struct head
 	default:
 		return 405;
 	}
-	return have_cl && cl > srv->cfg.max_upload ? 413 : 0;
+	return h->have_cl && h->cl > srv->cfg.max_upload ? 413 : 0;
 }
 
 static void gate_pass(struct srv_conn *c)
@@ -431,7 +307,7 @@ static void gate_scan(struct srv_conn *c, struct evbuffer *buf)
 {
 	size_t max = c->t->srv->cfg.max_header_size;
 	size_t len = evbuffer_get_length(buf), end;
-	struct head h = {.m = M_OTHER};
+	struct cfs_http_head h = {.m = M_OTHER};
 	int code;
 
 	if (len == 0)

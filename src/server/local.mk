@@ -2,10 +2,18 @@
 # src/server: cfs-serve, the HTTP(S) object server
 bin_PROGRAMS += cfs-serve
 cfs_serve_SOURCES = \
-	src/server/gate.c src/server/server-internal.h \
 	src/server/main.c \
+	src/server/serve.c src/server/server.h src/server/server-internal.h \
+	src/server/listen.c \
+	src/server/request.c \
+	src/server/object.c \
+	src/server/upload.c \
+	src/server/conn.c \
+	src/server/gate.c \
+	src/server/reply.c \
+	src/server/metrics.c \
+	src/server/http.c src/server/http.h \
 	src/server/ocache.c src/server/ocache.h \
-	src/server/server.c src/server/server.h \
 	src/server/upstream.c src/server/upstream.h \
 	src/server/zcache.c src/server/zcache.h
 cfs_serve_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBEVENT_OPENSSL_CFLAGS) $(SSL_CFLAGS) \
@@ -13,6 +21,13 @@ cfs_serve_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBEVENT_OPENSSL_CFLAGS) $(
 cfs_serve_LDADD = $(CFS_FETCH_LIBS) $(CFS_COMMON_LIBS) $(LIBEVENT_LIBS) $(LIBEVENT_OPENSSL_LIBS) $(SSL_LIBS) \
 	$(ZSTD_LIBS)
 dist_man_MANS += docs/cfs-serve.1
+
+# Unit tests of cfs-serve's parts link the server's own objects they test.
+check_PROGRAMS += tests/unit/test-http
+TESTS += tests/unit/test-http
+tests_unit_test_http_SOURCES = tests/unit/test-http.c src/server/http.c src/server/http.h
+tests_unit_test_http_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_http_LDADD = $(CFS_COMMON_LIBS) $(CMOCKA_LIBS)
 EXTRA_DIST += bench/serve.sh contrib/squid/cfs-site-cache.conf
 
 SERVER_TESTS = \

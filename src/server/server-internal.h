@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* cfscache: cfs-serve internals shared by the loop (server.c) and the request-head gate (gate.c).
- */
+/* cfscache: cfs-serve internals: the types of a server, its loops and connections, and the calls
+ * between its files. */
 #ifndef CFS_SERVER_SERVER_INTERNAL_H
 #define CFS_SERVER_SERVER_INTERNAL_H
 
@@ -19,14 +19,14 @@
 
 #include "common/digest.h"
 #include "common/util.h"
+#include "server/http.h"
 #include "server/server.h"
 
 #define SRV_CONN_BUCKETS 1024
 /* The body limit of requests other than an allowed PUT (enough for a short PUT to get its 405). */
 #define SRV_SMALL_BODY_LIMIT 65536
 
-enum srv_method { M_GET, M_HEAD, M_PUT, M_OTHER, M_COUNT };
-#define N_STATUS 22  /* status_codes in server.c, plus one slot for any other code */
+#define N_STATUS 22  /* status_codes in metrics.c, plus one slot for any other code */
 #define N_LATENCY 15 /* latency histogram buckets, the last one +Inf */
 
 #define STAT_ADD(field, n) atomic_fetch_add_explicit(&(field), (n), memory_order_relaxed)
@@ -152,15 +152,34 @@ struct cfs_serve_miss {
 	bool head;
 };
 
-/* server.c */
-enum srv_route { R_BAD, R_TOO_LONG, R_NOT_FOUND, R_OBJECT, R_HEALTH, R_METRICS };
-enum srv_route cfs_srv_route(const char *uri, size_t len, size_t max_uri,
-                             uint8_t digest[CFS_DIGEST_SIZE]);
-bool cfs_srv_token_ok(const struct cfs_serve *srv, const char *authorization, size_t len);
-/* Counts an answer in the loop's metrics and writes its access-log line. */
-void cfs_srv_count(struct srv_thread *t, enum srv_method m, const char *method, const char *uri,
-                   const char *peer, int code, uint64_t body);
-const char *cfs_srv_date(struct srv_thread *t);
+/* The calls between the files, from the top down: each file calls only those declared below it. */
+
+/* serve.c: lifecycle. request.c: the request handler, evhttp's general callback. */
+void cfs_srv_handle(struct evhttp_request *req, void *arg);
+
+/* object.c: GET and HEAD of an object; @may_miss hands an absent one to the miss handler. */
+void cfs_srv_object_get(struct srv_thread *t, struct evhttp_request *req,
+                        const uint8_t digest[CFS_DIGEST_SIZE], bool head, bool may_miss);
+
+/* upload.c: a PUT; its answer waits for the loop's next group commit (commit_ev). */
+void cfs_srv_object_put(struct srv_thread *t, struct evhttp_request *req,
+                        const uint8_t digest[CFS_DIGEST_SIZE]);
+void cfs_srv_commit_cb(evutil_socket_t fd, short what, void *arg);
+/* Drops the uploads a stopped loop never committed (their temp files go). */
+void cfs_srv_puts_free(struct srv_thread *t);
+
+/* listen.c: binds listen address @li on every loop's socket. Returns 0 or -errno (logged). */
+int cfs_srv_bind_all(struct cfs_serve *srv, size_t li);
+
+/* conn.c: connection tracking. */
+struct srv_conn *cfs_srv_conn_find(struct srv_thread *t, const struct evhttp_connection *evcon);
+/* A draining loop exits once no request is being answered. */
+void cfs_srv_check_drained(struct srv_thread *t);
+/* evhttp's bufferevent callback (a new connection) and the set-up right after it. */
+struct bufferevent *cfs_srv_bevcb(struct event_base *base, void *arg);
+void cfs_srv_setup_cb(evutil_socket_t fd, short what, void *arg);
+/* A request's reply is sent: its latency counted, the next head starts. */
+void cfs_srv_req_done(struct evhttp_request *req, void *arg);
 
 /* gate.c: every request head passes it before evhttp sees it (header deadline, the slow
  * heads' share of the connections, and the checks a request body must not be read before). */
@@ -175,5 +194,21 @@ void cfs_gate_accepted(struct srv_conn *c);
 void cfs_gate_next(struct srv_conn *c);
 void cfs_gate_closed(struct srv_conn *c);
 void cfs_gate_waiting_cb(evutil_socket_t fd, short what, void *arg);
+
+/* reply.c: answers, each counted and logged. */
+const char *cfs_srv_date(struct srv_thread *t);
+/* Sends what the output buffer holds; @body is the byte count for metrics and the log. */
+void cfs_srv_send(struct srv_thread *t, struct evhttp_request *req, int code, const char *reason,
+                  uint64_t body);
+/* A short text body "CODE REASON" (none for HEAD), not to be cached. */
+void cfs_srv_error(struct srv_thread *t, struct evhttp_request *req, int code, const char *reason);
+void cfs_srv_empty(struct srv_thread *t, struct evhttp_request *req, int code, const char *reason);
+
+/* metrics.c: counts an answer in the loop's metrics and writes its access-log line. */
+void cfs_srv_count(struct srv_thread *t, enum cfs_http_method m, const char *method,
+                   const char *uri, const char *peer, int code, uint64_t body);
+void cfs_srv_count_latency(struct srv_thread *t, uint64_t us);
+/* Writes every counter of the server to @out in the Prometheus text format. */
+void cfs_srv_metrics_write(struct cfs_serve *srv, struct evbuffer *out);
 
 #endif
