@@ -232,25 +232,6 @@ int cfs_store_commit_one(struct cfs_store_writer *w, bool *existed_ret)
 	return r < 0 ? r : cfs_store_writer_result(w, existed_ret);
 }
 
-int cfs_store_writer_commit(struct cfs_store_writer *w, unsigned flags, bool *existed_ret)
-{
-	bool existed = false;
-	int r;
-
-	if (w->state != WRITER_VERIFIED && w->state != WRITER_FAILED)
-		return -EINVAL;
-	if (!(flags & CFS_STORE_NOSYNC) && fsync(w->lockfd) < 0)
-		return -errno;
-	r = writer_name(w, &existed);
-	if (r < 0)
-		return r;
-	w->state = WRITER_COMMITTED;
-	w->existed = existed;
-	if (existed_ret)
-		*existed_ret = existed;
-	return 0;
-}
-
 int cfs_store_insert_fd(struct cfs_store *store, int fd, const uint8_t *expected,
                         uint8_t digest_ret[CFS_DIGEST_SIZE], bool *existed_ret)
 {

@@ -308,8 +308,3 @@ bool cfs_store_observed_by(const struct cfs_store *store, const void *ctx)
 {
 	return store->observer_ctx == ctx;
 }
-
-int cfs_store_sync(struct cfs_store *store)
-{
-	return syncfs(store->dirfd) < 0 ? -errno : 0;
-}

@@ -144,14 +144,6 @@ void cfs_store_txn_get_stats(const struct cfs_store_txn *txn, struct cfs_store_t
  * cfs_store_writer_result's value; @w stays the caller's. */
 int cfs_store_commit_one(struct cfs_store_writer *w, bool *existed_ret);
 
-/* The old way, for cfs-serve's upload commit until it uses a transaction: flush, then commit
- * each writer with CFS_STORE_NOSYNC. */
-int cfs_store_sync(struct cfs_store *store);
-enum cfs_store_commit_flags {
-	CFS_STORE_NOSYNC = 1 << 0,
-};
-int cfs_store_writer_commit(struct cfs_store_writer *w, unsigned flags, bool *existed_ret);
-
 /* Writes @fd to the store, verifies and commits it alone. */
 int cfs_store_insert_fd(struct cfs_store *store, int fd, const uint8_t *expected,
                         uint8_t digest_ret[CFS_DIGEST_SIZE], bool *existed_ret);

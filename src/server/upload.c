@@ -94,23 +94,29 @@ fail:
 	srv_put_failed(t, req, hex, r);
 }
 
+/* The uploads this loop iteration verified, in one store transaction: one flush, then each
+ * answered by what its own rename found. */
 void cfs_srv_commit_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct srv_thread *t = arg;
 	struct srv_put *p = t->puts;
+	struct cfs_store_txn *txn = NULL;
 	int rs;
 
 	(void)fd;
 	(void)what;
 	t->puts = NULL;
-	rs = p ? cfs_store_sync(t->srv->store) : 0;
+	rs = p ? cfs_store_txn_new(t->srv->store, &txn) : 0;
+	for (struct srv_put *q = p; rs == 0 && q; q = q->next)
+		rs = cfs_store_txn_add(txn, q->w, 0);
+	if (rs == 0 && txn)
+		cfs_store_txn_commit(txn);
+	cfs_store_txn_free(txn);
 	while (p) {
 		struct srv_put *next = p->next;
 		bool existed = false;
-		int r = rs;
+		int r = rs < 0 ? rs : cfs_store_writer_result(p->w, &existed);
 
-		if (r == 0)
-			r = cfs_store_writer_commit(p->w, CFS_STORE_NOSYNC, &existed);
 		if (p->conn)
 			p->conn->put = NULL;
 		if (r < 0) {
