@@ -46,8 +46,8 @@ int cfs_store_open_object(struct cfs_store *store, const uint8_t digest[CFS_DIGE
 int cfs_store_remove(struct cfs_store *store, const uint8_t digest[CFS_DIGEST_SIZE]);
 
 /* Files derived from objects (cfs-serve's encodings) live in this directory, never at an object
- * path: those of object XX/<62hex> are XX/<62hex>.<suffix>; other names in XX/ are their maker's
- * unfinished files. Its name is cfs-serve's zstd side files', the first of them. */
+ * path: those of object XX/<62hex> are XX/<62hex>.<suffix>; names in XX/ starting with '.' are
+ * their maker's unfinished files. Its name is cfs-serve's zstd side files', the first of them. */
 #define CFS_STORE_DERIVED_DIR ".cfs-zstd"
 /* Removes what was derived from the object @digest; none is fine. */
 void cfs_store_remove_derived(struct cfs_store *store, const uint8_t digest[CFS_DIGEST_SIZE]);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -603,6 +604,82 @@ static void test_txn_crash(void **state)
 	cfs_store_free(again);
 }
 
+/* Makes the file @name in @dir (mtime @age seconds ago). */
+static void make_file_aged(const char *dir, const char *name, int age)
+{
+	struct timeval tv[2];
+	char path[400];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "derived", 7), 7);
+	close(fd);
+	gettimeofday(&tv[0], NULL);
+	tv[0].tv_sec -= age;
+	tv[1] = tv[0];
+	assert_int_equal(utimes(path, tv), 0);
+}
+
+static bool file_exists(const char *dir, const char *name)
+{
+	char path[400];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return access(path, F_OK) == 0;
+}
+
+/* The generic rule for derived files, whatever their suffix: a present object's stay, an
+ * absent one's go, unfinished ones ('.' names) go when old, other names are left alone. */
+static void test_sweep_derived(void **state)
+{
+	struct fixture *f = *state;
+	char rel[CFS_NAME_PATH_LEN + 1], gone_rel[CFS_NAME_PATH_LEN + 1], zdir[300], name[100];
+	uint8_t d[32], gone[32];
+	uint64_t bytes = 1;
+
+	assert_int_equal(cfs_store_sweep_derived(f->store, 60, &bytes), 0); /* no directory */
+	assert_int_equal(bytes, 0);
+	insert_bytes(f->store, "kept", 4, d, NULL);
+	memcpy(gone, d, sizeof(gone));
+	gone[31] ^= 1;
+	cfs_name_format_path(d, rel);
+	cfs_name_format_path(gone, gone_rel);
+	snprintf(zdir, sizeof(zdir), "%s/" CFS_STORE_DERIVED_DIR, f->path);
+	assert_int_equal(mkdir(zdir, 0755), 0);
+	snprintf(zdir, sizeof(zdir), "%s/" CFS_STORE_DERIVED_DIR "/%.2s", f->path, rel);
+	assert_int_equal(mkdir(zdir, 0755), 0);
+	snprintf(name, sizeof(name), "%s.zst", rel + 3);
+	make_file_aged(zdir, name, 0);
+	snprintf(name, sizeof(name), "%s.anything", rel + 3);
+	make_file_aged(zdir, name, 0);
+	snprintf(name, sizeof(name), "%s.zst", gone_rel + 3);
+	make_file_aged(zdir, name, 0);
+	snprintf(name, sizeof(name), "%s.other", gone_rel + 3);
+	make_file_aged(zdir, name, 0);
+	make_file_aged(zdir, ".tmp-old", 7200);
+	make_file_aged(zdir, ".tmp-new", 0);
+	make_file_aged(zdir, "not-derived", 7200);
+	assert_int_equal(cfs_store_sweep_derived(f->store, 3600, &bytes), 3);
+	assert_int_equal(bytes, 3 * 7);
+	snprintf(name, sizeof(name), "%s.zst", rel + 3);
+	assert_true(file_exists(zdir, name));
+	snprintf(name, sizeof(name), "%s.anything", rel + 3);
+	assert_true(file_exists(zdir, name));
+	snprintf(name, sizeof(name), "%s.zst", gone_rel + 3);
+	assert_false(file_exists(zdir, name));
+	assert_false(file_exists(zdir, ".tmp-old"));
+	assert_true(file_exists(zdir, ".tmp-new"));
+	assert_true(file_exists(zdir, "not-derived"));
+	/* Removing the object takes every derived file of it, none of the others. */
+	assert_int_equal(cfs_store_remove(f->store, d), 0);
+	snprintf(name, sizeof(name), "%s.anything", rel + 3);
+	assert_false(file_exists(zdir, name));
+	assert_true(file_exists(zdir, ".tmp-new"));
+	assert_true(file_exists(zdir, "not-derived"));
+}
+
 static void test_insert_fd(void **state)
 {
 	struct fixture *f = *state;
@@ -637,6 +714,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_iter_and_hostile_entries, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_strays_walk_and_remove, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_insert_fd, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sweep_derived, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_txn, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_txn_failing_writer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_txn_crash, setup, teardown),
