@@ -12,6 +12,7 @@
 
 #include "common/util.h"
 #include "fetcher/fetch-internal.h"
+#include "fetcher/fetch-opts.h"
 
 /* ---- classification ------------------------------------------------------------------------- */
 
@@ -395,13 +396,9 @@ int cfs_fetch_token_header(const char *path, struct curl_slist **list)
 	struct curl_slist *nl;
 	int r;
 
-	r = cfs_read_small_file(path, 8192, &token);
+	r = cfs_fetch_opts_read_token(path, &token);
 	if (r < 0)
 		return r;
-	if (!token[0] || strpbrk(token, "\r\n")) {
-		r = -EINVAL;
-		goto out;
-	}
 	if (asprintf(&header, "Authorization: Bearer %s", token) < 0) {
 		header = NULL;
 		r = -ENOMEM;
@@ -415,8 +412,7 @@ int cfs_fetch_token_header(const char *path, struct curl_slist **list)
 	*list = nl;
 	r = 0;
 out:
-	if (token)
-		explicit_bzero(token, strlen(token));
+	explicit_bzero(token, strlen(token));
 	if (header)
 		explicit_bzero(header, strlen(header));
 	free(token);

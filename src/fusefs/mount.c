@@ -27,7 +27,6 @@
 #include "fusefs/devio.h"
 #include "fusefs/handover.h"
 #include "fusefs/mount-opts.h"
-#include "fusefs/fetch-cli.h"
 #include "image/image.h"
 
 #define HANDOFF_COMMIT_DELAY_MS 1000
@@ -45,13 +44,9 @@ static void usage(FILE *f)
 		"DURATION is a number of seconds or 500ms, 30s, 5m, 2h; SIZE takes K, M, G, T (1024)\n"
 		"or KB, MB, GB (1000).\n\n"
 		"Options (also as -o name=value):\n"
-		"  --store DIR             local object store (created if missing)\n"
-		"  --server URL            base URL of an object server, repeatable, tried in order\n"
-		"  --token-file FILE       send 'Authorization: Bearer <file contents>'\n"
-		"  --ca-file FILE          CA certificates for HTTPS servers\n"
-		"  --cert FILE, --key FILE client certificate and key (PEM)\n"
-		"  --insecure              do not verify TLS peers (testing only)\n"
-		"  --no-zstd               do not ask for zstd-encoded bodies\n"
+		"  --store DIR             local object store (created if missing)\n");
+	cfs_mount_opts_print_fetch_help(f);
+	fprintf(f,
 		"  --handoff DIR           hand-off directory: verified objects are linked here and\n"
 		"                          the lookup answered ENOENT, so overlayfs (basedir\n"
 		"                          STORE:MOUNTPOINT:DIR) opens the real file; on the store's\n"
@@ -61,13 +56,6 @@ static void usage(FILE *f)
 		"  --no-passthrough        the default; accepted for old command lines\n"
 		"  --passthrough           with --no-handoff: let the kernel read open objects from\n"
 		"                          the store file (FUSE passthrough; deepens the fs stack)\n"
-		"  --commit-delay DURATION group-commit window before objects get their store names\n"
-		"                          (default 1s with hand-off, widened while flushes are\n"
-		"                          slow; else 2ms)\n"
-		"  --max-transfers N       concurrent downloads (default 64)\n"
-		"  --connect-timeout DURATION  per connection attempt (default 5s)\n"
-		"  --low-speed-time DURATION  abort transfers slower than 1 KiB/s this long (default 10s)\n"
-		"  --retries N             extra attempts per server (default 2)\n"
 		"  --timeout DURATION      kernel cache time for names and attributes (default 86400s)\n"
 		"  --trace FILE            append 'XX/<62hex> SIZE SECONDS' for each object fetched\n"
 		"  --max-size SIZE         keep the local store under SIZE (e.g. 20G): least recently\n"
@@ -86,8 +74,6 @@ static void usage(FILE *f)
 		"                          Prometheus text format (node_exporter's textfile\n"
 		"                          collector), replaced atomically\n"
 		"  --metrics-interval DURATION  how often (default 15s)\n"
-		"  --max-object-size SIZE  abort a transfer whose (decoded) body grows past SIZE\n"
-		"                          (default 4G)\n"
 		"  --log-file FILE         append the log to FILE (absolute path) instead of stderr\n"
 		"                          (-f) or syslog (once daemonized)\n"
 		"  --log-level LEVEL       err, warning, notice (default), info, debug\n"
@@ -104,67 +90,6 @@ static void usage(FILE *f)
 		"restarted daemon adopts it (LISTEN_FDS) instead of mounting again.\n\n"
 		"Counters: getfattr -d -m user.cfs MOUNTPOINT, or cfs-cache stats MOUNTPOINT.\n"
 		"See cfs-cache(1).\n");
-}
-
-static int parse_uint(const char *what, const char *s, unsigned *out)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v > 1000000) {
-		fprintf(stderr, "cfs-cache: invalid %s '%s'\n", what, s);
-		return -EINVAL;
-	}
-	*out = (unsigned)v;
-	return 0;
-}
-
-static int apply_fetch_opts(const struct mount_opts *mo, struct cfs_fetch_options *fo)
-{
-	uint64_t ms;
-
-	if (mo->max_transfers && parse_uint("--max-transfers", mo->max_transfers,
-					    &fo->max_transfers) < 0)
-		return -EINVAL;
-	if (mo->retries && parse_uint("--retries", mo->retries, &fo->retries) < 0)
-		return -EINVAL;
-	if (mo->connect_timeout) {
-		if (cfs_parse_duration_ms(mo->connect_timeout, &ms) < 0 || ms == 0) {
-			fprintf(stderr, "cfs-cache: invalid --connect-timeout\n");
-			return -EINVAL;
-		}
-		fo->connect_timeout_ms = (unsigned)ms;
-	}
-	if (mo->low_speed_time) {
-		if (cfs_parse_duration_ms(mo->low_speed_time, &ms) < 0 || ms < 1000) {
-			fprintf(stderr, "cfs-cache: invalid --low-speed-time\n");
-			return -EINVAL;
-		}
-		fo->low_speed_secs = (unsigned)(ms / 1000);
-	}
-	fo->token_file = mo->token_file;
-	fo->ca_file = mo->ca_file;
-	fo->client_cert = mo->cert;
-	fo->client_key = mo->key;
-	fo->insecure = mo->insecure;
-	if (mo->commit_delay) {
-		if (cfs_parse_duration_ms(mo->commit_delay, &ms) < 0 || ms > 3600000) {
-			fprintf(stderr, "cfs-cache: invalid --commit-delay '%s'\n", mo->commit_delay);
-			return -EINVAL;
-		}
-		fo->commit_delay_ms = (unsigned)ms;
-	}
-	if (mo->no_zstd)
-		fo->accept_zstd = false;
-	fo->max_object_size = FETCH_CLI_DEFAULT_MAX_OBJECT_SIZE;
-	if (mo->max_object_size && (cfs_parse_size(mo->max_object_size, &fo->max_object_size) < 0 ||
-				    fo->max_object_size == 0)) {
-		fprintf(stderr, "cfs-cache: invalid --max-object-size '%s'\n", mo->max_object_size);
-		return -EINVAL;
-	}
-	return 0;
 }
 
 /* One HEAD per server at start, off the serving path: a server that cannot be reached shows as
@@ -402,12 +327,14 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 	/* mount.fuse3 passes SOURCE MOUNTPOINT; an http(s) SOURCE doubles as a server. */
 	if (mo.source && (strncmp(mo.source, "http://", 7) == 0 ||
 			  strncmp(mo.source, "https://", 8) == 0)) {
-		if (mo.n_servers == MOUNT_MAX_SERVERS) {
-			fprintf(stderr, "cfs-cache: at most %d servers\n", MOUNT_MAX_SERVERS);
-			ret = CFS_EXIT_MISUSE;
+		char err[CFS_FETCH_OPTS_ERR_LEN];
+
+		r = cfs_fetch_opts_set(&mo.fetch, CFS_FETCH_OPT_SERVER, mo.source, err);
+		if (r < 0) {
+			fprintf(stderr, "cfs-cache: %s\n", r == -EINVAL ? err : strerror(-r));
+			ret = r == -EINVAL ? CFS_EXIT_MISUSE : 1;
 			goto out;
 		}
-		mo.servers[mo.n_servers++] = strdup(mo.source);
 	}
 	/* What libfuse parses itself: -f, -d, -s, its -o options and the mountpoint. */
 	if (fuse_opt_add_arg(&args, argv[0]) < 0 ||
@@ -423,7 +350,7 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 		ret = CFS_EXIT_MISUSE;
 		goto out;
 	}
-	if (mo.n_servers == 0)
+	if (mo.fetch.n_servers == 0)
 		fprintf(stderr, "cfs-cache: warning: no --server: only the local store is shown\n");
 	if (cfs_mount_opts_log_level(&mo, &level) < 0) {
 		ret = CFS_EXIT_MISUSE;
@@ -441,10 +368,15 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 			strerror(-r));
 		goto out;
 	}
-	cfs_fetch_options_init(&fo);
-	if (apply_fetch_opts(&mo, &fo) < 0) {
-		ret = CFS_EXIT_MISUSE;
-		goto out;
+	/* Checked before the daemon detaches: a bad token file is said on the terminal. */
+	if (mo.fetch.n_servers) {
+		char err[512];
+
+		r = cfs_fetch_opts_check_files(&mo.fetch.o, err, sizeof(err));
+		if (r < 0) {
+			fprintf(stderr, "cfs-cache: %s\n", err);
+			goto out;
+		}
 	}
 	if (fuse_parse_cmdline(&args, &fopts) != 0) {
 		ret = CFS_EXIT_MISUSE;
@@ -573,14 +505,13 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 		goto out_unmount;
 	if ((!fopts.foreground || mo.use_syslog) && !mo.log_file)
 		cfs_log_use_syslog(true);
-	if (mo.n_servers) {
-		fo.servers = (const char *const *)mo.servers;
-		fo.n_servers = mo.n_servers;
+	if (mo.fetch.n_servers) {
+		fo = mo.fetch.o;
 		fo.store = store;
 		fo.handoff = handoff;
 		/* No reader waits for a handed-off object's commit: a wider window shares each flush
 		 * among more objects (a lone miss no longer has a flush of its own). */
-		if (handoff && !mo.commit_delay)
+		if (handoff && !(mo.fetch.given & CFS_FETCH_OPT(COMMIT_DELAY)))
 			fo.commit_delay_ms = HANDOFF_COMMIT_DELAY_MS;
 		/* With --max-size the store is a cache whose objects may go to make room for a miss
 		 * when its filesystem is full. */
@@ -613,7 +544,7 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 	}
 	cfs_handover_notify(&ho, fopts.mountpoint);
 	cfs_notice("serving %s on %s with %zu server(s)%s%s", mo.store, fopts.mountpoint,
-		   mo.n_servers, handoff ? ", hand-off through " : "",
+		   mo.fetch.n_servers, handoff ? ", hand-off through " : "",
 		   handoff ? cfs_handoff_path(handoff) : "");
 	for (;;) {
 		if (fopts.singlethread) {

@@ -186,24 +186,14 @@ int cfs_upstream_new(const struct cfs_upstream_options *o, struct cfs_upstream *
 			return -ENOMEM;
 		}
 	}
-	r = cfs_store_open(o->store_path, CFS_STORE_CREATE, &up->store);
-	if (r < 0)
-		goto fail;
+	up->store = o->store;
 	if (o->max_size) {
 		r = cfs_quota_new(up->store, o->max_size, 0, &up->quota);
 		if (r < 0)
 			goto fail;
 	}
-	cfs_fetch_options_init(&fo);
-	fo.servers = o->urls;
-	fo.n_servers = o->n_urls;
+	fo = *o->fetch;
 	fo.store = up->store;
-	fo.ca_file = o->ca_file;
-	fo.client_cert = o->client_cert;
-	fo.client_key = o->client_key;
-	fo.token_file = o->token_file;
-	fo.insecure = o->insecure;
-	fo.accept_zstd = o->accept_zstd;
 	fo.user_agent = "cfs-serve (pull-through)";
 	if (up->quota) {
 		fo.make_room = cfs_quota_make_room;
@@ -225,7 +215,6 @@ void cfs_upstream_free(struct cfs_upstream *up)
 		return;
 	cfs_fetch_free(up->fetch);
 	cfs_quota_free(up->quota);
-	cfs_store_free(up->store);
 	pthread_mutex_destroy(&up->neg_lock);
 	free(up->neg);
 	free(up);

@@ -657,7 +657,7 @@ int cfs_cmd_push(int argc, char **argv)
 		case 'i':
 			if (n_images == PUSH_MAX_IMAGES)
 				return cfs_tool_usage_error("push", "at most %d --image",
-				                        PUSH_MAX_IMAGES);
+				                            PUSH_MAX_IMAGES);
 			images[n_images++] = optarg;
 			break;
 		case 't':
@@ -667,13 +667,13 @@ int cfs_cmd_push(int argc, char **argv)
 			jobs = strtoul(optarg, &end, 10);
 			if (*end || end == optarg || jobs < 1 || jobs > PUSH_MAX_JOBS)
 				return cfs_tool_usage_error("push", "invalid --jobs '%s' (1..%d)",
-				                        optarg, PUSH_MAX_JOBS);
+				                            optarg, PUSH_MAX_JOBS);
 			break;
 		case 'r':
 			retries = strtoul(optarg, &end, 10);
 			if (*end || end == optarg || retries > 10)
-				return cfs_tool_usage_error("push", "invalid --retries '%s' (0..10)",
-				                        optarg);
+				return cfs_tool_usage_error(
+				    "push", "invalid --retries '%s' (0..10)", optarg);
 			break;
 		case 'C':
 			ca_file = optarg;
