@@ -104,6 +104,21 @@ void cfs_fetch_classify(const struct cfs_fetch_facts *a, struct cfs_fetch_verdic
 		v->outcome = CFS_FETCH_NEXT_SERVER;
 }
 
+uint64_t cfs_fetch_backoff_ms(uint64_t *rng, unsigned base_ms, unsigned attempt)
+{
+	uint64_t d = base_ms;
+
+	for (unsigned i = 1; i < attempt && d < RETRY_DELAY_MAX_MS; i++)
+		d *= 2;
+	d = CFS_MIN(d, RETRY_DELAY_MAX_MS);
+	/* xorshift64: jitter only, not security. */
+	*rng ^= *rng << 13;
+	*rng ^= *rng >> 7;
+	*rng ^= *rng << 17;
+	/* Full jitter on the upper half spreads retries of many objects. */
+	return d / 2 + (d ? *rng % (d / 2 + 1) : 0);
+}
+
 /* ---- curl callbacks ------------------------------------------------------------------------- */
 
 static size_t on_header(char *buf, size_t size, size_t n, void *userdata)

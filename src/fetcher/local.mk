@@ -4,7 +4,8 @@ noinst_LIBRARIES += libcfsfetch.a
 libcfsfetch_a_SOURCES = src/fetcher/fetch.h src/fetcher/fetch-internal.h src/fetcher/fetch-api.c \
 	src/fetcher/fetch-engine.c src/fetcher/fetch-attempt.c src/fetcher/fetch-stage.c \
 	src/fetcher/fetch-commit.c src/fetcher/fetch-table.c src/fetcher/fetch-probe.c \
-	src/fetcher/fetch-opts.c src/fetcher/fetch-opts.h
+	src/fetcher/fetch-opts.c src/fetcher/fetch-opts.h \
+	src/fetcher/fetch-push.c src/fetcher/fetch-push.h
 libcfsfetch_a_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS) $(ZSTD_CFLAGS)
 CFS_FETCH_LIBS = libcfsfetch.a $(CURL_LIBS) $(ZSTD_LIBS)
 
