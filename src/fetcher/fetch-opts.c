@@ -167,7 +167,7 @@ static int parse_count(const char *s, uint64_t *v)
 }
 
 /* Parses and range-checks @value for @d: 0, or -EINVAL with the message in @err. */
-static int parse_value(const struct opt_def *d, const char *value, uint64_t *v,
+static int parse_value(const struct opt_def *d, const char *value, const char *name, uint64_t *v,
                        char err[CFS_FETCH_OPTS_ERR_LEN])
 {
 	char range[64];
@@ -179,7 +179,7 @@ static int parse_value(const struct opt_def *d, const char *value, uint64_t *v,
 	if (r == 0 && *v >= d->min && *v <= d->max)
 		return 0;
 	format_range(d, range, sizeof(range));
-	snprintf(err, CFS_FETCH_OPTS_ERR_LEN, "bad --%s '%.60s' (%s)", d->name, value, range);
+	snprintf(err, CFS_FETCH_OPTS_ERR_LEN, "bad %.40s '%.60s' (%s)", name, value, range);
 	return -EINVAL;
 }
 
@@ -258,7 +258,14 @@ static void set_number(struct cfs_fetch_options *o, enum cfs_fetch_opt_id id, ui
 int cfs_fetch_opts_set(struct cfs_fetch_opts *fo, enum cfs_fetch_opt_id id, const char *value,
                        char err[CFS_FETCH_OPTS_ERR_LEN])
 {
+	return cfs_fetch_opts_set_as(fo, id, value, NULL, err);
+}
+
+int cfs_fetch_opts_set_as(struct cfs_fetch_opts *fo, enum cfs_fetch_opt_id id, const char *value,
+                          const char *name, char err[CFS_FETCH_OPTS_ERR_LEN])
+{
 	const struct opt_def *d;
+	char spelt[48];
 	uint64_t v = 0;
 	int r = 0;
 
@@ -266,8 +273,12 @@ int cfs_fetch_opts_set(struct cfs_fetch_opts *fo, enum cfs_fetch_opt_id id, cons
 	if ((unsigned)id >= CFS_FETCH_OPT_COUNT)
 		return -EINVAL;
 	d = &defs[id];
+	if (!name) {
+		snprintf(spelt, sizeof(spelt), "--%s", d->name);
+		name = spelt;
+	}
 	if (d->arg && !value) {
-		snprintf(err, CFS_FETCH_OPTS_ERR_LEN, "--%s needs a value", d->name);
+		snprintf(err, CFS_FETCH_OPTS_ERR_LEN, "%s needs a value", name);
 		return -EINVAL;
 	}
 	switch (d->kind) {
@@ -284,7 +295,7 @@ int cfs_fetch_opts_set(struct cfs_fetch_opts *fo, enum cfs_fetch_opt_id id, cons
 		fo->o.accept_zstd = false;
 		break;
 	default:
-		r = parse_value(d, value, &v, err);
+		r = parse_value(d, value, name, &v, err);
 		if (r == 0)
 			set_number(&fo->o, id, v);
 		break;

@@ -39,7 +39,7 @@ enum cfs_fetch_opt_id {
 /* At most this many servers (the engine's limit). */
 #define CFS_FETCH_OPTS_MAX_SERVERS 64
 /* The longest error message the parser writes. */
-#define CFS_FETCH_OPTS_ERR_LEN 160
+#define CFS_FETCH_OPTS_ERR_LEN 256
 
 /* The client's options: the engine's, with every string owned here. */
 struct cfs_fetch_opts {
@@ -58,6 +58,9 @@ void cfs_fetch_opts_free(struct cfs_fetch_opts *fo);
  * -EINVAL with a message naming the option (e.g. "bad --retries 'x' (0 to 100)") in @err. */
 int cfs_fetch_opts_set(struct cfs_fetch_opts *fo, enum cfs_fetch_opt_id id, const char *value,
                        char err[CFS_FETCH_OPTS_ERR_LEN]);
+/* The same, with the option spelt @name in the message (a front end's alias: "--jobs"). */
+int cfs_fetch_opts_set_as(struct cfs_fetch_opts *fo, enum cfs_fetch_opt_id id, const char *value,
+                          const char *name, char err[CFS_FETCH_OPTS_ERR_LEN]);
 /* The option of @mask spelt @name (@len bytes; '_' may stand for '-'), or -ENOENT. */
 int cfs_fetch_opts_lookup(unsigned mask, const char *name, size_t len);
 /* Whether option @id takes a value. */

@@ -180,7 +180,8 @@ static int fetch_parse_options(struct fetch_cmd *cmd, int argc, char **argv)
 			cmd->from = optarg;
 			break;
 		case 'j':
-			r = cfs_cli_set(&cmd->cli, CFS_FETCH_OPT_MAX_TRANSFERS, optarg, "fetch");
+			r = cfs_cli_set(&cmd->cli, CFS_FETCH_OPT_MAX_TRANSFERS, optarg, "--jobs",
+			                "fetch");
 			if (r < 0)
 				return r == -ENOMEM ? 1 : CFS_EXIT_MISUSE;
 			break;

@@ -265,7 +265,8 @@ static int prefetch_own_option(struct prefetch_cmd *cmd, int c)
 			return 2 + usage_error("bad rate", optarg);
 		return 1;
 	case 'j':
-		if (cfs_cli_set(&cmd->cli, CFS_FETCH_OPT_MAX_TRANSFERS, optarg, "prefetch") < 0)
+		if (cfs_cli_set(&cmd->cli, CFS_FETCH_OPT_MAX_TRANSFERS, optarg, "--jobs",
+		                "prefetch") < 0)
 			return 2 + CFS_EXIT_MISUSE;
 		if (cmd->cli.fo.o.max_per_server > cmd->cli.fo.o.max_transfers)
 			cmd->cli.fo.o.max_per_server = cmd->cli.fo.o.max_transfers;

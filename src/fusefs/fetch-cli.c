@@ -46,10 +46,11 @@ void cfs_cli_print_help(const struct fetch_cli *cli, FILE *f)
 	cfs_fetch_opts_print_help(f, cli->mask, NULL, cli_shorts, 29);
 }
 
-int cfs_cli_set(struct fetch_cli *cli, enum cfs_fetch_opt_id id, const char *arg, const char *cmd)
+int cfs_cli_set(struct fetch_cli *cli, enum cfs_fetch_opt_id id, const char *arg, const char *name,
+                const char *cmd)
 {
 	char err[CFS_FETCH_OPTS_ERR_LEN];
-	int r = cfs_fetch_opts_set(&cli->fo, id, arg, err);
+	int r = cfs_fetch_opts_set_as(&cli->fo, id, arg, name, err);
 
 	if (r == -EINVAL)
 		fprintf(stderr, "cfs-cache %s: %s\nTry 'cfs-cache %s --help'.\n", cmd, err, cmd);
@@ -71,13 +72,13 @@ int cfs_cli_option(struct fetch_cli *cli, int c, const char *arg, const char *cm
 		printf("cfs-cache (cfscache) %s\n", PACKAGE_VERSION);
 		return FETCH_CLI_DONE;
 	case 'S':
-		return cfs_cli_set(cli, CFS_FETCH_OPT_SERVER, arg, cmd);
+		return cfs_cli_set(cli, CFS_FETCH_OPT_SERVER, arg, NULL, cmd);
 	case 'k':
-		return cfs_cli_set(cli, CFS_FETCH_OPT_INSECURE, NULL, cmd);
+		return cfs_cli_set(cli, CFS_FETCH_OPT_INSECURE, NULL, NULL, cmd);
 	default:
 		if (c >= FETCH_CLI_BASE && c < FETCH_CLI_BASE + CFS_FETCH_OPT_COUNT)
 			return cfs_cli_set(cli, (enum cfs_fetch_opt_id)(c - FETCH_CLI_BASE), arg,
-			                   cmd);
+			                   NULL, cmd);
 		return 0;
 	}
 }

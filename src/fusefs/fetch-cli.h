@@ -44,8 +44,10 @@ void cfs_cli_print_help(const struct fetch_cli *cli, FILE *f);
  * after printing "cfs-cache CMD: bad ..." for a bad value, or -ENOMEM. */
 #define FETCH_CLI_DONE 2
 int cfs_cli_option(struct fetch_cli *cli, int c, const char *arg, const char *cmd);
-/* Sets client option @id as cfs_cli_option does (for a command's own spelling, e.g. -j). */
-int cfs_cli_set(struct fetch_cli *cli, enum cfs_fetch_opt_id id, const char *arg, const char *cmd);
+/* Sets client option @id as cfs_cli_option does; a bad value is named @name (a command's own
+ * spelling, e.g. "--jobs"), or by the option's name when NULL. */
+int cfs_cli_set(struct fetch_cli *cli, enum cfs_fetch_opt_id id, const char *arg, const char *name,
+                const char *cmd);
 /* Checks the token and TLS files before any transfer: 0, or -errno after saying why. */
 int cfs_cli_check_files(const struct fetch_cli *cli);
 /* Raises the soft limit on open files: many objects may wait for one shared flush. */

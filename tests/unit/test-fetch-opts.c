@@ -78,6 +78,26 @@ static void test_values(void **state)
 	}
 }
 
+/* A front end's own spelling of an option names it in the message. */
+static void test_alias(void **state)
+{
+	struct cfs_fetch_opts fo;
+	char err[CFS_FETCH_OPTS_ERR_LEN];
+
+	(void)state;
+	cfs_fetch_opts_init(&fo);
+	assert_int_equal(
+	    cfs_fetch_opts_set_as(&fo, CFS_FETCH_OPT_MAX_TRANSFERS, "0", "--jobs", err), -EINVAL);
+	assert_string_equal(err, "bad --jobs '0' (1 to 1000000)");
+	assert_int_equal(cfs_fetch_opts_set_as(&fo, CFS_FETCH_OPT_TOKEN_FILE, NULL, "-t", err),
+	                 -EINVAL);
+	assert_string_equal(err, "-t needs a value");
+	assert_int_equal(
+	    cfs_fetch_opts_set_as(&fo, CFS_FETCH_OPT_MAX_TRANSFERS, "8", "--jobs", err), 0);
+	assert_int_equal(fo.o.max_transfers, 8);
+	cfs_fetch_opts_free(&fo);
+}
+
 static void test_applied(void **state)
 {
 	struct cfs_fetch_opts fo;
@@ -276,10 +296,10 @@ static void test_files(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_values),  cmocka_unit_test(test_applied),
-	    cmocka_unit_test(test_servers), cmocka_unit_test(test_lookup),
-	    cmocka_unit_test(test_getopt),  cmocka_unit_test(test_help),
-	    cmocka_unit_test(test_files),
+	    cmocka_unit_test(test_values),  cmocka_unit_test(test_alias),
+	    cmocka_unit_test(test_applied), cmocka_unit_test(test_servers),
+	    cmocka_unit_test(test_lookup),  cmocka_unit_test(test_getopt),
+	    cmocka_unit_test(test_help),    cmocka_unit_test(test_files),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
