@@ -22,27 +22,33 @@ struct daemon_opt {
 	size_t off; /* of the char * (K_VALUE) or int (K_FLAG) in struct mount_opts */
 };
 
-#define VAL(n, f) { n, K_VALUE, offsetof(struct mount_opts, f) }
-#define FLAG(n, f) { n, K_FLAG, offsetof(struct mount_opts, f) }
+#define VAL(n, f)                                                                                  \
+	{                                                                                          \
+		n, K_VALUE, offsetof(struct mount_opts, f)                                         \
+	}
+#define FLAG(n, f)                                                                                 \
+	{                                                                                          \
+		n, K_FLAG, offsetof(struct mount_opts, f)                                          \
+	}
 static const struct daemon_opt daemon_opts[] = {
-	VAL("store", store),
-	VAL("trace", trace),
-	VAL("log-level", log_level),
-	VAL("log-file", log_file),
-	VAL("timeout", timeout),
-	VAL("max-size", max_size),
-	VAL("low-water", low_water),
-	{ "pin", K_PIN, 0 },
-	VAL("rescan", rescan),
-	VAL("handoff", handoff),
-	VAL("negative-timeout", negative_timeout),
-	VAL("metrics-file", metrics_file),
-	VAL("metrics-interval", metrics_interval),
-	FLAG("no-passthrough", no_passthrough),
-	FLAG("passthrough", passthrough),
-	FLAG("no-handoff", no_handoff),
-	FLAG("supervise", supervise),
-	FLAG("syslog", use_syslog),
+    VAL("store", store),
+    VAL("trace", trace),
+    VAL("log-level", log_level),
+    VAL("log-file", log_file),
+    VAL("timeout", timeout),
+    VAL("max-size", max_size),
+    VAL("low-water", low_water),
+    {"pin", K_PIN, 0},
+    VAL("rescan", rescan),
+    VAL("handoff", handoff),
+    VAL("negative-timeout", negative_timeout),
+    VAL("metrics-file", metrics_file),
+    VAL("metrics-interval", metrics_interval),
+    FLAG("no-passthrough", no_passthrough),
+    FLAG("passthrough", passthrough),
+    FLAG("no-handoff", no_handoff),
+    FLAG("supervise", supervise),
+    FLAG("syslog", use_syslog),
 };
 #define N_DAEMON_OPTS CFS_ARRAY_SIZE(daemon_opts)
 #define LONG_BASE 0x1000
@@ -51,16 +57,31 @@ static const struct daemon_opt daemon_opts[] = {
 
 /* Options libfuse (and the kernel through it) takes after -o; mount flags included. */
 static const char *const fuse_names[] = {
-	"allow_other", "allow_root", "auto_unmount", "default_permissions", "fsname", "subtype",
-	"max_read", "blkdev", "blksize", "context", "fscontext", "defcontext", "rootcontext",
-	"rw", "ro", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "async", "sync",
-	"dirsync", "atime", "noatime", "diratime", "nodiratime", "relatime", "norelatime",
-	"strictatime", "nostrictatime", "lazytime", "nolazytime", "debug", "clone_fd",
-	"max_threads", "max_idle_threads", "rootmode", "user_id", "group_id", "fd",
+    "allow_other",  "allow_root",
+    "auto_unmount", "default_permissions",
+    "fsname",       "subtype",
+    "max_read",     "blkdev",
+    "blksize",      "context",
+    "fscontext",    "defcontext",
+    "rootcontext",  "rw",
+    "ro",           "suid",
+    "nosuid",       "dev",
+    "nodev",        "exec",
+    "noexec",       "async",
+    "sync",         "dirsync",
+    "atime",        "noatime",
+    "diratime",     "nodiratime",
+    "relatime",     "norelatime",
+    "strictatime",  "nostrictatime",
+    "lazytime",     "nolazytime",
+    "debug",        "clone_fd",
+    "max_threads",  "max_idle_threads",
+    "rootmode",     "user_id",
+    "group_id",     "fd",
 };
 /* Options mount(8) and mount.fuse3 act on themselves; ignored if they reach us. */
 static const char *const ignored_names[] = {
-	"_netdev", "nofail", "user", "auto", "noauto", "nouser", "users", "defaults", "owner", "group",
+    "_netdev", "nofail", "user", "auto", "noauto", "nouser", "users", "defaults", "owner", "group",
 };
 
 static bool in_list(const char *const *list, size_t n, const char *name, size_t len)
@@ -211,13 +232,13 @@ int cfs_mount_opts_parse(int argc, char **argv, struct mount_opts *mo)
 	memset(mo, 0, sizeof(*mo));
 	cfs_fetch_opts_init(&mo->fetch);
 	for (size_t i = 0; i < N_DAEMON_OPTS; i++)
-		longopts[k++] = (struct option){ daemon_opts[i].name,
-						 daemon_opts[i].kind == K_FLAG ? no_argument
-									       : required_argument,
-						 NULL, (int)(LONG_BASE + i) };
-	longopts[k++] = (struct option){ "help", no_argument, NULL, 'h' };
-	longopts[k++] = (struct option){ "version", no_argument, NULL, 'V' };
-	longopts[k++] = (struct option){ "verbose", no_argument, NULL, 'v' };
+		longopts[k++] =
+		    (struct option){daemon_opts[i].name,
+		                    daemon_opts[i].kind == K_FLAG ? no_argument : required_argument,
+		                    NULL, (int)(LONG_BASE + i)};
+	longopts[k++] = (struct option){"help", no_argument, NULL, 'h'};
+	longopts[k++] = (struct option){"version", no_argument, NULL, 'V'};
+	longopts[k++] = (struct option){"verbose", no_argument, NULL, 'v'};
 	cfs_fetch_opts_getopt(&g, MOUNT_FETCH_OPTS, NULL, FETCH_BASE);
 	cfs_fetch_opts_getopt_append(&g, longopts, k);
 	optind = 1;
@@ -230,7 +251,8 @@ int cfs_mount_opts_parse(int argc, char **argv, struct mount_opts *mo)
 		case 1:
 			if (n_pos == 2)
 				return misuse("unexpected argument '%s' (one MOUNTPOINT, or SOURCE "
-					      "MOUNTPOINT)", optarg);
+				              "MOUNTPOINT)",
+				              optarg);
 			positional[n_pos++] = optarg;
 			break;
 		case 'f':
@@ -289,10 +311,11 @@ int cfs_mount_opts_log_level(const struct mount_opts *mo, enum cfs_log_level *le
 
 	if (mo->log_level && cfs_log_parse_level(mo->log_level, &level) < 0)
 		return misuse("bad --log-level '%s' (err, warning, notice, info, debug)",
-			      mo->log_level);
+		              mo->log_level);
 	l = (int)level + mo->verbosity;
-	*level_ret = (enum cfs_log_level)(l < CFS_LOG_ERR ? CFS_LOG_ERR
-					  : l > CFS_LOG_DEBUG ? CFS_LOG_DEBUG : l);
+	*level_ret = (enum cfs_log_level)(l < CFS_LOG_ERR     ? CFS_LOG_ERR
+	                                  : l > CFS_LOG_DEBUG ? CFS_LOG_DEBUG
+	                                                      : l);
 	return 0;
 }
 

@@ -13,10 +13,10 @@
 
 #define MOUNT_MAX_PINS 32
 /* The client options the mount takes (fetcher/fetch-opts.h parses and checks them). */
-#define MOUNT_FETCH_OPTS                                                                         \
-	(CFS_FETCH_OPT(SERVER) | CFS_FETCH_OPT_TLS | CFS_FETCH_OPT(NO_ZSTD) |                     \
-	 CFS_FETCH_OPT(MAX_TRANSFERS) | CFS_FETCH_OPT(CONNECT_TIMEOUT) |                          \
-	 CFS_FETCH_OPT(LOW_SPEED_TIME) | CFS_FETCH_OPT(RETRIES) | CFS_FETCH_OPT(COMMIT_DELAY) |   \
+#define MOUNT_FETCH_OPTS                                                                           \
+	(CFS_FETCH_OPT(SERVER) | CFS_FETCH_OPT_TLS | CFS_FETCH_OPT(NO_ZSTD) |                      \
+	 CFS_FETCH_OPT(MAX_TRANSFERS) | CFS_FETCH_OPT(CONNECT_TIMEOUT) |                           \
+	 CFS_FETCH_OPT(LOW_SPEED_TIME) | CFS_FETCH_OPT(RETRIES) | CFS_FETCH_OPT(COMMIT_DELAY) |    \
 	 CFS_FETCH_OPT(MAX_OBJECT_SIZE))
 
 /* Option values: the client's parsed and checked at once, the mount's own as given (strings
@@ -31,7 +31,7 @@ struct mount_opts {
 	size_t n_pins;
 	int no_passthrough, passthrough, no_handoff, supervise, use_syslog;
 	bool show_help, show_version, foreground, debug, singlethread;
-	int verbosity;  /* -v count minus -q count */
+	int verbosity;   /* -v count minus -q count */
 	char *fuse_opts; /* "-o" options for FUSE, comma-separated, or NULL */
 	char *source;    /* mount.fuse3's SOURCE, or NULL */
 	char *mountpoint;

@@ -35,62 +35,67 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"Usage: cfs-cache --store DIR --server URL [--server URL]... [OPTIONS] MOUNTPOINT\n"
-		"       cfs-cache SOURCE MOUNTPOINT -o store=DIR,server=URL[,...]   (mount.fuse3)\n"
-		"       cfs-cache fetch|prefetch|stats|doctor|mount-image ...\n\n"
-		"Mounts a FUSE filesystem showing a composefs object store (XX/<62 hex>). Objects\n"
-		"missing from the local store are fetched from the servers, verified against their\n"
-		"fs-verity digest while they stream, and saved into the store before they appear.\n\n"
-		"DURATION is a number of seconds or 500ms, 30s, 5m, 2h; SIZE takes K, M, G, T (1024)\n"
-		"or KB, MB, GB (1000).\n\n"
-		"Options (also as -o name=value):\n"
-		"  --store DIR             local object store (created if missing)\n");
+	fprintf(
+	    f,
+	    "Usage: cfs-cache --store DIR --server URL [--server URL]... [OPTIONS] MOUNTPOINT\n"
+	    "       cfs-cache SOURCE MOUNTPOINT -o store=DIR,server=URL[,...]   (mount.fuse3)\n"
+	    "       cfs-cache fetch|prefetch|stats|doctor|mount-image ...\n\n"
+	    "Mounts a FUSE filesystem showing a composefs object store (XX/<62 hex>). Objects\n"
+	    "missing from the local store are fetched from the servers, verified against their\n"
+	    "fs-verity digest while they stream, and saved into the store before they appear.\n\n"
+	    "DURATION is a number of seconds or 500ms, 30s, 5m, 2h; SIZE takes K, M, G, T (1024)\n"
+	    "or KB, MB, GB (1000).\n\n"
+	    "Options (also as -o name=value):\n"
+	    "  --store DIR             local object store (created if missing)\n");
 	cfs_mount_opts_print_fetch_help(f);
-	fprintf(f,
-		"  --handoff DIR           hand-off directory: verified objects are linked here and\n"
-		"                          the lookup answered ENOENT, so overlayfs (basedir\n"
-		"                          STORE:MOUNTPOINT:DIR) opens the real file; on the store's\n"
-		"                          filesystem, outside it (default: STORE.handoff)\n"
-		"  --no-handoff            answer objects as FUSE files instead (direct reads and\n"
-		"                          two-layer basedirs; no verity=on, no stacked overlays)\n"
-		"  --no-passthrough        the default; accepted for old command lines\n"
-		"  --passthrough           with --no-handoff: let the kernel read open objects from\n"
-		"                          the store file (FUSE passthrough; deepens the fs stack)\n"
-		"  --timeout DURATION      kernel cache time for names and attributes (default 86400s)\n"
-		"  --trace FILE            append 'XX/<62hex> SIZE SECONDS' for each object fetched\n"
-		"  --max-size SIZE         keep the local store under SIZE (e.g. 20G): least recently\n"
-		"                          used objects are evicted down to the low-water mark\n"
-		"  --low-water SIZE        where eviction stops (default 90%% of --max-size)\n"
-		"  --pin IMAGE             never evict the objects of this composefs image (repeatable)\n"
-		"  --rescan DURATION       with --max-size or --pin: re-read the store this often to\n"
-		"                          count objects other processes add or remove (default 60s,\n"
-		"                          0 = never)\n"
-		"  --supervise             keep a small parent holding the FUSE connection that\n"
-		"                          restarts the daemon if it dies (no systemd needed)\n"
-		"  --negative-timeout DURATION  answer an object absent on every server ENOENT\n"
-		"                          without asking again for this long (default 5s, at\n"
-		"                          most 4096 objects remembered; 0 = off)\n"
-		"  --metrics-file FILE     write the counters to FILE (absolute path) in the\n"
-		"                          Prometheus text format (node_exporter's textfile\n"
-		"                          collector), replaced atomically\n"
-		"  --metrics-interval DURATION  how often (default 15s)\n"
-		"  --log-file FILE         append the log to FILE (absolute path) instead of stderr\n"
-		"                          (-f) or syslog (once daemonized)\n"
-		"  --log-level LEVEL       err, warning, notice (default), info, debug\n"
-		"  -q, -v                  errors only; one level more (repeatable)\n"
-		"  --syslog                log to syslog (the default once daemonized)\n"
-		"  -f                      stay in the foreground\n"
-		"  -d                      FUSE debug output (implies -f)\n"
-		"  -s                      single-threaded\n"
-		"  -o OPT[,OPT...]         any option above as name=value or name ('_' or '-'), and FUSE\n"
-		"                          mount options (allow_other, ...)\n"
-		"  -h, --help              this help;  -V, --version  the version\n\n"
-		"Signals: TERM/INT unmount; HUP re-executes the installed binary on the same\n"
-		"connection (upgrade). Under systemd the connection goes to the fd store, and a\n"
-		"restarted daemon adopts it (LISTEN_FDS) instead of mounting again.\n\n"
-		"Counters: getfattr -d -m user.cfs MOUNTPOINT, or cfs-cache stats MOUNTPOINT.\n"
-		"See cfs-cache(1).\n");
+	fprintf(
+	    f,
+	    "  --handoff DIR           hand-off directory: verified objects are linked here and\n"
+	    "                          the lookup answered ENOENT, so overlayfs (basedir\n"
+	    "                          STORE:MOUNTPOINT:DIR) opens the real file; on the store's\n"
+	    "                          filesystem, outside it (default: STORE.handoff)\n"
+	    "  --no-handoff            answer objects as FUSE files instead (direct reads and\n"
+	    "                          two-layer basedirs; no verity=on, no stacked overlays)\n"
+	    "  --no-passthrough        the default; accepted for old command lines\n"
+	    "  --passthrough           with --no-handoff: let the kernel read open objects from\n"
+	    "                          the store file (FUSE passthrough; deepens the fs stack)\n"
+	    "  --timeout DURATION      kernel cache time for names and attributes (default "
+	    "86400s)\n"
+	    "  --trace FILE            append 'XX/<62hex> SIZE SECONDS' for each object fetched\n"
+	    "  --max-size SIZE         keep the local store under SIZE (e.g. 20G): least recently\n"
+	    "                          used objects are evicted down to the low-water mark\n"
+	    "  --low-water SIZE        where eviction stops (default 90%% of --max-size)\n"
+	    "  --pin IMAGE             never evict the objects of this composefs image "
+	    "(repeatable)\n"
+	    "  --rescan DURATION       with --max-size or --pin: re-read the store this often to\n"
+	    "                          count objects other processes add or remove (default 60s,\n"
+	    "                          0 = never)\n"
+	    "  --supervise             keep a small parent holding the FUSE connection that\n"
+	    "                          restarts the daemon if it dies (no systemd needed)\n"
+	    "  --negative-timeout DURATION  answer an object absent on every server ENOENT\n"
+	    "                          without asking again for this long (default 5s, at\n"
+	    "                          most 4096 objects remembered; 0 = off)\n"
+	    "  --metrics-file FILE     write the counters to FILE (absolute path) in the\n"
+	    "                          Prometheus text format (node_exporter's textfile\n"
+	    "                          collector), replaced atomically\n"
+	    "  --metrics-interval DURATION  how often (default 15s)\n"
+	    "  --log-file FILE         append the log to FILE (absolute path) instead of stderr\n"
+	    "                          (-f) or syslog (once daemonized)\n"
+	    "  --log-level LEVEL       err, warning, notice (default), info, debug\n"
+	    "  -q, -v                  errors only; one level more (repeatable)\n"
+	    "  --syslog                log to syslog (the default once daemonized)\n"
+	    "  -f                      stay in the foreground\n"
+	    "  -d                      FUSE debug output (implies -f)\n"
+	    "  -s                      single-threaded\n"
+	    "  -o OPT[,OPT...]         any option above as name=value or name ('_' or '-'), and "
+	    "FUSE\n"
+	    "                          mount options (allow_other, ...)\n"
+	    "  -h, --help              this help;  -V, --version  the version\n\n"
+	    "Signals: TERM/INT unmount; HUP re-executes the installed binary on the same\n"
+	    "connection (upgrade). Under systemd the connection goes to the fd store, and a\n"
+	    "restarted daemon adopts it (LISTEN_FDS) instead of mounting again.\n\n"
+	    "Counters: getfattr -d -m user.cfs MOUNTPOINT, or cfs-cache stats MOUNTPOINT.\n"
+	    "See cfs-cache(1).\n");
 }
 
 /* One HEAD per server at start, off the serving path: a server that cannot be reached shows as
@@ -212,8 +217,8 @@ static void rescan_tick(void *ctx)
 		cfs_warn("rescan of the store failed: %s", strerror(-r));
 	else if (res.added || res.removed || res.evicted)
 		cfs_info("store rescan: %llu new, %llu gone, %llu evicted",
-			 (unsigned long long)res.added, (unsigned long long)res.removed,
-			 (unsigned long long)res.evicted);
+		         (unsigned long long)res.added, (unsigned long long)res.removed,
+		         (unsigned long long)res.evicted);
 }
 
 /* --metrics-file: the counters in node_exporter's textfile format, replaced atomically. */
@@ -247,7 +252,7 @@ static void metrics_tick(void *ctx)
 }
 
 static int setup_quota(const struct mount_opts *mo, struct cfs_store *store,
-		       struct cfs_quota **quota_ret)
+                       struct cfs_quota **quota_ret)
 {
 	uint64_t max = 0, low = 0;
 	int r;
@@ -257,8 +262,9 @@ static int setup_quota(const struct mount_opts *mo, struct cfs_store *store,
 		return -EINVAL;
 	}
 	if (mo->low_water && (cfs_parse_size(mo->low_water, &low) < 0 || low > max)) {
-		fprintf(stderr, "cfs-cache: invalid --low-water '%s' (must not exceed --max-size)\n",
-			mo->low_water);
+		fprintf(stderr,
+		        "cfs-cache: invalid --low-water '%s' (must not exceed --max-size)\n",
+		        mo->low_water);
 		return -EINVAL;
 	}
 	r = cfs_quota_new(store, max, low, quota_ret);
@@ -337,8 +343,8 @@ static int mount_parse(struct mount_cmd *cmd, int argc, char **argv)
 		return 0;
 	}
 	/* mount.fuse3 passes SOURCE MOUNTPOINT; an http(s) SOURCE doubles as a server. */
-	if (mo->source && (strncmp(mo->source, "http://", 7) == 0 ||
-			   strncmp(mo->source, "https://", 8) == 0)) {
+	if (mo->source &&
+	    (strncmp(mo->source, "http://", 7) == 0 || strncmp(mo->source, "https://", 8) == 0)) {
 		char err[CFS_FETCH_OPTS_ERR_LEN];
 
 		r = cfs_fetch_opts_set(&mo->fetch, CFS_FETCH_OPT_SERVER, mo->source, err);
@@ -353,7 +359,7 @@ static int mount_parse(struct mount_cmd *cmd, int argc, char **argv)
 	    (mo->debug && fuse_opt_add_arg(&cmd->args, "-d") < 0) ||
 	    (mo->singlethread && fuse_opt_add_arg(&cmd->args, "-s") < 0) ||
 	    (mo->fuse_opts && (fuse_opt_add_arg(&cmd->args, "-o") < 0 ||
-			       fuse_opt_add_arg(&cmd->args, mo->fuse_opts) < 0)) ||
+	                       fuse_opt_add_arg(&cmd->args, mo->fuse_opts) < 0)) ||
 	    fuse_opt_add_arg(&cmd->args, mo->mountpoint) < 0)
 		return 1;
 	if (!mo->store)
@@ -378,7 +384,7 @@ static int mount_check(struct mount_cmd *cmd)
 		return misuse_exit("%s", "--log-file must be an absolute path");
 	if (mo->log_file && (r = cfs_log_use_file(mo->log_file)) < 0) {
 		fprintf(stderr, "cfs-cache: cannot open --log-file %s: %s\n", mo->log_file,
-			strerror(-r));
+		        strerror(-r));
 		return 1;
 	}
 	/* Checked before the daemon detaches: a bad token file is said on the terminal. */
@@ -408,7 +414,7 @@ static int mount_parse_durations(struct mount_cmd *cmd)
 	    (cfs_parse_duration_ms(mo->negative_timeout, &fso->negative_timeout_ms) < 0 ||
 	     fso->negative_timeout_ms > 3600000))
 		return misuse_exit("invalid --negative-timeout '%s' (at most 1h)",
-				   mo->negative_timeout);
+		                   mo->negative_timeout);
 	if (mo->timeout) {
 		uint64_t ms;
 
@@ -422,7 +428,7 @@ static int mount_parse_durations(struct mount_cmd *cmd)
 	    (cfs_parse_duration_ms(mo->metrics_interval, &cmd->metrics_ms) < 0 ||
 	     cmd->metrics_ms < 100 || cmd->metrics_ms > 86400000))
 		return misuse_exit("invalid --metrics-interval '%s' (100ms to 1 day)",
-				   mo->metrics_interval);
+		                   mo->metrics_interval);
 	if (mo->rescan && cfs_parse_duration_ms(mo->rescan, &cmd->rescan_ms) < 0)
 		return misuse_exit("invalid --rescan '%s'", mo->rescan);
 	return -1;
@@ -447,7 +453,7 @@ static int mount_open_store(struct mount_cmd *cmd)
 		r = cfs_handoff_open(cmd->store, mo->handoff, 0, &cmd->handoff, &msg);
 		if (r < 0) {
 			fprintf(stderr, "cfs-cache: hand-off directory of %s: %s%s%s\n", mo->store,
-				msg ? msg : "", msg ? ": " : "", strerror(-r));
+			        msg ? msg : "", msg ? ": " : "", strerror(-r));
 			return 1;
 		}
 		cmd->fso.handoff = cmd->handoff;
@@ -492,8 +498,8 @@ static int mount_session(struct mount_cmd *cmd, int argc, char **argv)
 		cmd->fopts.foreground = 1; /* detached already */
 	if (fuse_opt_add_arg(&cmd->args, "-osubtype=cfs-cache,fsname=cfs-cache,ro") < 0)
 		return -1;
-	cmd->se = fuse_session_new(&cmd->args, cfs_fs_ops(), sizeof(struct fuse_lowlevel_ops),
-				   cmd->fs);
+	cmd->se =
+	    fuse_session_new(&cmd->args, cfs_fs_ops(), sizeof(struct fuse_lowlevel_ops), cmd->fs);
 	if (!cmd->se || fuse_set_signal_handlers(cmd->se) != 0)
 		return -1;
 	cmd->signals = true;
@@ -587,8 +593,9 @@ static void mount_start_tickers(struct mount_cmd *cmd)
 		ticker_start(&cmd->rf, "store rescan");
 	}
 	if (cmd->mo.metrics_file) {
-		cmd->metrics = (struct metrics){ .fs = cmd->fs, .path = cmd->mo.metrics_file,
-						 .mountpoint = cmd->fopts.mountpoint };
+		cmd->metrics = (struct metrics){.fs = cmd->fs,
+		                                .path = cmd->mo.metrics_file,
+		                                .mountpoint = cmd->fopts.mountpoint};
 		cmd->mt.interval_ms = cmd->metrics_ms;
 		ticker_start(&cmd->mt, "metrics");
 	}
@@ -610,13 +617,13 @@ static int mount_loop(struct mount_cmd *cmd)
 			fuse_loop_cfg_set_clone_fd(cmd->loop_cfg, (unsigned)fopts->clone_fd);
 			fuse_loop_cfg_set_max_threads(
 			    cmd->loop_cfg, fopts->max_threads && fopts->max_threads <= 100000
-						   ? fopts->max_threads
-						   : 16);
-			fuse_loop_cfg_set_idle_threads(
-			    cmd->loop_cfg,
-			    fopts->max_idle_threads && fopts->max_idle_threads <= 100000
-				? fopts->max_idle_threads
-				: 8);
+			                       ? fopts->max_threads
+			                       : 16);
+			fuse_loop_cfg_set_idle_threads(cmd->loop_cfg,
+			                               fopts->max_idle_threads &&
+			                                       fopts->max_idle_threads <= 100000
+			                                   ? fopts->max_idle_threads
+			                                   : 8);
 			r = fuse_session_loop_mt(cmd->se, cmd->loop_cfg);
 		}
 		if (r != SIGHUP)
@@ -645,8 +652,8 @@ static int mount_serve(struct mount_cmd *cmd, int argc, char **argv)
 	mount_start_tickers(cmd);
 	cfs_handover_notify(&cmd->ho, cmd->fopts.mountpoint);
 	cfs_notice("serving %s on %s with %zu server(s)%s%s", cmd->mo.store, cmd->fopts.mountpoint,
-		   cmd->mo.fetch.n_servers, cmd->handoff ? ", hand-off through " : "",
-		   cmd->handoff ? cfs_handoff_path(cmd->handoff) : "");
+	           cmd->mo.fetch.n_servers, cmd->handoff ? ", hand-off through " : "",
+	           cmd->handoff ? cfs_handoff_path(cmd->handoff) : "");
 	ret = mount_loop(cmd);
 	/* Requests still waiting for a fetch get their reply (EINTR) before the session goes. */
 	ticker_stop(&cmd->mt); /* it reads the fetcher's counters */
@@ -697,9 +704,9 @@ int cfs_cache_cmd_mount(int argc, char **argv)
 	if (!cmd)
 		return 1;
 	cmd->args = (struct fuse_args)FUSE_ARGS_INIT(0, NULL);
-	cmd->ho = (struct cfs_handover){ .fuse_fd = -1, .init_fd = -1 };
+	cmd->ho = (struct cfs_handover){.fuse_fd = -1, .init_fd = -1};
 	cmd->rf.tick = rescan_tick;
-	cmd->mt = (struct ticker){ .tick = metrics_tick, .ctx = &cmd->metrics, .at_start = true };
+	cmd->mt = (struct ticker){.tick = metrics_tick, .ctx = &cmd->metrics, .at_start = true};
 	cmd->metrics_ms = 15000;
 	cmd->rescan_ms = 60000;
 	ret = mount_parse(cmd, argc, argv);

@@ -109,10 +109,10 @@ static void miss_answer(evutil_socket_t fd, short what, void *arg)
 }
 
 static void fetch_done(int result, const uint8_t digest[CFS_DIGEST_SIZE],
-		       const struct cfs_fetch_result *info, void *userdata)
+                       const struct cfs_fetch_result *info, void *userdata)
 {
 	struct pending_miss *p = userdata;
-	struct timeval now = { 0, 0 };
+	struct timeval now = {0, 0};
 
 	p->result = result;
 	if (result == -ENOENT)
@@ -131,8 +131,8 @@ static void fetch_done(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 
 		cfs_name_format_path(digest, name);
 		cfs_warn("upstream fetch of %s failed: %s (last server tried: %s)", name,
-			 info && info->reason ? info->reason : strerror(-result),
-			 info && info->server ? info->server : "none");
+		         info && info->reason ? info->reason : strerror(-result),
+		         info && info->server ? info->server : "none");
 	}
 	if (event_base_once(p->base, -1, EV_TIMEOUT, miss_answer, p, &now) < 0) {
 		/* The loop is gone (shutting down): nobody can be answered any more. */
@@ -142,7 +142,7 @@ static void fetch_done(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 }
 
 void cfs_upstream_miss(struct cfs_serve_miss *miss, const uint8_t digest[CFS_DIGEST_SIZE],
-		       void *userdata)
+                       void *userdata)
 {
 	struct cfs_upstream *up = userdata;
 	struct pending_miss *p = calloc(1, sizeof(*p));

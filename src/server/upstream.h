@@ -35,6 +35,6 @@ void cfs_upstream_metrics(struct evbuffer *out, void *userdata);
 /* The cfs_serve_miss_fn: userdata is the cfs_upstream. Absent objects remembered from an
  * earlier upstream 404 are answered 404 at once. */
 void cfs_upstream_miss(struct cfs_serve_miss *miss, const uint8_t digest[CFS_DIGEST_SIZE],
-		       void *userdata);
+                       void *userdata);
 
 #endif
