@@ -12,7 +12,6 @@
 
 #include "common/util.h"
 #include "fetcher/fetch-internal.h"
-#include "fetcher/fetch-opts.h"
 
 /* ---- classification ------------------------------------------------------------------------- */
 
@@ -405,13 +404,29 @@ uint64_t cfs_fetch_attempt_space_needed(const struct job *job)
 	return need + (1u << 20);
 }
 
+int cfs_fetch_token_read(const char *path, char **token_ret)
+{
+	char *token = NULL;
+	int r = cfs_read_small_file(path, 8192, &token);
+
+	if (r < 0)
+		return r;
+	if (!token[0] || strpbrk(token, "\r\n")) {
+		explicit_bzero(token, strlen(token));
+		free(token);
+		return -EINVAL;
+	}
+	*token_ret = token;
+	return 0;
+}
+
 int cfs_fetch_token_header(const char *path, struct curl_slist **list)
 {
 	char *token = NULL, *header = NULL;
 	struct curl_slist *nl;
 	int r;
 
-	r = cfs_fetch_opts_read_token(path, &token);
+	r = cfs_fetch_token_read(path, &token);
 	if (r < 0)
 		return r;
 	if (asprintf(&header, "Authorization: Bearer %s", token) < 0) {

@@ -15,7 +15,6 @@
 
 /* Objects larger than this abort their transfer, whatever the encoding made of them. */
 #define CLIENT_MAX_OBJECT_SIZE (4ULL << 30)
-#define MAX_TOKEN 8192
 #define HOUR_MS ((uint64_t)3600000)
 
 enum kind {
@@ -397,22 +396,6 @@ void cfs_fetch_opts_print_help(FILE *f, unsigned mask, const char *prefix, const
 	cfs_fetch_opts_free(&defaults);
 }
 
-int cfs_fetch_opts_read_token(const char *path, char **token_ret)
-{
-	char *token = NULL;
-	int r = cfs_read_small_file(path, MAX_TOKEN, &token);
-
-	if (r < 0)
-		return r;
-	if (!token[0] || strpbrk(token, "\r\n")) {
-		explicit_bzero(token, strlen(token));
-		free(token);
-		return -EINVAL;
-	}
-	*token_ret = token;
-	return 0;
-}
-
 int cfs_fetch_opts_check_files(const struct cfs_fetch_options *o, char *err, size_t err_len)
 {
 	const char *const files[] = {o->ca_file, o->client_cert, o->client_key};
@@ -421,7 +404,7 @@ int cfs_fetch_opts_check_files(const struct cfs_fetch_options *o, char *err, siz
 	int r;
 
 	if (o->token_file) {
-		r = cfs_fetch_opts_read_token(o->token_file, &token);
+		r = cfs_fetch_token_read(o->token_file, &token);
 		if (r == -EINVAL) {
 			snprintf(err, err_len, "token file %s must hold one non-empty line",
 			         o->token_file);

@@ -84,9 +84,6 @@ size_t cfs_fetch_opts_getopt_append(const struct cfs_fetch_opts_getopt *g, struc
 void cfs_fetch_opts_print_help(FILE *f, unsigned mask, const char *prefix, const char *shorts,
                                int column);
 
-/* Reads a token file: one non-empty line (a final newline is dropped). Returns 0 with
- * *token_ret (free it, after explicit_bzero) or -errno; -EINVAL when it is not one line. */
-int cfs_fetch_opts_read_token(const char *path, char **token_ret);
 /* Checks before any transfer that the token file is one line and the TLS files are readable.
  * Returns 0 or -errno with the reason in @err. */
 int cfs_fetch_opts_check_files(const struct cfs_fetch_options *o, char *err, size_t err_len);

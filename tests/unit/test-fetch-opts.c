@@ -266,11 +266,11 @@ static void test_files(void **state)
 	write_file(two, "a\nb\n");
 	write_file(empty, "");
 
-	assert_int_equal(cfs_fetch_opts_read_token(tok, &token), 0);
+	assert_int_equal(cfs_fetch_token_read(tok, &token), 0);
 	assert_string_equal(token, "secret");
 	free(token);
-	assert_int_equal(cfs_fetch_opts_read_token(two, &token), -EINVAL);
-	assert_int_equal(cfs_fetch_opts_read_token(empty, &token), -EINVAL);
+	assert_int_equal(cfs_fetch_token_read(two, &token), -EINVAL);
+	assert_int_equal(cfs_fetch_token_read(empty, &token), -EINVAL);
 
 	assert_int_equal(cfs_fetch_opts_check_files(&o, err, sizeof(err)), 0);
 	o.token_file = tok;
