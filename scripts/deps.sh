@@ -8,7 +8,7 @@ set -eu
 PKGS="build-essential autoconf automake pkg-config
 libfuse3-dev fuse3 libcurl4-openssl-dev libevent-dev libssl-dev libzstd-dev libcmocka-dev
 libsystemd-dev erofs-utils fsverity nginx squid curl attr wrk zstd openssl clang
-libclang-rt-14-dev util-linux e2fsprogs xz-utils bc ca-certificates python3"
+clang-format libclang-rt-14-dev util-linux e2fsprogs xz-utils bc ca-certificates python3"
 lock_wait=${CFS_APT_LOCK_WAIT:-600}
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo

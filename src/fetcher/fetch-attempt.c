@@ -103,6 +103,21 @@ void cfs_fetch_classify(const struct cfs_fetch_facts *a, struct cfs_fetch_verdic
 		v->outcome = CFS_FETCH_NEXT_SERVER;
 }
 
+uint64_t cfs_fetch_backoff_ms(uint64_t *rng, unsigned base_ms, unsigned attempt)
+{
+	uint64_t d = base_ms;
+
+	for (unsigned i = 1; i < attempt && d < RETRY_DELAY_MAX_MS; i++)
+		d *= 2;
+	d = CFS_MIN(d, RETRY_DELAY_MAX_MS);
+	/* xorshift64: jitter only, not security. */
+	*rng ^= *rng << 13;
+	*rng ^= *rng >> 7;
+	*rng ^= *rng << 17;
+	/* Full jitter on the upper half spreads retries of many objects. */
+	return d / 2 + (d ? *rng % (d / 2 + 1) : 0);
+}
+
 /* ---- curl callbacks ------------------------------------------------------------------------- */
 
 static size_t on_header(char *buf, size_t size, size_t n, void *userdata)
@@ -389,19 +404,31 @@ uint64_t cfs_fetch_attempt_space_needed(const struct job *job)
 	return need + (1u << 20);
 }
 
+int cfs_fetch_token_read(const char *path, char **token_ret)
+{
+	char *token = NULL;
+	int r = cfs_read_small_file(path, 8192, &token);
+
+	if (r < 0)
+		return r;
+	if (!token[0] || strpbrk(token, "\r\n")) {
+		explicit_bzero(token, strlen(token));
+		free(token);
+		return -EINVAL;
+	}
+	*token_ret = token;
+	return 0;
+}
+
 int cfs_fetch_token_header(const char *path, struct curl_slist **list)
 {
 	char *token = NULL, *header = NULL;
 	struct curl_slist *nl;
 	int r;
 
-	r = cfs_read_small_file(path, 8192, &token);
+	r = cfs_fetch_token_read(path, &token);
 	if (r < 0)
 		return r;
-	if (!token[0] || strpbrk(token, "\r\n")) {
-		r = -EINVAL;
-		goto out;
-	}
 	if (asprintf(&header, "Authorization: Bearer %s", token) < 0) {
 		header = NULL;
 		r = -ENOMEM;
@@ -415,8 +442,7 @@ int cfs_fetch_token_header(const char *path, struct curl_slist **list)
 	*list = nl;
 	r = 0;
 out:
-	if (token)
-		explicit_bzero(token, strlen(token));
+	explicit_bzero(token, strlen(token));
 	if (header)
 		explicit_bzero(header, strlen(header));
 	free(token);

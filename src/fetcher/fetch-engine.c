@@ -301,26 +301,6 @@ static void start_transfers(struct cfs_fetch *f)
 	}
 }
 
-static uint64_t rng_next(struct cfs_fetch *f)
-{
-	/* xorshift64: jitter only, not security. */
-	f->engine.rng ^= f->engine.rng << 13;
-	f->engine.rng ^= f->engine.rng >> 7;
-	f->engine.rng ^= f->engine.rng << 17;
-	return f->engine.rng;
-}
-
-static uint64_t retry_delay_ms(struct cfs_fetch *f, unsigned attempt)
-{
-	uint64_t d = f->o.backoff_ms;
-
-	for (unsigned i = 1; i < attempt && d < RETRY_DELAY_MAX_MS; i++)
-		d *= 2;
-	d = CFS_MIN(d, RETRY_DELAY_MAX_MS);
-	/* Full jitter on the upper half spreads retries of many objects. */
-	return d / 2 + (d ? rng_next(f) % (d / 2 + 1) : 0);
-}
-
 /* A failure of this server for this attempt: retry later, next server (or give up there). */
 static void on_attempt_failed(struct cfs_fetch *f, struct job *job,
                               const struct cfs_fetch_verdict *v)
@@ -356,7 +336,7 @@ static void on_attempt_failed(struct cfs_fetch *f, struct job *job,
 		return;
 	}
 	if (v->outcome == CFS_FETCH_RETRY) {
-		uint64_t delay = retry_delay_ms(f, job->tries);
+		uint64_t delay = cfs_fetch_backoff_ms(&f->engine.rng, f->o.backoff_ms, job->tries);
 
 		job_set_state(f, job, JOB_WAITING);
 		job->retry_at = cfs_now_ns() + delay * 1000000ULL;

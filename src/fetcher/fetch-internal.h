@@ -408,6 +408,9 @@ struct cfs_fetch_verdict {
 
 /* Pure: what an attempt's outcome means and what to do next. */
 void cfs_fetch_classify(const struct cfs_fetch_facts *a, struct cfs_fetch_verdict *v);
+/* The delay before retry @attempt (1, 2, ...): @base_ms doubled per attempt up to
+ * RETRY_DELAY_MAX_MS, jittered over its upper half with the xorshift state @rng (not 0). */
+uint64_t cfs_fetch_backoff_ms(uint64_t *rng, unsigned base_ms, unsigned attempt);
 /* Refused, unresolvable or timed out: nothing is known to answer there. */
 bool cfs_fetch_curl_unreachable(CURLcode cc);
 /* A failure no retry can mend (TLS set-up, bad URL). */

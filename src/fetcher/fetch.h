@@ -52,6 +52,10 @@ struct cfs_fetch_options {
 
 /* Fills @o with the defaults above (servers and store left empty). */
 void cfs_fetch_options_init(struct cfs_fetch_options *o);
+/* Reads a token file (token_file above): one non-empty line, a final newline dropped, at most
+ * 8 KiB. Returns 0 with *token_ret (explicit_bzero and free it) or -errno; -EINVAL when it is
+ * not one line. */
+int cfs_fetch_token_read(const char *path, char **token_ret);
 
 /* What a callback learns besides the result code. */
 struct cfs_fetch_result {

@@ -21,33 +21,21 @@
 #include "fusefs/cmds.h"
 #include "fusefs/fetch-cli.h"
 
-static void print_help(FILE *f)
+static void print_help(const struct fetch_cli *cli, FILE *f)
 {
+	fprintf(f,
+	        "Usage: cfs-cache fetch --store DIR --server URL [--server URL]... [DIGEST...]\n"
+	        "                       [--from FILE|-] [OPTIONS]\n\n"
+	        "Fetch objects that are not yet in a local store, verifying each against its\n"
+	        "fs-verity digest. DIGEST is XX/<62hex> (as `composefs-info objects` prints),\n"
+	        "64 hex digits, or sha256:<64hex>.\n\n"
+	        "Options:\n"
+	        "  -s, --store DIR            local object store (created if missing)\n"
+	        "  -f, --from FILE|-          read digests from FILE (one per line; - is stdin)\n"
+	        "  -j, --jobs N               same as --max-transfers\n");
+	cfs_cli_print_help(cli, f);
 	fprintf(
 	    f,
-	    "Usage: cfs-cache fetch --store DIR --server URL [--server URL]... [DIGEST...]\n"
-	    "                       [--from FILE|-] [OPTIONS]\n\n"
-	    "Fetch objects that are not yet in a local store, verifying each against its\n"
-	    "fs-verity digest. DIGEST is XX/<62hex> (as `composefs-info objects` prints),\n"
-	    "64 hex digits, or sha256:<64hex>.\n\n"
-	    "Options:\n"
-	    "  -s, --store DIR            local object store (created if missing)\n"
-	    "  -S, --server URL           base URL of a server; repeat for fallbacks, in order\n"
-	    "  -f, --from FILE|-          read digests from FILE (one per line; - is stdin)\n"
-	    "  -j, --jobs N               concurrent transfers (default 64)\n"
-	    "      --max-transfers N      same as --jobs\n"
-	    "      --per-server N         concurrent transfers per server (default 16)\n"
-	    "      --retries N            extra attempts per server (default 2)\n"
-	    "      --connect-timeout DURATION  e.g. 5s, 500ms (default 5s)\n"
-	    "      --low-speed-time DURATION  abort a transfer slower than 1 KiB/s this long "
-	    "(10s)\n"
-	    "      --max-object-size SIZE abort a body (decoded) larger than this (default 4G)\n"
-	    "      --token-file FILE      send \"Authorization: Bearer <contents>\"\n"
-	    "      --ca-file FILE         CA certificates for HTTPS\n"
-	    "      --cert FILE            client certificate (PEM)\n"
-	    "      --key FILE             client private key (PEM)\n"
-	    "  -k, --insecure             do not verify the server's TLS certificate\n"
-	    "      --no-zstd              do not ask for zstd-compressed bodies\n"
 	    "      --no-progress          never draw a progress bar\n"
 	    "      --stats                print the engine's counters at the end\n"
 	    "  -q, --quiet                print only errors\n"
@@ -144,190 +132,204 @@ static void print_stats(struct cfs_fetch *fetch)
 }
 
 enum {
-	OPT_MAX_TRANSFERS = 256,
-	OPT_PER_SERVER,
-
-	OPT_LOW_SPEED_TIME,
-
-	OPT_NO_PROGRESS,
+	OPT_NO_PROGRESS = 256,
 	OPT_STATS,
 };
 
-int cfs_cache_cmd_fetch(int argc, char **argv)
+#define FETCH_OPTS                                                                                 \
+	(CFS_FETCH_OPT(SERVER) | CFS_FETCH_OPT(MAX_TRANSFERS) | CFS_FETCH_OPT(PER_SERVER) |        \
+	 CFS_FETCH_OPT(RETRIES) | CFS_FETCH_OPT(CONNECT_TIMEOUT) | CFS_FETCH_OPT(LOW_SPEED_TIME) | \
+	 CFS_FETCH_OPT(MAX_OBJECT_SIZE) | CFS_FETCH_OPT_TLS | CFS_FETCH_OPT(NO_ZSTD))
+
+/* A fetch run: what the options said, then what it set up. */
+struct fetch_cmd {
+	struct fetch_cli cli;
+	const char *store_path, *from;
+	bool no_progress, want_stats;
+	struct cfs_digestset list;
+	struct cfs_store *store;
+	struct cfs_fetch *fetch;
+	struct fetch_tally run;
+	struct cfs_progress progress;
+};
+
+/* Options: -1 to go on, else the exit status. */
+static int fetch_parse_options(struct fetch_cmd *cmd, int argc, char **argv)
 {
-	static const struct option opts[] = {
+	static const struct option own[] = {
 	    {"store", required_argument, NULL, 's'},
 	    {"from", required_argument, NULL, 'f'},
 	    {"jobs", required_argument, NULL, 'j'},
-	    {"max-transfers", required_argument, NULL, OPT_MAX_TRANSFERS},
-	    {"per-server", required_argument, NULL, OPT_PER_SERVER},
-	    {"low-speed-time", required_argument, NULL, OPT_LOW_SPEED_TIME},
 	    {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
 	    {"stats", no_argument, NULL, OPT_STATS},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
-	    FETCH_CLI_LONG_OPTIONS,
-	    {NULL, 0, NULL, 0},
 	};
-	struct fetch_tally run = FETCH_TALLY_INIT;
-	struct fetch_cli cli;
-	struct cfs_digestset list = CFS_DIGESTSET_INIT;
-	struct cfs_store *store = NULL;
-	struct cfs_fetch *fetch = NULL;
-	struct cfs_progress progress;
-	size_t submitted = 0, n = 0;
-	const char *store_path = NULL, *from = NULL;
-	bool no_progress = false, want_stats = false;
-	uint64_t v;
-	int c, r, ret = 1;
+	const struct option *opts = cfs_cli_longopts(&cmd->cli, own, CFS_ARRAY_SIZE(own));
+	int c, r;
 
-	cfs_cli_init(&cli);
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "s:S:f:j:kqvhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
-			store_path = optarg;
+			cmd->store_path = optarg;
 			break;
 		case 'f':
-			from = optarg;
+			cmd->from = optarg;
 			break;
 		case 'j':
-		case OPT_MAX_TRANSFERS:
-			if (cfs_cli_parse_count(optarg, &cli.o.max_transfers) < 0 ||
-			    cli.o.max_transfers == 0) {
-				ret = usage_error("bad transfer count", optarg);
-				goto out;
-			}
-			break;
-		case OPT_PER_SERVER:
-			if (cfs_cli_parse_count(optarg, &cli.o.max_per_server) < 0 ||
-			    cli.o.max_per_server == 0) {
-				ret = usage_error("bad per-server count", optarg);
-				goto out;
-			}
-			break;
-		case OPT_LOW_SPEED_TIME:
-			if (cfs_parse_duration_ms(optarg, &v) < 0 || v < 1000 || v > 3600000) {
-				ret = usage_error("bad duration (at least 1s)", optarg);
-				goto out;
-			}
-			cli.o.low_speed_secs = (unsigned)(v / 1000);
+			r = cfs_cli_set(&cmd->cli, CFS_FETCH_OPT_MAX_TRANSFERS, optarg, "--jobs",
+			                "fetch");
+			if (r < 0)
+				return r == -ENOMEM ? 1 : CFS_EXIT_MISUSE;
 			break;
 		case OPT_NO_PROGRESS:
-			no_progress = true;
+			cmd->no_progress = true;
 			break;
 		case OPT_STATS:
-			want_stats = true;
+			cmd->want_stats = true;
 			break;
 		case 'h':
-			print_help(stdout);
-			ret = 0;
-			goto out;
+			print_help(&cmd->cli, stdout);
+			return 0;
 		default:
-			r = cfs_cli_option(&cli, c, optarg, "fetch");
+			r = cfs_cli_option(&cmd->cli, c, optarg, "fetch");
 			if (r == 1)
 				break;
-			if (r == FETCH_CLI_DONE) {
-				ret = 0;
-				goto out;
-			}
+			if (r == FETCH_CLI_DONE)
+				return 0;
 			if (r == 0)
 				fprintf(stderr, "Try 'cfs-cache fetch --help'.\n");
-			ret = r == -ENOMEM ? 1 : CFS_EXIT_MISUSE;
-			goto out;
+			return r == -ENOMEM ? 1 : CFS_EXIT_MISUSE;
 		}
 	}
-	cfs_log_set_level(cli.level);
-	run.token_file = cli.o.token_file;
-	if (!store_path) {
-		ret = usage_error("--store is required", NULL);
-		goto out;
-	}
-	if (cli.n_servers == 0) {
-		ret = usage_error("at least one --server is required", NULL);
-		goto out;
-	}
+	return -1;
+}
+
+/* The options, then the digests of the arguments and of --from: -1 to go on, else the exit
+ * status. */
+static int fetch_parse(struct fetch_cmd *cmd, int argc, char **argv)
+{
+	int r = fetch_parse_options(cmd, argc, argv);
+
+	if (r >= 0)
+		return r;
+	cfs_log_set_level(cmd->cli.level);
+	cmd->run.token_file = cmd->cli.fo.o.token_file;
+	if (!cmd->store_path)
+		return usage_error("--store is required", NULL);
+	if (cmd->cli.fo.n_servers == 0)
+		return usage_error("at least one --server is required", NULL);
 	for (int i = optind; i < argc; i++) {
 		uint8_t d[CFS_DIGEST_SIZE];
 
-		if (cfs_name_parse_any(argv[i], strlen(argv[i]), d) < 0) {
-			ret = usage_error("not an object name:", argv[i]);
-			goto out;
-		}
-		if (cfs_digestset_add(&list, d, NULL) < 0)
-			goto out;
+		if (cfs_name_parse_any(argv[i], strlen(argv[i]), d) < 0)
+			return usage_error("not an object name:", argv[i]);
+		if (cfs_digestset_add(&cmd->list, d, NULL) < 0)
+			return 1;
 	}
-	if (from) {
-		r = read_list(from, &list);
-		if (r) {
-			ret = r;
-			goto out;
-		}
+	if (cmd->from) {
+		r = read_list(cmd->from, &cmd->list);
+		if (r)
+			return r;
 	}
-	if (!from && optind >= argc) {
-		ret = usage_error("no digests given (arguments or --from)", NULL);
-		goto out;
-	}
-
+	if (!cmd->from && optind >= argc)
+		return usage_error("no digests given (arguments or --from)", NULL);
 	/* Counts are of distinct objects. */
-	cfs_digestset_seal(&list);
-	n = cfs_digestset_count(&list);
+	cfs_digestset_seal(&cmd->list);
+	return -1;
+}
+
+/* Opens the store and starts the engine: 0 or -errno (said). */
+static int fetch_setup(struct fetch_cmd *cmd)
+{
+	int r = cfs_cli_check_files(&cmd->cli);
+
+	if (r < 0)
+		return r;
 	/* Objects wait for their group commit with a descriptor open. */
 	cfs_cli_raise_nofile();
-	r = cfs_store_open(store_path, CFS_STORE_CREATE, &store);
+	r = cfs_store_open(cmd->store_path, CFS_STORE_CREATE, &cmd->store);
 	if (r < 0) {
-		cfs_err("cannot open store %s: %s", store_path, strerror(-r));
-		goto out;
+		cfs_err("cannot open store %s: %s", cmd->store_path, strerror(-r));
+		return r;
 	}
-	cli.o.servers = cli.servers;
-	cli.o.n_servers = cli.n_servers;
-	cli.o.store = store;
-	r = cfs_fetch_new(&cli.o, &fetch);
-	if (r < 0) {
+	cmd->cli.fo.o.store = cmd->store;
+	r = cfs_fetch_new(&cmd->cli.fo.o, &cmd->fetch);
+	if (r < 0)
 		cfs_err("cannot start the fetcher: %s", strerror(-r));
-		goto out;
-	}
-	cfs_progress_init(&progress, "fetch", n, 0, cli.quiet || no_progress);
+	return r;
+}
+
+/* Submits every object and waits for all of them. */
+static void fetch_run(struct fetch_cmd *cmd)
+{
+	struct fetch_tally *run = &cmd->run;
+	size_t n = cfs_digestset_count(&cmd->list);
+
+	cfs_progress_init(&cmd->progress, "fetch", n, 0, cmd->cli.quiet || cmd->no_progress);
 	for (size_t i = 0; i < n; i++) {
-		r = cfs_fetch_submit(fetch, cfs_digestset_at(&list, i), 0, cfs_tally_cb, &run);
+		int r = cfs_fetch_submit(cmd->fetch, cfs_digestset_at(&cmd->list, i), 0,
+		                         cfs_tally_cb, run);
+
 		if (r < 0) {
 			cfs_err("cannot submit: %s", strerror(-r));
-			pthread_mutex_lock(&run.lock);
-			run.failed++;
-			run.done++;
-			pthread_mutex_unlock(&run.lock);
-			continue;
+			pthread_mutex_lock(&run->lock);
+			run->failed++;
+			run->done++;
+			pthread_mutex_unlock(&run->lock);
 		}
-		submitted++;
 	}
-	pthread_mutex_lock(&run.lock);
-	while (run.done < n)
-		cfs_tally_wait(&run, &progress, n, 100);
-	pthread_mutex_unlock(&run.lock);
-	cfs_progress_done(&progress);
-	if (!cli.quiet) {
-		char sz[32], rate[32];
-		double secs = cfs_progress_elapsed(&progress);
+	pthread_mutex_lock(&run->lock);
+	while (run->done < n)
+		cfs_tally_wait(run, &cmd->progress, n, 100);
+	pthread_mutex_unlock(&run->lock);
+	cfs_progress_done(&cmd->progress);
+}
 
-		cfs_format_size(run.fetched_bytes, sz, sizeof(sz));
-		cfs_format_size(secs > 0 ? (uint64_t)((double)run.fetched_bytes / secs) : 0, rate,
+/* The summary line and counters: the exit status. */
+static int fetch_report(struct fetch_cmd *cmd)
+{
+	const struct fetch_tally *run = &cmd->run;
+
+	if (!cmd->cli.quiet) {
+		char sz[32], rate[32];
+		double secs = cfs_progress_elapsed(&cmd->progress);
+
+		cfs_format_size(run->fetched_bytes, sz, sizeof(sz));
+		cfs_format_size(secs > 0 ? (uint64_t)((double)run->fetched_bytes / secs) : 0, rate,
 		                sizeof(rate));
 		printf("%zu objects: %llu fetched (%s), %llu already present, %llu not found, "
 		       "%llu failed in %.2fs (%s/s)\n",
-		       n, (unsigned long long)run.fetched, sz, (unsigned long long)run.present,
-		       (unsigned long long)run.missing, (unsigned long long)run.failed, secs, rate);
+		       cfs_digestset_count(&cmd->list), (unsigned long long)run->fetched, sz,
+		       (unsigned long long)run->present, (unsigned long long)run->missing,
+		       (unsigned long long)run->failed, secs, rate);
 	}
-	if (want_stats)
-		print_stats(fetch);
-	cfs_tally_report(&run, "fetch");
-	ret = run.missing || run.failed ? 1 : 0;
-out:
-	cfs_fetch_free(fetch);
-	cfs_store_free(store);
-	cfs_digestset_free(&list);
-	cfs_cli_free(&cli);
+	if (cmd->want_stats)
+		print_stats(cmd->fetch);
+	cfs_tally_report(&cmd->run, "fetch");
+	return run->missing || run->failed ? 1 : 0;
+}
+
+int cfs_cache_cmd_fetch(int argc, char **argv)
+{
+	struct fetch_cmd cmd = {.list = CFS_DIGESTSET_INIT, .run = FETCH_TALLY_INIT};
+	int ret;
+
+	cfs_cli_init(&cmd.cli, FETCH_OPTS);
+	ret = fetch_parse(&cmd, argc, argv);
+	if (ret < 0 && fetch_setup(&cmd) < 0)
+		ret = 1;
+	if (ret < 0) {
+		fetch_run(&cmd);
+		ret = fetch_report(&cmd);
+	}
+	cfs_fetch_free(cmd.fetch);
+	cfs_store_free(cmd.store);
+	cfs_digestset_free(&cmd.list);
+	cfs_cli_free(&cmd.cli);
 	if (fflush(stdout) != 0 && ret == 0)
 		ret = 1;
 	return ret;

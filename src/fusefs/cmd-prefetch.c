@@ -30,7 +30,7 @@ struct object {
 	bool queued;
 };
 
-static void print_help(FILE *f)
+static void print_help(const struct fetch_cli *cli, FILE *f)
 {
 	fprintf(
 	    f,
@@ -43,28 +43,20 @@ static void print_help(FILE *f)
 	    "  -i, --image IMAGE          composefs (EROFS) image, or its digest (sha256:HEX):\n"
 	    "                             taken from the store or fetched first; repeatable\n"
 	    "  -s, --store DIR            local object store (created if missing)\n"
-	    "  -S, --server URL           base URL of a server; repeat for fallbacks, in order\n"
 	    "  -o, --order TRACE          fetch the objects named at the start of TRACE's lines\n"
 	    "                             first, in that order (most important first)\n"
 	    "  -r, --rate-limit SIZE      average download rate cap in bytes/s (e.g. 10M)\n"
-	    "  -j, --jobs N               concurrent transfers (default 64)\n"
-	    "      --retries N            extra attempts per server (default 2)\n"
-	    "      --connect-timeout DURATION  e.g. 5s, 500ms (default 5s)\n"
-	    "      --max-object-size SIZE abort a body (decoded) larger than this (default 4G)\n"
-	    "      --token-file FILE      send \"Authorization: Bearer <contents>\"\n"
-	    "      --ca-file FILE         CA certificates for HTTPS\n"
-	    "      --cert FILE            client certificate (PEM)\n"
-	    "      --key FILE             client private key (PEM)\n"
-	    "  -k, --insecure             do not verify the server's TLS certificate\n"
-	    "      --no-zstd              do not ask for zstd-compressed bodies\n"
-	    "  -n, --dry-run              print the missing objects in fetch order and stop\n"
-	    "      --no-progress          never draw a progress bar\n"
-	    "  -q, --quiet                print only errors\n"
-	    "  -v, --verbose              more log output (repeat for debug)\n"
-	    "  -h, --help                 show this help\n"
-	    "  -V, --version              show the version\n\n"
-	    "Exit status: 0 when every object of the images is in the store, 1 otherwise,\n"
-	    "2 on misuse. See cfs-cache-prefetch(1).\n");
+	    "  -j, --jobs N               concurrent transfers (default 64)\n");
+	cfs_cli_print_help(cli, f);
+	fprintf(f,
+	        "  -n, --dry-run              print the missing objects in fetch order and stop\n"
+	        "      --no-progress          never draw a progress bar\n"
+	        "  -q, --quiet                print only errors\n"
+	        "  -v, --verbose              more log output (repeat for debug)\n"
+	        "  -h, --help                 show this help\n"
+	        "  -V, --version              show the version\n\n"
+	        "Exit status: 0 when every object of the images is in the store, 1 otherwise,\n"
+	        "2 on misuse. See cfs-cache-prefetch(1).\n");
 }
 
 static int usage_error(const char *what, const char *arg)
@@ -111,13 +103,11 @@ static int resolve_image_digests(char **images, size_t n, char **owned, const ch
 		}
 		if (cfs_store_lookup(store, d, NULL) != 0) {
 			if (!fetch) {
-				cli->o.servers = cli->servers;
-				cli->o.n_servers = cli->n_servers;
-				cli->o.store = store;
-				r = cli->n_servers ? cfs_fetch_new(&cli->o, &fetch) : -ENOENT;
+				cli->fo.o.store = store;
+				r = cli->fo.n_servers ? cfs_fetch_new(&cli->fo.o, &fetch) : -ENOENT;
 				if (r < 0) {
 					cfs_err("image %s: not in the store%s", images[i],
-					        cli->n_servers
+					        cli->fo.n_servers
 					            ? ""
 					            : ", and no --server to fetch it from");
 					break;
@@ -224,13 +214,78 @@ static int read_order(const char *path, struct cfs_digestset *all, struct object
 }
 
 enum {
-
-	OPT_NO_PROGRESS,
+	OPT_NO_PROGRESS = 256,
 };
 
-int cfs_cache_cmd_prefetch(int argc, char **argv)
+#define PREFETCH_OPTS                                                                              \
+	(CFS_FETCH_OPT(SERVER) | CFS_FETCH_OPT(RETRIES) | CFS_FETCH_OPT(CONNECT_TIMEOUT) |         \
+	 CFS_FETCH_OPT(MAX_OBJECT_SIZE) | CFS_FETCH_OPT_TLS | CFS_FETCH_OPT(NO_ZSTD))
+
+/* A prefetch run: what the options said, then the objects and what fetches them. */
+struct prefetch_cmd {
+	struct fetch_cli cli;
+	char **images, **owned; /* owned: paths of the images given as digests */
+	size_t n_images;
+	const char *store_path, *order_path;
+	bool no_progress, dry_run;
+	uint64_t rate;
+
+	struct cfs_digestset all; /* of struct object: the images' objects, then the missing */
+	size_t in_image, n_missing, n_order;
+	uint64_t missing_bytes;
+	struct object **order; /* the missing objects in fetch order */
+	struct cfs_store *store;
+	struct cfs_fetch *fetch;
+	struct fetch_tally run;
+	struct cfs_progress progress;
+};
+
+/* One option of the command's own: 1 handled, 0 not its own, or the exit status + 2 (so that
+ * 0 and 1 stay free). */
+static int prefetch_own_option(struct prefetch_cmd *cmd, int c)
 {
-	static const struct option opts[] = {
+	switch (c) {
+	case 'i': {
+		char **ni = realloc(cmd->images, (cmd->n_images + 1) * sizeof(*ni));
+
+		if (!ni)
+			return 2 + 1;
+		cmd->images = ni;
+		cmd->images[cmd->n_images++] = optarg;
+		return 1;
+	}
+	case 's':
+		cmd->store_path = optarg;
+		return 1;
+	case 'o':
+		cmd->order_path = optarg;
+		return 1;
+	case 'r':
+		if (cfs_parse_size(optarg, &cmd->rate) < 0 || cmd->rate == 0)
+			return 2 + usage_error("bad rate", optarg);
+		return 1;
+	case 'j':
+		if (cfs_cli_set(&cmd->cli, CFS_FETCH_OPT_MAX_TRANSFERS, optarg, "--jobs",
+		                "prefetch") < 0)
+			return 2 + CFS_EXIT_MISUSE;
+		if (cmd->cli.fo.o.max_per_server > cmd->cli.fo.o.max_transfers)
+			cmd->cli.fo.o.max_per_server = cmd->cli.fo.o.max_transfers;
+		return 1;
+	case 'n':
+		cmd->dry_run = true;
+		return 1;
+	case OPT_NO_PROGRESS:
+		cmd->no_progress = true;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* -1 to go on, else the exit status. */
+static int prefetch_parse(struct prefetch_cmd *cmd, int argc, char **argv)
+{
+	static const struct option own[] = {
 	    {"image", required_argument, NULL, 'i'},
 	    {"store", required_argument, NULL, 's'},
 	    {"order", required_argument, NULL, 'o'},
@@ -242,210 +297,211 @@ int cfs_cache_cmd_prefetch(int argc, char **argv)
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
-	    FETCH_CLI_LONG_OPTIONS,
-	    {NULL, 0, NULL, 0},
 	};
-	struct fetch_tally run = FETCH_TALLY_INIT;
-	struct fetch_cli cli;
-	struct cfs_digestset all;
-	struct missing_ctx missing = {NULL, 0};
-	struct object **order = NULL;
-	struct cfs_store *store = NULL;
-	struct cfs_fetch *fetch = NULL;
-	struct cfs_progress progress;
-	char **images = NULL, **owned = NULL;
-	size_t n_images = 0, n_order = 0, n_missing = 0, in_image;
-	const char *store_path = NULL, *order_path = NULL;
-	bool no_progress = false, dry_run = false;
-	uint64_t rate = 0, missing_bytes = 0, submitted_bytes = 0, start_ns;
-	int c, r, ret = 1;
+	const struct option *opts = cfs_cli_longopts(&cmd->cli, own, CFS_ARRAY_SIZE(own));
+	int c, r;
 
-	cfs_digestset_init(&all, sizeof(struct object));
-	cfs_cli_init(&cli);
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "i:s:S:o:r:j:knqvhV", opts, NULL)) != -1) {
-		switch (c) {
-		case 'i': {
-			char **ni = realloc(images, (n_images + 1) * sizeof(*ni));
+		if (c == 'h') {
+			print_help(&cmd->cli, stdout);
+			return 0;
+		}
+		r = prefetch_own_option(cmd, c);
+		if (r >= 2)
+			return r - 2;
+		if (r == 1)
+			continue;
+		r = cfs_cli_option(&cmd->cli, c, optarg, "prefetch");
+		if (r == 1)
+			continue;
+		if (r == FETCH_CLI_DONE)
+			return 0;
+		if (r == 0)
+			fprintf(stderr, "Try 'cfs-cache prefetch --help'.\n");
+		return r == -ENOMEM ? 1 : CFS_EXIT_MISUSE;
+	}
+	cfs_log_set_level(cmd->cli.level);
+	cmd->run.token_file = cmd->cli.fo.o.token_file;
+	if (optind < argc)
+		return usage_error("unexpected argument", argv[optind]);
+	if (cmd->n_images == 0 || !cmd->store_path || (cmd->cli.fo.n_servers == 0 && !cmd->dry_run))
+		return usage_error("--image, --store and --server are required", NULL);
+	return -1;
+}
 
-			if (!ni)
-				goto out;
-			images = ni;
-			images[n_images++] = optarg;
-			break;
-		}
-		case 's':
-			store_path = optarg;
-			break;
-		case 'o':
-			order_path = optarg;
-			break;
-		case 'r':
-			if (cfs_parse_size(optarg, &rate) < 0 || rate == 0) {
-				ret = usage_error("bad rate", optarg);
-				goto out;
-			}
-			break;
-		case 'j':
-			if (cfs_cli_parse_count(optarg, &cli.o.max_transfers) < 0 ||
-			    cli.o.max_transfers == 0) {
-				ret = usage_error("bad transfer count", optarg);
-				goto out;
-			}
-			if (cli.o.max_per_server > cli.o.max_transfers)
-				cli.o.max_per_server = cli.o.max_transfers;
-			break;
-		case 'n':
-			dry_run = true;
-			break;
-		case OPT_NO_PROGRESS:
-			no_progress = true;
-			break;
-		case 'h':
-			print_help(stdout);
-			ret = 0;
-			goto out;
-		default:
-			r = cfs_cli_option(&cli, c, optarg, "prefetch");
-			if (r == 1)
-				break;
-			if (r == FETCH_CLI_DONE) {
-				ret = 0;
-				goto out;
-			}
-			if (r == 0)
-				fprintf(stderr, "Try 'cfs-cache prefetch --help'.\n");
-			ret = r == -ENOMEM ? 1 : CFS_EXIT_MISUSE;
-			goto out;
-		}
-	}
-	cfs_log_set_level(cli.level);
-	run.token_file = cli.o.token_file;
-	if (optind < argc) {
-		ret = usage_error("unexpected argument", argv[optind]);
-		goto out;
-	}
-	if (n_images == 0 || !store_path || (cli.n_servers == 0 && !dry_run)) {
-		ret = usage_error("--image, --store and --server are required", NULL);
-		goto out;
-	}
-	owned = calloc(n_images, sizeof(*owned));
-	if (!owned || resolve_image_digests(images, n_images, owned, store_path, &cli) < 0 ||
-	    load_images(images, n_images, &all) < 0)
-		goto out;
-	in_image = cfs_digestset_count(&all);
-	r = cfs_store_open(store_path, dry_run ? CFS_STORE_NO_CLEAN : CFS_STORE_CREATE, &store);
+/* The images' objects the store lacks, in fetch order: -1 to go on, else the exit status. */
+static int prefetch_plan(struct prefetch_cmd *cmd)
+{
+	struct missing_ctx missing = {NULL, 0};
+	int r;
+
+	if (!cmd->dry_run && cfs_cli_check_files(&cmd->cli) < 0)
+		return 1;
+	cmd->owned = calloc(cmd->n_images, sizeof(*cmd->owned));
+	if (!cmd->owned ||
+	    resolve_image_digests(cmd->images, cmd->n_images, cmd->owned, cmd->store_path,
+	                          &cmd->cli) < 0 ||
+	    load_images(cmd->images, cmd->n_images, &cmd->all) < 0)
+		return 1;
+	cmd->in_image = cfs_digestset_count(&cmd->all);
+	r = cfs_store_open(cmd->store_path, cmd->dry_run ? CFS_STORE_NO_CLEAN : CFS_STORE_CREATE,
+	                   &cmd->store);
 	if (r < 0) {
-		cfs_err("cannot open store %s: %s", store_path, strerror(-r));
-		goto out;
+		cfs_err("cannot open store %s: %s", cmd->store_path, strerror(-r));
+		return 1;
 	}
 	/* Drop what the store has. */
-	missing.store = store;
-	cfs_digestset_filter(&all, keep_missing, &missing);
-	n_missing = cfs_digestset_count(&all);
-	missing_bytes = missing.bytes;
-	order = calloc(n_missing ? n_missing : 1, sizeof(*order));
-	if (!order)
-		goto out;
-	if (order_path) {
-		r = read_order(order_path, &all, order, &n_order);
-		if (r) {
-			ret = r;
-			goto out;
-		}
+	missing.store = cmd->store;
+	cfs_digestset_filter(&cmd->all, keep_missing, &missing);
+	cmd->n_missing = cfs_digestset_count(&cmd->all);
+	cmd->missing_bytes = missing.bytes;
+	cmd->order = calloc(cmd->n_missing ? cmd->n_missing : 1, sizeof(*cmd->order));
+	if (!cmd->order)
+		return 1;
+	if (cmd->order_path) {
+		r = read_order(cmd->order_path, &cmd->all, cmd->order, &cmd->n_order);
+		if (r)
+			return r;
 	}
-	for (size_t i = 0; i < n_missing; i++) {
-		struct object *o = cfs_digestset_at(&all, i);
+	for (size_t i = 0; i < cmd->n_missing; i++) {
+		struct object *o = cfs_digestset_at(&cmd->all, i);
 
 		if (!o->queued)
-			order[n_order++] = o;
+			cmd->order[cmd->n_order++] = o;
 	}
-	if (dry_run) {
-		for (size_t i = 0; i < n_order; i++) {
-			char path[CFS_NAME_PATH_LEN + 1];
+	return -1;
+}
 
-			cfs_name_format_path(order[i]->digest, path);
-			puts(path);
+/* Waits (run.lock held) until object @i may start: a free place in the window, and within the
+ * rate. */
+static void prefetch_wait_turn(struct prefetch_cmd *cmd, size_t i, uint64_t start_ns,
+                               uint64_t submitted_bytes)
+{
+	size_t max = cmd->cli.fo.o.max_transfers;
+
+	/* A bounded window keeps the priority order meaningful: the engine sees the next objects
+	 * only as slots free up. */
+	for (;;) {
+		bool window_full = i - cmd->run.done >= 2 * max;
+		bool over_rate = false;
+
+		if (cmd->rate) {
+			/* A one-second token bucket: the next object starts when the bytes started
+			 * so far, its own included, fit in the time elapsed. */
+			double allowed =
+			    (double)cmd->rate * ((double)(cfs_now_ns() - start_ns) / 1e9 + 1.0);
+
+			over_rate = (double)(submitted_bytes + cmd->order[i]->size) > allowed;
 		}
-		ret = 0;
-		goto out;
+		if (!window_full && !over_rate)
+			return;
+		/* A full window is woken once half of it is free. */
+		cfs_tally_wait(&cmd->run, &cmd->progress,
+		               window_full && !over_rate ? i - max : SIZE_MAX,
+		               over_rate ? 20 : 100);
 	}
+}
+
+/* Starts the engine and fetches the missing objects in order: 0 or -errno (said). */
+static int prefetch_run(struct prefetch_cmd *cmd)
+{
+	struct fetch_tally *run = &cmd->run;
+	uint64_t submitted_bytes = 0, start_ns;
+	int r;
+
 	cfs_cli_raise_nofile();
-	cli.o.servers = cli.servers;
-	cli.o.n_servers = cli.n_servers;
-	cli.o.store = store;
-	r = cfs_fetch_new(&cli.o, &fetch);
+	cmd->cli.fo.o.store = cmd->store;
+	r = cfs_fetch_new(&cmd->cli.fo.o, &cmd->fetch);
 	if (r < 0) {
 		cfs_err("cannot start the fetcher: %s", strerror(-r));
-		goto out;
+		return r;
 	}
-	cfs_progress_init(&progress, "prefetch", n_missing, missing_bytes,
-	                  cli.quiet || no_progress);
+	cfs_progress_init(&cmd->progress, "prefetch", cmd->n_missing, cmd->missing_bytes,
+	                  cmd->cli.quiet || cmd->no_progress);
 	start_ns = cfs_now_ns();
-	pthread_mutex_lock(&run.lock);
-	for (size_t i = 0; i < n_order; i++) {
-		/* A bounded window keeps the priority order meaningful: the engine sees the next
-		 * objects only as slots free up. */
-		for (;;) {
-			size_t in_flight = i - run.done;
-			bool window_full = in_flight >= 2 * (size_t)cli.o.max_transfers;
-			bool over_rate = false;
-
-			if (rate) {
-				/* A one-second token bucket: the next object starts when the bytes
-				 * started so far, its own included, fit in the time elapsed. */
-				double allowed =
-				    (double)rate * ((double)(cfs_now_ns() - start_ns) / 1e9 + 1.0);
-
-				over_rate = (double)(submitted_bytes + order[i]->size) > allowed;
-			}
-			if (!window_full && !over_rate)
-				break;
-			/* A full window is woken once half of it is free. */
-			cfs_tally_wait(&run, &progress,
-			                 window_full && !over_rate ? i - cli.o.max_transfers
-			                                           : SIZE_MAX,
-			                 over_rate ? 20 : 100);
-		}
-		pthread_mutex_unlock(&run.lock);
-		r = cfs_fetch_submit(fetch, order[i]->digest, 0, cfs_tally_cb, &run);
-		pthread_mutex_lock(&run.lock);
+	pthread_mutex_lock(&run->lock);
+	for (size_t i = 0; i < cmd->n_order; i++) {
+		prefetch_wait_turn(cmd, i, start_ns, submitted_bytes);
+		pthread_mutex_unlock(&run->lock);
+		r = cfs_fetch_submit(cmd->fetch, cmd->order[i]->digest, 0, cfs_tally_cb, run);
+		pthread_mutex_lock(&run->lock);
 		if (r < 0) {
 			cfs_err("cannot submit: %s", strerror(-r));
-			run.failed++;
-			run.done++;
+			run->failed++;
+			run->done++;
 		}
-		submitted_bytes += order[i]->size;
+		submitted_bytes += cmd->order[i]->size;
 	}
-	while (run.done < n_order)
-		cfs_tally_wait(&run, &progress, n_order, 100);
-	pthread_mutex_unlock(&run.lock);
-	cfs_progress_done(&progress);
-	if (!cli.quiet) {
-		char sz[32], rt[32];
-		double secs = cfs_progress_elapsed(&progress);
+	while (run->done < cmd->n_order)
+		cfs_tally_wait(run, &cmd->progress, cmd->n_order, 100);
+	pthread_mutex_unlock(&run->lock);
+	cfs_progress_done(&cmd->progress);
+	return 0;
+}
 
-		cfs_format_size(run.fetched_bytes, sz, sizeof(sz));
-		cfs_format_size(secs > 0 ? (uint64_t)((double)run.fetched_bytes / secs) : 0, rt,
+/* The summary line: the exit status. */
+static int prefetch_report(struct prefetch_cmd *cmd)
+{
+	const struct fetch_tally *run = &cmd->run;
+
+	if (!cmd->cli.quiet) {
+		char sz[32], rt[32];
+		double secs = cfs_progress_elapsed(&cmd->progress);
+
+		cfs_format_size(run->fetched_bytes, sz, sizeof(sz));
+		cfs_format_size(secs > 0 ? (uint64_t)((double)run->fetched_bytes / secs) : 0, rt,
 		                sizeof(rt));
 		printf("%zu objects in the images, %zu missing: %llu fetched (%s), "
 		       "%llu present meanwhile, %llu not found, %llu failed in %.2fs (%s/s)\n",
-		       in_image, n_missing, (unsigned long long)run.fetched, sz,
-		       (unsigned long long)run.present, (unsigned long long)run.missing,
-		       (unsigned long long)run.failed, secs, rt);
+		       cmd->in_image, cmd->n_missing, (unsigned long long)run->fetched, sz,
+		       (unsigned long long)run->present, (unsigned long long)run->missing,
+		       (unsigned long long)run->failed, secs, rt);
 	}
-	cfs_tally_report(&run, "prefetch");
-	ret = run.missing || run.failed ? 1 : 0;
-out:
-	cfs_fetch_free(fetch);
-	cfs_store_free(store);
-	free(order);
-	cfs_digestset_free(&all);
-	for (size_t i = 0; owned && i < n_images; i++)
-		free(owned[i]);
-	free(owned);
-	free(images);
-	cfs_cli_free(&cli);
+	cfs_tally_report(&cmd->run, "prefetch");
+	return run->missing || run->failed ? 1 : 0;
+}
+
+static void prefetch_print_order(const struct prefetch_cmd *cmd)
+{
+	for (size_t i = 0; i < cmd->n_order; i++) {
+		char path[CFS_NAME_PATH_LEN + 1];
+
+		cfs_name_format_path(cmd->order[i]->digest, path);
+		puts(path);
+	}
+}
+
+static void prefetch_free(struct prefetch_cmd *cmd)
+{
+	cfs_fetch_free(cmd->fetch);
+	cfs_store_free(cmd->store);
+	free(cmd->order);
+	cfs_digestset_free(&cmd->all);
+	for (size_t i = 0; cmd->owned && i < cmd->n_images; i++)
+		free(cmd->owned[i]);
+	free(cmd->owned);
+	free(cmd->images);
+	cfs_cli_free(&cmd->cli);
+}
+
+int cfs_cache_cmd_prefetch(int argc, char **argv)
+{
+	struct prefetch_cmd cmd = {.run = FETCH_TALLY_INIT};
+	int ret;
+
+	cfs_digestset_init(&cmd.all, sizeof(struct object));
+	cfs_cli_init(&cmd.cli, PREFETCH_OPTS);
+	ret = prefetch_parse(&cmd, argc, argv);
+	if (ret < 0)
+		ret = prefetch_plan(&cmd);
+	if (ret < 0 && cmd.dry_run) {
+		prefetch_print_order(&cmd);
+		ret = 0;
+	}
+	if (ret < 0)
+		ret = prefetch_run(&cmd) < 0 ? 1 : prefetch_report(&cmd);
+	prefetch_free(&cmd);
 	if (fflush(stdout) != 0 && ret == 0)
 		ret = 1;
 	return ret;

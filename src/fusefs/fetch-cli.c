@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* cfscache: the fetch-engine options shared by the fetch and prefetch subcommands. */
+/* cfscache: the client options, -q, -v and -V of the fetch and prefetch subcommands, and the
+ * tally of their fetches. */
 #include "config.h"
 
 #include <errno.h>
@@ -12,46 +13,52 @@
 #include "common/util.h"
 #include "fusefs/fetch-cli.h"
 
-void cfs_cli_init(struct fetch_cli *cli)
+static const char cli_shorts[CFS_FETCH_OPT_COUNT] = {
+    [CFS_FETCH_OPT_SERVER] = 'S',
+    [CFS_FETCH_OPT_INSECURE] = 'k',
+};
+
+void cfs_cli_init(struct fetch_cli *cli, unsigned mask)
 {
 	memset(cli, 0, sizeof(*cli));
-	cfs_fetch_options_init(&cli->o);
-	cli->o.max_object_size = FETCH_CLI_DEFAULT_MAX_OBJECT_SIZE;
+	cfs_fetch_opts_init(&cli->fo);
+	cli->mask = mask;
 	cli->level = CFS_LOG_NOTICE;
 }
 
 void cfs_cli_free(struct fetch_cli *cli)
 {
-	free(cli->servers);
-	cli->servers = NULL;
-	cli->n_servers = 0;
+	cfs_fetch_opts_free(&cli->fo);
 }
 
-int cfs_cli_parse_count(const char *s, unsigned *v)
+const struct option *cfs_cli_longopts(struct fetch_cli *cli, const struct option *own, size_t n_own)
 {
-	char *end;
-	unsigned long x;
-
-	errno = 0;
-	x = strtoul(s, &end, 10);
-	if (errno || end == s || *end || x > 1000000 || s[0] == '-')
-		return -EINVAL;
-	*v = (unsigned)x;
-	return 0;
+	if (n_own > FETCH_CLI_MAX_OWN)
+		n_own = FETCH_CLI_MAX_OWN;
+	memcpy(cli->longopts, own, n_own * sizeof(*own));
+	cfs_fetch_opts_getopt(&cli->g, cli->mask, NULL, FETCH_CLI_BASE);
+	cfs_fetch_opts_getopt_append(&cli->g, cli->longopts, n_own);
+	return cli->longopts;
 }
 
-static int bad(const char *cmd, const char *what, const char *arg)
+void cfs_cli_print_help(const struct fetch_cli *cli, FILE *f)
 {
-	fprintf(stderr, "cfs-cache %s: bad %s '%s'\nTry 'cfs-cache %s --help'.\n", cmd, what, arg,
-	        cmd);
-	return -EINVAL;
+	cfs_fetch_opts_print_help(f, cli->mask, NULL, cli_shorts, 29);
+}
+
+int cfs_cli_set(struct fetch_cli *cli, enum cfs_fetch_opt_id id, const char *arg, const char *name,
+                const char *cmd)
+{
+	char err[CFS_FETCH_OPTS_ERR_LEN];
+	int r = cfs_fetch_opts_set_as(&cli->fo, id, arg, name, err);
+
+	if (r == -EINVAL)
+		fprintf(stderr, "cfs-cache %s: %s\nTry 'cfs-cache %s --help'.\n", cmd, err, cmd);
+	return r < 0 ? r : 1;
 }
 
 int cfs_cli_option(struct fetch_cli *cli, int c, const char *arg, const char *cmd)
 {
-	struct cfs_fetch_options *o = &cli->o;
-	uint64_t ms;
-
 	switch (c) {
 	case 'q':
 		cli->quiet = true;
@@ -64,49 +71,26 @@ int cfs_cli_option(struct fetch_cli *cli, int c, const char *arg, const char *cm
 	case 'V':
 		printf("cfs-cache (cfscache) %s\n", PACKAGE_VERSION);
 		return FETCH_CLI_DONE;
-	case 'S': {
-		const char **ns = realloc(cli->servers, (cli->n_servers + 1) * sizeof(*ns));
-
-		if (!ns)
-			return -ENOMEM;
-		cli->servers = ns;
-		cli->servers[cli->n_servers++] = arg;
-		return 1;
-	}
-	case FETCH_CLI_RETRIES:
-		if (cfs_cli_parse_count(arg, &o->retries) < 0 || o->retries > 100)
-			return bad(cmd, "retry count", arg);
-		return 1;
-	case FETCH_CLI_CONNECT_TIMEOUT:
-		if (cfs_parse_duration_ms(arg, &ms) < 0 || ms == 0 || ms > 3600000)
-			return bad(cmd, "duration", arg);
-		o->connect_timeout_ms = (unsigned)ms;
-		return 1;
-	case FETCH_CLI_TOKEN_FILE:
-		o->token_file = arg;
-		return 1;
-	case FETCH_CLI_CA_FILE:
-		o->ca_file = arg;
-		return 1;
-	case FETCH_CLI_CERT:
-		o->client_cert = arg;
-		return 1;
-	case FETCH_CLI_KEY:
-		o->client_key = arg;
-		return 1;
+	case 'S':
+		return cfs_cli_set(cli, CFS_FETCH_OPT_SERVER, arg, NULL, cmd);
 	case 'k':
-		o->insecure = true;
-		return 1;
-	case FETCH_CLI_NO_ZSTD:
-		o->accept_zstd = false;
-		return 1;
-	case FETCH_CLI_MAX_OBJECT_SIZE:
-		if (cfs_parse_size(arg, &o->max_object_size) < 0 || o->max_object_size == 0)
-			return bad(cmd, "--max-object-size", arg);
-		return 1;
+		return cfs_cli_set(cli, CFS_FETCH_OPT_INSECURE, NULL, NULL, cmd);
 	default:
+		if (c >= FETCH_CLI_BASE && c < FETCH_CLI_BASE + CFS_FETCH_OPT_COUNT)
+			return cfs_cli_set(cli, (enum cfs_fetch_opt_id)(c - FETCH_CLI_BASE), arg,
+			                   NULL, cmd);
 		return 0;
 	}
+}
+
+int cfs_cli_check_files(const struct fetch_cli *cli)
+{
+	char err[512];
+	int r = cfs_fetch_opts_check_files(&cli->fo.o, err, sizeof(err));
+
+	if (r < 0)
+		cfs_err("%s", err);
+	return r;
 }
 
 void cfs_cli_raise_nofile(void)
@@ -120,7 +104,7 @@ void cfs_cli_raise_nofile(void)
 }
 
 void cfs_tally_cb(int result, const uint8_t digest[CFS_DIGEST_SIZE],
-                    const struct cfs_fetch_result *info, void *userdata)
+                  const struct cfs_fetch_result *info, void *userdata)
 {
 	struct fetch_tally *t = userdata;
 	char path[CFS_NAME_PATH_LEN + 1];
@@ -134,19 +118,22 @@ void cfs_tally_cb(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 		first = t->refused++ == 0;
 		pthread_mutex_unlock(&t->lock);
 		if (first)
-			cfs_err("%s refused the request (HTTP %ld): %s; other objects it refuses are "
-			        "counted, not listed", info->server ? info->server : "the server",
-			        info->http_status,
-			        !t->token_file ? "the server requires a token: give --token-file FILE"
-			        : info->http_status == 401 ? "the token is not accepted: check --token-file"
-			                                   : "the token may lack the right to read these "
-			                                     "objects");
+			cfs_err(
+			    "%s refused the request (HTTP %ld): %s; other objects it refuses are "
+			    "counted, not listed",
+			    info->server ? info->server : "the server", info->http_status,
+			    !t->token_file ? "the server requires a token: give --token-file FILE"
+			    : info->http_status == 401
+			        ? "the token is not accepted: check --token-file"
+			        : "the token may lack the right to read these "
+			          "objects");
 	} else if (result < 0) {
 		cfs_name_format_path(digest, path);
 		if (result == -ENOENT)
 			cfs_err("%s: not found on any server", path);
 		else
-			/* The reason names the error already (errno text or the server's answer). */
+			/* The reason names the error already (errno text or the server's answer).
+			 */
 			cfs_err("%s: %s", path, info->reason ? info->reason : strerror(-result));
 	}
 	pthread_mutex_lock(&t->lock);
@@ -176,7 +163,7 @@ void cfs_tally_report(struct fetch_tally *t, const char *cmd)
 }
 
 void cfs_tally_wait(struct fetch_tally *t, struct cfs_progress *progress, size_t wake_at,
-                      unsigned ms)
+                    unsigned ms)
 {
 	struct timespec ts;
 	uint64_t items, bytes;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* cfscache: command-line options of the fetch engine shared by `cfs-cache fetch` and
- * `cfs-cache prefetch` (servers, retries, timeouts, TLS, token, zstd). */
+/* cfscache: what `cfs-cache fetch` and `cfs-cache prefetch` share: the client options (through
+ * fetcher/fetch-opts.h) with -q, -v and -V, and the tally of their fetches. */
 #ifndef CFS_FUSEFS_FETCH_CLI_H
 #define CFS_FUSEFS_FETCH_CLI_H
 
@@ -9,56 +9,47 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "common/log.h"
 #include "common/progress.h"
 #include "fetcher/fetch.h"
+#include "fetcher/fetch-opts.h"
 
-enum {
-	FETCH_CLI_RETRIES = 0x400,
-	FETCH_CLI_CONNECT_TIMEOUT,
-	FETCH_CLI_TOKEN_FILE,
-	FETCH_CLI_CA_FILE,
-	FETCH_CLI_CERT,
-	FETCH_CLI_KEY,
-	FETCH_CLI_NO_ZSTD,
-	FETCH_CLI_MAX_OBJECT_SIZE,
-};
-
-/* Objects larger than this abort their transfer, whatever the encoding made of them. */
-#define FETCH_CLI_DEFAULT_MAX_OBJECT_SIZE (4ULL << 30)
-
-/* Entries for a command's getopt_long table ('S' = --server, 'k' = --insecure). */
-#define FETCH_CLI_LONG_OPTIONS                                                                     \
-	{"server", required_argument, NULL, 'S'},                                                  \
-	    {"retries", required_argument, NULL, FETCH_CLI_RETRIES},                               \
-	    {"connect-timeout", required_argument, NULL, FETCH_CLI_CONNECT_TIMEOUT},               \
-	    {"token-file", required_argument, NULL, FETCH_CLI_TOKEN_FILE},                         \
-	    {"ca-file", required_argument, NULL, FETCH_CLI_CA_FILE},                               \
-	    {"cert", required_argument, NULL, FETCH_CLI_CERT},                                     \
-	    {"key", required_argument, NULL, FETCH_CLI_KEY}, {"insecure", no_argument, NULL, 'k'}, \
-	    {"max-object-size", required_argument, NULL, FETCH_CLI_MAX_OBJECT_SIZE},               \
-	{                                                                                          \
-		"no-zstd", no_argument, NULL, FETCH_CLI_NO_ZSTD                                    \
-	}
+/* getopt values of the shared options: FETCH_CLI_BASE + the option's id. */
+#define FETCH_CLI_BASE 0x400
+/* Room in a command's getopt table for its own entries. */
+#define FETCH_CLI_MAX_OWN 24
 
 struct fetch_cli {
-	struct cfs_fetch_options o; /* defaults, then what the options said */
-	const char **servers;       /* --server values, in order (point into argv) */
-	size_t n_servers;
-	bool quiet;                 /* -q */
-	enum cfs_log_level level;   /* notice, err with -q, one step more per -v */
+	struct cfs_fetch_opts fo; /* defaults, then what the options said */
+	unsigned mask;            /* the client options this command takes */
+	bool quiet;               /* -q */
+	enum cfs_log_level level; /* notice, err with -q, one step more per -v */
+	struct cfs_fetch_opts_getopt g;
+	struct option longopts[FETCH_CLI_MAX_OWN + CFS_FETCH_OPT_COUNT + 1];
 };
 
-void cfs_cli_init(struct fetch_cli *cli);
+/* Starts with the defaults; @mask: CFS_FETCH_OPT() bits of the client options taken. */
+void cfs_cli_init(struct fetch_cli *cli, unsigned mask);
 void cfs_cli_free(struct fetch_cli *cli);
+/* The getopt_long table: the command's @own entries (at most FETCH_CLI_MAX_OWN, no end
+ * marker), then the client options ('S' = --server, 'k' = --insecure). */
+const struct option *cfs_cli_longopts(struct fetch_cli *cli, const struct option *own,
+                                      size_t n_own);
+/* The client options' help lines. */
+void cfs_cli_print_help(const struct fetch_cli *cli, FILE *f);
 /* Applies option @c if it is one of the shared ones (these, -q, -v and -V). Returns 1 when it
  * was, FETCH_CLI_DONE after -V printed the version (exit 0), 0 when it is not shared, -EINVAL
  * after printing "cfs-cache CMD: bad ..." for a bad value, or -ENOMEM. */
 #define FETCH_CLI_DONE 2
 int cfs_cli_option(struct fetch_cli *cli, int c, const char *arg, const char *cmd);
-/* Parses a transfer count (1..1000000) for --jobs and friends. Returns 0 or -EINVAL. */
-int cfs_cli_parse_count(const char *s, unsigned *v);
+/* Sets client option @id as cfs_cli_option does; a bad value is named @name (a command's own
+ * spelling, e.g. "--jobs"), or by the option's name when NULL. */
+int cfs_cli_set(struct fetch_cli *cli, enum cfs_fetch_opt_id id, const char *arg, const char *name,
+                const char *cmd);
+/* Checks the token and TLS files before any transfer: 0, or -errno after saying why. */
+int cfs_cli_check_files(const struct fetch_cli *cli);
 /* Raises the soft limit on open files: many objects may wait for one shared flush. */
 void cfs_cli_raise_nofile(void);
 
@@ -84,13 +75,13 @@ struct fetch_tally {
 	}
 /* The cfs_fetch callback: logs a failure with the object's name and counts the result. */
 void cfs_tally_cb(int result, const uint8_t digest[CFS_DIGEST_SIZE],
-                    const struct cfs_fetch_result *info, void *userdata);
+                  const struct cfs_fetch_result *info, void *userdata);
 /* Waits (with @lock held) until @done reaches @wake_at or @ms pass, then feeds the progress bar
  * what completed meanwhile. Completions signal only the one the waiter asked for: a bulk fetch
  * does not wake the command's thread once per object. */
 /* After the run: how many more objects were refused like the first one (nothing if none). */
 void cfs_tally_report(struct fetch_tally *t, const char *cmd);
 void cfs_tally_wait(struct fetch_tally *t, struct cfs_progress *progress, size_t wake_at,
-                      unsigned ms);
+                    unsigned ms);
 
 #endif

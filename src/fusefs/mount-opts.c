@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* cfscache: the mount daemon's option parser: one table serves getopt_long (--name VALUE) and
- * mount.fuse3's -o name=value (with '-' or '_'); FUSE and mount options go on to libfuse. */
+/* cfscache: the mount daemon's option parser: its own table and the client options' one
+ * (fetcher/fetch-opts.h) serve getopt_long (--name VALUE) and mount.fuse3's -o name=value (with
+ * '-' or '_'); FUSE and mount options go on to libfuse. */
 #include "config.h"
 
 #include <errno.h>
@@ -13,7 +14,7 @@
 #include "common/util.h"
 #include "fusefs/mount-opts.h"
 
-enum kind { K_VALUE, K_FLAG, K_SERVER, K_PIN };
+enum kind { K_VALUE, K_FLAG, K_PIN };
 
 struct daemon_opt {
 	const char *name; /* the long option; -o takes it with '_' for '-' too */
@@ -21,56 +22,66 @@ struct daemon_opt {
 	size_t off; /* of the char * (K_VALUE) or int (K_FLAG) in struct mount_opts */
 };
 
-#define VAL(n, f) { n, K_VALUE, offsetof(struct mount_opts, f) }
-#define FLAG(n, f) { n, K_FLAG, offsetof(struct mount_opts, f) }
+#define VAL(n, f)                                                                                  \
+	{                                                                                          \
+		n, K_VALUE, offsetof(struct mount_opts, f)                                         \
+	}
+#define FLAG(n, f)                                                                                 \
+	{                                                                                          \
+		n, K_FLAG, offsetof(struct mount_opts, f)                                          \
+	}
 static const struct daemon_opt daemon_opts[] = {
-	VAL("store", store),
-	{ "server", K_SERVER, 0 },
-	VAL("token-file", token_file),
-	VAL("ca-file", ca_file),
-	VAL("cert", cert),
-	VAL("key", key),
-	VAL("trace", trace),
-	VAL("log-level", log_level),
-	VAL("log-file", log_file),
-	VAL("max-transfers", max_transfers),
-	VAL("connect-timeout", connect_timeout),
-	VAL("low-speed-time", low_speed_time),
-	VAL("retries", retries),
-	VAL("timeout", timeout),
-	VAL("max-size", max_size),
-	VAL("low-water", low_water),
-	{ "pin", K_PIN, 0 },
-	VAL("rescan", rescan),
-	VAL("handoff", handoff),
-	VAL("commit-delay", commit_delay),
-	VAL("max-object-size", max_object_size),
-	VAL("negative-timeout", negative_timeout),
-	VAL("metrics-file", metrics_file),
-	VAL("metrics-interval", metrics_interval),
-	FLAG("insecure", insecure),
-	FLAG("no-zstd", no_zstd),
-	FLAG("no-passthrough", no_passthrough),
-	FLAG("passthrough", passthrough),
-	FLAG("no-handoff", no_handoff),
-	FLAG("supervise", supervise),
-	FLAG("syslog", use_syslog),
+    VAL("store", store),
+    VAL("trace", trace),
+    VAL("log-level", log_level),
+    VAL("log-file", log_file),
+    VAL("timeout", timeout),
+    VAL("max-size", max_size),
+    VAL("low-water", low_water),
+    {"pin", K_PIN, 0},
+    VAL("rescan", rescan),
+    VAL("handoff", handoff),
+    VAL("negative-timeout", negative_timeout),
+    VAL("metrics-file", metrics_file),
+    VAL("metrics-interval", metrics_interval),
+    FLAG("no-passthrough", no_passthrough),
+    FLAG("passthrough", passthrough),
+    FLAG("no-handoff", no_handoff),
+    FLAG("supervise", supervise),
+    FLAG("syslog", use_syslog),
 };
 #define N_DAEMON_OPTS CFS_ARRAY_SIZE(daemon_opts)
 #define LONG_BASE 0x1000
+/* getopt values of the client options: FETCH_BASE + their id. */
+#define FETCH_BASE 0x2000
 
 /* Options libfuse (and the kernel through it) takes after -o; mount flags included. */
 static const char *const fuse_names[] = {
-	"allow_other", "allow_root", "auto_unmount", "default_permissions", "fsname", "subtype",
-	"max_read", "blkdev", "blksize", "context", "fscontext", "defcontext", "rootcontext",
-	"rw", "ro", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "async", "sync",
-	"dirsync", "atime", "noatime", "diratime", "nodiratime", "relatime", "norelatime",
-	"strictatime", "nostrictatime", "lazytime", "nolazytime", "debug", "clone_fd",
-	"max_threads", "max_idle_threads", "rootmode", "user_id", "group_id", "fd",
+    "allow_other",  "allow_root",
+    "auto_unmount", "default_permissions",
+    "fsname",       "subtype",
+    "max_read",     "blkdev",
+    "blksize",      "context",
+    "fscontext",    "defcontext",
+    "rootcontext",  "rw",
+    "ro",           "suid",
+    "nosuid",       "dev",
+    "nodev",        "exec",
+    "noexec",       "async",
+    "sync",         "dirsync",
+    "atime",        "noatime",
+    "diratime",     "nodiratime",
+    "relatime",     "norelatime",
+    "strictatime",  "nostrictatime",
+    "lazytime",     "nolazytime",
+    "debug",        "clone_fd",
+    "max_threads",  "max_idle_threads",
+    "rootmode",     "user_id",
+    "group_id",     "fd",
 };
 /* Options mount(8) and mount.fuse3 act on themselves; ignored if they reach us. */
 static const char *const ignored_names[] = {
-	"_netdev", "nofail", "user", "auto", "noauto", "nouser", "users", "defaults", "owner", "group",
+    "_netdev", "nofail", "user", "auto", "noauto", "nouser", "users", "defaults", "owner", "group",
 };
 
 static bool in_list(const char *const *list, size_t n, const char *name, size_t len)
@@ -114,11 +125,6 @@ static int apply(struct mount_opts *mo, const struct daemon_opt *o, const char *
 	case K_FLAG:
 		*(int *)(base + o->off) = 1;
 		return 0;
-	case K_SERVER:
-		if (mo->n_servers == MOUNT_MAX_SERVERS)
-			return misuse("at most %d --server options", MOUNT_MAX_SERVERS);
-		mo->servers[mo->n_servers] = strdup(value);
-		return mo->servers[mo->n_servers++] ? 0 : -ENOMEM;
 	case K_PIN:
 		if (mo->n_pins == MOUNT_MAX_PINS)
 			return misuse("at most %d --pin options", MOUNT_MAX_PINS);
@@ -126,6 +132,20 @@ static int apply(struct mount_opts *mo, const struct daemon_opt *o, const char *
 		return mo->pins[mo->n_pins++] ? 0 : -ENOMEM;
 	}
 	return -EINVAL;
+}
+
+/* A client option: parsed and checked now, misuse naming it if bad. */
+static int apply_fetch(struct mount_opts *mo, int id, const char *value)
+{
+	char err[CFS_FETCH_OPTS_ERR_LEN];
+	int r = cfs_fetch_opts_set(&mo->fetch, (enum cfs_fetch_opt_id)id, value, err);
+
+	return r == -EINVAL ? misuse("%s", err) : r;
+}
+
+void cfs_mount_opts_print_fetch_help(FILE *f)
+{
+	cfs_fetch_opts_print_help(f, MOUNT_FETCH_OPTS, NULL, NULL, 26);
 }
 
 static int add_fuse_opt(struct mount_opts *mo, const char *opt, size_t len)
@@ -149,9 +169,20 @@ static int parse_o_item(struct mount_opts *mo, char *item)
 	char *eq = strchr(item, '=');
 	size_t len = eq ? (size_t)(eq - item) : strlen(item);
 	char name[64];
+	int id;
 
 	if (len == 0)
 		return 0;
+	id = cfs_fetch_opts_lookup(MOUNT_FETCH_OPTS, item, len);
+	if (id >= 0) {
+		bool has_arg = cfs_fetch_opts_has_arg((enum cfs_fetch_opt_id)id);
+
+		if (!has_arg && eq)
+			return misuse("-o %s takes no value", item);
+		if (has_arg && !eq)
+			return misuse("-o %s needs a value (name=VALUE)", item);
+		return apply_fetch(mo, id, eq ? eq + 1 : NULL);
+	}
 	if (len < sizeof(name)) {
 		memcpy(name, item, len);
 		name[len] = '\0';
@@ -192,21 +223,24 @@ static int parse_o(struct mount_opts *mo, const char *arg)
 
 int cfs_mount_opts_parse(int argc, char **argv, struct mount_opts *mo)
 {
-	struct option longopts[N_DAEMON_OPTS + 4];
+	struct option longopts[N_DAEMON_OPTS + CFS_FETCH_OPT_COUNT + 4];
+	struct cfs_fetch_opts_getopt g;
 	char *positional[2];
 	size_t n_pos = 0, k = 0;
 	int c, r;
 
 	memset(mo, 0, sizeof(*mo));
+	cfs_fetch_opts_init(&mo->fetch);
 	for (size_t i = 0; i < N_DAEMON_OPTS; i++)
-		longopts[k++] = (struct option){ daemon_opts[i].name,
-						 daemon_opts[i].kind == K_FLAG ? no_argument
-									       : required_argument,
-						 NULL, (int)(LONG_BASE + i) };
-	longopts[k++] = (struct option){ "help", no_argument, NULL, 'h' };
-	longopts[k++] = (struct option){ "version", no_argument, NULL, 'V' };
-	longopts[k++] = (struct option){ "verbose", no_argument, NULL, 'v' };
-	longopts[k] = (struct option){ NULL, 0, NULL, 0 };
+		longopts[k++] =
+		    (struct option){daemon_opts[i].name,
+		                    daemon_opts[i].kind == K_FLAG ? no_argument : required_argument,
+		                    NULL, (int)(LONG_BASE + i)};
+	longopts[k++] = (struct option){"help", no_argument, NULL, 'h'};
+	longopts[k++] = (struct option){"version", no_argument, NULL, 'V'};
+	longopts[k++] = (struct option){"verbose", no_argument, NULL, 'v'};
+	cfs_fetch_opts_getopt(&g, MOUNT_FETCH_OPTS, NULL, FETCH_BASE);
+	cfs_fetch_opts_getopt_append(&g, longopts, k);
 	optind = 1;
 	opterr = 1; /* getopt names the unknown option itself */
 	/* '-' at the front: positional arguments come back in order, wherever they are (mount.fuse3
@@ -217,7 +251,8 @@ int cfs_mount_opts_parse(int argc, char **argv, struct mount_opts *mo)
 		case 1:
 			if (n_pos == 2)
 				return misuse("unexpected argument '%s' (one MOUNTPOINT, or SOURCE "
-					      "MOUNTPOINT)", optarg);
+				              "MOUNTPOINT)",
+				              optarg);
 			positional[n_pos++] = optarg;
 			break;
 		case 'f':
@@ -245,6 +280,10 @@ int cfs_mount_opts_parse(int argc, char **argv, struct mount_opts *mo)
 			mo->verbosity++;
 			break;
 		default:
+			if (c >= FETCH_BASE && c < FETCH_BASE + CFS_FETCH_OPT_COUNT) {
+				r = apply_fetch(mo, c - FETCH_BASE, optarg);
+				break;
+			}
 			if (c >= LONG_BASE && c < LONG_BASE + (int)N_DAEMON_OPTS) {
 				r = apply(mo, &daemon_opts[c - LONG_BASE], optarg);
 				break;
@@ -272,10 +311,11 @@ int cfs_mount_opts_log_level(const struct mount_opts *mo, enum cfs_log_level *le
 
 	if (mo->log_level && cfs_log_parse_level(mo->log_level, &level) < 0)
 		return misuse("bad --log-level '%s' (err, warning, notice, info, debug)",
-			      mo->log_level);
+		              mo->log_level);
 	l = (int)level + mo->verbosity;
-	*level_ret = (enum cfs_log_level)(l < CFS_LOG_ERR ? CFS_LOG_ERR
-					  : l > CFS_LOG_DEBUG ? CFS_LOG_DEBUG : l);
+	*level_ret = (enum cfs_log_level)(l < CFS_LOG_ERR     ? CFS_LOG_ERR
+	                                  : l > CFS_LOG_DEBUG ? CFS_LOG_DEBUG
+	                                                      : l);
 	return 0;
 }
 
@@ -284,8 +324,7 @@ void cfs_mount_opts_free(struct mount_opts *mo)
 	for (size_t i = 0; i < N_DAEMON_OPTS; i++)
 		if (daemon_opts[i].kind == K_VALUE)
 			free(*(char **)((char *)mo + daemon_opts[i].off));
-	for (size_t i = 0; i < mo->n_servers; i++)
-		free(mo->servers[i]);
+	cfs_fetch_opts_free(&mo->fetch);
 	for (size_t i = 0; i < mo->n_pins; i++)
 		free(mo->pins[i]);
 	free(mo->fuse_opts);

@@ -6,26 +6,32 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "common/log.h"
+#include "fetcher/fetch-opts.h"
 
-#define MOUNT_MAX_SERVERS 16
 #define MOUNT_MAX_PINS 32
+/* The client options the mount takes (fetcher/fetch-opts.h parses and checks them). */
+#define MOUNT_FETCH_OPTS                                                                           \
+	(CFS_FETCH_OPT(SERVER) | CFS_FETCH_OPT_TLS | CFS_FETCH_OPT(NO_ZSTD) |                      \
+	 CFS_FETCH_OPT(MAX_TRANSFERS) | CFS_FETCH_OPT(CONNECT_TIMEOUT) |                           \
+	 CFS_FETCH_OPT(LOW_SPEED_TIME) | CFS_FETCH_OPT(RETRIES) | CFS_FETCH_OPT(COMMIT_DELAY) |    \
+	 CFS_FETCH_OPT(MAX_OBJECT_SIZE))
 
-/* Option values as given (strings owned by the struct), checked later by who uses them. */
+/* Option values: the client's parsed and checked at once, the mount's own as given (strings
+ * owned by the struct), checked later by who uses them. */
 struct mount_opts {
+	struct cfs_fetch_opts fetch;
 	char *store;
-	char *servers[MOUNT_MAX_SERVERS];
-	size_t n_servers;
-	char *token_file, *ca_file, *cert, *key, *trace, *log_level, *log_file;
-	char *max_transfers, *connect_timeout, *retries, *timeout, *low_speed_time;
-	char *max_size, *low_water, *rescan, *handoff, *commit_delay, *max_object_size;
+	char *trace, *log_level, *log_file, *timeout;
+	char *max_size, *low_water, *rescan, *handoff;
 	char *negative_timeout, *metrics_file, *metrics_interval;
 	char *pins[MOUNT_MAX_PINS];
 	size_t n_pins;
-	int insecure, no_zstd, no_passthrough, passthrough, no_handoff, supervise, use_syslog;
+	int no_passthrough, passthrough, no_handoff, supervise, use_syslog;
 	bool show_help, show_version, foreground, debug, singlethread;
-	int verbosity;  /* -v count minus -q count */
+	int verbosity;   /* -v count minus -q count */
 	char *fuse_opts; /* "-o" options for FUSE, comma-separated, or NULL */
 	char *source;    /* mount.fuse3's SOURCE, or NULL */
 	char *mountpoint;
@@ -37,5 +43,7 @@ int cfs_mount_opts_parse(int argc, char **argv, struct mount_opts *mo);
 void cfs_mount_opts_free(struct mount_opts *mo);
 /* The log level from --log-level, -q and -v: 0 or -EINVAL (message printed). */
 int cfs_mount_opts_log_level(const struct mount_opts *mo, enum cfs_log_level *level_ret);
+/* The help lines of the client options. */
+void cfs_mount_opts_print_fetch_help(FILE *f);
 
 #endif

@@ -15,8 +15,7 @@
 #include "common/util.h"
 #include "server/server-internal.h"
 
-/* Splits "ADDR:PORT", "[V6]:PORT", ":PORT" or "PORT". */
-static int parse_listen(const char *s, char *host, size_t hostlen, char *port, size_t portlen)
+int cfs_srv_parse_listen(const char *s, char *host, size_t hostlen, char *port, size_t portlen)
 {
 	const char *colon;
 	size_t hl;
@@ -54,7 +53,7 @@ static bool proc_addr_is_wildcard(const char *hex)
 	return strspn(hex, "0") == strlen(hex);
 }
 
-static void proc_addr_format(const struct sockaddr *sa, char *out, size_t outlen, unsigned *port)
+void cfs_srv_proc_addr_format(const struct sockaddr *sa, char *out, size_t outlen, unsigned *port)
 {
 	const uint8_t *b;
 	size_t n, o = 0;
@@ -81,6 +80,24 @@ static void proc_addr_format(const struct sockaddr *sa, char *out, size_t outlen
 	}
 }
 
+bool cfs_srv_proc_listener(const char *line, const char *want, unsigned port,
+                           unsigned long *inode_ret)
+{
+	char addr[40];
+	unsigned lport, state;
+	unsigned long inode;
+
+	if (sscanf(line, " %*u: %39[0-9A-Fa-f]:%x %*s %x %*s %*s %*s %*s %*s %lu", addr, &lport,
+	           &state, &inode) != 4 ||
+	    state != 0x0A || lport != port)
+		return false;
+	/* Overlapping: the same address, or either side a wildcard. */
+	if (!proc_addr_is_wildcard(addr) && !proc_addr_is_wildcard(want) && strcmp(addr, want) != 0)
+		return false;
+	*inode_ret = inode;
+	return true;
+}
+
 /* SO_REUSEPORT lets another process of the same user bind the same port, and the kernel would
  * then spread connections over both servers: after listening, any LISTEN socket on an
  * overlapping address whose inode is not one of ours means the address is in use. */
@@ -90,25 +107,17 @@ static int srv_check_sole_listener(struct cfs_serve *srv, size_t li, const struc
 	char want[40], line[512];
 	unsigned port;
 
-	proc_addr_format(sa, want, sizeof(want), &port);
+	cfs_srv_proc_addr_format(sa, want, sizeof(want), &port);
 	for (size_t ti = 0; ti < CFS_ARRAY_SIZE(tables); ti++) {
 		FILE *f = fopen(tables[ti], "re");
 
 		if (!f)
 			continue; /* no /proc (or no IPv6): nothing to check against */
 		while (fgets(line, sizeof(line), f)) {
-			char addr[40];
-			unsigned lport, state;
 			unsigned long inode;
 			bool ours = false;
 
-			if (sscanf(line, " %*u: %39[0-9A-Fa-f]:%x %*s %x %*s %*s %*s %*s %*s %lu",
-			           addr, &lport, &state, &inode) != 4 ||
-			    state != 0x0A || lport != port)
-				continue;
-			/* Overlapping: the same address, or either side a wildcard. */
-			if (!proc_addr_is_wildcard(addr) && !proc_addr_is_wildcard(want) &&
-			    strcmp(addr, want) != 0)
+			if (!cfs_srv_proc_listener(line, want, port, &inode))
 				continue;
 			for (unsigned i = 0; i < srv->nthreads && !ours; i++) {
 				struct stat st;
@@ -137,7 +146,7 @@ int cfs_srv_bind_all(struct cfs_serve *srv, size_t li)
 	struct addrinfo *ai = NULL;
 	int r, one = 1;
 
-	r = parse_listen(srv->cfg.listen[li], host, sizeof(host), port, sizeof(port));
+	r = cfs_srv_parse_listen(srv->cfg.listen[li], host, sizeof(host), port, sizeof(port));
 	if (r < 0) {
 		cfs_err("bad listen address '%s' (want ADDR:PORT)", srv->cfg.listen[li]);
 		return r;

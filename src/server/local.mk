@@ -28,6 +28,16 @@ TESTS += tests/unit/test-http
 tests_unit_test_http_SOURCES = tests/unit/test-http.c src/server/http.c src/server/http.h
 tests_unit_test_http_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_http_LDADD = $(CFS_COMMON_LIBS) $(CMOCKA_LIBS)
+check_PROGRAMS += tests/unit/test-ocache
+TESTS += tests/unit/test-ocache
+tests_unit_test_ocache_SOURCES = tests/unit/test-ocache.c src/server/ocache.c src/server/ocache.h
+tests_unit_test_ocache_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) $(LIBEVENT_CFLAGS)
+tests_unit_test_ocache_LDADD = $(CFS_COMMON_LIBS) $(LIBEVENT_LIBS) $(CMOCKA_LIBS)
+check_PROGRAMS += tests/unit/test-listen
+TESTS += tests/unit/test-listen
+tests_unit_test_listen_SOURCES = tests/unit/test-listen.c src/server/listen.c
+tests_unit_test_listen_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) $(LIBEVENT_CFLAGS) $(SSL_CFLAGS)
+tests_unit_test_listen_LDADD = $(CFS_COMMON_LIBS) $(CMOCKA_LIBS)
 EXTRA_DIST += bench/serve.sh contrib/squid/cfs-site-cache.conf
 
 SERVER_TESTS = \

@@ -9,32 +9,25 @@
 
 #include <event2/buffer.h>
 
+#include "common/digestmap.h"
 #include "common/util.h"
 #include "server/ocache.h"
 
-#define OC_BUCKETS 4096
-
 struct cfs_ocache {
-	struct cfs_ocache_entry *buckets[OC_BUCKETS];
+	struct cfs_digestmap *map;            /* digest -> entry */
 	struct cfs_ocache_entry *head, *tail; /* most recently used first */
 	size_t bytes, max_bytes;
 	unsigned files, max_files;
 };
 
-static size_t oc_bucket(const uint8_t digest[CFS_DIGEST_SIZE])
-{
-	size_t h;
-
-	memcpy(&h, digest, sizeof(h));
-	return h % OC_BUCKETS;
-}
-
 int cfs_ocache_new(size_t max_bytes, unsigned max_files, struct cfs_ocache **oc_ret)
 {
 	struct cfs_ocache *oc = calloc(1, sizeof(*oc));
 
-	if (!oc)
+	if (!oc || cfs_digestmap_new(max_files, &oc->map) < 0) {
+		free(oc);
 		return -ENOMEM;
+	}
 	oc->max_bytes = max_bytes;
 	oc->max_files = max_files;
 	*oc_ret = oc;
@@ -67,14 +60,7 @@ static void oc_push_front(struct cfs_ocache *oc, struct cfs_ocache_entry *e)
 
 void cfs_ocache_drop(struct cfs_ocache *oc, struct cfs_ocache_entry *e)
 {
-	struct cfs_ocache_entry **pp;
-
-	for (pp = &oc->buckets[oc_bucket(e->digest)]; *pp; pp = &(*pp)->hnext) {
-		if (*pp == e) {
-			*pp = e->hnext;
-			break;
-		}
-	}
+	cfs_digestmap_remove(oc->map, e->digest);
 	oc_unlink(oc, e);
 	if (e->seg) {
 		/* Replies still sending from the segment hold their own references. */
@@ -93,24 +79,20 @@ void cfs_ocache_free(struct cfs_ocache *oc)
 		return;
 	while (oc->head)
 		cfs_ocache_drop(oc, oc->head);
+	cfs_digestmap_free(oc->map);
 	free(oc);
 }
 
 struct cfs_ocache_entry *cfs_ocache_find(struct cfs_ocache *oc,
                                          const uint8_t digest[CFS_DIGEST_SIZE])
 {
-	struct cfs_ocache_entry *e;
+	struct cfs_ocache_entry *e = cfs_digestmap_get(oc->map, digest);
 
-	for (e = oc->buckets[oc_bucket(digest)]; e; e = e->hnext) {
-		if (memcmp(e->digest, digest, CFS_DIGEST_SIZE) == 0) {
-			if (oc->head != e) {
-				oc_unlink(oc, e);
-				oc_push_front(oc, e);
-			}
-			return e;
-		}
+	if (e && oc->head != e) {
+		oc_unlink(oc, e);
+		oc_push_front(oc, e);
 	}
-	return NULL;
+	return e;
 }
 
 struct cfs_ocache_entry *cfs_ocache_insert(struct cfs_ocache *oc,
@@ -128,6 +110,9 @@ struct cfs_ocache_entry *cfs_ocache_insert(struct cfs_ocache *oc,
 	old = cfs_ocache_find(oc, digest);
 	if (old)
 		cfs_ocache_drop(oc, old);
+	/* Room in the map first: once the object is read or its file taken, the put cannot fail. */
+	if (cfs_digestmap_reserve(oc->map, cfs_digestmap_count(oc->map) + 1) < 0)
+		return NULL;
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return NULL;
@@ -150,8 +135,7 @@ struct cfs_ocache_entry *cfs_ocache_insert(struct cfs_ocache *oc,
 			goto fail;
 		oc->files++;
 	}
-	e->hnext = oc->buckets[oc_bucket(digest)];
-	oc->buckets[oc_bucket(digest)] = e;
+	cfs_digestmap_put(oc->map, e->digest, e, NULL);
 	oc_push_front(oc, e);
 	/* Evict least recently used entries over either budget, never the new one. */
 	while ((oc->bytes > oc->max_bytes || oc->files > oc->max_files) && oc->tail != e)

@@ -21,10 +21,10 @@ struct cfs_ocache_entry {
 	dev_t dev;
 	ino_t ino;
 	uint64_t size;
-	int64_t checked;                   /* when it was last found under its name (seconds) */
-	void *data;                        /* small objects: the bytes */
-	struct evbuffer_file_segment *seg; /* larger objects: the open file */
-	struct cfs_ocache_entry *hnext, *prev, *next;
+	int64_t checked;                      /* when it was last found under its name (seconds) */
+	void *data;                           /* small objects: the bytes */
+	struct evbuffer_file_segment *seg;    /* larger objects: the open file */
+	struct cfs_ocache_entry *prev, *next; /* the LRU list */
 };
 
 /* @max_bytes bounds the bytes held for small objects, @max_files the open descriptors.

@@ -244,12 +244,7 @@ int cfs_serve_new(const struct cfs_serve_config *cfg, struct cfs_serve **srv_ret
 	srv->token_len = cfg->token ? strlen(cfg->token) : 0;
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	srv->nthreads = cfg->threads ? cfg->threads : (unsigned)(ncpu > 0 ? ncpu : 1);
-	r = cfs_store_open(cfg->store_path, cfg->allow_upload ? 0 : CFS_STORE_NO_CLEAN,
-	                   &srv->store);
-	if (r < 0) {
-		cfs_err("cannot open store %s: %s", cfg->store_path, strerror(-r));
-		goto fail;
-	}
+	srv->store = cfg->store;
 	srv->store_fd = cfs_store_dirfd(srv->store);
 	if (cfg->zstd) {
 		r = cfs_zcache_new(srv->store_fd, cfg->zstd_level, cfg->zstd_max_size, &srv->zc);
@@ -385,6 +380,5 @@ void cfs_serve_free(struct cfs_serve *srv)
 	if (srv->ssl)
 		SSL_CTX_free(srv->ssl);
 	cfs_zcache_free(srv->zc);
-	cfs_store_free(srv->store);
 	free(srv);
 }

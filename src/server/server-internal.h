@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -170,6 +171,15 @@ void cfs_srv_puts_free(struct srv_thread *t);
 
 /* listen.c: binds listen address @li on every loop's socket. Returns 0 or -errno (logged). */
 int cfs_srv_bind_all(struct cfs_serve *srv, size_t li);
+/* Its pure parts (tests/unit/test-listen.c). Splits "ADDR:PORT", "[V6]:PORT", ":PORT" or
+ * "PORT" (host "": any address). Returns 0 or -EINVAL (malformed, or a part too long). */
+int cfs_srv_parse_listen(const char *s, char *host, size_t hostlen, char *port, size_t portlen);
+/* @sa's address as /proc/net/tcp{,6} prints it (hex, 32-bit words in host order) and its port. */
+void cfs_srv_proc_addr_format(const struct sockaddr *sa, char *out, size_t outlen, unsigned *port);
+/* Whether a row of /proc/net/tcp{,6} is a LISTEN socket on @port whose address overlaps @want
+ * (the same, or either a wildcard); then its inode in *@inode_ret. */
+bool cfs_srv_proc_listener(const char *line, const char *want, unsigned port,
+                           unsigned long *inode_ret);
 
 /* conn.c: connection tracking. */
 struct srv_conn *cfs_srv_conn_find(struct srv_thread *t, const struct evhttp_connection *evcon);

@@ -23,6 +23,7 @@ typedef void (*cfs_serve_miss_fn)(struct cfs_serve_miss *miss,
 
 struct cfs_serve_config {
 	const char *store_path;
+	struct cfs_store *store; /* opened by the caller (with the path above), not owned */
 	const char *const *listen; /* "ADDR:PORT" / "[V6]:PORT" strings */
 	size_t n_listen;
 	unsigned threads;           /* event loops; 0 = online CPUs */

@@ -109,10 +109,10 @@ static void miss_answer(evutil_socket_t fd, short what, void *arg)
 }
 
 static void fetch_done(int result, const uint8_t digest[CFS_DIGEST_SIZE],
-		       const struct cfs_fetch_result *info, void *userdata)
+                       const struct cfs_fetch_result *info, void *userdata)
 {
 	struct pending_miss *p = userdata;
-	struct timeval now = { 0, 0 };
+	struct timeval now = {0, 0};
 
 	p->result = result;
 	if (result == -ENOENT)
@@ -128,8 +128,8 @@ static void fetch_done(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 
 		cfs_name_format_path(digest, name);
 		cfs_warn("upstream fetch of %s failed: %s (last server tried: %s)", name,
-			 info && info->reason ? info->reason : strerror(-result),
-			 info && info->server ? info->server : "none");
+		         info && info->reason ? info->reason : strerror(-result),
+		         info && info->server ? info->server : "none");
 	}
 	if (event_base_once(p->base, -1, EV_TIMEOUT, miss_answer, p, &now) < 0) {
 		/* The loop is gone (shutting down): nobody can be answered any more. */
@@ -139,7 +139,7 @@ static void fetch_done(int result, const uint8_t digest[CFS_DIGEST_SIZE],
 }
 
 void cfs_upstream_miss(struct cfs_serve_miss *miss, const uint8_t digest[CFS_DIGEST_SIZE],
-		       void *userdata)
+                       void *userdata)
 {
 	struct cfs_upstream *up = userdata;
 	struct pending_miss *p = calloc(1, sizeof(*p));
@@ -183,9 +183,7 @@ int cfs_upstream_new(const struct cfs_upstream_options *o, struct cfs_upstream *
 			return -ENOMEM;
 		}
 	}
-	r = cfs_store_open(o->store_path, CFS_STORE_CREATE, &up->store);
-	if (r < 0)
-		goto fail;
+	up->store = o->store;
 	/* The quota observes the store: it makes room for a fetched object before the commit
 	 * names it, so before it is served, as in cfs-cache. */
 	if (o->max_size) {
@@ -193,16 +191,8 @@ int cfs_upstream_new(const struct cfs_upstream_options *o, struct cfs_upstream *
 		if (r < 0)
 			goto fail;
 	}
-	cfs_fetch_options_init(&fo);
-	fo.servers = o->urls;
-	fo.n_servers = o->n_urls;
+	fo = *o->fetch;
 	fo.store = up->store;
-	fo.ca_file = o->ca_file;
-	fo.client_cert = o->client_cert;
-	fo.client_key = o->client_key;
-	fo.token_file = o->token_file;
-	fo.insecure = o->insecure;
-	fo.accept_zstd = o->accept_zstd;
 	fo.user_agent = "cfs-serve (pull-through)";
 	if (up->quota) {
 		fo.make_room = cfs_quota_make_room;
@@ -224,7 +214,6 @@ void cfs_upstream_free(struct cfs_upstream *up)
 		return;
 	cfs_fetch_free(up->fetch);
 	cfs_quota_free(up->quota);
-	cfs_store_free(up->store);
 	pthread_mutex_destroy(&up->neg_lock);
 	free(up->neg);
 	free(up);

@@ -87,7 +87,7 @@ static const struct tool_cmd commands[] = {
 	  " -m --max-size -k --keep " },
 	{ "push", cfs_cmd_push,
 	  "[--token-file F] [--image IMAGE]... [--jobs N] [--retries N] [--ca-file F] "
-	  "[--insecure] [--dry-run] STORE URL",
+	  "[--cert F] [--key F] [--insecure] [--dry-run] STORE URL",
 	  "upload the objects a server lacks (all, or those of images)", NULL,
 	  " -i --image -t --token-file -j --jobs --retries --ca-file " },
 };

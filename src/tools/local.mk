@@ -7,8 +7,8 @@ cfs_store_SOURCES = \
 	src/tools/cmd-image.c \
 	src/tools/cmd-gc.c \
 	src/tools/cmd-push.c
-cfs_store_CFLAGS = $(AM_CFLAGS) $(CURL_CFLAGS)
-cfs_store_LDADD = libcfsimage.a $(CFS_COMMON_LIBS) $(CURL_LIBS)
+cfs_store_CFLAGS = $(AM_CFLAGS)
+cfs_store_LDADD = libcfsimage.a $(CFS_FETCH_LIBS) $(CFS_COMMON_LIBS)
 
 # the node tools as a user meets them
 STORE_TOOLS_TESTS = \

@@ -7,8 +7,9 @@ TESTS += $(COMMON_UNIT_TESTS)
 # Every unit test program, the ones the modules' local.mk build too: `make distcheck
 # TESTS='$(UNIT_TESTS)'` runs them (each skips with 77 when what it needs is absent), and
 # check-unit-tests fails when a tests/unit/test-*.c is not listed here.
-UNIT_TESTS = $(COMMON_UNIT_TESTS) tests/unit/test-fetch tests/unit/test-attempt tests/unit/test-image \
-	tests/unit/test-image-writer tests/unit/test-http
+UNIT_TESTS = $(COMMON_UNIT_TESTS) tests/unit/test-fetch tests/unit/test-attempt \
+	tests/unit/test-fetch-opts tests/unit/test-fetch-push tests/unit/test-image \
+	tests/unit/test-image-writer tests/unit/test-http tests/unit/test-listen tests/unit/test-ocache
 UNIT_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 UNIT_LIBS = $(CFS_COMMON_LIBS) $(CMOCKA_LIBS)
 tests_unit_test_containers_SOURCES = tests/unit/test-containers.c

@@ -168,13 +168,33 @@ static void test_range(void **state)
 	}
 }
 
+/* A header value and whether the predicate holds for it. */
+struct bool_row {
+	const char *h;
+	bool want;
+};
+
+static void check_bools(const char *header, bool (*pred)(const char *h),
+                        const struct bool_row *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		bool r = pred(rows[i].h);
+
+		if (r != rows[i].want)
+			print_message("%s \"%s\": %d\n", header, rows[i].h ? rows[i].h : "(null)",
+			              r);
+		assert_int_equal(r, rows[i].want);
+	}
+}
+
+static bool etag_is_ours(const char *h)
+{
+	return cfs_http_etag_matches(h, "\"" HEX62 "ab\"");
+}
+
 static void test_etag(void **state)
 {
-	static const char *const tag = "\"" HEX62 "ab\"";
-	static const struct {
-		const char *h;
-		bool want;
-	} rows[] = {
+	static const struct bool_row rows[] = {
 	    {NULL, false},
 	    {"", false},
 	    {"*", true},
@@ -193,23 +213,13 @@ static void test_etag(void **state)
 	    {",,,", false},
 	};
 
-	for (size_t i = 0; i < CFS_ARRAY_LEN(rows); i++) {
-		bool r = cfs_http_etag_matches(rows[i].h, tag);
-
-		if (r != rows[i].want)
-			print_message("If-None-Match \"%s\": %d\n",
-			              rows[i].h ? rows[i].h : "(null)", r);
-		assert_int_equal(r, rows[i].want);
-	}
+	check_bools("If-None-Match", etag_is_ours, rows, CFS_ARRAY_LEN(rows));
 	assert_true(cfs_http_etag_matches("\"" HEX62 "ab-zstd\"", "\"" HEX62 "ab-zstd\""));
 }
 
 static void test_zstd(void **state)
 {
-	static const struct {
-		const char *h;
-		bool want;
-	} rows[] = {
+	static const struct bool_row rows[] = {
 	    {NULL, false},
 	    {"", false},
 	    {"zstd", true},
@@ -234,22 +244,17 @@ static void test_zstd(void **state)
 	    {"zst", false},
 	};
 
-	for (size_t i = 0; i < CFS_ARRAY_LEN(rows); i++) {
-		bool r = cfs_http_accepts_zstd(rows[i].h);
+	check_bools("Accept-Encoding", cfs_http_accepts_zstd, rows, CFS_ARRAY_LEN(rows));
+}
 
-		if (r != rows[i].want)
-			print_message("Accept-Encoding \"%s\": %d\n",
-			              rows[i].h ? rows[i].h : "(null)", r);
-		assert_int_equal(r, rows[i].want);
-	}
+static bool token_ok(const char *h)
+{
+	return cfs_http_token_ok("s3cret", 6, h, h ? strlen(h) : 0);
 }
 
 static void test_token(void **state)
 {
-	static const struct {
-		const char *h;
-		bool want;
-	} rows[] = {
+	static const struct bool_row rows[] = {
 	    {"Bearer s3cret", true},
 	    {"bearer s3cret", true},
 	    {"BEARER   s3cret", true},
@@ -265,14 +270,7 @@ static void test_token(void **state)
 	    {NULL, false},
 	};
 
-	for (size_t i = 0; i < CFS_ARRAY_LEN(rows); i++) {
-		const char *h = rows[i].h;
-		bool r = cfs_http_token_ok("s3cret", 6, h, h ? strlen(h) : 0);
-
-		if (r != rows[i].want)
-			print_message("Authorization \"%s\": %d\n", h ? h : "(null)", r);
-		assert_int_equal(r, rows[i].want);
-	}
+	check_bools("Authorization", token_ok, rows, CFS_ARRAY_LEN(rows));
 	/* The length given counts, not a NUL. */
 	assert_true(cfs_http_token_ok("s3cret", 6, "Bearer s3cretXX", 13));
 	/* No token configured: everything passes. */
