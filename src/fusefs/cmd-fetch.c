@@ -270,23 +270,9 @@ static void fetch_run(struct fetch_cmd *cmd)
 	size_t n = cfs_digestset_count(&cmd->list);
 
 	cfs_progress_init(&cmd->progress, "fetch", n, 0, cmd->cli.quiet || cmd->no_progress);
-	for (size_t i = 0; i < n; i++) {
-		int r = cfs_fetch_submit(cmd->fetch, cfs_digestset_at(&cmd->list, i), 0,
-		                         cfs_tally_cb, run);
-
-		if (r < 0) {
-			cfs_err("cannot submit: %s", strerror(-r));
-			pthread_mutex_lock(&run->lock);
-			run->failed++;
-			run->done++;
-			pthread_mutex_unlock(&run->lock);
-		}
-	}
-	pthread_mutex_lock(&run->lock);
-	while (run->done < n)
-		cfs_tally_wait(run, &cmd->progress, n, 100);
-	pthread_mutex_unlock(&run->lock);
-	cfs_progress_done(&cmd->progress);
+	for (size_t i = 0; i < n; i++)
+		cfs_tally_submit(run, cmd->fetch, cfs_digestset_at(&cmd->list, i));
+	cfs_tally_finish(run, &cmd->progress, n);
 }
 
 /* The summary line and counters: the exit status. */
@@ -296,11 +282,9 @@ static int fetch_report(struct fetch_cmd *cmd)
 
 	if (!cmd->cli.quiet) {
 		char sz[32], rate[32];
-		double secs = cfs_progress_elapsed(&cmd->progress);
+		double secs;
 
-		cfs_format_size(run->fetched_bytes, sz, sizeof(sz));
-		cfs_format_size(secs > 0 ? (uint64_t)((double)run->fetched_bytes / secs) : 0, rate,
-		                sizeof(rate));
+		cfs_tally_format(run, &cmd->progress, sz, rate, &secs);
 		printf("%zu objects: %llu fetched (%s), %llu already present, %llu not found, "
 		       "%llu failed in %.2fs (%s/s)\n",
 		       cfs_digestset_count(&cmd->list), (unsigned long long)run->fetched, sz,

@@ -424,19 +424,12 @@ static int prefetch_run(struct prefetch_cmd *cmd)
 	for (size_t i = 0; i < cmd->n_order; i++) {
 		prefetch_wait_turn(cmd, i, start_ns, submitted_bytes);
 		pthread_mutex_unlock(&run->lock);
-		r = cfs_fetch_submit(cmd->fetch, cmd->order[i]->digest, 0, cfs_tally_cb, run);
+		cfs_tally_submit(run, cmd->fetch, cmd->order[i]->digest);
 		pthread_mutex_lock(&run->lock);
-		if (r < 0) {
-			cfs_err("cannot submit: %s", strerror(-r));
-			run->failed++;
-			run->done++;
-		}
 		submitted_bytes += cmd->order[i]->size;
 	}
-	while (run->done < cmd->n_order)
-		cfs_tally_wait(run, &cmd->progress, cmd->n_order, 100);
 	pthread_mutex_unlock(&run->lock);
-	cfs_progress_done(&cmd->progress);
+	cfs_tally_finish(run, &cmd->progress, cmd->n_order);
 	return 0;
 }
 
@@ -447,11 +440,9 @@ static int prefetch_report(struct prefetch_cmd *cmd)
 
 	if (!cmd->cli.quiet) {
 		char sz[32], rt[32];
-		double secs = cfs_progress_elapsed(&cmd->progress);
+		double secs;
 
-		cfs_format_size(run->fetched_bytes, sz, sizeof(sz));
-		cfs_format_size(secs > 0 ? (uint64_t)((double)run->fetched_bytes / secs) : 0, rt,
-		                sizeof(rt));
+		cfs_tally_format(run, &cmd->progress, sz, rt, &secs);
 		printf("%zu objects in the images, %zu missing: %llu fetched (%s), "
 		       "%llu present meanwhile, %llu not found, %llu failed in %.2fs (%s/s)\n",
 		       cmd->in_image, cmd->n_missing, (unsigned long long)run->fetched, sz,

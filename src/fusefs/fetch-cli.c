@@ -181,3 +181,36 @@ void cfs_tally_wait(struct fetch_tally *t, struct cfs_progress *progress, size_t
 	cfs_progress_add(progress, items, bytes);
 	pthread_mutex_lock(&t->lock);
 }
+
+void cfs_tally_submit(struct fetch_tally *t, struct cfs_fetch *f,
+                      const uint8_t digest[CFS_DIGEST_SIZE])
+{
+	int r = cfs_fetch_submit(f, digest, 0, cfs_tally_cb, t);
+
+	if (r < 0) {
+		cfs_err("cannot submit: %s", strerror(-r));
+		pthread_mutex_lock(&t->lock);
+		t->failed++;
+		t->done++;
+		pthread_mutex_unlock(&t->lock);
+	}
+}
+
+void cfs_tally_finish(struct fetch_tally *t, struct cfs_progress *progress, size_t n)
+{
+	pthread_mutex_lock(&t->lock);
+	while (t->done < n)
+		cfs_tally_wait(t, progress, n, 100);
+	pthread_mutex_unlock(&t->lock);
+	cfs_progress_done(progress);
+}
+
+void cfs_tally_format(const struct fetch_tally *t, const struct cfs_progress *progress,
+                      char size[32], char rate[32], double *secs_ret)
+{
+	double secs = cfs_progress_elapsed(progress);
+
+	cfs_format_size(t->fetched_bytes, size, 32);
+	cfs_format_size(secs > 0 ? (uint64_t)((double)t->fetched_bytes / secs) : 0, rate, 32);
+	*secs_ret = secs;
+}

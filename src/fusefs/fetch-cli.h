@@ -76,12 +76,21 @@ struct fetch_tally {
 /* The cfs_fetch callback: logs a failure with the object's name and counts the result. */
 void cfs_tally_cb(int result, const uint8_t digest[CFS_DIGEST_SIZE],
                   const struct cfs_fetch_result *info, void *userdata);
+/* After the run: how many more objects were refused like the first one (nothing if none). */
+void cfs_tally_report(struct fetch_tally *t, const char *cmd);
 /* Waits (with @lock held) until @done reaches @wake_at or @ms pass, then feeds the progress bar
  * what completed meanwhile. Completions signal only the one the waiter asked for: a bulk fetch
  * does not wake the command's thread once per object. */
-/* After the run: how many more objects were refused like the first one (nothing if none). */
-void cfs_tally_report(struct fetch_tally *t, const char *cmd);
 void cfs_tally_wait(struct fetch_tally *t, struct cfs_progress *progress, size_t wake_at,
                     unsigned ms);
+/* Submits @digest with the tally as its callback's userdata (@lock not held); a refused
+ * submission is said and counted as a failure at once. */
+void cfs_tally_submit(struct fetch_tally *t, struct cfs_fetch *f,
+                      const uint8_t digest[CFS_DIGEST_SIZE]);
+/* Waits (@lock not held) until @n objects are done, feeding the progress bar, and ends it. */
+void cfs_tally_finish(struct fetch_tally *t, struct cfs_progress *progress, size_t n);
+/* The bytes fetched and their rate over the run, for a summary line. */
+void cfs_tally_format(const struct fetch_tally *t, const struct cfs_progress *progress,
+                      char size[32], char rate[32], double *secs_ret);
 
 #endif
