@@ -46,13 +46,6 @@ static void print_help(const struct fetch_cli *cli, FILE *f)
 	    "See cfs-cache-fetch(1).\n");
 }
 
-static int usage_error(const char *what, const char *arg)
-{
-	fprintf(stderr, "cfs-cache fetch: %s%s%s%s\nTry 'cfs-cache fetch --help'.\n", what,
-	        arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
-	return CFS_EXIT_MISUSE;
-}
-
 /* Reads one digest per line; blank lines and '#' comments are skipped. */
 static int read_list(const char *path, struct cfs_digestset *l)
 {
@@ -219,14 +212,14 @@ static int fetch_parse(struct fetch_cmd *cmd, int argc, char **argv)
 	cfs_log_set_level(cmd->cli.level);
 	cmd->run.token_file = cmd->cli.fo.o.token_file;
 	if (!cmd->store_path)
-		return usage_error("--store is required", NULL);
+		return cfs_cli_usage_error("fetch", "--store is required", NULL);
 	if (cmd->cli.fo.n_servers == 0)
-		return usage_error("at least one --server is required", NULL);
+		return cfs_cli_usage_error("fetch", "at least one --server is required", NULL);
 	for (int i = optind; i < argc; i++) {
 		uint8_t d[CFS_DIGEST_SIZE];
 
 		if (cfs_name_parse_any(argv[i], strlen(argv[i]), d) < 0)
-			return usage_error("not an object name:", argv[i]);
+			return cfs_cli_usage_error("fetch", "not an object name:", argv[i]);
 		if (cfs_digestset_add(&cmd->list, d, NULL) < 0)
 			return 1;
 	}
@@ -236,7 +229,7 @@ static int fetch_parse(struct fetch_cmd *cmd, int argc, char **argv)
 			return r;
 	}
 	if (!cmd->from && optind >= argc)
-		return usage_error("no digests given (arguments or --from)", NULL);
+		return cfs_cli_usage_error("fetch", "no digests given (arguments or --from)", NULL);
 	/* Counts are of distinct objects. */
 	cfs_digestset_seal(&cmd->list);
 	return -1;

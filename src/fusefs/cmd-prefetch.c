@@ -59,13 +59,6 @@ static void print_help(const struct fetch_cli *cli, FILE *f)
 	        "2 on misuse. See cfs-cache-prefetch(1).\n");
 }
 
-static int usage_error(const char *what, const char *arg)
-{
-	fprintf(stderr, "cfs-cache prefetch: %s%s%s%s\nTry 'cfs-cache prefetch --help'.\n", what,
-	        arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
-	return CFS_EXIT_MISUSE;
-}
-
 static int collect(const struct cfs_image_entry *e, void *userdata)
 {
 	struct object *o;
@@ -262,7 +255,7 @@ static int prefetch_own_option(struct prefetch_cmd *cmd, int c)
 		return 1;
 	case 'r':
 		if (cfs_parse_size(optarg, &cmd->rate) < 0 || cmd->rate == 0)
-			return 2 + usage_error("bad rate", optarg);
+			return 2 + cfs_cli_usage_error("prefetch", "bad rate", optarg);
 		return 1;
 	case 'j':
 		if (cfs_cli_set(&cmd->cli, CFS_FETCH_OPT_MAX_TRANSFERS, optarg, "--jobs",
@@ -324,9 +317,10 @@ static int prefetch_parse(struct prefetch_cmd *cmd, int argc, char **argv)
 	cfs_log_set_level(cmd->cli.level);
 	cmd->run.token_file = cmd->cli.fo.o.token_file;
 	if (optind < argc)
-		return usage_error("unexpected argument", argv[optind]);
+		return cfs_cli_usage_error("prefetch", "unexpected argument", argv[optind]);
 	if (cmd->n_images == 0 || !cmd->store_path || (cmd->cli.fo.n_servers == 0 && !cmd->dry_run))
-		return usage_error("--image, --store and --server are required", NULL);
+		return cfs_cli_usage_error("prefetch", "--image, --store and --server are required",
+		                           NULL);
 	return -1;
 }
 

@@ -11,6 +11,7 @@
 
 #include "common/name.h"
 #include "common/util.h"
+#include "fusefs/cmds.h"
 #include "fusefs/fetch-cli.h"
 
 static const char cli_shorts[CFS_FETCH_OPT_COUNT] = {
@@ -91,6 +92,13 @@ int cfs_cli_check_files(const struct fetch_cli *cli)
 	if (r < 0)
 		cfs_err("%s", err);
 	return r;
+}
+
+int cfs_cli_usage_error(const char *cmd, const char *what, const char *arg)
+{
+	fprintf(stderr, "cfs-cache %s: %s%s%s%s\nTry 'cfs-cache %s --help'.\n", cmd, what,
+	        arg ? " '" : "", arg ? arg : "", arg ? "'" : "", cmd);
+	return CFS_EXIT_MISUSE;
 }
 
 void cfs_cli_raise_nofile(void)

@@ -50,6 +50,8 @@ int cfs_cli_set(struct fetch_cli *cli, enum cfs_fetch_opt_id id, const char *arg
                 const char *cmd);
 /* Checks the token and TLS files before any transfer: 0, or -errno after saying why. */
 int cfs_cli_check_files(const struct fetch_cli *cli);
+/* Says "cfs-cache CMD: WHAT 'ARG'" (ARG may be NULL) and where help is: CFS_EXIT_MISUSE. */
+int cfs_cli_usage_error(const char *cmd, const char *what, const char *arg);
 /* Raises the soft limit on open files: many objects may wait for one shared flush. */
 void cfs_cli_raise_nofile(void);
 
