@@ -124,124 +124,114 @@ int cfs_store_remove_stray(struct cfs_store *store, const char *relpath)
 	return r;
 }
 
-static int iter_prefix(struct cfs_store *store, unsigned prefix, bool all, cfs_store_iter_fn fn,
-                       void *userdata)
+/* Decides what an entry of a walked directory is: false to pass over it. */
+typedef bool (*walk_keep_fn)(const char *name, struct cfs_store_entry *e, const void *ctx);
+
+/* Calls @fn for each entry of @dirfd/@dir that @keep keeps, named "@dir/NAME" ("NAME" at the
+ * top, @dir "."); a missing directory is empty when @missing_ok. Entries removed under us are
+ * passed over. Returns 0, @fn's first non-zero value, or -errno. */
+static int walk_dir(int dirfd, const char *dir, bool missing_ok, walk_keep_fn keep,
+                    const void *kctx, cfs_store_iter_fn fn, void *userdata)
 {
-	char pname[4], rel[CFS_NAME_PATH_LEN + 256];
+	bool top = strcmp(dir, ".") == 0;
+	char rel[CFS_NAME_PATH_LEN + 256];
 	struct dirent *de;
-	DIR *dir;
+	DIR *d;
 	int fd, r = 0;
 
-	snprintf(pname, sizeof(pname), "%02x", prefix & 0xffu);
-	fd = openat(store->dirfd, pname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	/* A file or a symlink under a prefix name is not followed: the top-level pass reports it
-	 * as a stray. */
+	/* A file or a symlink under a directory's name is not followed: the top-level pass
+	 * reports it as a stray. */
+	fd = openat(dirfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
-		return errno == ENOENT || errno == ENOTDIR || errno == ELOOP ? 0 : -errno;
-	dir = fdopendir(fd);
-	if (!dir) {
+		return missing_ok && (errno == ENOENT || errno == ENOTDIR || errno == ELOOP)
+		           ? 0
+		           : -errno;
+	d = fdopendir(fd);
+	if (!d) {
 		close(fd);
 		return -errno;
 	}
-	while ((de = readdir(dir))) {
+	while (!r && (de = readdir(d))) {
 		struct cfs_store_entry e = {.relpath = rel};
 
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		snprintf(rel, sizeof(rel), "%s/%s", pname, de->d_name);
 		if (fstatat(fd, de->d_name, &e.st, AT_SYMLINK_NOFOLLOW) < 0)
-			continue; /* removed under us */
-		if (S_ISREG(e.st.st_mode) &&
-		    cfs_name_parse_rest(prefix, de->d_name, strlen(de->d_name), e.digest) == 0)
-			e.kind = CFS_STORE_ENTRY_OBJECT;
-		else if (all)
-			e.kind = CFS_STORE_ENTRY_STRAY;
-		else
 			continue;
+		if (!keep(de->d_name, &e, kctx))
+			continue;
+		snprintf(rel, sizeof(rel), "%s%s%s", top ? "" : dir, top ? "" : "/", de->d_name);
 		r = fn(&e, userdata);
-		if (r)
-			break;
 	}
-	closedir(dir);
+	closedir(d);
 	return r;
+}
+
+struct prefix_walk {
+	unsigned prefix;
+	bool all;
+};
+
+/* In a prefix directory: objects, and with @all whatever else is there as strays. */
+static bool keep_in_prefix(const char *name, struct cfs_store_entry *e, const void *ctx)
+{
+	const struct prefix_walk *w = ctx;
+
+	if (S_ISREG(e->st.st_mode) &&
+	    cfs_name_parse_rest(w->prefix, name, strlen(name), e->digest) == 0)
+		e->kind = CFS_STORE_ENTRY_OBJECT;
+	else if (w->all)
+		e->kind = CFS_STORE_ENTRY_STRAY;
+	else
+		return false;
+	return true;
+}
+
+/* At the top: everything that is not a prefix directory or cfscache's own is a stray. */
+static bool keep_at_top(const char *name, struct cfs_store_entry *e, const void *ctx)
+{
+	unsigned prefix;
+
+	(void)ctx;
+	/* ".cfs-*" names belong to cfscache (temp files, derived files). */
+	if (strncmp(name, CFS_STORE_RESERVED_PREFIX, strlen(CFS_STORE_RESERVED_PREFIX)) == 0)
+		return false;
+	if (S_ISDIR(e->st.st_mode) && cfs_name_parse_prefix(name, strlen(name), &prefix) == 0)
+		return false;
+	/* mkfs makes it when the store is the root of its own filesystem. */
+	if (S_ISDIR(e->st.st_mode) && strcmp(name, "lost+found") == 0)
+		return false;
+	e->kind = CFS_STORE_ENTRY_STRAY;
+	return true;
+}
+
+static bool keep_temp(const char *name, struct cfs_store_entry *e, const void *ctx)
+{
+	(void)name;
+	(void)ctx;
+	e->kind = CFS_STORE_ENTRY_TEMP;
+	return true;
 }
 
 int cfs_store_iter(struct cfs_store *store, bool all, cfs_store_iter_fn fn, void *userdata)
 {
-	char rel[300];
 	int r;
 
 	for (unsigned p = 0; p < 256; p++) {
-		r = iter_prefix(store, p, all, fn, userdata);
+		struct prefix_walk w = {.prefix = p, .all = all};
+		char pname[4];
+
+		snprintf(pname, sizeof(pname), "%02x", p);
+		r = walk_dir(store->dirfd, pname, true, keep_in_prefix, &w, fn, userdata);
 		if (r)
 			return r;
 	}
 	if (!all)
 		return 0;
-	/* Everything at the top that is not a prefix directory, and the temp files. */
-	{
-		int fd = openat(store->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		struct dirent *de;
-		DIR *dir;
-
-		if (fd < 0)
-			return -errno;
-		dir = fdopendir(fd);
-		if (!dir) {
-			close(fd);
-			return -errno;
-		}
-		r = 0;
-		while (!r && (de = readdir(dir))) {
-			struct cfs_store_entry e = {.relpath = rel, .kind = CFS_STORE_ENTRY_STRAY};
-			unsigned prefix;
-
-			/* ".cfs-*" names belong to cfscache (temp files, zstd side files). */
-			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-			    strncmp(de->d_name, CFS_STORE_RESERVED_PREFIX,
-			            strlen(CFS_STORE_RESERVED_PREFIX)) == 0)
-				continue;
-			if (fstatat(fd, de->d_name, &e.st, AT_SYMLINK_NOFOLLOW) < 0)
-				continue;
-			if (S_ISDIR(e.st.st_mode) &&
-			    cfs_name_parse_prefix(de->d_name, strlen(de->d_name), &prefix) == 0)
-				continue;
-			/* mkfs makes it when the store is the root of its own filesystem. */
-			if (S_ISDIR(e.st.st_mode) && strcmp(de->d_name, "lost+found") == 0)
-				continue;
-			snprintf(rel, sizeof(rel), "%s", de->d_name);
-			r = fn(&e, userdata);
-		}
-		closedir(dir);
-		if (r)
-			return r;
-	}
-	if (store->tmpfd >= 0) {
-		int fd = openat(store->tmpfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		struct dirent *de;
-		DIR *dir;
-
-		if (fd < 0)
-			return -errno;
-		dir = fdopendir(fd);
-		if (!dir) {
-			close(fd);
-			return -errno;
-		}
-		r = 0;
-		while (!r && (de = readdir(dir))) {
-			struct cfs_store_entry e = {.relpath = rel, .kind = CFS_STORE_ENTRY_TEMP};
-
-			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-				continue;
-			if (fstatat(fd, de->d_name, &e.st, AT_SYMLINK_NOFOLLOW) < 0)
-				continue;
-			snprintf(rel, sizeof(rel), CFS_STORE_TMPDIR "/%s", de->d_name);
-			r = fn(&e, userdata);
-		}
-		closedir(dir);
-	}
-	return r;
+	r = walk_dir(store->dirfd, ".", false, keep_at_top, NULL, fn, userdata);
+	if (r || store->tmpfd < 0)
+		return r;
+	return walk_dir(store->dirfd, CFS_STORE_TMPDIR, false, keep_temp, NULL, fn, userdata);
 }
 
 static int usage_cb(const struct cfs_store_entry *e, void *userdata)
