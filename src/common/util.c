@@ -14,12 +14,16 @@
 
 #include "common/util.h"
 
-ssize_t cfs_read_full(int fd, void *buf, size_t len)
+/* Reads until @len bytes, end of file or an error; at @off, or at the file offset when @off < 0. */
+static ssize_t read_full_at(int fd, void *buf, size_t len, off_t off)
 {
 	size_t done = 0;
 
 	while (done < len) {
-		ssize_t n = read(fd, (char *)buf + done, len - done);
+		char *p = (char *)buf + done;
+		ssize_t n = off < 0 ? read(fd, p, len - done)
+		                    : pread(fd, p, len - done, off + (off_t)done);
+
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -32,22 +36,14 @@ ssize_t cfs_read_full(int fd, void *buf, size_t len)
 	return (ssize_t)done;
 }
 
+ssize_t cfs_read_full(int fd, void *buf, size_t len)
+{
+	return read_full_at(fd, buf, len, -1);
+}
+
 ssize_t cfs_pread_full(int fd, void *buf, size_t len, off_t off)
 {
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pread(fd, (char *)buf + done, len - done, off + (off_t)done);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	return (ssize_t)done;
+	return off < 0 ? -EINVAL : read_full_at(fd, buf, len, off);
 }
 
 int cfs_write_full(int fd, const void *buf, size_t len)
