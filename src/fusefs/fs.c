@@ -22,6 +22,7 @@
 
 #include "common/log.h"
 #include "common/name.h"
+#include "common/u64map.h"
 #include "common/util.h"
 #include "fusefs/fs.h"
 #include "fusefs/devio.h"
@@ -30,9 +31,8 @@
 #define OBJECT_INO_FLAG (1ULL << 63)
 #define XATTR_PREFIX "user.cfs."
 
+/* An object inode the kernel knows, in the node table by its inode. */
 struct node {
-	struct node *next;
-	fuse_ino_t ino;
 	uint64_t nlookup;
 	/* The kernel allows one backing file per inode: open files share it. */
 	uint32_t backing_id, backing_users;
@@ -48,8 +48,7 @@ struct cfs_fs {
 	uint64_t start_ns;
 
 	pthread_mutex_t lock; /* guards the node table and the trace file */
-	struct node **buckets;
-	size_t nbuckets, nnodes;
+	struct cfs_u64map *nodes; /* inode -> struct node */
 	FILE *trace;
 
 	atomic_uint_fast64_t lookups, hits, misses, handoffs, not_found, failures, rejected, opens,
@@ -119,66 +118,30 @@ static bool is_prefix_ino(fuse_ino_t ino)
 
 /* ---- node table (inode -> digest), reference counted by kernel lookups ---- */
 
-static struct node **node_slot(struct cfs_fs *fs, fuse_ino_t ino)
-{
-	struct node **p = &fs->buckets[(ino * 0x9E3779B97F4A7C15ULL >> 20) & (fs->nbuckets - 1)];
-
-	while (*p && (*p)->ino != ino)
-		p = &(*p)->next;
-	return p;
-}
-
-static void table_grow(struct cfs_fs *fs)
-{
-	size_t old_n = fs->nbuckets;
-	struct node **old = fs->buckets;
-	struct node **nb = calloc(old_n * 2, sizeof(*nb));
-
-	if (!nb)
-		return; /* keep the longer chains */
-	fs->buckets = nb;
-	fs->nbuckets = old_n * 2;
-	for (size_t i = 0; i < old_n; i++) {
-		struct node *n = old[i];
-
-		while (n) {
-			struct node *next = n->next;
-			struct node **slot = node_slot(fs, n->ino);
-
-			n->next = NULL;
-			*slot = n;
-			n = next;
-		}
-	}
-	free(old);
-}
-
 /* Takes one kernel reference on the object's node. Returns 0, -ENOMEM or -EIO (collision). */
 static int node_ref(struct cfs_fs *fs, const uint8_t digest[CFS_DIGEST_SIZE], fuse_ino_t *ino_ret)
 {
 	fuse_ino_t ino = object_ino(digest);
-	struct node **slot;
+	struct node *n;
 	int r = 0;
 
 	pthread_mutex_lock(&fs->lock);
-	slot = node_slot(fs, ino);
-	if (*slot) {
-		if (memcmp((*slot)->digest, digest, CFS_DIGEST_SIZE) != 0)
+	n = cfs_u64map_get(fs->nodes, ino);
+	if (n) {
+		if (memcmp(n->digest, digest, CFS_DIGEST_SIZE) != 0)
 			r = -EIO; /* two digests sharing 64 bits: practically never */
 		else
-			(*slot)->nlookup++;
+			n->nlookup++;
 	} else {
-		struct node *n = calloc(1, sizeof(*n));
-
+		n = calloc(1, sizeof(*n));
 		if (!n) {
 			r = -ENOMEM;
 		} else {
-			n->ino = ino;
 			n->nlookup = 1;
 			memcpy(n->digest, digest, CFS_DIGEST_SIZE);
-			*slot = n;
-			if (++fs->nnodes > fs->nbuckets * 2)
-				table_grow(fs);
+			r = cfs_u64map_put(fs->nodes, ino, n, NULL);
+			if (r < 0)
+				free(n);
 		}
 	}
 	pthread_mutex_unlock(&fs->lock);
@@ -187,20 +150,17 @@ static int node_ref(struct cfs_fs *fs, const uint8_t digest[CFS_DIGEST_SIZE], fu
 	return r;
 }
 
-static void node_unref(struct cfs_fs *fs, fuse_ino_t ino, uint64_t n)
+static void node_unref(struct cfs_fs *fs, fuse_ino_t ino, uint64_t count)
 {
-	struct node **slot, *victim = NULL;
+	struct node *n, *victim = NULL;
 
 	pthread_mutex_lock(&fs->lock);
-	slot = node_slot(fs, ino);
-	if (*slot) {
-		if ((*slot)->nlookup <= n) {
-			victim = *slot;
-			*slot = victim->next;
-			fs->nnodes--;
-		} else {
-			(*slot)->nlookup -= n;
-		}
+	n = cfs_u64map_get(fs->nodes, ino);
+	if (n) {
+		if (n->nlookup <= count)
+			victim = cfs_u64map_remove(fs->nodes, ino);
+		else
+			n->nlookup -= count;
 	}
 	pthread_mutex_unlock(&fs->lock);
 	free(victim);
@@ -208,36 +168,34 @@ static void node_unref(struct cfs_fs *fs, fuse_ino_t ino, uint64_t n)
 
 static bool node_digest(struct cfs_fs *fs, fuse_ino_t ino, uint8_t digest[CFS_DIGEST_SIZE])
 {
-	struct node **slot;
-	bool found;
+	struct node *n;
 
 	pthread_mutex_lock(&fs->lock);
-	slot = node_slot(fs, ino);
-	found = *slot != NULL;
-	if (found)
-		memcpy(digest, (*slot)->digest, CFS_DIGEST_SIZE);
+	n = cfs_u64map_get(fs->nodes, ino);
+	if (n)
+		memcpy(digest, n->digest, CFS_DIGEST_SIZE);
 	pthread_mutex_unlock(&fs->lock);
-	return found;
+	return n != NULL;
 }
 
 /* A passthrough backing id for an open of @ino whose store file is @fd (0: none), shared by all
  * open files of the inode. */
 static uint32_t node_backing_get(struct cfs_fs *fs, fuse_ino_t ino, int fd)
 {
-	struct node **slot;
+	struct node *n;
 	uint32_t id = 0;
 
 	pthread_mutex_lock(&fs->lock);
-	slot = node_slot(fs, ino);
-	if (*slot) {
-		if (!(*slot)->backing_id) {
-			(*slot)->backing_id = cfs_passthrough_attach(fd);
-			if ((*slot)->backing_id)
+	n = cfs_u64map_get(fs->nodes, ino);
+	if (n) {
+		if (!n->backing_id) {
+			n->backing_id = cfs_passthrough_attach(fd);
+			if (n->backing_id)
 				atomic_fetch_add(&fs->backing_files, 1);
 		}
-		if ((*slot)->backing_id) {
-			(*slot)->backing_users++;
-			id = (*slot)->backing_id;
+		if (n->backing_id) {
+			n->backing_users++;
+			id = n->backing_id;
 		}
 	}
 	pthread_mutex_unlock(&fs->lock);
@@ -246,15 +204,15 @@ static uint32_t node_backing_get(struct cfs_fs *fs, fuse_ino_t ino, int fd)
 
 static void node_backing_put(struct cfs_fs *fs, fuse_ino_t ino, uint32_t id)
 {
-	struct node **slot;
+	struct node *n;
 	bool last = false;
 
 	if (!id)
 		return;
 	pthread_mutex_lock(&fs->lock);
-	slot = node_slot(fs, ino);
-	if (*slot && (*slot)->backing_id == id && --(*slot)->backing_users == 0) {
-		(*slot)->backing_id = 0;
+	n = cfs_u64map_get(fs->nodes, ino);
+	if (n && n->backing_id == id && --n->backing_users == 0) {
+		n->backing_id = 0;
 		last = true;
 	}
 	pthread_mutex_unlock(&fs->lock);
@@ -1209,6 +1167,7 @@ const struct fuse_lowlevel_ops *cfs_fs_ops(void)
 int cfs_fs_new(const struct cfs_fs_options *o, struct cfs_fs **fs_ret)
 {
 	struct cfs_fs *fs = calloc(1, sizeof(*fs));
+	int r;
 
 	if (!fs)
 		return -ENOMEM;
@@ -1218,21 +1177,20 @@ int cfs_fs_new(const struct cfs_fs_options *o, struct cfs_fs **fs_ret)
 	atomic_init(&fs->fetch, o->fetch);
 	fs->timeout = o->entry_timeout > 0 ? o->entry_timeout : 86400.0;
 	fs->start_ns = cfs_now_ns();
-	fs->nbuckets = 1024;
-	fs->buckets = calloc(fs->nbuckets, sizeof(*fs->buckets));
+	r = cfs_u64map_new(1024, &fs->nodes);
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_mutex_init(&fs->neg_lock, NULL);
 	fs->neg_timeout_ns = o->negative_timeout_ms * 1000000ULL;
 	if (fs->neg_timeout_ns)
 		fs->neg = calloc(NEG_SLOTS, sizeof(*fs->neg));
-	if (!fs->buckets || (fs->neg_timeout_ns && !fs->neg)) {
+	if (r < 0 || (fs->neg_timeout_ns && !fs->neg)) {
 		cfs_fs_free(fs);
 		return -ENOMEM;
 	}
 	if (o->trace_path) {
 		fs->trace = fopen(o->trace_path, "ae");
 		if (!fs->trace) {
-			int r = -errno;
+			r = -errno;
 			cfs_fs_free(fs);
 			return r;
 		}
@@ -1250,16 +1208,13 @@ void cfs_fs_free(struct cfs_fs *fs)
 {
 	if (!fs)
 		return;
-	for (size_t i = 0; fs->buckets && i < fs->nbuckets; i++) {
-		struct node *n = fs->buckets[i];
+	if (fs->nodes) {
+		void *n;
 
-		while (n) {
-			struct node *next = n->next;
+		for (size_t pos = 0; cfs_u64map_next(fs->nodes, &pos, NULL, &n);)
 			free(n);
-			n = next;
-		}
+		cfs_u64map_free(fs->nodes);
 	}
-	free(fs->buckets);
 	free(fs->neg);
 	pthread_mutex_destroy(&fs->neg_lock);
 	if (fs->trace)

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* cfscache: unit tests of the shared containers: the digest set and the digest map. */
+/* cfscache: unit tests of the shared containers: the digest set, the digest map, the u64 map. */
 #include "config.h"
 
 #include <errno.h>
@@ -15,6 +15,7 @@
 
 #include "common/digestmap.h"
 #include "common/digestset.h"
+#include "common/u64map.h"
 
 /* A digest made of @seed: distinct seeds give distinct digests, sharing their first 8 bytes
  * when @shared_prefix. */
@@ -474,6 +475,63 @@ static void test_digestmap_hot_path(void **state)
 	assert_true(map_shared < chained_shared);
 }
 
+/* Keys that are small sequential numbers (node ids), inodes with the top bit set, and their
+ * neighbours: every one found, replaced, iterated once and removed. */
+static void test_u64map(void **state)
+{
+	enum { N = 5000 };
+	struct cfs_u64map *map = NULL;
+	uint8_t *seen = calloc(3 * N, 1);
+	void *old, *v;
+	size_t pos = 0, n = 0;
+	uint64_t key;
+
+	(void)state;
+	assert_non_null(seen);
+	assert_int_equal(cfs_u64map_new(0, &map), 0);
+	assert_null(cfs_u64map_get(map, 0));
+	assert_null(cfs_u64map_remove(map, 0));
+	assert_int_equal(cfs_u64map_put(map, 1, NULL, NULL), -EINVAL);
+	for (uint32_t i = 0; i < N; i++) {
+		assert_int_equal(cfs_u64map_put(map, i, value_of(i), NULL), 0);
+		assert_int_equal(cfs_u64map_put(map, i | 1ULL << 63, value_of(N + i), NULL), 0);
+		assert_int_equal(cfs_u64map_put(map, (uint64_t)i << 40, value_of(2 * N + i), &old),
+		                 0);
+		/* Key 0 is both i and i << 40 for i = 0: replaced, not added. */
+		if (i)
+			assert_null(old);
+		else
+			assert_ptr_equal(old, value_of(0));
+	}
+	assert_int_equal(cfs_u64map_count(map), 3 * N - 1);
+	assert_ptr_equal(cfs_u64map_get(map, 0), value_of(2 * N));
+	for (uint32_t i = 1; i < N; i++) {
+		assert_ptr_equal(cfs_u64map_get(map, i), value_of(i));
+		assert_ptr_equal(cfs_u64map_get(map, i | 1ULL << 63), value_of(N + i));
+		assert_ptr_equal(cfs_u64map_get(map, (uint64_t)i << 40), value_of(2 * N + i));
+	}
+	assert_null(cfs_u64map_get(map, N));
+	while (cfs_u64map_next(map, &pos, &key, &v)) {
+		size_t which = (size_t)((uintptr_t)v - 2) / 2;
+
+		assert_true(which < 3 * N);
+		assert_int_equal(seen[which]++, 0);
+		if (which < N)
+			assert_int_equal(key, which);
+		else if (which < 2 * N)
+			assert_int_equal(key, (which - N) | 1ULL << 63);
+		else
+			assert_int_equal(key, (uint64_t)(which - 2 * N) << 40);
+		assert_ptr_equal(cfs_u64map_remove(map, key), v);
+		n++;
+	}
+	assert_int_equal(n, 3 * N - 1);
+	assert_int_equal(cfs_u64map_count(map), 0);
+	cfs_u64map_free(map);
+	cfs_u64map_free(NULL);
+	free(seen);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -486,6 +544,7 @@ int main(void)
 	    cmocka_unit_test(test_digestmap_churn),
 	    cmocka_unit_test(test_digestmap_remove_in_runs),
 	    cmocka_unit_test(test_digestmap_hot_path),
+	    cmocka_unit_test(test_u64map),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
