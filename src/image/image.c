@@ -14,6 +14,7 @@
 #include "common/digestset.h"
 #include "common/log.h"
 #include "common/name.h"
+#include "common/u64map.h"
 #include "common/util.h"
 #include "image/image.h"
 
@@ -92,9 +93,8 @@ struct cfs_image {
 	int xattr_err;
 
 	/* Walk state. */
-	uint64_t *visited; /* open-addressing set of directory nids (+1, 0 = empty) */
-	size_t visited_cap, visited_count;
-	uint64_t budget; /* dirents left to process */
+	struct cfs_u64map *visited; /* directory nids of this walk (NULL before the first) */
+	uint64_t budget;            /* dirents left to process */
 	uint64_t inodes;
 	cfs_image_walk_fn fn;
 	void *userdata;
@@ -356,7 +356,7 @@ void cfs_image_free(struct cfs_image *image)
 	if (!image)
 		return;
 	free(image->data);
-	free(image->visited);
+	cfs_u64map_free(image->visited);
 	free(image);
 }
 
@@ -674,36 +674,19 @@ ssize_t cfs_image_read_data(struct cfs_image *image, uint64_t nid, void *buf, si
 /* Adds a directory nid to the visited set; -EEXIST when it was there already. */
 static int visit_dir(struct cfs_image *img, uint64_t nid)
 {
-	size_t mask, i;
+	void *old;
+	int r;
 
-	if ((img->visited_count + 1) * 2 > img->visited_cap) {
-		size_t ncap = img->visited_cap ? img->visited_cap * 2 : 256;
-		uint64_t *n = calloc(ncap, sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		for (size_t j = 0; j < img->visited_cap; j++) {
-			uint64_t v = img->visited[j];
-
-			if (!v)
-				continue;
-			for (i = (v * 0x9E3779B97F4A7C15ULL) >> 7 & (ncap - 1); n[i];
-			     i = (i + 1) & (ncap - 1))
-				;
-			n[i] = v;
-		}
-		free(img->visited);
-		img->visited = n;
-		img->visited_cap = ncap;
+	if (!img->visited) {
+		r = cfs_u64map_new(0, &img->visited);
+		if (r < 0)
+			return r;
 	}
-	mask = img->visited_cap - 1;
-	for (i = ((nid + 1) * 0x9E3779B97F4A7C15ULL) >> 7 & mask; img->visited[i];
-	     i = (i + 1) & mask)
-		if (img->visited[i] == nid + 1)
-			return -EEXIST;
-	img->visited[i] = nid + 1;
-	img->visited_count++;
-	return 0;
+	/* The value only says "visited": any non-NULL pointer does. */
+	r = cfs_u64map_put(img->visited, nid, img, &old);
+	if (r < 0)
+		return r;
+	return old ? -EEXIST : 0;
 }
 
 static int read_symlink(struct cfs_image *img, const struct inode *ino, char *buf, size_t bufsize)
@@ -921,9 +904,8 @@ int cfs_image_walk(struct cfs_image *image, unsigned flags, cfs_image_walk_fn fn
 
 	img->err[0] = '\0';
 	img->inodes = 0;
-	img->visited_count = 0;
-	if (img->visited)
-		memset(img->visited, 0, img->visited_cap * sizeof(*img->visited));
+	cfs_u64map_free(img->visited);
+	img->visited = NULL;
 	/* A valid image stores every dirent (12 bytes) once: this bounds hostile sharing. */
 	img->budget = img->size / EROFS_DIRENT_SIZE + 16;
 	img->path[0] = '\0';
