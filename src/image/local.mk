@@ -3,6 +3,7 @@
 noinst_LIBRARIES += libcfsimage.a
 libcfsimage_a_SOURCES = src/image/image.c src/image/image.h \
 	src/image/writer.c src/image/writer.h src/image/writer-internal.h \
+	src/image/wnode.c src/image/overlay.c \
 	src/image/dump.c src/image/tree.c
 CFS_IMAGE_LIBS = libcfsimage.a
 
@@ -36,8 +37,10 @@ FUZZ_TIME = 30
 FUZZ_LIB_SRCS = \
 	$(top_srcdir)/src/image/image.c \
 	$(top_srcdir)/src/image/dump.c $(top_srcdir)/src/image/writer.c \
+	$(top_srcdir)/src/image/wnode.c $(top_srcdir)/src/image/overlay.c \
 	$(top_srcdir)/src/common/name.c $(top_srcdir)/src/common/util.c \
-	$(top_srcdir)/src/common/log.c $(top_srcdir)/src/common/digestset.c
+	$(top_srcdir)/src/common/log.c $(top_srcdir)/src/common/digestset.c \
+	$(top_srcdir)/src/common/digestmap.c $(top_srcdir)/src/common/u64map.c
 FUZZ_IMAGE_SRCS = $(top_srcdir)/tests/fuzz/fuzz-image.c $(FUZZ_LIB_SRCS)
 FUZZ_DUMP_SRCS = $(top_srcdir)/tests/fuzz/fuzz-dump.c $(FUZZ_LIB_SRCS)
 EXTRA_DIST += tests/fuzz/fuzz-image.c tests/fuzz/fuzz-dump.c tests/fuzz/make-corpus.sh
