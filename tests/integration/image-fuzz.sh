@@ -14,6 +14,7 @@ bin=$CFS_TMP/fuzz-image
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-I"$CFS_SRCDIR/src" -I"$CFS_BUILDDIR" -D_GNU_SOURCE -o "$bin" \
 	"$CFS_SRCDIR/tests/fuzz/fuzz-image.c" "$CFS_SRCDIR/src/image/image.c" \
+	"$CFS_SRCDIR/src/image/image-walk.c" \
 	"$CFS_SRCDIR/src/image/dump.c" "$CFS_SRCDIR/src/image/writer.c" \
 	"$CFS_SRCDIR/src/image/wnode.c" "$CFS_SRCDIR/src/image/overlay.c" \
 	"$CFS_SRCDIR/src/common/name.c" "$CFS_SRCDIR/src/common/util.c" \
