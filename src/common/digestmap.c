@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* cfscache: a digest-keyed hash map: linear probing over slots holding the digest and a value,
- * removals leave tombstones (so iterating while removing is safe), swept when the map grows. */
+ * removals leave tombstones (so iterating while removing is safe), dropped when they end a probe
+ * run and swept when the map grows. */
 #include "config.h"
 
 #include <errno.h>
@@ -18,7 +19,8 @@ struct slot {
 
 struct cfs_digestmap {
 	struct slot *slots;
-	size_t nslots; /* a power of two */
+	size_t nslots;  /* a power of two */
+	unsigned shift; /* 64 - log2(nslots) */
 	size_t live, removed;
 };
 
@@ -31,28 +33,32 @@ static bool is_live(const struct slot *s)
 }
 
 /* Every byte of the digest counts: digests of honest objects are uniformly random, but an image
- * may name any, and names sharing a prefix must not share a probe sequence. */
-static size_t hash(const uint8_t digest[CFS_DIGEST_SIZE])
+ * may name any, and names sharing a prefix must not share a probe sequence. The words are folded
+ * and multiplied once, and the slot is the product's top bits, which depend on every bit of the
+ * fold: one multiply, as this is on the fetcher's path of every miss. */
+static size_t slot_of(const struct cfs_digestmap *map, const uint8_t digest[CFS_DIGEST_SIZE])
 {
-	uint64_t w[4], h;
+	uint64_t a, b, c, d;
 
-	memcpy(w, digest, sizeof(w));
-	h = w[0] ^ (w[1] * 0x9E3779B97F4A7C15ULL) ^ (w[2] * 0xC2B2AE3D27D4EB4FULL) ^
-	    (w[3] * 0x165667B19E3779F9ULL);
-	h ^= h >> 31;
-	h *= 0xBF58476D1CE4E5B9ULL;
-	return (size_t)(h ^ h >> 29);
+	/* Word by word: a copy into an array goes through the stack and stalls the loads. */
+	memcpy(&a, digest, 8);
+	memcpy(&b, digest + 8, 8);
+	memcpy(&c, digest + 16, 8);
+	memcpy(&d, digest + 24, 8);
+	return (size_t)(((a ^ b ^ c ^ d) * 0x9E3779B97F4A7C15ULL) >> map->shift);
 }
 
 /* The live slot of @digest, or NULL; with @insert_ret, where it would go (the first tombstone
- * or empty slot of its probe sequence). */
-static struct slot *find(const struct cfs_digestmap *map, const uint8_t digest[CFS_DIGEST_SIZE],
-                         struct slot **insert_ret)
+ * or empty slot of its probe sequence). Inlined in each caller: a call less per operation. */
+static inline __attribute__((always_inline)) struct slot *
+find(const struct cfs_digestmap *map, const uint8_t digest[CFS_DIGEST_SIZE],
+     struct slot **insert_ret)
 {
-	size_t mask = map->nslots - 1, i = hash(digest) & mask;
+	size_t mask = map->nslots - 1, i = slot_of(map, digest);
 	struct slot *free_slot = NULL;
 
-	for (size_t probe = 0; probe < map->nslots; probe++, i = (i + 1) & mask) {
+	/* Ends: the map is never more than 3/4 full with entries and tombstones. */
+	for (;; i = (i + 1) & mask) {
 		struct slot *s = &map->slots[i];
 
 		if (!s->value) {
@@ -71,6 +77,11 @@ static struct slot *find(const struct cfs_digestmap *map, const uint8_t digest[C
 	if (insert_ret)
 		*insert_ret = free_slot;
 	return NULL;
+}
+
+static unsigned shift_for(size_t nslots)
+{
+	return 64 - (unsigned)__builtin_ctzll((unsigned long long)nslots);
 }
 
 static size_t slots_for(size_t n)
@@ -97,6 +108,7 @@ static int rehash(struct cfs_digestmap *map, size_t nslots)
 		return -ENOMEM;
 	}
 	map->nslots = nslots;
+	map->shift = shift_for(nslots);
 	map->removed = 0;
 	for (size_t i = 0; i < old_n; i++) {
 		if (!is_live(&old[i]))
@@ -119,6 +131,7 @@ int cfs_digestmap_new(size_t expected, struct cfs_digestmap **map_ret)
 	if (!map->slots)
 		goto fail;
 	map->nslots = nslots;
+	map->shift = shift_for(nslots);
 	*map_ret = map;
 	return 0;
 fail:
@@ -191,6 +204,23 @@ int cfs_digestmap_put(struct cfs_digestmap *map, const uint8_t digest[CFS_DIGEST
 	return 0;
 }
 
+/* A tombstone followed by an empty slot ends no probe sequence that reaches a live entry, so it
+ * can be empty itself: the tombstones just before an empty slot go, keeping a map that sees a
+ * put and a remove per use (the fetcher's jobs) as short to probe as a fresh one. Only slots
+ * that hold no entry change, so an iteration is not disturbed. */
+static void clear_tombstones(struct cfs_digestmap *map, size_t i)
+{
+	size_t mask = map->nslots - 1;
+
+	if (map->slots[(i + 1) & mask].value)
+		return;
+	while (map->slots[i].value == TOMBSTONE) {
+		map->slots[i].value = NULL;
+		map->removed--;
+		i = (i - 1) & mask;
+	}
+}
+
 void *cfs_digestmap_remove(struct cfs_digestmap *map, const uint8_t digest[CFS_DIGEST_SIZE])
 {
 	struct slot *s = find(map, digest, NULL);
@@ -202,6 +232,7 @@ void *cfs_digestmap_remove(struct cfs_digestmap *map, const uint8_t digest[CFS_D
 	s->value = TOMBSTONE;
 	map->live--;
 	map->removed++;
+	clear_tombstones(map, (size_t)(s - map->slots));
 	return value;
 }
 

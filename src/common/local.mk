@@ -12,6 +12,7 @@ libcfscommon_a_SOURCES = \
 	src/common/quota.c src/common/quota.h \
 	src/common/store.c src/common/store.h src/common/store-internal.h \
 	src/common/store-txn.c src/common/store-walk.c src/common/store-writer.c \
+	src/common/u64map.c src/common/u64map.h \
 	src/common/util.c src/common/util.h
 libcfscommon_a_CFLAGS = $(AM_CFLAGS) $(CRYPTO_CFLAGS)
 CFS_COMMON_LIBS = libcfscommon.a $(CRYPTO_LIBS) -lm

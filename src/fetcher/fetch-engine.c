@@ -601,7 +601,11 @@ static void handle_submit(struct cfs_fetch *f, struct waiter *w)
 	job->waiters = w;
 	job->wtail = &w->next;
 	list_init(&job->link);
-	cfs_fetch_table_insert(&f->engine.jobs, job);
+	if (cfs_fetch_table_insert(&f->engine.jobs, job) < 0) {
+		free(job);
+		call_waiter(w, -ENOMEM, 0, "out of memory");
+		return;
+	}
 	pick_server(f, job, &idx);
 	job->server = idx;
 	job_enqueue(f, job);
@@ -666,6 +670,7 @@ static void shutdown_engine(struct cfs_fetch *f)
 {
 	struct job_table *t = &f->engine.jobs;
 	struct list batch;
+	struct job *left;
 
 	/* Complete bodies still being written are finished and verified first. */
 	cfs_fetch_stager_quiesce(f);
@@ -687,17 +692,13 @@ static void shutdown_engine(struct cfs_fetch *f)
 		on_committed(f, job);
 	}
 	/* Everything else is abandoned. */
-	for (size_t b = 0; b < t->nbuckets; b++) {
-		while (t->buckets[b]) {
-			struct job *job = t->buckets[b];
-
-			if (job->state == JOB_RUNNING)
-				curl_multi_remove_handle(f->multi, job->xfer.easy);
-			else if (job->state == JOB_QUEUED || job->state == JOB_NOSPACE)
-				list_del(&job->link);
-			job_set_reason(job, "fetch engine shut down");
-			job_finish(f, job, -ECANCELED);
-		}
+	for (size_t pos = 0; cfs_fetch_table_next(t, &pos, &left);) {
+		if (left->state == JOB_RUNNING)
+			curl_multi_remove_handle(f->multi, left->xfer.easy);
+		else if (left->state == JOB_QUEUED || left->state == JOB_NOSPACE)
+			list_del(&left->link);
+		job_set_reason(left, "fetch engine shut down");
+		job_finish(f, left, -ECANCELED);
 	}
 	f->engine.retry.len = 0;
 	/* The stager applies the last frees before it ends. */

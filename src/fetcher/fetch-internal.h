@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/digestmap.h"
 #include "common/name.h"
 #include "fetcher/fetch.h"
 
@@ -119,7 +120,6 @@ enum job_state {
  * but for @body.st while the stager has ops for it and @commit while the committer has it. */
 struct job {
 	struct cfs_fetch *f;
-	struct job *hnext;  /* the job table's chain */
 	struct list link;   /* the list of its state (server queue, pending, ...) */
 	uint8_t digest[CFS_DIGEST_SIZE];
 	char path[CFS_NAME_PATH_LEN + 1];
@@ -200,8 +200,7 @@ struct stage_op {
 
 /* Jobs by digest (single flight). */
 struct job_table {
-	struct job **buckets;
-	size_t nbuckets, njobs;
+	struct cfs_digestmap *map;
 };
 
 /* Min-heap of jobs waiting to retry, by retry_at. */
@@ -210,11 +209,15 @@ struct retry_heap {
 	size_t len, cap;
 };
 
-int cfs_fetch_table_init(struct job_table *t, size_t nbuckets);
+/* A table for about @expected jobs (it grows). 0 or -ENOMEM. */
+int cfs_fetch_table_init(struct job_table *t, size_t expected);
 void cfs_fetch_table_free(struct job_table *t);
 struct job *cfs_fetch_table_find(const struct job_table *t, const uint8_t *digest);
-void cfs_fetch_table_insert(struct job_table *t, struct job *job);
+/* 0 or -ENOMEM (table unchanged). */
+int cfs_fetch_table_insert(struct job_table *t, struct job *job);
 void cfs_fetch_table_remove(struct job_table *t, struct job *job);
+/* Iterates (start with *@pos = 0); the job returned may be removed before the next call. */
+bool cfs_fetch_table_next(const struct job_table *t, size_t *pos, struct job **job_ret);
 /* 0 or -ENOMEM. */
 int cfs_fetch_heap_push(struct retry_heap *h, struct job *job);
 struct job *cfs_fetch_heap_pop(struct retry_heap *h);

@@ -4,88 +4,43 @@
 
 #include <errno.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "fetcher/fetch-internal.h"
 
-int cfs_fetch_table_init(struct job_table *t, size_t nbuckets)
+int cfs_fetch_table_init(struct job_table *t, size_t expected)
 {
-	t->buckets = calloc(nbuckets, sizeof(*t->buckets));
-	t->nbuckets = t->buckets ? nbuckets : 0;
-	t->njobs = 0;
-	return t->buckets ? 0 : -ENOMEM;
+	return cfs_digestmap_new(expected, &t->map);
 }
 
 void cfs_fetch_table_free(struct job_table *t)
 {
-	free(t->buckets);
-	t->buckets = NULL;
-	t->nbuckets = t->njobs = 0;
-}
-
-static size_t table_slot(const struct job_table *t, const uint8_t *digest)
-{
-	uint64_t h;
-
-	memcpy(&h, digest, sizeof(h));
-	return (size_t)(h & (t->nbuckets - 1));
+	cfs_digestmap_free(t->map);
+	t->map = NULL;
 }
 
 struct job *cfs_fetch_table_find(const struct job_table *t, const uint8_t *digest)
 {
-	for (struct job *j = t->buckets[table_slot(t, digest)]; j; j = j->hnext)
-		if (memcmp(j->digest, digest, CFS_DIGEST_SIZE) == 0)
-			return j;
-	return NULL;
+	return cfs_digestmap_get(t->map, digest);
 }
 
-static void table_grow(struct job_table *t)
+int cfs_fetch_table_insert(struct job_table *t, struct job *job)
 {
-	size_t old_n = t->nbuckets;
-	struct job **old = t->buckets;
-	struct job **nb = calloc(old_n * 2, sizeof(*nb));
-
-	if (!nb)
-		return; /* longer chains, still correct */
-	t->buckets = nb;
-	t->nbuckets = old_n * 2;
-	for (size_t i = 0; i < old_n; i++) {
-		struct job *j = old[i], *next;
-
-		for (; j; j = next) {
-			size_t s = table_slot(t, j->digest);
-
-			next = j->hnext;
-			j->hnext = nb[s];
-			nb[s] = j;
-		}
-	}
-	free(old);
-}
-
-void cfs_fetch_table_insert(struct job_table *t, struct job *job)
-{
-	size_t s;
-
-	if (t->njobs >= t->nbuckets)
-		table_grow(t);
-	s = table_slot(t, job->digest);
-	job->hnext = t->buckets[s];
-	t->buckets[s] = job;
-	t->njobs++;
+	return cfs_digestmap_put(t->map, job->digest, job, NULL);
 }
 
 void cfs_fetch_table_remove(struct job_table *t, struct job *job)
 {
-	struct job **pp = &t->buckets[table_slot(t, job->digest)];
+	cfs_digestmap_remove(t->map, job->digest);
+}
 
-	for (; *pp; pp = &(*pp)->hnext) {
-		if (*pp == job) {
-			*pp = job->hnext;
-			t->njobs--;
-			return;
-		}
-	}
+bool cfs_fetch_table_next(const struct job_table *t, size_t *pos, struct job **job_ret)
+{
+	void *v;
+
+	if (!cfs_digestmap_next(t->map, pos, NULL, &v))
+		return false;
+	*job_ret = v;
+	return true;
 }
 
 int cfs_fetch_heap_push(struct retry_heap *h, struct job *job)

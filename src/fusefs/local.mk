@@ -3,7 +3,8 @@
 bin_PROGRAMS += cfs-cache
 cfs_cache_SOURCES = \
 	src/fusefs/main.c src/fusefs/cmds.h \
-	src/fusefs/fs.c src/fusefs/fs.h \
+	src/fusefs/fs-ops.c src/fusefs/fs.h src/fusefs/fs-internal.h \
+	src/fusefs/fs-lookup.c src/fusefs/fs-nodes.c src/fusefs/fs-stats.c \
 	src/fusefs/devio.c src/fusefs/devio.h \
 	src/fusefs/handover.c src/fusefs/handover.h \
 	src/fusefs/mount.c src/fusefs/mount-opts.c src/fusefs/mount-opts.h \

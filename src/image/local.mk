@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: MIT
 # src/image: composefs (EROFS) image reader and writer, dump format -> libcfsimage.a
 noinst_LIBRARIES += libcfsimage.a
-libcfsimage_a_SOURCES = src/image/image.c src/image/image.h \
+libcfsimage_a_SOURCES = src/image/image.c src/image/image.h src/image/image-internal.h \
+	src/image/image-walk.c \
 	src/image/writer.c src/image/writer.h src/image/writer-internal.h \
+	src/image/wnode.c src/image/overlay.c \
 	src/image/dump.c src/image/tree.c
 CFS_IMAGE_LIBS = libcfsimage.a
 
@@ -34,19 +36,23 @@ FUZZ_CC = clang
 FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_TIME = 30
 FUZZ_LIB_SRCS = \
-	$(top_srcdir)/src/image/image.c \
+	$(top_srcdir)/src/image/image.c $(top_srcdir)/src/image/image-walk.c \
 	$(top_srcdir)/src/image/dump.c $(top_srcdir)/src/image/writer.c \
+	$(top_srcdir)/src/image/wnode.c $(top_srcdir)/src/image/overlay.c \
 	$(top_srcdir)/src/common/name.c $(top_srcdir)/src/common/util.c \
-	$(top_srcdir)/src/common/log.c $(top_srcdir)/src/common/digestset.c
+	$(top_srcdir)/src/common/log.c $(top_srcdir)/src/common/digestset.c \
+	$(top_srcdir)/src/common/digestmap.c $(top_srcdir)/src/common/u64map.c
 FUZZ_IMAGE_SRCS = $(top_srcdir)/tests/fuzz/fuzz-image.c $(FUZZ_LIB_SRCS)
 FUZZ_DUMP_SRCS = $(top_srcdir)/tests/fuzz/fuzz-dump.c $(FUZZ_LIB_SRCS)
 EXTRA_DIST += tests/fuzz/fuzz-image.c tests/fuzz/fuzz-dump.c tests/fuzz/make-corpus.sh
 tests/fuzz/fuzz-image: $(FUZZ_IMAGE_SRCS) $(top_srcdir)/src/image/image.h \
+		$(top_srcdir)/src/image/image-internal.h \
 		$(top_srcdir)/src/image/writer.h $(top_srcdir)/src/image/writer-internal.h
 	@mkdir -p tests/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -I$(top_srcdir)/src -I$(top_builddir) -D_GNU_SOURCE \
 		-o $@ $(FUZZ_IMAGE_SRCS) -lm
 tests/fuzz/fuzz-dump: $(FUZZ_DUMP_SRCS) $(top_srcdir)/src/image/image.h \
+		$(top_srcdir)/src/image/image-internal.h \
 		$(top_srcdir)/src/image/writer.h $(top_srcdir)/src/image/writer-internal.h
 	@mkdir -p tests/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -I$(top_srcdir)/src -I$(top_builddir) -D_GNU_SOURCE \

@@ -71,6 +71,11 @@ int cfs_wnode_set_content(struct cfs_wnode *n, const void *data, size_t len);
 void cfs_wnode_make_hardlink(struct cfs_wnode *link, struct cfs_wnode *target);
 struct cfs_wnode *cfs_wnode_follow(struct cfs_wnode *n);
 
+/* Rewrites the tree below @root the way a composefs mount shows it through overlayfs (see
+ * overlay.c), raising *@version to at most @max when a whiteout needs it. Returns 0, -ELOOP
+ * (too deep) or -ENOMEM. */
+int cfs_tree_rewrite_overlay(struct cfs_wnode *root, unsigned *version, unsigned max);
+
 /* xxHash32 (as EROFS uses it for the xattr name filter). */
 uint32_t cfs_xxh32(const void *data, size_t len, uint32_t seed);
 

@@ -14,9 +14,12 @@ bin=$CFS_TMP/fuzz-image
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-I"$CFS_SRCDIR/src" -I"$CFS_BUILDDIR" -D_GNU_SOURCE -o "$bin" \
 	"$CFS_SRCDIR/tests/fuzz/fuzz-image.c" "$CFS_SRCDIR/src/image/image.c" \
+	"$CFS_SRCDIR/src/image/image-walk.c" \
 	"$CFS_SRCDIR/src/image/dump.c" "$CFS_SRCDIR/src/image/writer.c" \
+	"$CFS_SRCDIR/src/image/wnode.c" "$CFS_SRCDIR/src/image/overlay.c" \
 	"$CFS_SRCDIR/src/common/name.c" "$CFS_SRCDIR/src/common/util.c" \
-	"$CFS_SRCDIR/src/common/log.c" "$CFS_SRCDIR/src/common/digestset.c" -lm ||
+	"$CFS_SRCDIR/src/common/log.c" "$CFS_SRCDIR/src/common/digestset.c" \
+	"$CFS_SRCDIR/src/common/digestmap.c" "$CFS_SRCDIR/src/common/u64map.c" -lm ||
 	cfs_fail "cannot build the fuzzer"
 sh "$CFS_SRCDIR/tests/fuzz/make-corpus.sh" "$CFS_TMP/seed" || cfs_fail "cannot make the corpus"
 mkdir -p "$CFS_TMP/corpus"
