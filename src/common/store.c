@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -30,6 +31,41 @@ int cfs_store_dirfd(const struct cfs_store *store)
 const char *cfs_store_path(const struct cfs_store *store)
 {
 	return store->path;
+}
+
+int cfs_store_clean_temp(struct cfs_store *store)
+{
+	DIR *dir;
+	struct dirent *de;
+	int fd, removed = 0;
+
+	if (store->tmpfd < 0)
+		return 0;
+	fd = openat(store->tmpfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	dir = fdopendir(fd);
+	if (!dir) {
+		close(fd);
+		return -errno;
+	}
+	while ((de = readdir(dir))) {
+		int tfd;
+
+		if (strncmp(de->d_name, CFS_STORE_TMP_PREFIX, strlen(CFS_STORE_TMP_PREFIX)) != 0)
+			continue;
+		tfd = openat(store->tmpfd, de->d_name,
+		             O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+		if (tfd < 0)
+			continue;
+		/* A live writer (of this or another process) holds its file locked. */
+		if (flock(tfd, LOCK_EX | LOCK_NB) == 0 &&
+		    unlinkat(store->tmpfd, de->d_name, 0) == 0)
+			removed++;
+		close(tfd);
+	}
+	closedir(dir);
+	return removed;
 }
 
 int cfs_store_open(const char *path, unsigned flags, struct cfs_store **store_ret)
