@@ -147,26 +147,11 @@ static bool keep_missing(void *record, void *userdata)
 
 static int load_images(char **images, size_t n, struct cfs_digestset *l)
 {
-	for (size_t i = 0; i < n; i++) {
-		struct cfs_image *img = NULL;
-		char msg[256] = "";
-		int r;
+	int r = cfs_image_walk_files(images, n, collect, l);
 
-		r = cfs_image_open_msg(images[i], &img, msg, sizeof(msg));
-		if (r < 0) {
-			cfs_err("%s: %s", images[i], msg[0] ? msg : strerror(-r));
-			return r;
-		}
-		r = cfs_image_walk(img, 0, collect, l);
-		if (r < 0)
-			cfs_err("%s: %s", images[i],
-			        cfs_image_error(img)[0] ? cfs_image_error(img) : strerror(-r));
-		cfs_image_free(img);
-		if (r < 0)
-			return r;
-	}
-	cfs_digestset_seal(l);
-	return 0;
+	if (r == 0)
+		cfs_digestset_seal(l);
+	return r;
 }
 
 /* Appends to @order the objects of @all named at the start of TRACE's lines, in trace order,

@@ -304,11 +304,8 @@ int cfs_image_objects(struct cfs_image *image, uint8_t **digests_ret, size_t *co
 	return 0;
 }
 
-int cfs_image_objects_of_files(char *const *images, size_t n, uint8_t **digests_ret,
-                               size_t *count_ret)
+int cfs_image_walk_files(char *const *images, size_t n, cfs_image_walk_fn fn, void *userdata)
 {
-	struct cfs_digestset set = CFS_DIGESTSET_INIT;
-
 	for (size_t i = 0; i < n; i++) {
 		struct cfs_image *img = NULL;
 		char msg[256] = "";
@@ -317,18 +314,29 @@ int cfs_image_objects_of_files(char *const *images, size_t n, uint8_t **digests_
 		r = cfs_image_open_msg(images[i], &img, msg, sizeof(msg));
 		if (r < 0) {
 			cfs_err("%s: %s", images[i], msg[0] ? msg : strerror(-r));
-			cfs_digestset_free(&set);
 			return r;
 		}
-		r = add_objects(img, &set);
-		if (r < 0) {
-			cfs_err("%s: %s", images[i],
-			        cfs_image_error(img)[0] ? cfs_image_error(img) : strerror(-r));
-			cfs_image_free(img);
-			cfs_digestset_free(&set);
-			return r;
-		}
+		r = cfs_image_walk(img, 0, fn, userdata);
+		if (r == -ENOMEM && !img->err[0])
+			cfs_image_fail(img, r, "out of memory");
+		if (r < 0)
+			cfs_err("%s: %s", images[i], img->err[0] ? img->err : strerror(-r));
 		cfs_image_free(img);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+int cfs_image_objects_of_files(char *const *images, size_t n, uint8_t **digests_ret,
+                               size_t *count_ret)
+{
+	struct cfs_digestset set = CFS_DIGESTSET_INIT;
+	int r = cfs_image_walk_files(images, n, collect_object, &set);
+
+	if (r < 0) {
+		cfs_digestset_free(&set);
+		return r;
 	}
 	cfs_digestset_seal(&set);
 	*digests_ret = cfs_digestset_steal(&set, count_ret);

@@ -82,6 +82,9 @@ int cfs_image_walk(struct cfs_image *image, unsigned flags, cfs_image_walk_fn fn
  * Returns 0 or a walk error. */
 int cfs_image_objects(struct cfs_image *image, uint8_t **digests_ret, size_t *count_ret);
 
+/* Opens and walks each of the images at @paths in turn (see cfs_image_walk, flags 0); a failure
+ * is logged with the image's path and the reason, and ends the walk. Returns 0 or -errno. */
+int cfs_image_walk_files(char *const *paths, size_t n, cfs_image_walk_fn fn, void *userdata);
 /* The sorted union of the objects of several image files, for callers that only need that:
  * opens each, collects its objects, logs "<path>: <what is wrong>" through cfs_log on failure.
  * Returns 0 or the first error; the caller frees *digests_ret (32 bytes per object; NULL when
