@@ -45,6 +45,19 @@ static int count_temp(struct fixture *f)
 	return n;
 }
 
+/* Waits for the child @pid to write its byte on @pipefd, kills it and closes the pipe. */
+static void kill_when_ready(int pipefd[2], pid_t pid)
+{
+	int status;
+	char c;
+
+	assert_int_equal(read(pipefd[0], &c, 1), 1);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+
 static void insert_bytes(struct cfs_store *s, const void *data, size_t len, uint8_t d[32],
                          bool *existed)
 {
@@ -243,8 +256,7 @@ static void test_crash_and_cleanup(void **state)
 	struct fixture *f = *state;
 	struct cfs_store_writer *live;
 	struct cfs_store *again;
-	int pipefd[2], status;
-	char c;
+	int pipefd[2];
 	pid_t pid;
 
 	assert_int_equal(pipe(pipefd), 0);
@@ -262,11 +274,7 @@ static void test_crash_and_cleanup(void **state)
 		pause();
 		_exit(0);
 	}
-	assert_int_equal(read(pipefd[0], &c, 1), 1);
-	kill(pid, SIGKILL);
-	waitpid(pid, &status, 0);
-	close(pipefd[0]);
-	close(pipefd[1]);
+	kill_when_ready(pipefd, pid);
 	assert_int_equal(count_temp(f), 1);
 
 	assert_int_equal(cfs_store_writer_new(f->store, NULL, &live), 0);
@@ -536,9 +544,8 @@ static void test_txn_crash(void **state)
 	static char big[1 << 20];
 	struct cfs_store_usage u;
 	struct cfs_store *again;
-	int pipefd[2], status;
+	int pipefd[2];
 	uint8_t d[32];
-	char c;
 	pid_t pid;
 
 	for (size_t i = 0; i < sizeof(big); i++)
@@ -571,11 +578,7 @@ static void test_txn_crash(void **state)
 		pause();
 		_exit(0);
 	}
-	assert_int_equal(read(pipefd[0], &c, 1), 1);
-	kill(pid, SIGKILL);
-	waitpid(pid, &status, 0);
-	close(pipefd[0]);
-	close(pipefd[1]);
+	kill_when_ready(pipefd, pid);
 	/* Whatever has a name is whole: N objects of the full size at most, each matching it. */
 	assert_int_equal(cfs_store_usage(f->store, &u), 0);
 	assert_true(u.objects <= N);
