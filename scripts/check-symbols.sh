@@ -32,7 +32,7 @@ fi
 
 for lib in "$@"; do
 	case "$lib" in
-	libcfscommon.a) prefix='cfs_(digest|digestmap|digestset|name|store|log|progress|image|quota|handoff|u64map)_|cfs_(sha256|read_full|pread_full|write_full|parse_size|format_size|parse_duration_ms|now_ns|deadline_ms|hex_encode|read_small_file|const_time_eq|log)$' ;;
+	libcfscommon.a) prefix='cfs_(digest|digestmap|digestset|name|store|log|progress|image|quota|handoff|u64map)_|cfs_(sha256|read_full|pread_full|write_full|parse_size|format_size|parse_duration_ms|now_ns|deadline_ms|hex_encode|read_small_file|const_time_eq|raise_nofile|log)$' ;;
 	libcfsfetch.a) prefix='cfs_fetch' ;;
 	*) prefix='cfs_' ;;
 	esac

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -216,4 +217,14 @@ bool cfs_const_time_eq(const void *a, size_t alen, const void *b, size_t blen)
 	for (size_t i = 0; i < n; i++)
 		diff |= x[i] ^ y[i];
 	return diff == 0;
+}
+
+void cfs_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 }

@@ -37,6 +37,9 @@ void cfs_deadline_ms(struct timespec *ts, uint64_t ms);
 void cfs_hex_encode(const uint8_t *in, size_t len, char *out /* 2*len+1 */);
 
 /* Reads a whole small file (e.g. a token), strips one trailing newline. Caller frees. */
+/* Raises the soft limit on open files to the hard one: a server's connections, or objects
+ * waiting for one shared flush, each hold a descriptor. */
+void cfs_raise_nofile(void);
 int cfs_read_small_file(const char *path, size_t max, char **content_ret);
 
 /* Constant-time comparison of two byte strings of possibly different lengths. */

@@ -17,7 +17,7 @@
 static const struct cfs_fetch_options defaults = {
 	.max_transfers = 64,
 	.max_per_server = 16,
-	.max_object_size = 64ULL << 30,
+	.max_object_size = 4ULL << 30,
 	.connect_timeout_ms = 5000,
 	.low_speed_bytes = 1024,
 	.low_speed_secs = 10,

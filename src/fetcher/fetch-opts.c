@@ -13,8 +13,6 @@
 #include "common/util.h"
 #include "fetcher/fetch-opts.h"
 
-/* Objects larger than this abort their transfer, whatever the encoding made of them. */
-#define CLIENT_MAX_OBJECT_SIZE (4ULL << 30)
 #define HOUR_MS ((uint64_t)3600000)
 
 enum kind {
@@ -71,7 +69,6 @@ void cfs_fetch_opts_init(struct cfs_fetch_opts *fo)
 {
 	memset(fo, 0, sizeof(*fo));
 	cfs_fetch_options_init(&fo->o);
-	fo->o.max_object_size = CLIENT_MAX_OBJECT_SIZE;
 	fo->o.servers = (const char *const *)fo->servers;
 }
 

@@ -50,7 +50,7 @@ struct cfs_fetch_opts {
 	char *files[4]; /* token, CA, cert, key */
 };
 
-/* The client defaults (the engine's, and objects up to 4 GiB). Free with cfs_fetch_opts_free. */
+/* The client defaults: the engine's (cfs_fetch_options_init). Free with cfs_fetch_opts_free. */
 void cfs_fetch_opts_init(struct cfs_fetch_opts *fo);
 void cfs_fetch_opts_free(struct cfs_fetch_opts *fo);
 

@@ -24,7 +24,7 @@ struct cfs_fetch_options {
 	unsigned max_transfers;         /* concurrent transfers in all (default 64) */
 	unsigned max_per_server;        /* concurrent transfers per server (default 16) */
 	uint64_t max_object_size;       /* larger (decoded) bodies abort the transfer at once
-	                                 * (default 64 GiB) */
+	                                 * (default 4 GiB) */
 	unsigned connect_timeout_ms;    /* default 5000 */
 	unsigned low_speed_bytes;       /* abort below this rate... (default 1024 B/s) */
 	unsigned low_speed_secs;        /* ...sustained this long (default 10 s) */

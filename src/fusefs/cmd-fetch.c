@@ -243,7 +243,7 @@ static int fetch_setup(struct fetch_cmd *cmd)
 	if (r < 0)
 		return r;
 	/* Objects wait for their group commit with a descriptor open. */
-	cfs_cli_raise_nofile();
+	cfs_raise_nofile();
 	r = cfs_store_open(cmd->store_path, CFS_STORE_CREATE, &cmd->store);
 	if (r < 0) {
 		cfs_err("cannot open store %s: %s", cmd->store_path, strerror(-r));

@@ -389,7 +389,7 @@ static int prefetch_run(struct prefetch_cmd *cmd)
 	uint64_t submitted_bytes = 0, start_ns;
 	int r;
 
-	cfs_cli_raise_nofile();
+	cfs_raise_nofile();
 	cmd->cli.fo.o.store = cmd->store;
 	r = cfs_fetch_new(&cmd->cli.fo.o, &cmd->fetch);
 	if (r < 0) {

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "common/name.h"
 #include "common/util.h"
@@ -99,16 +98,6 @@ int cfs_cli_usage_error(const char *cmd, const char *what, const char *arg)
 	fprintf(stderr, "cfs-cache %s: %s%s%s%s\nTry 'cfs-cache %s --help'.\n", cmd, what,
 	        arg ? " '" : "", arg ? arg : "", arg ? "'" : "", cmd);
 	return CFS_EXIT_MISUSE;
-}
-
-void cfs_cli_raise_nofile(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
 }
 
 void cfs_tally_cb(int result, const uint8_t digest[CFS_DIGEST_SIZE],

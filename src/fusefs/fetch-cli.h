@@ -52,8 +52,6 @@ int cfs_cli_set(struct fetch_cli *cli, enum cfs_fetch_opt_id id, const char *arg
 int cfs_cli_check_files(const struct fetch_cli *cli);
 /* Says "cfs-cache CMD: WHAT 'ARG'" (ARG may be NULL) and where help is: CFS_EXIT_MISUSE. */
 int cfs_cli_usage_error(const char *cmd, const char *what, const char *arg);
-/* Raises the soft limit on open files: many objects may wait for one shared flush. */
-void cfs_cli_raise_nofile(void);
 
 /* What a command's fetches came to, counted by the engine's callbacks (cfs_tally_cb, with
  * the tally as userdata) and read by the command's thread under @lock. */

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include <event2/thread.h>
 
@@ -99,16 +98,6 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *v)
 	if (errno || end == s || *end || *v > max || s[0] == '-')
 		return -EINVAL;
 	return 0;
-}
-
-static void raise_nofile(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
 }
 
 enum {
@@ -486,7 +475,7 @@ static int serve_setup(struct serve_cmd *cmd)
 	if (r < 0)
 		return r;
 	signal(SIGPIPE, SIG_IGN);
-	raise_nofile();
+	cfs_raise_nofile();
 	/* Block the stop signals everywhere; this thread waits for them in serve_run. */
 	sigemptyset(&cmd->sigs);
 	sigaddset(&cmd->sigs, SIGTERM);
