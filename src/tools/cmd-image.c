@@ -31,16 +31,17 @@ static void report_open_error(const char *path, int r, const char *msg)
 static int parse_image_options(int argc, char **argv, const char *cmd, const char **store_ret)
 {
 	static const struct option opts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ "store", required_argument, NULL, 's' },
-		{ NULL, 0, NULL, 0 },
+	    {"help", no_argument, NULL, 'h'},
+	    {"store", required_argument, NULL, 's'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
 	while ((c = getopt_long(argc, argv, store_ret ? "hs:" : "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
-			cfs_tool_wants_help(2, (char *[]){ (char *)cmd, (char *)"--help", NULL }, cmd);
+			cfs_tool_wants_help(2, (char *[]){(char *)cmd, (char *)"--help", NULL},
+			                    cmd);
 			return 0;
 		case 's':
 			if (!store_ret)
@@ -258,7 +259,7 @@ struct mkimage_state {
 
 /* Hashes a regular file of the tree (and copies it into the store when there is one). */
 static int mk_file(int fd, const char *path, const struct stat *st, uint8_t digest[CFS_DIGEST_SIZE],
-		   void *userdata)
+                   void *userdata)
 {
 	struct mkimage_state *ms = userdata;
 	struct cfs_store_writer *w = NULL;
@@ -330,7 +331,7 @@ out:
 
 /* Stores the image itself as an object: its fs-verity digest is what nodes trust. */
 static int store_image(struct cfs_store *store, const uint8_t *data, size_t len,
-		       uint8_t digest[CFS_DIGEST_SIZE], bool *existed_ret)
+                       uint8_t digest[CFS_DIGEST_SIZE], bool *existed_ret)
 {
 	struct cfs_store_writer *w = NULL;
 	int r;
@@ -373,73 +374,81 @@ enum {
 	OPT_THREADS,
 };
 
-int cfs_cmd_mkimage(int argc, char **argv)
+/* What `mkimage` was asked for, and what it made. */
+struct mkimage_cmd {
+	struct mkimage_state ms;
+	struct cfs_write_options wopts;
+	const char *store_path, *src, *image;
+	bool print_digest, digest_only, from_file;
+	unsigned flags;
+	struct cfs_tree *tree;
+	uint8_t *data, digest[CFS_DIGEST_SIZE];
+	size_t len;
+	char *failed;
+};
+
+/* Reads the command line: -1 to go on, else the exit status. */
+static int mkimage_parse(struct mkimage_cmd *cmd, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ "store", required_argument, NULL, 's' },
-		{ "digest-store", required_argument, NULL, 's' },
-		{ "use-epoch", no_argument, NULL, OPT_USE_EPOCH },
-		{ "skip-devices", no_argument, NULL, OPT_SKIP_DEVICES },
-		{ "skip-xattrs", no_argument, NULL, OPT_SKIP_XATTRS },
-		{ "user-xattrs", no_argument, NULL, OPT_USER_XATTRS },
-		{ "min-version", required_argument, NULL, OPT_MIN_VERSION },
-		{ "max-version", required_argument, NULL, OPT_MAX_VERSION },
-		{ "print-digest", no_argument, NULL, OPT_PRINT_DIGEST },
-		{ "print-digest-only", no_argument, NULL, OPT_PRINT_DIGEST_ONLY },
-		{ "from-file", no_argument, NULL, OPT_FROM_FILE },
-		{ "threads", required_argument, NULL, OPT_THREADS },
-		{ NULL, 0, NULL, 0 },
+	    {"help", no_argument, NULL, 'h'},
+	    {"store", required_argument, NULL, 's'},
+	    {"digest-store", required_argument, NULL, 's'},
+	    {"use-epoch", no_argument, NULL, OPT_USE_EPOCH},
+	    {"skip-devices", no_argument, NULL, OPT_SKIP_DEVICES},
+	    {"skip-xattrs", no_argument, NULL, OPT_SKIP_XATTRS},
+	    {"user-xattrs", no_argument, NULL, OPT_USER_XATTRS},
+	    {"min-version", required_argument, NULL, OPT_MIN_VERSION},
+	    {"max-version", required_argument, NULL, OPT_MAX_VERSION},
+	    {"print-digest", no_argument, NULL, OPT_PRINT_DIGEST},
+	    {"print-digest-only", no_argument, NULL, OPT_PRINT_DIGEST_ONLY},
+	    {"from-file", no_argument, NULL, OPT_FROM_FILE},
+	    {"threads", required_argument, NULL, OPT_THREADS},
+	    {NULL, 0, NULL, 0},
 	};
-	struct mkimage_state ms = { .bufsize = 1 << 20 };
-	struct cfs_store_txn_stats ts = { 0 };
-	struct cfs_write_options wopts = { .min_version = 0, .max_version = 1 };
-	struct cfs_tree *tree = NULL;
-	const char *store_path = NULL, *src, *image = NULL;
-	bool print_digest = false, digest_only = false, from_file = false, max_given = false;
-	unsigned flags = 0;
-	uint8_t *data = NULL, digest[CFS_DIGEST_SIZE];
-	size_t len = 0;
-	char *failed = NULL, hex[2 * CFS_DIGEST_SIZE + 1], b1[32], b2[32], b3[32];
-	int c, r, ret = 1, nargs;
+	bool max_given = false;
+	int c;
 
 	while ((c = getopt_long(argc, argv, "hs:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
-			cfs_tool_wants_help(2, (char *[]){ argv[0], (char *)"--help", NULL }, "mkimage");
+			cfs_tool_wants_help(2, (char *[]){argv[0], (char *)"--help", NULL},
+			                    "mkimage");
 			return 0;
 		case 's':
-			store_path = optarg;
+			cmd->store_path = optarg;
 			break;
 		case OPT_USE_EPOCH:
-			flags |= CFS_TREE_USE_EPOCH;
+			cmd->flags |= CFS_TREE_USE_EPOCH;
 			break;
 		case OPT_SKIP_DEVICES:
-			flags |= CFS_TREE_SKIP_DEVICES;
+			cmd->flags |= CFS_TREE_SKIP_DEVICES;
 			break;
 		case OPT_SKIP_XATTRS:
-			flags |= CFS_TREE_SKIP_XATTRS;
+			cmd->flags |= CFS_TREE_SKIP_XATTRS;
 			break;
 		case OPT_USER_XATTRS:
-			flags |= CFS_TREE_USER_XATTRS;
+			cmd->flags |= CFS_TREE_USER_XATTRS;
 			break;
 		case OPT_MIN_VERSION:
-			if (parse_version(optarg, &wopts.min_version) < 0)
-				return cfs_tool_usage_error("mkimage", "bad --min-version %s", optarg);
+			if (parse_version(optarg, &cmd->wopts.min_version) < 0)
+				return cfs_tool_usage_error("mkimage", "bad --min-version %s",
+				                            optarg);
 			break;
 		case OPT_MAX_VERSION:
-			if (parse_version(optarg, &wopts.max_version) < 0)
-				return cfs_tool_usage_error("mkimage", "bad --max-version %s", optarg);
+			if (parse_version(optarg, &cmd->wopts.max_version) < 0)
+				return cfs_tool_usage_error("mkimage", "bad --max-version %s",
+				                            optarg);
 			max_given = true;
 			break;
 		case OPT_PRINT_DIGEST:
-			print_digest = true;
+			cmd->print_digest = true;
 			break;
 		case OPT_PRINT_DIGEST_ONLY:
-			digest_only = print_digest = true;
+			cmd->digest_only = cmd->print_digest = true;
 			break;
 		case OPT_FROM_FILE:
-			from_file = true;
+			cmd->from_file = true;
 			break;
 		case OPT_THREADS: {
 			char *end;
@@ -447,132 +456,177 @@ int cfs_cmd_mkimage(int argc, char **argv)
 
 			if (*end || end == optarg || t > 1024)
 				return cfs_tool_usage_error("mkimage", "bad --threads %s", optarg);
-			ms.threads = (unsigned)t;
+			cmd->ms.threads = (unsigned)t;
 			break;
 		}
 		default:
 			return cfs_tool_usage_error("mkimage", "unknown option");
 		}
 	}
-	nargs = argc - optind;
-	if (nargs != (digest_only ? 1 : 2))
-		return cfs_tool_usage_error("mkimage", digest_only ?
-							   "need a source (and no image) with --print-digest-only" :
-							   "need a source and an image path");
-	if ((flags & CFS_TREE_SKIP_XATTRS) && (flags & CFS_TREE_USER_XATTRS))
+	if (argc - optind != (cmd->digest_only ? 1 : 2))
+		return cfs_tool_usage_error(
+		    "mkimage", cmd->digest_only
+		                   ? "need a source (and no image) with --print-digest-only"
+		                   : "need a source and an image path");
+	if ((cmd->flags & CFS_TREE_SKIP_XATTRS) && (cmd->flags & CFS_TREE_USER_XATTRS))
 		return cfs_tool_usage_error("mkimage", "--skip-xattrs and --user-xattrs conflict");
-	if (max_given && wopts.max_version < wopts.min_version)
+	if (max_given && cmd->wopts.max_version < cmd->wopts.min_version)
 		return cfs_tool_usage_error("mkimage", "--max-version is below --min-version");
-	src = argv[optind];
-	if (!digest_only)
-		image = argv[optind + 1];
-	if (store_path) {
-		r = cfs_store_open(store_path, CFS_STORE_CREATE, &ms.store);
+	cmd->src = argv[optind];
+	if (!cmd->digest_only)
+		cmd->image = argv[optind + 1];
+	return -1;
+}
+
+/* Opens the store (with --store) and its transaction, and the copy buffer: 0 or -errno (said). */
+static int mkimage_setup(struct mkimage_cmd *cmd)
+{
+	struct mkimage_state *ms = &cmd->ms;
+	int r;
+
+	if (cmd->store_path) {
+		r = cfs_store_open(cmd->store_path, CFS_STORE_CREATE, &ms->store);
 		if (r < 0) {
-			cfs_err("cannot open store %s: %s", store_path, strerror(-r));
-			goto out;
+			cfs_err("cannot open store %s: %s", cmd->store_path, strerror(-r));
+			return r;
 		}
-		r = cfs_store_txn_new(ms.store, &ms.txn);
+		r = cfs_store_txn_new(ms->store, &ms->txn);
 		if (r < 0)
-			goto out;
-	} else if (!cfs_tool_quiet && !from_file) {
+			return r;
+	} else if (!cfs_tool_quiet && !cmd->from_file) {
 		cfs_notice("no --store given: the content of %s is not saved anywhere, only its "
-			   "digests go into the image",
-			   src);
+		           "digests go into the image",
+		           cmd->src);
 	}
-	ms.buf = malloc(ms.bufsize);
-	if (!ms.buf)
-		goto out;
-	cfs_progress_init(&ms.progress, "mkimage", 0, 0, cfs_tool_no_progress || cfs_tool_quiet);
-	if (from_file) {
-		FILE *f = strcmp(src, "-") == 0 ? stdin : fopen(src, "re");
+	ms->buf = malloc(ms->bufsize);
+	if (!ms->buf)
+		return -ENOMEM;
+	cfs_progress_init(&ms->progress, "mkimage", 0, 0, cfs_tool_no_progress || cfs_tool_quiet);
+	return 0;
+}
+
+/* Builds the tree from a dump (--from-file) or a directory, whose files go into the store. */
+static int mkimage_read_tree(struct mkimage_cmd *cmd)
+{
+	int r;
+
+	if (cmd->from_file) {
+		FILE *f = strcmp(cmd->src, "-") == 0 ? stdin : fopen(cmd->src, "re");
 		size_t line = 0;
 
 		if (!f) {
-			cfs_err("%s: %s", src, strerror(errno));
-			goto out;
+			r = -errno;
+			cfs_err("%s: %s", cmd->src, strerror(-r));
+			return r;
 		}
-		r = cfs_tree_from_dump(f, &tree, &line);
+		r = cfs_tree_from_dump(f, &cmd->tree, &line);
 		if (f != stdin)
 			fclose(f);
-		if (r < 0) {
-			if (r == -EINVAL)
-				cfs_err("%s:%zu: not a valid composefs dump line", src, line);
-			else
-				cfs_err("%s: %s", src, strerror(-r));
-			goto out;
-		}
+		if (r == -EINVAL)
+			cfs_err("%s:%zu: not a valid composefs dump line", cmd->src, line);
+		else if (r < 0)
+			cfs_err("%s: %s", cmd->src, strerror(-r));
 	} else {
-		r = cfs_tree_from_dir(src, flags, mk_file, &ms, &tree, &failed);
+		r = cfs_tree_from_dir(cmd->src, cmd->flags, mk_file, &cmd->ms, &cmd->tree,
+		                      &cmd->failed);
 		if (r < 0) {
-			cfs_err("%s: %s", failed ? failed : src, strerror(-r));
-			goto out;
+			cfs_err("%s: %s", cmd->failed ? cmd->failed : cmd->src, strerror(-r));
+			return r;
 		}
-		r = ms.txn ? cfs_store_txn_commit(ms.txn) : 0;
-		if (r < 0) {
+		r = cmd->ms.txn ? cfs_store_txn_commit(cmd->ms.txn) : 0;
+		if (r < 0)
 			cfs_err("cannot commit objects: %s", strerror(-r));
-			goto out;
-		}
 	}
-	cfs_progress_done(&ms.progress);
-	r = cfs_tree_write(tree, &wopts, &data, &len);
+	cfs_progress_done(&cmd->ms.progress);
+	return r;
+}
+
+/* Lays out the image, stores it (with --store) and writes its file: 0 or -errno (said). */
+static int mkimage_write(struct mkimage_cmd *cmd)
+{
+	int r = cfs_tree_write(cmd->tree, &cmd->wopts, &cmd->data, &cmd->len);
+
 	if (r < 0) {
-		cfs_err("cannot lay out the image of %s: %s", src,
-			r == -ENAMETOOLONG ? "a symlink target does not fit in one EROFS block"
-					   : strerror(-r));
-		goto out;
+		cfs_err("cannot lay out the image of %s: %s", cmd->src,
+		        r == -ENAMETOOLONG ? "a symlink target does not fit in one EROFS block"
+		                           : strerror(-r));
+		return r;
 	}
-	if (ms.store) {
+	if (cmd->ms.store) {
 		bool existed = false;
 
-		r = store_image(ms.store, data, len, digest, &existed);
+		r = store_image(cmd->ms.store, cmd->data, cmd->len, cmd->digest, &existed);
 		if (r < 0) {
-			cfs_err("cannot store the image in %s: %s", store_path, strerror(-r));
-			goto out;
+			cfs_err("cannot store the image in %s: %s", cmd->store_path, strerror(-r));
+			return r;
 		}
 	} else {
-		r = cfs_digest_buffer(data, len, digest);
+		r = cfs_digest_buffer(cmd->data, cmd->len, cmd->digest);
 		if (r < 0)
-			goto out;
+			return r;
 	}
-	if (image) {
-		r = write_image_file(image, data, len);
+	if (cmd->image) {
+		r = write_image_file(cmd->image, cmd->data, cmd->len);
 		if (r < 0) {
-			cfs_err("cannot write %s: %s", image, strerror(-r));
-			goto out;
+			cfs_err("cannot write %s: %s", cmd->image, strerror(-r));
+			return r;
 		}
 	}
-	cfs_hex_encode(digest, CFS_DIGEST_SIZE, hex);
+	return 0;
+}
+
+/* Prints the digest (stdout) and the summary (stderr): the exit status. */
+static int mkimage_report(struct mkimage_cmd *cmd)
+{
+	const struct mkimage_state *ms = &cmd->ms;
+	struct cfs_store_txn_stats ts = {0};
+	const char *what = cmd->image ? cmd->image : cmd->src;
+	char hex[2 * CFS_DIGEST_SIZE + 1], b1[32], b2[32], b3[32];
+
+	cfs_hex_encode(cmd->digest, CFS_DIGEST_SIZE, hex);
 	/* The digest is the image's name: printed when asked, or when the image went into the
 	 * store, on stdout alone so scripts can take it. */
-	if (print_digest || ms.store)
+	if (cmd->print_digest || ms->store)
 		printf("%s\n", hex);
-	if (ms.txn)
-		cfs_store_txn_get_stats(ms.txn, &ts);
-	if (!cfs_tool_quiet && !from_file && ms.store)
-		fprintf(stderr,
-			"%s: %llu files (%s), %llu objects (%llu added, %s; %llu already stored), "
-			"image %s, in %.1fs\n",
-			image ? image : src, (unsigned long long)ms.files,
-			cfs_format_size(ms.bytes, b1, sizeof(b1)),
-			(unsigned long long)(ts.added + ts.present), (unsigned long long)ts.added,
-			cfs_format_size(ts.bytes_added, b2, sizeof(b2)),
-			(unsigned long long)ts.present, cfs_format_size(len, b3, sizeof(b3)),
-			cfs_progress_elapsed(&ms.progress));
-	else if (!cfs_tool_quiet && !from_file)
-		fprintf(stderr, "%s: %llu files (%s), no store given, image %s, in %.1fs\n",
-			image ? image : src, (unsigned long long)ms.files,
-			cfs_format_size(ms.bytes, b1, sizeof(b1)), cfs_format_size(len, b3, sizeof(b3)),
-			cfs_progress_elapsed(&ms.progress));
-	ret = fflush(stdout) == 0 ? 0 : 1;
-out:
-	cfs_store_txn_free(ms.txn);
-	cfs_tree_free(tree);
-	free(data);
-	free(failed);
-	free(ms.buf);
-	cfs_store_free(ms.store);
-	return ret;
+	if (ms->txn)
+		cfs_store_txn_get_stats(ms->txn, &ts);
+	if (!cfs_tool_quiet && !cmd->from_file && ms->store)
+		fprintf(
+		    stderr,
+		    "%s: %llu files (%s), %llu objects (%llu added, %s; %llu already stored), "
+		    "image %s, in %.1fs\n",
+		    what, (unsigned long long)ms->files, cfs_format_size(ms->bytes, b1, sizeof(b1)),
+		    (unsigned long long)(ts.added + ts.present), (unsigned long long)ts.added,
+		    cfs_format_size(ts.bytes_added, b2, sizeof(b2)), (unsigned long long)ts.present,
+		    cfs_format_size(cmd->len, b3, sizeof(b3)), cfs_progress_elapsed(&ms->progress));
+	else if (!cfs_tool_quiet && !cmd->from_file)
+		fprintf(stderr, "%s: %llu files (%s), no store given, image %s, in %.1fs\n", what,
+		        (unsigned long long)ms->files, cfs_format_size(ms->bytes, b1, sizeof(b1)),
+		        cfs_format_size(cmd->len, b3, sizeof(b3)),
+		        cfs_progress_elapsed(&ms->progress));
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+int cfs_cmd_mkimage(int argc, char **argv)
+{
+	struct mkimage_cmd cmd = {
+	    .ms = {.bufsize = 1 << 20},
+	    .wopts = {.min_version = 0, .max_version = 1},
+	};
+	int r = mkimage_parse(&cmd, argc, argv);
+
+	if (r >= 0)
+		return r;
+	r = 1;
+	if (mkimage_setup(&cmd) == 0 && mkimage_read_tree(&cmd) == 0 && mkimage_write(&cmd) == 0)
+		r = mkimage_report(&cmd);
+	cfs_store_txn_free(cmd.ms.txn);
+	cfs_tree_free(cmd.tree);
+	free(cmd.data);
+	free(cmd.failed);
+	free(cmd.ms.buf);
+	cfs_store_free(cmd.ms.store);
+	return r;
 }
 
 /* Reads a whole file (at most @max bytes) into a malloc'ed buffer. */
