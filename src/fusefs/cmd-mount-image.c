@@ -48,7 +48,7 @@ static int set_string(int fsfd, const char *key, const char *value)
 		int r = -errno;
 
 		fprintf(stderr, "cfs-cache mount-image: %s=%s: %s\n", key, value ? value : "",
-			strerror(-r));
+		        strerror(-r));
 		drain_fs_messages(fsfd, true);
 		return r;
 	}
@@ -58,7 +58,7 @@ static int set_string(int fsfd, const char *key, const char *value)
 /* Attaches @image to a free loop device, read-only, cleared when the last user goes away. */
 static int attach_loop(const char *image, char *dev, size_t devlen, int *loopfd_ret)
 {
-	struct loop_config cfg = { 0 };
+	struct loop_config cfg = {0};
 	int ctl = -1, imgfd = -1, loopfd = -1, r;
 	long nr;
 
@@ -116,7 +116,7 @@ static int mount_erofs(const char *image, const char *name)
 	if (fsfd < 0) {
 		r = -errno;
 		fprintf(stderr, "cfs-cache mount-image: this kernel cannot mount EROFS: %s\n",
-			strerror(-r));
+		        strerror(-r));
 		return r;
 	}
 	/* Kernels since 6.12 mount an image file directly; older ones need a block device (they
@@ -127,9 +127,10 @@ static int mount_erofs(const char *image, const char *name)
 	r = -errno;
 	if (r != -ENOTBLK) {
 		fprintf(stderr, "cfs-cache mount-image: %s: %s\n", name,
-			r == -EINVAL ? "not a valid EROFS image (the kernel found no valid superblock; "
-				       "see dmesg)"
-				     : strerror(-r));
+		        r == -EINVAL
+		            ? "not a valid EROFS image (the kernel found no valid superblock; "
+		              "see dmesg)"
+		            : strerror(-r));
 		drain_fs_messages(fsfd, true);
 		close(fsfd);
 		return r;
@@ -139,7 +140,7 @@ static int mount_erofs(const char *image, const char *name)
 	r = attach_loop(image, dev, sizeof(dev), &loopfd);
 	if (r < 0) {
 		fprintf(stderr, "cfs-cache mount-image: cannot attach %s to a loop device: %s\n",
-			name, strerror(-r));
+		        name, strerror(-r));
 		return r;
 	}
 	fsfd = fsopen("erofs", FSOPEN_CLOEXEC);
@@ -154,7 +155,7 @@ static int mount_erofs(const char *image, const char *name)
 	if (fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
 		r = -errno;
 		fprintf(stderr, "cfs-cache mount-image: %s is not an EROFS image: %s\n", name,
-			strerror(-r));
+		        strerror(-r));
 		drain_fs_messages(fsfd, true);
 		goto out;
 	}
@@ -216,16 +217,17 @@ static int set_layers(int fsfd, const char *lower, const char *const *basedirs, 
 		return r;
 	r = fsconfig(fsfd, FSCONFIG_SET_STRING, "lowerdir", legacy, 0) < 0 ? -errno : 0;
 	if (r < 0) {
-		fprintf(stderr, "cfs-cache mount-image: this kernel's overlayfs has no data-only "
-				"layers (Linux 6.5 or later is needed): %s\n",
-			strerror(-r));
+		fprintf(stderr,
+		        "cfs-cache mount-image: this kernel's overlayfs has no data-only "
+		        "layers (Linux 6.5 or later is needed): %s\n",
+		        strerror(-r));
 		drain_fs_messages(fsfd, true);
 	}
 	return r;
 }
 
 static int mount_overlay(int erofs_mfd, const char *const *basedirs, size_t n,
-			 const char *mountpoint, bool verity)
+                         const char *mountpoint, bool verity)
 {
 	char lower[64];
 	int fsfd, mfd = -1, r;
@@ -250,7 +252,7 @@ static int mount_overlay(int erofs_mfd, const char *const *basedirs, size_t n,
 	if (fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
 		r = -errno;
 		fprintf(stderr, "cfs-cache mount-image: overlayfs refused the layers: %s\n",
-			strerror(-r));
+		        strerror(-r));
 		drain_fs_messages(fsfd, true);
 		goto out;
 	}
@@ -263,7 +265,7 @@ static int mount_overlay(int erofs_mfd, const char *const *basedirs, size_t n,
 	if (move_mount(mfd, "", AT_FDCWD, mountpoint, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
 		r = -errno;
 		fprintf(stderr, "cfs-cache mount-image: cannot mount on %s: %s\n", mountpoint,
-			strerror(-r));
+		        strerror(-r));
 		goto out;
 	}
 	r = 0;
@@ -287,14 +289,17 @@ static int remote_handoff(const char *remote, char *buf, size_t size)
 		int r = -errno;
 
 		if (r == -ENOTCONN)
-			fprintf(stderr, "cfs-cache mount-image: %s: its cfs-cache is gone (transport "
-					"endpoint not connected): unmount it and start cfs-cache again\n",
-				remote);
+			fprintf(stderr,
+			        "cfs-cache mount-image: %s: its cfs-cache is gone (transport "
+			        "endpoint not connected): unmount it and start cfs-cache again\n",
+			        remote);
 		else
-			fprintf(stderr, "cfs-cache mount-image: %s is not a live cfs-cache mount "
-					"(%s): start cfs-cache on it first, or give it as --basedir\n",
-				remote, r == -ENODATA || r == -ENOTSUP ? "no cfs-cache counters"
-								       : strerror(-r));
+			fprintf(stderr,
+			        "cfs-cache mount-image: %s is not a live cfs-cache mount "
+			        "(%s): start cfs-cache on it first, or give it as --basedir\n",
+			        remote,
+			        r == -ENODATA || r == -ENOTSUP ? "no cfs-cache counters"
+			                                       : strerror(-r));
 		return r;
 	}
 	flag[len] = '\0';
@@ -302,8 +307,9 @@ static int remote_handoff(const char *remote, char *buf, size_t size)
 		return 0;
 	len = getxattr(remote, "user.cfs.handoff_dir", buf, size - 1);
 	if (len <= 0) {
-		fprintf(stderr, "cfs-cache mount-image: %s: cannot read its hand-off directory: %s\n",
-			remote, len < 0 ? strerror(errno) : "empty");
+		fprintf(stderr,
+		        "cfs-cache mount-image: %s: cannot read its hand-off directory: %s\n",
+		        remote, len < 0 ? strerror(errno) : "empty");
 		return -EIO;
 	}
 	buf[len] = '\0';
@@ -312,27 +318,28 @@ static int remote_handoff(const char *remote, char *buf, size_t size)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"Usage: cfs-cache mount-image IMAGE MOUNTPOINT --store DIR [--remote FUSE_MOUNT]\n"
-		"                             [--basedir DIR]... [--digest sha256:HEX]\n"
-		"       cfs-cache mount-image --digest sha256:HEX MOUNTPOINT --store DIR\n"
-		"                             [--remote FUSE_MOUNT]\n\n"
-		"Mounts a composefs image read-only: the EROFS metadata image under overlayfs\n"
-		"(metacopy=on, redirect_dir=on) with the local store as the first data-only layer,\n"
-		"the cfs-cache FUSE mount as the second and its hand-off directory as the third, so\n"
-		"objects present locally never reach FUSE and fetched ones are read from the local\n"
-		"filesystem. Equivalent to:\n"
-		"  mount -t composefs IMAGE -o basedir=STORE:FUSE_MOUNT:HANDOFF MOUNTPOINT\n"
-		"Unmount with umount MOUNTPOINT.\n\n"
-		"  --store DIR          local object store (first basedir)\n"
-		"  --remote DIR         cfs-cache FUSE mount (next basedir, then its hand-off\n"
-		"                       directory, read from the mount)\n"
-		"  --basedir DIR        further basedirs, tried in the order given\n"
-		"  --digest D           the image's fs-verity digest: refuse an image with another;\n"
-		"                       without IMAGE, the image object is taken from the store or\n"
-		"                       fetched through --remote; where the store has fs-verity the\n"
-		"                       overlay checks every object (verity=require)\n"
-		"  -h, --help           this help\n");
+	fprintf(
+	    f,
+	    "Usage: cfs-cache mount-image IMAGE MOUNTPOINT --store DIR [--remote FUSE_MOUNT]\n"
+	    "                             [--basedir DIR]... [--digest sha256:HEX]\n"
+	    "       cfs-cache mount-image --digest sha256:HEX MOUNTPOINT --store DIR\n"
+	    "                             [--remote FUSE_MOUNT]\n\n"
+	    "Mounts a composefs image read-only: the EROFS metadata image under overlayfs\n"
+	    "(metacopy=on, redirect_dir=on) with the local store as the first data-only layer,\n"
+	    "the cfs-cache FUSE mount as the second and its hand-off directory as the third, so\n"
+	    "objects present locally never reach FUSE and fetched ones are read from the local\n"
+	    "filesystem. Equivalent to:\n"
+	    "  mount -t composefs IMAGE -o basedir=STORE:FUSE_MOUNT:HANDOFF MOUNTPOINT\n"
+	    "Unmount with umount MOUNTPOINT.\n\n"
+	    "  --store DIR          local object store (first basedir)\n"
+	    "  --remote DIR         cfs-cache FUSE mount (next basedir, then its hand-off\n"
+	    "                       directory, read from the mount)\n"
+	    "  --basedir DIR        further basedirs, tried in the order given\n"
+	    "  --digest D           the image's fs-verity digest: refuse an image with another;\n"
+	    "                       without IMAGE, the image object is taken from the store or\n"
+	    "                       fetched through --remote; where the store has fs-verity the\n"
+	    "                       overlay checks every object (verity=require)\n"
+	    "  -h, --help           this help\n");
 }
 
 /* Opens the object @digest of a store directory (or a hand-off directory). -errno. */
@@ -354,7 +361,7 @@ static int open_object_in(const char *dir, const uint8_t digest[CFS_DIGEST_SIZE]
  * fetches it; it is then in the store or the hand-off directory, or with --no-handoff it is the
  * FUSE file itself). Returns an open fd or -errno after saying why. */
 static int open_image_object(const char *store, const char *remote, const char *handoff_dir,
-			     const uint8_t digest[CFS_DIGEST_SIZE])
+                             const uint8_t digest[CFS_DIGEST_SIZE])
 {
 	char rel[CFS_NAME_PATH_LEN + 1], path[PATH_MAX];
 	int fd = store ? open_object_in(store, digest) : -ENOENT;
@@ -375,10 +382,11 @@ out:
 
 		cfs_name_format_hex(digest, hex);
 		fprintf(stderr, "cfs-cache mount-image: image sha256:%s: %s%s\n", hex,
-			fd == -ENOENT ? "not in the store" : strerror(-fd),
-			fd == -ENOENT ? (remote ? " nor on the servers of the remote mount (see its log)"
-						: " (give --remote to fetch it)")
-				      : "");
+		        fd == -ENOENT ? "not in the store" : strerror(-fd),
+		        fd == -ENOENT
+		            ? (remote ? " nor on the servers of the remote mount (see its log)"
+		                      : " (give --remote to fetch it)")
+		            : "");
 	}
 	return fd;
 }
@@ -387,18 +395,19 @@ out:
  * where the file has fs-verity (then *verity_ret is set: the store's objects have it too),
  * else hashed here. 0, or -EBADMSG after saying so. */
 static int check_image_digest(int fd, const char *what, const uint8_t want[CFS_DIGEST_SIZE],
-			      bool *verity_ret)
+                              bool *verity_ret)
 {
 	struct {
 		struct fsverity_digest d;
 		uint8_t buf[CFS_DIGEST_SIZE];
-	} m = { .d.digest_size = CFS_DIGEST_SIZE };
+	} m = {.d.digest_size = CFS_DIGEST_SIZE};
 	uint8_t got[CFS_DIGEST_SIZE];
 	char hw[CFS_DIGEST_HEX_SIZE + 1], hg[CFS_DIGEST_HEX_SIZE + 1];
 	int r;
 
 	*verity_ret = false;
-	if (ioctl(fd, FS_IOC_MEASURE_VERITY, &m) == 0 && m.d.digest_algorithm == FS_VERITY_HASH_ALG_SHA256) {
+	if (ioctl(fd, FS_IOC_MEASURE_VERITY, &m) == 0 &&
+	    m.d.digest_algorithm == FS_VERITY_HASH_ALG_SHA256) {
 		memcpy(got, m.d.digest, CFS_DIGEST_SIZE);
 		*verity_ret = true;
 	} else {
@@ -412,55 +421,59 @@ static int check_image_digest(int fd, const char *what, const uint8_t want[CFS_D
 		return 0;
 	cfs_name_format_hex(want, hw);
 	cfs_name_format_hex(got, hg);
-	fprintf(stderr, "cfs-cache mount-image: %s has digest sha256:%s, not the sha256:%s asked "
-			"for: refused\n",
-		what, hg, hw);
+	fprintf(stderr,
+	        "cfs-cache mount-image: %s has digest sha256:%s, not the sha256:%s asked "
+	        "for: refused\n",
+	        what, hg, hw);
 	return -EBADMSG;
 }
 
-int cfs_cache_cmd_mount_image(int argc, char **argv)
+/* What `mount-image` was asked for, and the layers it found. */
+struct mount_image_cmd {
+	const char *store, *image, *mountpoint, *first_remote;
+	const char *extra[MAX_BASEDIRS];
+	bool is_remote[MAX_BASEDIRS];
+	size_t nextra;
+	const char *basedirs[MAX_BASEDIRS];
+	size_t n;
+	char handoff[MAX_BASEDIRS][PATH_MAX], first_handoff[PATH_MAX];
+	uint8_t want[CFS_DIGEST_SIZE];
+	bool have_digest, verity;
+};
+
+/* Reads the command line: -1 to go on, else the exit status. */
+static int mount_image_parse(struct mount_image_cmd *cmd, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "store", required_argument, NULL, 's' },
-		{ "remote", required_argument, NULL, 'r' },
-		{ "basedir", required_argument, NULL, 'b' },
-		{ "digest", required_argument, NULL, 'D' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"store", required_argument, NULL, 's'},   {"remote", required_argument, NULL, 'r'},
+	    {"basedir", required_argument, NULL, 'b'}, {"digest", required_argument, NULL, 'D'},
+	    {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
 	};
-	const char *basedirs[MAX_BASEDIRS];
-	const char *store = NULL, *image = NULL, *mountpoint, *first_remote = NULL;
-	const char *extra[MAX_BASEDIRS];
-	bool is_remote[MAX_BASEDIRS] = { false };
-	char handoff[MAX_BASEDIRS][PATH_MAX], first_handoff[PATH_MAX] = "", fdpath[64];
-	uint8_t want[CFS_DIGEST_SIZE];
-	bool have_digest = false, verity = false;
-	size_t n = 0, nextra = 0;
-	struct stat st;
-	int c, mfd, r, imgfd = -1;
+	int c;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
-			store = optarg;
+			cmd->store = optarg;
 			break;
 		case 'r':
 		case 'b':
-			if (nextra >= MAX_BASEDIRS - 2) {
+			if (cmd->nextra >= MAX_BASEDIRS - 2) {
 				fprintf(stderr, "cfs-cache mount-image: too many basedirs\n");
 				return CFS_EXIT_MISUSE;
 			}
-			is_remote[nextra] = c == 'r';
-			extra[nextra++] = optarg;
+			cmd->is_remote[cmd->nextra] = c == 'r';
+			cmd->extra[cmd->nextra++] = optarg;
 			break;
 		case 'D':
-			if (cfs_name_parse_any(optarg, strlen(optarg), want) < 0) {
-				fprintf(stderr, "cfs-cache mount-image: --digest %s: not a digest "
-						"(sha256:HEX or 64 hex digits)\n",
-					optarg);
+			if (cfs_name_parse_any(optarg, strlen(optarg), cmd->want) < 0) {
+				fprintf(stderr,
+				        "cfs-cache mount-image: --digest %s: not a digest "
+				        "(sha256:HEX or 64 hex digits)\n",
+				        optarg);
 				return CFS_EXIT_MISUSE;
 			}
-			have_digest = true;
+			cmd->have_digest = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -471,81 +484,118 @@ int cfs_cache_cmd_mount_image(int argc, char **argv)
 		}
 	}
 	if (argc - optind == 2) {
-		image = argv[optind];
-		mountpoint = argv[optind + 1];
-	} else if (argc - optind == 1 && have_digest) {
-		mountpoint = argv[optind];
+		cmd->image = argv[optind];
+		cmd->mountpoint = argv[optind + 1];
+	} else if (argc - optind == 1 && cmd->have_digest) {
+		cmd->mountpoint = argv[optind];
 	} else {
 		usage(stderr);
 		return CFS_EXIT_MISUSE;
 	}
-	if (!store && nextra == 0) {
+	if (!cmd->store && cmd->nextra == 0) {
 		usage(stderr);
 		return CFS_EXIT_MISUSE;
 	}
-	if (store)
-		basedirs[n++] = store;
-	for (size_t i = 0; i < nextra; i++) {
-		basedirs[n++] = extra[i];
-		if (!is_remote[i])
+	return -1;
+}
+
+/* The basedirs in order: the store, then each --remote (followed by its daemon's hand-off
+ * directory, see cfs-cache(1)) or --basedir. 0, or -1 after saying why. */
+static int mount_image_layers(struct mount_image_cmd *cmd)
+{
+	struct stat st;
+	int r;
+
+	if (cmd->store)
+		cmd->basedirs[cmd->n++] = cmd->store;
+	for (size_t i = 0; i < cmd->nextra; i++) {
+		cmd->basedirs[cmd->n++] = cmd->extra[i];
+		if (!cmd->is_remote[i])
 			continue;
-		r = remote_handoff(extra[i], handoff[i], sizeof(handoff[i]));
+		r = remote_handoff(cmd->extra[i], cmd->handoff[i], sizeof(cmd->handoff[i]));
 		if (r < 0)
-			return 1;
-		if (!first_remote) {
-			first_remote = extra[i];
+			return -1;
+		if (!cmd->first_remote) {
+			cmd->first_remote = cmd->extra[i];
 			if (r > 0)
-				snprintf(first_handoff, sizeof(first_handoff), "%s", handoff[i]);
+				snprintf(cmd->first_handoff, sizeof(cmd->first_handoff), "%s",
+				         cmd->handoff[i]);
 		}
-		/* The daemon's hand-off directory is the layer after it (see cfs-cache(1)). */
-		if (r > 0 && n < MAX_BASEDIRS)
-			basedirs[n++] = handoff[i];
+		if (r > 0 && cmd->n < MAX_BASEDIRS)
+			cmd->basedirs[cmd->n++] = cmd->handoff[i];
 	}
-	for (size_t i = 0; i < n; i++) {
-		if (stat(basedirs[i], &st) < 0 || !S_ISDIR(st.st_mode)) {
-			fprintf(stderr, "cfs-cache mount-image: %s is not a directory\n", basedirs[i]);
-			return 1;
+	for (size_t i = 0; i < cmd->n; i++) {
+		if (stat(cmd->basedirs[i], &st) < 0 || !S_ISDIR(st.st_mode)) {
+			fprintf(stderr, "cfs-cache mount-image: %s is not a directory\n",
+			        cmd->basedirs[i]);
+			return -1;
 		}
 	}
-	if (image) {
-		imgfd = open(image, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	return 0;
+}
+
+/* Opens the image (its file, or the object --digest names) and checks it: its digest, when
+ * given, is the root of trust; what the kernel would accept but cannot serve (a truncated
+ * image), or would resolve where it must not (a redirect that is not its file's own object),
+ * is refused here. The descriptor, or -1 after saying why. */
+static int mount_image_open(struct mount_image_cmd *cmd)
+{
+	char fdpath[64], msg[256] = "";
+	struct stat st;
+	int imgfd;
+
+	if (cmd->image) {
+		imgfd = open(cmd->image, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 		if (imgfd < 0 || fstat(imgfd, &st) < 0 || !S_ISREG(st.st_mode)) {
-			fprintf(stderr, "cfs-cache mount-image: %s: %s\n", image,
-				imgfd < 0 ? strerror(errno) : "not a regular file");
+			fprintf(stderr, "cfs-cache mount-image: %s: %s\n", cmd->image,
+			        imgfd < 0 ? strerror(errno) : "not a regular file");
 			if (imgfd >= 0)
 				close(imgfd);
-			return 1;
+			return -1;
 		}
 	} else {
-		imgfd = open_image_object(store, first_remote, first_handoff, want);
+		imgfd =
+		    open_image_object(cmd->store, cmd->first_remote, cmd->first_handoff, cmd->want);
 		if (imgfd < 0)
-			return 1;
-		image = "the image object";
+			return -1;
+		cmd->image = "the image object";
 	}
-	/* The image's digest is the root of trust: what it names is checked by overlayfs. */
-	if (have_digest && check_image_digest(imgfd, image, want, &verity) < 0) {
+	if (cmd->have_digest &&
+	    check_image_digest(imgfd, cmd->image, cmd->want, &cmd->verity) < 0) {
 		close(imgfd);
-		return 1;
+		return -1;
 	}
 	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", imgfd);
-	/* What the kernel would accept but cannot serve (a truncated image), or would resolve
-	 * where it must not (a redirect that is not its file's own object), is refused here. */
-	{
-		char msg[256] = "";
-
-		if (cfs_image_check(fdpath, msg, sizeof(msg)) < 0) {
-			fprintf(stderr, "cfs-cache mount-image: %s: %s\n", image,
-				msg[0] ? msg : "not a composefs image");
-			close(imgfd);
-			return 1;
-		}
+	if (cfs_image_check(fdpath, msg, sizeof(msg)) < 0) {
+		fprintf(stderr, "cfs-cache mount-image: %s: %s\n", cmd->image,
+		        msg[0] ? msg : "not a composefs image");
+		close(imgfd);
+		return -1;
 	}
-	mfd = mount_erofs(fdpath, image);
+	return imgfd;
+}
+
+int cfs_cache_cmd_mount_image(int argc, char **argv)
+{
+	struct mount_image_cmd cmd = {.n = 0};
+	char fdpath[64];
+	int mfd, r, imgfd;
+
+	r = mount_image_parse(&cmd, argc, argv);
+	if (r >= 0)
+		return r;
+	if (mount_image_layers(&cmd) < 0)
+		return 1;
+	imgfd = mount_image_open(&cmd);
+	if (imgfd < 0)
+		return 1;
+	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", imgfd);
+	mfd = mount_erofs(fdpath, cmd.image);
 	if (mfd < 0) {
 		close(imgfd);
 		return 1;
 	}
-	r = mount_overlay(mfd, basedirs, n, mountpoint, verity);
+	r = mount_overlay(mfd, cmd.basedirs, cmd.n, cmd.mountpoint, cmd.verity);
 	close(mfd); /* the overlay keeps the EROFS mount alive; nothing else refers to it */
 	close(imgfd);
 	return r < 0 ? 1 : 0;
