@@ -123,19 +123,6 @@ static void prober_stop(struct prober *p)
 	p->started = false;
 }
 
-/* Pins every object of the images. Returns the number pinned or -errno. */
-static int pin_images(struct cfs_quota *quota, char *const *images, size_t n)
-{
-	uint8_t *digests = NULL;
-	size_t count = 0;
-	int r = cfs_image_objects_of_files(images, n, &digests, &count);
-
-	if (r == 0)
-		r = cfs_quota_pin_many(quota, digests, count);
-	free(digests);
-	return r < 0 ? r : (int)count;
-}
-
 /* A thread that runs @tick every @interval_ms (first after one interval, or at once with
  * @at_start) until stopped. */
 struct ticker {
@@ -266,7 +253,7 @@ static int setup_quota(const struct mount_opts *mo, struct cfs_store *store,
 		return r;
 	}
 	if (mo->n_pins) {
-		r = pin_images(*quota_ret, mo->pins, mo->n_pins);
+		r = cfs_image_pin_files(*quota_ret, mo->pins, mo->n_pins);
 		if (r < 0)
 			return r;
 		cfs_notice("pinned %d object(s) of %zu image(s)", r, mo->n_pins);

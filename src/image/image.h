@@ -82,6 +82,10 @@ int cfs_image_walk(struct cfs_image *image, unsigned flags, cfs_image_walk_fn fn
  * Returns 0 or a walk error. */
 int cfs_image_objects(struct cfs_image *image, uint8_t **digests_ret, size_t *count_ret);
 
+struct cfs_quota;
+/* Pins in @quota every object of the images at @paths (see cfs_quota_pin_many). Returns how
+ * many objects were pinned, or -errno (a failing image is logged). */
+int cfs_image_pin_files(struct cfs_quota *quota, char *const *paths, size_t n);
 /* Opens and walks each of the images at @paths in turn (see cfs_image_walk, flags 0); a failure
  * is logged with the image's path and the reason, and ends the walk. Returns 0 or -errno. */
 int cfs_image_walk_files(char *const *paths, size_t n, cfs_image_walk_fn fn, void *userdata);

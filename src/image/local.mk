@@ -2,7 +2,7 @@
 # src/image: composefs (EROFS) image reader and writer, dump format -> libcfsimage.a
 noinst_LIBRARIES += libcfsimage.a
 libcfsimage_a_SOURCES = src/image/image.c src/image/image.h src/image/image-internal.h \
-	src/image/image-walk.c \
+	src/image/image-walk.c src/image/image-pin.c \
 	src/image/writer.c src/image/writer.h src/image/writer-internal.h \
 	src/image/wnode.c src/image/overlay.c \
 	src/image/dump.c src/image/tree.c

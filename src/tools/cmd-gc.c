@@ -19,19 +19,6 @@
 
 #define MAX_KEEP 64
 
-/* Pins every object of the kept images. */
-static int keep_images(struct cfs_quota *quota, char **images, size_t n)
-{
-	uint8_t *digests = NULL;
-	size_t count = 0;
-	int r = cfs_image_objects_of_files(images, n, &digests, &count);
-
-	if (r == 0)
-		r = cfs_quota_pin_many(quota, digests, count);
-	free(digests);
-	return r;
-}
-
 /* --dry-run: each object gc would remove. */
 static void print_victim(const uint8_t digest[CFS_DIGEST_SIZE], uint64_t bytes, void *ctx)
 {
@@ -108,7 +95,7 @@ static int gc_collect(const struct gc_cmd *cmd, struct cfs_quota *quota)
 	if (cmd->dry_run)
 		cfs_quota_set_victim_fn(quota, true, cfs_tool_quiet ? NULL : print_victim, NULL);
 	if (cmd->nkeep) {
-		r = keep_images(quota, (char **)cmd->keep, cmd->nkeep);
+		r = cfs_image_pin_files(quota, cmd->keep, cmd->nkeep);
 		if (r < 0)
 			return r;
 	}
