@@ -4,7 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
+#include <fts.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,13 +24,13 @@
 /* Parses only --help and unknown options for commands without options of their own. */
 static int parse_no_options(int argc, char **argv, const char *cmd)
 {
-	static const struct option opts[] = { { "help", no_argument, NULL, 'h' },
-					      { NULL, 0, NULL, 0 } };
+	static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 	int c;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (c == 'h') {
-			cfs_tool_wants_help(2, (char *[]){ (char *)cmd, (char *)"--help", NULL }, cmd);
+			cfs_tool_wants_help(2, (char *[]){(char *)cmd, (char *)"--help", NULL},
+			                    cmd);
 			return 0;
 		}
 		return cfs_tool_usage_error(cmd, "unknown option");
@@ -65,9 +65,9 @@ static int open_regular(const char *path, int flags, int *fd_ret)
 int cfs_cmd_digest(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ "threads", required_argument, NULL, 'j' },
-		{ NULL, 0, NULL, 0 },
+	    {"help", no_argument, NULL, 'h'},
+	    {"threads", required_argument, NULL, 'j'},
+	    {NULL, 0, NULL, 0},
 	};
 	unsigned threads = 0;
 	int c, r, ret = 0;
@@ -75,14 +75,16 @@ int cfs_cmd_digest(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "hj:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
-			cfs_tool_wants_help(2, (char *[]){ argv[0], (char *)"--help", NULL }, "digest");
+			cfs_tool_wants_help(2, (char *[]){argv[0], (char *)"--help", NULL},
+			                    "digest");
 			return 0;
 		case 'j': {
 			char *end;
 			unsigned long v = strtoul(optarg, &end, 10);
 
 			if (*end || end == optarg || v > 64)
-				return cfs_tool_usage_error("digest", "invalid --threads '%s'", optarg);
+				return cfs_tool_usage_error("digest", "invalid --threads '%s'",
+				                            optarg);
 			threads = (unsigned)v;
 			break;
 		}
@@ -100,7 +102,7 @@ int cfs_cmd_digest(int argc, char **argv)
 		r = open_regular(argv[i], 0, &fd);
 		if (r < 0) {
 			cfs_err("%s: %s", argv[i],
-				r == -NOT_REGULAR ? "not a regular file" : strerror(-r));
+			        r == -NOT_REGULAR ? "not a regular file" : strerror(-r));
 			ret = 1;
 			continue;
 		}
@@ -121,7 +123,6 @@ int cfs_cmd_digest(int argc, char **argv)
 
 /* ---- import ---------------------------------------------------------------------------- */
 
-
 struct import_state {
 	struct cfs_store *store;
 	struct cfs_progress progress;
@@ -133,8 +134,6 @@ struct import_state {
 	uint64_t files_added, bytes_added, files_dedup, bytes_dedup, skipped, special, errors;
 };
 
-static struct import_state *import_st; /* nftw has no user pointer */
-
 #define IMPORT_BATCH 256
 
 static int import_file(struct import_state *st, const char *path, const struct stat *sb)
@@ -143,7 +142,7 @@ static int import_file(struct import_state *st, const char *path, const struct s
 	uint8_t digest[CFS_DIGEST_SIZE];
 	int fd, r;
 
-	/* Replaced by a FIFO since nftw looked: refused, not waited on. */
+	/* Replaced by a FIFO since the walk looked: refused, not waited on. */
 	r = open_regular(path, O_NOFOLLOW, &fd);
 	if (r < 0)
 		return r;
@@ -183,27 +182,11 @@ out:
 	return r;
 }
 
-static int import_visit(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+/* Imports one regular file of the walk. Returns 1 when the store can take no more (said). */
+static int import_visit(struct import_state *st, const char *path, const struct stat *sb)
 {
-	struct import_state *st = import_st;
 	int r;
 
-	if (type == FTW_DNR || type == FTW_NS) {
-		cfs_warn("%s: cannot read, skipped", path);
-		st->errors++;
-		return 0;
-	}
-	if (type != FTW_F)
-		return 0;
-	if (!S_ISREG(sb->st_mode)) {
-		/* Symlinks are kept by images, not stored; FIFOs, sockets and devices have no
-		 * content to store. */
-		if (!S_ISLNK(sb->st_mode)) {
-			cfs_info("%s: not a regular file, skipped", path);
-			st->special++;
-		}
-		return 0;
-	}
 	if (sb->st_size == 0) {
 		st->skipped++;
 		return 0;
@@ -229,21 +212,62 @@ static int import_visit(const char *path, const struct stat *sb, int type, struc
 	return 0;
 }
 
+/* Walks @dir without following symlinks or leaving its filesystem and imports its regular
+ * files. Returns 0, or -errno when the walk itself failed. */
+static int import_tree(struct import_state *st, const char *dir)
+{
+	char *paths[] = {(char *)dir, NULL};
+	FTS *fts = fts_open(paths, FTS_PHYSICAL | FTS_XDEV | FTS_NOCHDIR, NULL);
+	FTSENT *e;
+	int r = 0;
+
+	if (!fts)
+		return -errno;
+	errno = 0;
+	while (!st->err && (e = fts_read(fts))) {
+		switch (e->fts_info) {
+		case FTS_DNR:
+		case FTS_NS:
+		case FTS_ERR:
+			cfs_warn("%s: cannot read, skipped", e->fts_path);
+			st->errors++;
+			break;
+		case FTS_F:
+			import_visit(st, e->fts_path, e->fts_statp);
+			break;
+		case FTS_DEFAULT:
+			/* FIFOs, sockets and devices have no content to store (symlinks are kept by
+			 * images, not stored). */
+			cfs_info("%s: not a regular file, skipped", e->fts_path);
+			st->special++;
+			break;
+		default:
+			break;
+		}
+		errno = 0;
+	}
+	if (!st->err && errno)
+		r = -errno;
+	fts_close(fts);
+	return r;
+}
+
 int cfs_cmd_import(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ "dry-run", no_argument, NULL, 'n' },
-		{ NULL, 0, NULL, 0 },
+	    {"help", no_argument, NULL, 'h'},
+	    {"dry-run", no_argument, NULL, 'n'},
+	    {NULL, 0, NULL, 0},
 	};
-	struct import_state st = { .bufsize = 1 << 20 };
+	struct import_state st = {.bufsize = 1 << 20};
 	char added[32], dedup[32];
 	int c, r, ret = 0;
 
 	while ((c = getopt_long(argc, argv, "hn", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
-			cfs_tool_wants_help(2, (char *[]){ argv[0], (char *)"--help", NULL }, "import");
+			cfs_tool_wants_help(2, (char *[]){argv[0], (char *)"--help", NULL},
+			                    "import");
 			return 0;
 		case 'n':
 			st.dry_run = true;
@@ -266,7 +290,6 @@ int cfs_cmd_import(int argc, char **argv)
 		return 1;
 	}
 	cfs_progress_init(&st.progress, "import", 0, 0, cfs_tool_no_progress || cfs_tool_quiet);
-	import_st = &st;
 	for (int i = optind; i < argc - 1 && !st.err; i++) {
 		struct stat sb;
 
@@ -275,8 +298,9 @@ int cfs_cmd_import(int argc, char **argv)
 			ret = 1;
 			continue;
 		}
-		if (nftw(argv[i], import_visit, 64, FTW_PHYS | FTW_MOUNT) < 0) {
-			cfs_err("%s: %s", argv[i], strerror(errno));
+		r = import_tree(&st, argv[i]);
+		if (r < 0) {
+			cfs_err("%s: %s", argv[i], strerror(-r));
 			ret = 1;
 		}
 	}
@@ -326,7 +350,7 @@ static const char *kind_name(mode_t mode)
 	       : S_ISLNK(mode)  ? "symlink, not followed"
 	       : S_ISFIFO(mode) ? "FIFO"
 	       : S_ISSOCK(mode) ? "socket"
-				: "device";
+	                        : "device";
 }
 
 /* Whether a live writer holds the temp file @rel (under @dirfd) locked. */
@@ -423,11 +447,11 @@ static int verify_visit(const struct cfs_store_entry *e, void *userdata)
 int cfs_cmd_verify(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ "delete-bad", no_argument, NULL, 'd' },
-		{ NULL, 0, NULL, 0 },
+	    {"help", no_argument, NULL, 'h'},
+	    {"delete-bad", no_argument, NULL, 'd'},
+	    {NULL, 0, NULL, 0},
 	};
-	struct verify_state st = { 0 };
+	struct verify_state st = {0};
 	struct cfs_store_usage usage;
 	uint64_t problems;
 	int c, r;
@@ -435,7 +459,8 @@ int cfs_cmd_verify(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "hd", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
-			cfs_tool_wants_help(2, (char *[]){ argv[0], (char *)"--help", NULL }, "verify");
+			cfs_tool_wants_help(2, (char *[]){argv[0], (char *)"--help", NULL},
+			                    "verify");
 			return 0;
 		case 'd':
 			st.delete_bad = true;
@@ -453,9 +478,9 @@ int cfs_cmd_verify(int argc, char **argv)
 		return 1;
 	}
 	if (cfs_store_usage(st.store, &usage) < 0)
-		usage = (struct cfs_store_usage){ 0 };
+		usage = (struct cfs_store_usage){0};
 	cfs_progress_init(&st.progress, "verify", usage.objects, usage.bytes,
-			  cfs_tool_no_progress || cfs_tool_quiet);
+	                  cfs_tool_no_progress || cfs_tool_quiet);
 	r = cfs_store_iter(st.store, true, verify_visit, &st);
 	cfs_progress_done(&st.progress);
 	cfs_store_free(st.store);
