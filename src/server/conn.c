@@ -14,22 +14,19 @@
 #include <event2/http.h>
 #include <openssl/ssl.h>
 
+#include "common/u64map.h"
 #include "common/util.h"
 #include "server/server-internal.h"
 
-static size_t conn_bucket(const struct evhttp_connection *evcon)
+/* Connections are kept by the address of their evhttp_connection. */
+static uint64_t conn_key(const struct evhttp_connection *evcon)
 {
-	uintptr_t p = (uintptr_t)evcon;
-
-	return (size_t)((p >> 4) ^ (p >> 14)) % SRV_CONN_BUCKETS;
+	return (uint64_t)(uintptr_t)evcon;
 }
 
 struct srv_conn *cfs_srv_conn_find(struct srv_thread *t, const struct evhttp_connection *evcon)
 {
-	for (struct srv_conn *c = t->conns[conn_bucket(evcon)]; c; c = c->next)
-		if (c->evcon == evcon)
-			return c;
-	return NULL;
+	return cfs_u64map_get(t->conns, conn_key(evcon));
 }
 
 void cfs_srv_check_drained(struct srv_thread *t)
@@ -40,15 +37,10 @@ void cfs_srv_check_drained(struct srv_thread *t)
 
 static void srv_conn_closed(struct evhttp_connection *evcon, void *arg)
 {
-	struct srv_conn *c = arg, **pp;
+	struct srv_conn *c = arg;
 	struct srv_thread *t = c->t;
 
-	for (pp = &t->conns[conn_bucket(evcon)]; *pp; pp = &(*pp)->next) {
-		if (*pp == c) {
-			*pp = c->next;
-			break;
-		}
-	}
+	cfs_u64map_remove(t->conns, conn_key(evcon));
 	if (c->busy)
 		t->busy--;
 	if (c->miss) {
@@ -88,8 +80,14 @@ void cfs_srv_setup_cb(evutil_socket_t fd, short what, void *arg)
 		/* Headers and a sendfile body go out as two writes; Nagle would hold the tail
 		 * of the body back until the header segment is acknowledged. */
 		setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		c->next = t->conns[conn_bucket(c->evcon)];
-		t->conns[conn_bucket(c->evcon)] = c;
+		if (cfs_u64map_put(t->conns, conn_key(c->evcon), c, NULL) < 0) {
+			/* Out of memory: this connection is closed rather than left untracked. */
+			evhttp_connection_free(c->evcon);
+			cfs_gate_closed(c);
+			free(c);
+			atomic_fetch_sub(&t->srv->open_conns, 1);
+			continue;
+		}
 		evhttp_connection_set_closecb(c->evcon, srv_conn_closed, c);
 		cfs_gate_accepted(c); /* may close older connections, or this one */
 	}

@@ -19,6 +19,7 @@
 
 #include "common/log.h"
 #include "common/store.h"
+#include "common/u64map.h"
 #include "server/ocache.h"
 #include "server/server-internal.h"
 #include "server/server.h"
@@ -184,6 +185,9 @@ static int srv_thread_init(struct cfs_serve *srv, struct srv_thread *t)
 	t->http = evhttp_new(t->base);
 	if (!t->http)
 		return -ENOMEM;
+	r = cfs_u64map_new(0, &t->conns);
+	if (r < 0)
+		return r;
 	evhttp_set_allowed_methods(t->http, SRV_ALL_METHODS);
 	evhttp_set_default_content_type(t->http, NULL);
 	evhttp_set_max_headers_size(t->http, (ev_ssize_t)srv->cfg.max_header_size);
@@ -362,13 +366,12 @@ void cfs_serve_free(struct cfs_serve *srv)
 			event_base_free(t->base);
 		if (t->stop_fd >= 0)
 			close(t->stop_fd);
-		for (size_t b = 0; b < SRV_CONN_BUCKETS; b++) {
-			while (t->conns[b]) {
-				struct srv_conn *c = t->conns[b];
+		if (t->conns) {
+			void *c;
 
-				t->conns[b] = c->next;
+			for (size_t pos = 0; cfs_u64map_next(t->conns, &pos, NULL, &c);)
 				free(c);
-			}
+			cfs_u64map_free(t->conns);
 		}
 		cfs_zcache_ctx_free(t->zctx);
 		cfs_ocache_free(t->oc);

@@ -19,11 +19,11 @@
 #include <openssl/ssl.h>
 
 #include "common/digest.h"
+#include "common/u64map.h"
 #include "common/util.h"
 #include "server/http.h"
 #include "server/server.h"
 
-#define SRV_CONN_BUCKETS 1024
 /* The body limit of requests other than an allowed PUT (enough for a short PUT to get its 405). */
 #define SRV_SMALL_BODY_LIMIT 65536
 
@@ -58,7 +58,6 @@ enum srv_gate {
 struct srv_thread;
 
 struct srv_conn {
-	struct srv_conn *next; /* hash bucket */
 	struct evhttp_connection *evcon;
 	struct bufferevent *bev;
 	struct srv_thread *t;
@@ -112,7 +111,7 @@ struct srv_thread {
 	/* Connections whose bufferevent exists but whose evhttp_connection is not known yet. */
 	struct srv_conn **pending;
 	size_t n_pending, cap_pending;
-	struct srv_conn *conns[SRV_CONN_BUCKETS];
+	struct cfs_u64map *conns; /* by the address of their evhttp_connection */
 	unsigned busy;
 	bool draining;
 	struct cfs_zcache_ctx *zctx;
