@@ -13,7 +13,8 @@ src="$BENCH_TMP/src" origin="$BENCH_TMP/origin" store="$BENCH_TMP/store" mnt="$B
 mkdir -p "$src" "$mnt"
 head -c 1G /dev/urandom >"$src/big"
 "$B/cfs-store" -q --no-progress mkimage --store "$origin" "$src" "$BENCH_TMP/big.cfs"
-obj=$(cd "$origin" && ls -d [0-9a-f][0-9a-f]/* | head -1)
+# The big file's object (the store holds the image as an object too).
+obj=$(cd "$origin" && find . -path './[0-9a-f][0-9a-f]/*' -type f -size +512M -printf '%P\n')
 rm -rf "$src"
 cmnt="$BENCH_TMP/cmnt"
 mkdir -p "$cmnt"
