@@ -21,6 +21,18 @@ url="http://127.0.0.1:$port/objects"
 down="http://127.0.0.1:$(cfs_free_port)/objects" # reserved, nothing listens
 
 doctor() { cfs_bounded 60 "$CFS_CACHE_BIN" doctor "$@"; }
+# doctor_fails WHAT PATTERN ARGS...: doctor exits 1 with a line matching PATTERN; $out keeps
+# what it printed.
+doctor_fails() {
+	local what=$1 pattern=$2 rc
+	shift 2
+	set +e
+	out=$(doctor "$@")
+	rc=$?
+	set -e
+	cfs_assert_eq "$rc" 1 "exit with $what"
+	grep -q -- "$pattern" <<<"$out" || cfs_fail "$what: $out"
+}
 # line OUT CHECK: the first verdict line of that check
 line() { grep -E "^(ok|warn|FAIL) +$2 " <<<"$1" | head -1; }
 verdict() { line "$1" "$2" | awk '{print $1}'; }
@@ -62,12 +74,7 @@ out=$(doctor --store "$store" --server "$url") || cfs_fail "doctor without --obj
 line "$out" server | grep -q '^ok .*HTTP 404 for a made-up name' || cfs_fail "made-up name: $out"
 
 # A server down: its own FAIL line with what to do, and exit 1.
-set +e
-out=$(doctor --store "$store" --server "$url" --server "$down")
-rc=$?
-set -e
-cfs_assert_eq "$rc" 1 "exit with a server down"
-grep -q "^FAIL  server .*$down: unreachable" <<<"$out" || cfs_fail "no FAIL line for $down: $out"
+doctor_fails "a server down" "^FAIL  server .*$down: unreachable" --store "$store" --server "$url" --server "$down"
 grep -q -- '-> check the URL, that the server runs' <<<"$out" || cfs_fail "no advice for the down server"
 grep -q "^ok    server .*$url: reachable" <<<"$out" || cfs_fail "the up server lost its ok line"
 
@@ -77,12 +84,7 @@ out=$(doctor --store "$store" --server "$url" --image "$CFS_TMP/image.erofs") ||
 line "$out" server | grep -q "^ok .*$url: reachable, $obj answers HTTP 200" || cfs_fail "--image line: $(line "$out" server)"
 
 # An object the server lacks.
-set +e
-out=$(doctor --store "$store" --server "$url" --object "$absent")
-rc=$?
-set -e
-cfs_assert_eq "$rc" 1 "exit with the object absent"
-grep -q "^FAIL  server .*$absent is absent (HTTP 404)" <<<"$out" || cfs_fail "absent object: $out"
+doctor_fails "the object absent" "^FAIL  server .*$absent is absent (HTTP 404)" --store "$store" --server "$url" --object "$absent"
 
 # A server that wants a token: missing, wrong, right.
 tport=$(cfs_free_port)
@@ -90,17 +92,9 @@ cfs_start_nginx "$origin" "$tport" 'if ($http_authorization != "Bearer sekrit") 
 turl="http://127.0.0.1:$tport/objects"
 echo wrong >"$CFS_TMP/bad-token"
 echo sekrit >"$CFS_TMP/token"
-set +e
-out=$(doctor --store "$store" --server "$turl" --object "$obj"); rc=$?
-set -e
-cfs_assert_eq "$rc" 1 "exit without a token"
-grep -q "^FAIL  server .*HTTP 401 (token missing)" <<<"$out" || cfs_fail "token missing: $out"
+doctor_fails "no token" "^FAIL  server .*HTTP 401 (token missing)" --store "$store" --server "$turl" --object "$obj"
 grep -q -- "-> the server wants a token: give --token-file" <<<"$out" || cfs_fail "token advice"
-set +e
-out=$(doctor --store "$store" --server "$turl" --object "$obj" --token-file "$CFS_TMP/bad-token"); rc=$?
-set -e
-cfs_assert_eq "$rc" 1 "exit with a wrong token"
-grep -q "^FAIL  server .*HTTP 401 (token refused)" <<<"$out" || cfs_fail "token refused: $out"
+doctor_fails "a wrong token" "^FAIL  server .*HTTP 401 (token refused)" --store "$store" --server "$turl" --object "$obj" --token-file "$CFS_TMP/bad-token"
 out=$(doctor --store "$store" --server "$turl" --object "$obj" --token-file "$CFS_TMP/token") ||
 	cfs_fail "exit with the right token: $out"
 grep -q "^ok    server .*token accepted" <<<"$out" || cfs_fail "token accepted: $out"
@@ -109,24 +103,12 @@ grep -q "^ok    server .*token accepted" <<<"$out" || cfs_fail "token accepted: 
 mkdir -p "$CFS_TMP/tmpfs"
 mount -t tmpfs -o size=1m tmpfs "$CFS_TMP/tmpfs"
 cfs_track_mount "$CFS_TMP/tmpfs"
-set +e
-out=$(doctor --store "$store" --server "$url" --handoff "$CFS_TMP/tmpfs/handoff"); rc=$?
-set -e
-cfs_assert_eq "$rc" 1 "exit with the hand-off on a tmpfs"
-grep -q "^FAIL  hand-off .*on another filesystem than the store" <<<"$out" || cfs_fail "tmpfs hand-off: $out"
+doctor_fails "the hand-off on a tmpfs" "^FAIL  hand-off .*on another filesystem than the store" --store "$store" --server "$url" --handoff "$CFS_TMP/tmpfs/handoff"
 # Nested in the store: FAIL too.
-set +e
-out=$(doctor --store "$store" --server "$url" --handoff "$store/handoff"); rc=$?
-set -e
-cfs_assert_eq "$rc" 1 "exit with the hand-off inside the store"
-grep -q "^FAIL  hand-off .*nested" <<<"$out" || cfs_fail "nested hand-off: $out"
+doctor_fails "the hand-off inside the store" "^FAIL  hand-off .*nested" --store "$store" --server "$url" --handoff "$store/handoff"
 
 # --max-size larger than the filesystem.
-set +e
-out=$(doctor --store "$store" --server "$url" --max-size 1P); rc=$?
-set -e
-cfs_assert_eq "$rc" 1 "exit with --max-size 1P"
-grep -q "^FAIL  max-size" <<<"$out" || cfs_fail "max-size: $out"
+doctor_fails "--max-size 1P" "^FAIL  max-size" --store "$store" --server "$url" --max-size 1P
 
 # A live mount: the daemon answers, hand-off on, each server's state from its counters.
 remote="$CFS_TMP/remote"
@@ -136,11 +118,7 @@ grep -q "^ok    mount .*answers" <<<"$out" || cfs_fail "mount line: $out"
 grep -q "^ok    mount hand-off .*$store.handoff" <<<"$out" || cfs_fail "mount hand-off line: $out"
 grep -q "^ok    mount server .*state=up" <<<"$out" || cfs_fail "mount server line: $out"
 cfs_stop_cache "$remote"
-set +e
-out=$(doctor --store "$store" --server "$url" --mount "$remote"); rc=$?
-set -e
-cfs_assert_eq "$rc" 1 "exit with no daemon on --mount"
-grep -q "^FAIL  mount .*no cfs-cache daemon answers" <<<"$out" || cfs_fail "dead mount: $out"
+doctor_fails "no daemon on --mount" "^FAIL  mount .*no cfs-cache daemon answers" --store "$store" --server "$url" --mount "$remote"
 
 # --json: valid, one object per check, the verdicts as in the lines.
 set +e
